@@ -1,0 +1,78 @@
+import fs from 'node:fs';
+
+export type Level = 'error' | 'warn' | 'info' | 'debug';
+const rank: Record<Level, number> = { error: 0, warn: 1, info: 2, debug: 3 };
+
+// One readable line per event on stderr (journald adds its own timestamps), and the same
+// lines with a timestamp in pacha.log.path. Secrets never reach here: redact() strips the
+// usual shapes of them in case a message carries one by accident.
+export interface Logger {
+  error(msg: string): void;
+  warn(msg: string): void;
+  info(msg: string): void;
+  debug(msg: string): void;
+  /** Progress lines: shown on a terminal unless --json/quiet; never written to the log file. */
+  progress(msg: string): void;
+  readonly verbose: boolean;
+}
+
+export interface LoggerOptions {
+  verbose?: boolean;
+  quiet?: boolean;
+  file?: string;
+  stream?: NodeJS.WritableStream;
+}
+
+const SECRET = /(-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)|((?:passphrase|password|token|secret)=)\S+/gi;
+
+export function redact(s: string): string {
+  return s.replace(SECRET, (_m, key: string | undefined, assign: string | undefined) =>
+    key ? '[private key redacted]' : `${assign}[redacted]`,
+  );
+}
+
+export function createLogger(opts: LoggerOptions = {}): Logger {
+  const stream = opts.stream ?? process.stderr;
+  const max: Level = opts.verbose ? 'debug' : opts.quiet ? 'warn' : 'info';
+  let fd: number | undefined;
+  if (opts.file) {
+    try {
+      fd = fs.openSync(opts.file, 'a', 0o640);
+    } catch (e) {
+      stream.write(`pacha: warning: cannot open log file ${opts.file}: ${(e as Error).message}\n`);
+    }
+  }
+  const emit = (level: Level, msg: string) => {
+    const line = redact(msg);
+    if (rank[level] <= rank[max]) {
+      const prefix = level === 'error' ? 'error: ' : level === 'warn' ? 'warning: ' : '';
+      stream.write(`${prefix}${line}\n`);
+    }
+    if (fd !== undefined && (level !== 'debug' || opts.verbose)) {
+      fs.writeSync(fd, `${new Date().toISOString()} ${level} ${line}\n`);
+    }
+  };
+  const tty = (stream as NodeJS.WriteStream).isTTY === true;
+  return {
+    verbose: opts.verbose === true,
+    error: (m) => emit('error', m),
+    warn: (m) => emit('warn', m),
+    info: (m) => emit('info', m),
+    debug: (m) => emit('debug', m),
+    progress: (m) => {
+      if (opts.quiet) return;
+      if (tty) stream.write(`\r\x1b[K${m}`);
+      else if (opts.verbose) stream.write(`${m}\n`);
+    },
+  };
+}
+
+/** A logger that drops everything: for library calls in tests. */
+export const silentLogger: Logger = {
+  verbose: false,
+  error() {},
+  warn() {},
+  info() {},
+  debug() {},
+  progress() {},
+};

@@ -1,0 +1,59 @@
+// A transport is how the agent reaches the master's host tree. Three implementations pass one
+// shared test suite: a local folder, the embedded master (pacha-master serve) and OpenSSH's
+// sftp-server. Push and rebuild are written against this interface only.
+//
+// Paths are POSIX paths on the master (e.g. /pacha/hosts/web1/repo/HEAD).
+
+export interface RemoteStat {
+  type: 'file' | 'dir' | 'symlink' | 'other';
+  size: number;
+  mtimeMs: number;
+  mode: number;
+}
+
+export interface RemoteEntry extends RemoteStat {
+  name: string;
+}
+
+export interface Transport {
+  /** For messages: "sftp://bar_user@master.example.com:22", "file:///srv/pacha". */
+  readonly description: string;
+  /** null when the path does not exist. */
+  stat(path: string): Promise<RemoteStat | null>;
+  list(dir: string): Promise<RemoteEntry[]>;
+  readFile(path: string): Promise<Buffer>;
+  /** Create or truncate and write a whole (small) file. */
+  writeFile(path: string, data: Uint8Array | string): Promise<void>;
+  /** Create a file that must not exist yet (exclusive): false if it already exists. Used for locks. */
+  createExclusive(path: string, data: Uint8Array | string): Promise<boolean>;
+  /** Stream a remote file to a local file; resolves when the local file is complete. */
+  download(remote: string, localFile: string): Promise<void>;
+  /** Stream a local file to the remote path. */
+  upload(localFile: string, remote: string): Promise<void>;
+  /** Atomic rename, replacing an existing target (posix-rename@openssh.com on OpenSSH). */
+  rename(from: string, to: string): Promise<void>;
+  mkdirp(path: string): Promise<void>;
+  /** Remove a file (not a directory); no error when it is already gone. */
+  remove(path: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Where things live in one host's folder on the master (the design's "Master host tree"). */
+export interface MasterHostPaths {
+  dir: string;
+  repo: string;
+  pre: string;
+  post: string;
+  lock: string;
+}
+
+export function masterHostPaths(hostsPath: string, host: string): MasterHostPaths {
+  const dir = `${hostsPath.replace(/\/+$/, '')}/${host}`;
+  return {
+    dir,
+    repo: `${dir}/repo`,
+    pre: `${dir}/pacha_pre`,
+    post: `${dir}/pacha_post`,
+    lock: `${dir}/repo/pacha-push.lock`,
+  };
+}
