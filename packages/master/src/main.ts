@@ -1,2 +1,3 @@
-process.stderr.write('pacha-master: not built yet\n');
-process.exitCode = 1;
+import { run } from './cli.ts';
+
+process.exitCode = await run(process.argv.slice(2));

@@ -1,0 +1,83 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { RemoteEntry, RemoteStat, Transport } from './transport.ts';
+
+// The master's host tree in a local folder (pacha.host = file://): for a master on the same
+// machine, a mounted network filesystem, and the tests. Same semantics as the SFTP transports.
+
+function toStat(st: fs.Stats): RemoteStat {
+  return {
+    type: st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other',
+    size: st.size,
+    mtimeMs: st.mtimeMs,
+    mode: st.mode & 0o7777,
+  };
+}
+
+export class LocalTransport implements Transport {
+  readonly description: string;
+  constructor(label = 'file://') {
+    this.description = label;
+  }
+
+  async stat(p: string): Promise<RemoteStat | null> {
+    try {
+      return toStat(await fsp.lstat(p));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    }
+  }
+
+  async list(dir: string): Promise<RemoteEntry[]> {
+    const names = await fsp.readdir(dir);
+    const out: RemoteEntry[] = [];
+    for (const name of names) {
+      const st = await this.stat(path.join(dir, name));
+      if (st) out.push({ name, ...st });
+    }
+    return out;
+  }
+
+  readFile(p: string): Promise<Buffer> {
+    return fsp.readFile(p);
+  }
+
+  async writeFile(p: string, data: Uint8Array | string): Promise<void> {
+    await fsp.writeFile(p, data);
+  }
+
+  async createExclusive(p: string, data: Uint8Array | string): Promise<boolean> {
+    try {
+      await fsp.writeFile(p, data, { flag: 'wx' });
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw e;
+    }
+  }
+
+  async download(remote: string, localFile: string): Promise<void> {
+    await pipeline(fs.createReadStream(remote), fs.createWriteStream(localFile, { mode: 0o600 }));
+  }
+
+  async upload(localFile: string, remote: string): Promise<void> {
+    await pipeline(fs.createReadStream(localFile), fs.createWriteStream(remote, { mode: 0o644 }));
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    await fsp.rename(from, to);
+  }
+
+  async mkdirp(p: string): Promise<void> {
+    await fsp.mkdir(p, { recursive: true });
+  }
+
+  async remove(p: string): Promise<void> {
+    await fsp.rm(p, { force: true });
+  }
+
+  async close(): Promise<void> {}
+}
