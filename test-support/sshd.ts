@@ -88,7 +88,7 @@ function skipMessage(what: string): string {
  * Start sshd. Returns null (after a loud message) when sshd is missing outside CI.
  * `what` names the tests that would be skipped, for the message.
  */
-export async function startSshd(opts: { what?: string; tmpDir?: string } = {}): Promise<SshdHandle | null> {
+export async function startSshd(opts: { what?: string; tmpDir?: string; /** appended to sshd_config (e.g. a Match block) */ extraConfig?: string[] } = {}): Promise<SshdHandle | null> {
   if (!sshdAvailable()) {
     if (process.env.CI === 'true') throw new Error(`OpenSSH sshd is required in CI but ${SSHD_BIN} (or ssh-keygen) is missing`);
     console.warn(skipMessage(opts.what ?? 'the OpenSSH tests'));
@@ -144,9 +144,11 @@ export async function startSshd(opts: { what?: string; tmpDir?: string } = {}): 
         'X11Forwarding no',
         'AllowTcpForwarding no',
         'AcceptEnv none',
+        ...(opts.extraConfig ?? []),
       ].join('\n') + '\n',
     );
     const child = spawn(SSHD_BIN, ['-D', '-e', '-f', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    killOnExit(child);
     let output = '';
     child.stderr!.on('data', (d) => (output += d));
     const ready = await waitForPort(port, child, 10_000);
@@ -194,6 +196,28 @@ export async function waitForPort(port: number, child: ChildProcess, timeoutMs: 
     await new Promise((r) => setTimeout(r, 50));
   }
   return false;
+}
+
+// Servers still running when the test process exits (a test that timed out before its
+// afterAll) are killed, so they never outlive the run.
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+export function killOnExit(child: ChildProcess): void {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const c of running) {
+        try {
+          c.kill('SIGCONT');
+          c.kill('SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    });
+  }
 }
 
 /** SIGTERM (after SIGCONT, in case a test stopped it), SIGKILL after 3 s. */

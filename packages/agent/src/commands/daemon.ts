@@ -1,10 +1,13 @@
 import type { CommandModule } from 'yargs';
-import { PachaError } from '@pacha/shared/errors';
+import { runDaemon } from '../daemon/daemon.ts';
+import type { GlobalArgs } from '../context.ts';
 
-export const daemonCommand: CommandModule = {
+export const daemonCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'daemon',
-  describe: 'run the agent in the foreground: watch, snapshot, push',
-  handler: () => {
-    throw new PachaError('daemon: not built yet');
+  describe: 'run the agent in the foreground (for systemd): watch, snapshot, push; SIGHUP reloads, SIGTERM stops',
+  handler: async (args) => {
+    await runDaemon({ configPath: args.config, verbose: args.verbose === true });
+    // Everything is closed by now; do not let a stray handle (a slow callback POST) keep us up.
+    setTimeout(() => process.exit(process.exitCode ?? 0), 3000).unref();
   },
 };

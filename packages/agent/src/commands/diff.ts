@@ -1,10 +1,48 @@
 import type { CommandModule } from 'yargs';
-import { PachaError } from '@pacha/shared/errors';
+import type { PathChange } from '@pacha/shared/snapshot/changes';
+import { escapeField, formatMode } from '@pacha/shared/snapshot/format';
+import { createContext, type GlobalArgs } from '../context.ts';
 
-export const diffCommand: CommandModule = {
+// Read-only: the exit code is 0 whether or not there are differences (like `git status`, not
+// `git diff --exit-code`); scripts read --json.
+
+function describe(c: PathChange): string {
+  const p = '/' + escapeField(c.path);
+  if (c.kind === 'added') return `added    ${p}`;
+  if (c.kind === 'deleted') return `deleted  ${p}`;
+  const a = c.before!;
+  const b = c.after!;
+  const parts = c.details.map((d) => {
+    switch (d) {
+      case 'mode':
+        return `mode ${formatMode(a.mode)} -> ${formatMode(b.mode)}`;
+      case 'owner':
+        return `owner ${a.user || '?'}:${a.uid} -> ${b.user || '?'}:${b.uid}`;
+      case 'group':
+        return `group ${a.group || '?'}:${a.gid} -> ${b.group || '?'}:${b.gid}`;
+      case 'target':
+        return `target ${escapeField(a.target ?? '')} -> ${escapeField(b.target ?? '')}`;
+      case 'type':
+        return `type ${a.type} -> ${b.type}`;
+      default:
+        return d;
+    }
+  });
+  return `changed  ${p} (${parts.join(', ')})`;
+}
+
+export const diffCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'diff',
-  describe: 'show how the live files differ from the last snapshot (changes nothing)',
-  handler: () => {
-    throw new PachaError('diff: not built yet');
+  describe: 'show how the live files differ from the last snapshot (changes nothing; exit 0)',
+  handler: async (args) => {
+    const ctx = createContext(args, { ensureState: false });
+    const { diffLive } = await import('@pacha/shared/snapshot/engine');
+    const d = await diffLive(ctx);
+    const text = d.changes.length === 0 ? 'no differences' : d.changes.map(describe).join('\n');
+    ctx.print(text, {
+      base: d.base,
+      changes: d.changes.map((c) => ({ path: '/' + c.path, kind: c.kind, details: c.details })),
+      warnings: d.warnings,
+    });
   },
 };

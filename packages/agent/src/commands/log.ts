@@ -1,10 +1,42 @@
 import type { CommandModule } from 'yargs';
-import { PachaError } from '@pacha/shared/errors';
+import { PachaError, UsageError } from '@pacha/shared/errors';
+import type { SnapshotInfo } from '@pacha/shared/snapshot/read';
+import type { ChangeSummary } from '@pacha/shared/snapshot/engine';
+import { createContext, type GlobalArgs } from '../context.ts';
 
-export const logCommand: CommandModule = {
+interface Args extends GlobalArgs {
+  host?: string;
+  n?: number;
+}
+
+// Same words as the commit's first line (kept here so that loading this command stays light).
+function summaryLine(s: Pick<ChangeSummary, 'added' | 'changed' | 'deleted' | 'metadataOnly'>): string {
+  return `${s.added} added, ${s.changed} changed, ${s.deleted} deleted, ${s.metadataOnly} metadata-only`;
+}
+
+function line(s: SnapshotInfo): string {
+  const first = s.message.split('\n')[0];
+  return `${s.time.toISOString()}  ${s.commit.slice(0, 12)}  ${s.summary ? summaryLine(s.summary) : first}`;
+}
+
+export const logCommand: CommandModule<GlobalArgs, Args> = {
   command: 'log [host]',
-  describe: 'snapshot history',
-  handler: () => {
-    throw new PachaError('log [host]: not built yet');
+  describe: 'snapshot history (newest first): time, commit, what changed',
+  builder: (y) =>
+    y
+      .positional('host', { type: 'string', describe: "another host's history on the master (default: this host)" })
+      .option('n', { type: 'number', describe: 'show at most N snapshots' }),
+  handler: async (args) => {
+    const ctx = createContext(args, { ensureState: false });
+    if (args.n !== undefined && (!Number.isInteger(args.n) || args.n < 1)) throw new UsageError(`-n ${args.n}: accepted: a whole number of snapshots, 1 or more`);
+    if (args.host !== undefined && args.host !== ctx.config.hostname) {
+      throw new PachaError(`pacha log ${args.host}: reading another host's history needs the master, which this build cannot reach yet`, {
+        hint: `pacha log without a host shows this host (${ctx.config.hostname})`,
+      });
+    }
+    const { listSnapshots } = await import('@pacha/shared/snapshot/read');
+    const list = await listSnapshots(ctx.state.repo, args.n);
+    const text = list.length === 0 ? 'no snapshots yet' : list.map(line).join('\n');
+    ctx.print(text, list.map((s) => ({ commit: s.commit, time: s.time.toISOString(), summary: s.summary, message: s.message.split('\n')[0] })));
   },
 };

@@ -1,10 +1,22 @@
 import type { CommandModule } from 'yargs';
-import { PachaError } from '@pacha/shared/errors';
+import { acquireLock } from '@pacha/shared/lock';
+import { pushSnapshots } from '@pacha/shared/push/push';
+import { createContext, type GlobalArgs } from '../context.ts';
 
-export const pushCommand: CommandModule = {
+export const pushCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'push',
   describe: 'send the snapshots the master lacks',
-  handler: () => {
-    throw new PachaError('push: not built yet');
+  handler: async (args) => {
+    const ctx = createContext(args);
+    const lock = acquireLock(ctx.state.lock, 'push', ctx.log);
+    try {
+      const r = await pushSnapshots(ctx);
+      const text = r.commits === 0
+        ? r.remoteHead === null ? 'nothing to push: no snapshots yet' : `master is up to date (${r.remoteHead.slice(0, 12)})`
+        : `pushed ${r.commits} snapshot(s): ${r.objects} objects, ${r.bytes} bytes; master at ${r.remoteHead!.slice(0, 12)}`;
+      ctx.print(text, { upToDate: r.commits === 0, ...r });
+    } finally {
+      lock.release();
+    }
   },
 };

@@ -1,10 +1,20 @@
 import type { CommandModule } from 'yargs';
-import { PachaError } from '@pacha/shared/errors';
+import { PachaError, errorMessage } from '@pacha/shared/errors';
+import { readReport, type ReportFile } from '@pacha/shared/status';
+import { createContext, type GlobalArgs } from '../context.ts';
+import { formatReport } from '../daemon/report-view.ts';
 
-export const reportCommand: CommandModule = {
+export const reportCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'report',
-  describe: 'timings of the phases of the last snapshot, push and rebuild',
-  handler: () => {
-    throw new PachaError('report: not built yet');
+  describe: 'timings of the phases of the last snapshot, push and rebuild, with bytes and files',
+  handler: (args) => {
+    const ctx = createContext(args, { ensureState: false });
+    let report: ReportFile;
+    try {
+      report = readReport(ctx.state);
+    } catch (e) {
+      throw new PachaError(`cannot read ${ctx.state.report}: ${errorMessage(e)}`);
+    }
+    ctx.print(formatReport(report), report);
   },
 };

@@ -1,10 +1,20 @@
 import type { CommandModule } from 'yargs';
-import { PachaError } from '@pacha/shared/errors';
+import { PachaError, errorMessage } from '@pacha/shared/errors';
+import { readStatus } from '@pacha/shared/status';
+import { createContext, type GlobalArgs } from '../context.ts';
+import { gatherStatus, formatStatus } from '../daemon/status-view.ts';
 
-export const statusCommand: CommandModule = {
+export const statusCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'status',
-  describe: 'daemon, last snapshot, last push, pending, last error',
-  handler: () => {
-    throw new PachaError('status: not built yet');
+  describe: 'daemon alive, watched paths, last snapshot, last push, pending, last error',
+  handler: async (args) => {
+    const ctx = createContext(args, { ensureState: false });
+    try {
+      readStatus(ctx.state);
+    } catch (e) {
+      throw new PachaError(`cannot read ${ctx.state.status}: ${errorMessage(e)}`);
+    }
+    const view = await gatherStatus(ctx.config, ctx.state);
+    ctx.print(formatStatus(view), view);
   },
 };

@@ -1,10 +1,87 @@
 import type { CommandModule } from 'yargs';
-import { PachaError } from '@pacha/shared/errors';
+import { createLogger } from '@pacha/shared/log';
+import { UsageError } from '@pacha/shared/errors';
+import { masterLayout, DEFAULT_HOSTS_PATH, DEFAULT_VIRTUAL_HOSTS_PATH } from '../layout.ts';
+import { SERVE_DEFAULTS, startMaster } from '../server.ts';
 
-export const serveCommand: CommandModule = {
+interface ServeArgs {
+  listen: string;
+  'hosts-path'?: string;
+  'host-key'?: string;
+  'keys-dir'?: string;
+  'virtual-path': string[];
+  'max-connections': number;
+  'max-auth-tries': number;
+  'max-address-failures': number;
+  'idle-timeout': number;
+  'login-grace': number;
+  'log-file'?: string;
+  verbose?: boolean;
+}
+
+export const DEFAULT_LISTEN = '0.0.0.0:2222';
+
+/** "ADDR:PORT", "[v6]:PORT" or ":PORT" -> host and port. */
+export function parseListen(v: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(v);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new UsageError(`--listen ${v}: not an address and port (accepted: ADDR:PORT such as 0.0.0.0:2222, [::]:2222, 127.0.0.1:0 for any free port)`);
+  }
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+export const serveCommand: CommandModule<{}, ServeArgs> = {
   command: 'serve',
   describe: 'run the embedded SFTP master',
-  handler: () => {
-    throw new PachaError('serve: not built yet');
+  builder: (y) =>
+    y
+      .option('listen', { type: 'string', default: DEFAULT_LISTEN, describe: 'address and port to listen on' })
+      .option('hosts-path', { type: 'string', describe: `folder holding one folder per host (default ${DEFAULT_HOSTS_PATH} under PACHA_ROOT_DIR)` })
+      .option('host-key', { type: 'string', describe: "the server's ed25519 host key, created on first start (default <hosts-path>/../ssh_host_ed25519_key)" })
+      .option('keys-dir', { type: 'string', describe: "hosts' public keys, <host>.pub (default <hosts-path>/../keys)" })
+      .option('virtual-path', { type: 'string', array: true, default: [DEFAULT_VIRTUAL_HOSTS_PATH], describe: "the agents' pacha.hosts.path (repeatable)" })
+      .option('max-connections', { type: 'number', default: SERVE_DEFAULTS.maxConnections, describe: 'open connections at most' })
+      .option('max-auth-tries', { type: 'number', default: SERVE_DEFAULTS.maxAuthTries, describe: 'failed authentications per connection' })
+      .option('max-address-failures', { type: 'number', default: SERVE_DEFAULTS.maxAddressFailures, describe: 'failed authentications from one address per minute before it is refused for the rest of that minute' })
+      .option('idle-timeout', { type: 'number', default: SERVE_DEFAULTS.idleTimeoutMs / 1000, describe: 'seconds before an idle session is closed' })
+      .option('login-grace', { type: 'number', default: SERVE_DEFAULTS.loginGraceMs / 1000, describe: 'seconds allowed to authenticate' })
+      .option('log-file', { type: 'string', describe: 'also log to this file' }) as any,
+  handler: async (args) => {
+    const { host, port } = parseListen(args.listen);
+    for (const [name, v] of [['max-connections', args['max-connections']], ['max-auth-tries', args['max-auth-tries']], ['max-address-failures', args['max-address-failures']]] as const) {
+      if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${name} ${v}: accepted: a whole number of 1 or more`);
+    }
+    for (const [name, v] of [['idle-timeout', args['idle-timeout']], ['login-grace', args['login-grace']]] as const) {
+      if (!Number.isFinite(v) || v <= 0) throw new UsageError(`--${name} ${v}: accepted: seconds, more than 0`);
+    }
+    for (const v of args['virtual-path']) {
+      if (!v.startsWith('/')) throw new UsageError(`--virtual-path ${v}: accepted: an absolute path such as ${DEFAULT_VIRTUAL_HOSTS_PATH}`);
+    }
+    const log = createLogger({ verbose: args.verbose === true, file: args['log-file'] });
+    const layout = masterLayout({ hostsPath: args['hosts-path'], keysDir: args['keys-dir'], hostKey: args['host-key'] });
+    const master = await startMaster({
+      ...SERVE_DEFAULTS,
+      layout,
+      listenHost: host,
+      listenPort: port,
+      virtualRoots: args['virtual-path'],
+      maxConnections: args['max-connections'],
+      maxAuthTries: args['max-auth-tries'],
+      maxAddressFailures: args['max-address-failures'],
+      idleTimeoutMs: args['idle-timeout'] * 1000,
+      loginGraceMs: args['login-grace'] * 1000,
+      log,
+    });
+    // Tests and supervisors read this line for the port (with --listen ...:0).
+    log.info(`pacha-master listening on ${master.host}:${master.port}; hosts ${layout.hostsPath}, keys ${layout.keysDir}; host key ${master.hostPublicKey.split(' ')[0]} ${master.fingerprint}`);
+    await new Promise<void>((resolve) => {
+      const stop = (sig: string) => {
+        log.info(`${sig}: stopping`);
+        void master.close().then(resolve);
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
   },
 };

@@ -1,8 +1,24 @@
-// STUB: owned by the push engineer; replace keeping these signatures.
+import fs from 'node:fs';
+import path from 'node:path';
 import type { PachaConfig } from '../config.ts';
+import { PachaError, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { StatePaths } from '../state.ts';
-import type { Transport } from '../transport/transport.ts';
+import { updateJson, type StatePaths } from '../state.ts';
+import { masterHostPaths, type MasterHostPaths, type Transport } from '../transport/transport.ts';
+import { openTransport } from '../transport/open.ts';
+import { ObjectStore } from './object-store.ts';
+import { commitsAfter, selectObjects } from './pack-select.ts';
+import { buildPack } from './pack-build.ts';
+import { acquireRemoteLock } from './remote-lock.ts';
+import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.ts';
+import { clearLeftovers, ensureRemoteRepo, randomTag, readRemoteHead, writeRemoteHead, TMP_PACK_PREFIX, TMP_IDX_PREFIX, isNotFound } from './remote-repo.ts';
+import { crashPoint, crashTestTransport } from './crash-hook.ts';
+
+// `pacha push`: send the snapshots the master lacks (docs/push-protocol.md).
+//   connect → lock → negotiate (read the master's ref) → pack (one pack of the missing objects)
+//   → upload under temporary names → rename into place, .idx last → replace the ref → unlock.
+// Every step before the ref rename only adds files git does not look at yet, and the ref rename
+// is atomic, so a crash at any point leaves the master at the old or the new snapshot.
 
 export interface PushEnv {
   config: PachaConfig;
@@ -21,8 +37,208 @@ export interface PushResult {
   phases: Record<string, number>;
 }
 
-export async function pushSnapshots(env: PushEnv, opts: { transport?: Transport; signal?: AbortSignal } = {}): Promise<PushResult> {
-  void env;
-  void opts;
-  throw new Error('pushSnapshots: not built yet');
+export interface PushOptions {
+  /** Use this connection (the caller keeps and closes it) instead of opening one from the config. */
+  transport?: Transport;
+  signal?: AbortSignal;
+  retry?: Partial<RetryPolicy>;
+}
+
+export interface PushStatus {
+  lastPush?: { time: string; commit: string | null; commits: number; bytes: number };
+  pending?: number;
+  lastError?: { time: string; operation: string; message: string } | null;
+}
+
+class Phases {
+  readonly ms: Record<string, number> = {};
+  private t = performance.now();
+  private name: string | undefined;
+  start(name: string): void {
+    this.stop();
+    this.name = name;
+    this.t = performance.now();
+  }
+  stop(): void {
+    if (this.name !== undefined) this.ms[this.name] = Math.round((this.ms[this.name] ?? 0) + performance.now() - this.t);
+    this.name = undefined;
+  }
+}
+
+export async function pushSnapshots(env: PushEnv, opts: PushOptions = {}): Promise<PushResult> {
+  const { config, state, log } = env;
+  const host = config.hostname;
+  const remote = masterHostPaths(config.hostsPath, host);
+  const store = new ObjectStore(state.repo);
+  const policy = { ...DEFAULT_RETRY, ...opts.retry };
+  let pending: number | undefined;
+  try {
+    const localHead = fs.existsSync(state.repo) ? store.readRef('refs/heads/main') : null;
+    if (localHead === null) {
+      log.info('no local snapshots yet: nothing to push');
+      return { commits: 0, objects: 0, bytes: 0, remoteHead: null, phases: {} };
+    }
+    const result = await withRetry(`push to ${config.host ?? 'the master'}`, policy, log, async () => {
+      const r = await pushOnce(env, store, localHead, remote, opts, (n) => (pending = n));
+      return r;
+    }, opts.signal);
+    const now = new Date().toISOString();
+    const prev = readStatus(state);
+    updateJson<PushStatus>(state.status, {
+      lastPush: { time: now, commit: result.remoteHead, commits: result.commits, bytes: result.bytes },
+      pending: 0,
+      ...(prev.lastError?.operation === 'push' ? { lastError: null } : {}),
+    });
+    updateJson(state.report, { push: { time: now, phases: result.phases, bytes: result.bytes, objects: result.objects, commits: result.commits } });
+    return result;
+  } catch (err) {
+    try {
+      // Master unreachable: count what is waiting from the last commit known to be there.
+      if (pending === undefined) pending = pendingSinceLastPush(store, state);
+      updateJson<PushStatus>(state.status, {
+        ...(pending !== undefined ? { pending } : {}),
+        lastError: { time: new Date().toISOString(), operation: 'push', message: errorMessage(err) },
+      });
+    } catch (e) {
+      log.debug(`could not record the push failure in ${state.status}: ${errorMessage(e)}`);
+    }
+    throw err;
+  } finally {
+    store.close();
+  }
+}
+
+function pendingSinceLastPush(store: ObjectStore, state: StatePaths): number | undefined {
+  try {
+    const head = store.readRef('refs/heads/main');
+    const pushed = readStatus(state).lastPush?.commit ?? null;
+    if (head === null) return 0;
+    if (pushed !== null && !store.has(pushed)) return undefined;
+    return commitsAfter(store, head, pushed, 'last pushed commit').length;
+  } catch {
+    return undefined;
+  }
+}
+
+function readStatus(state: StatePaths): PushStatus {
+  try {
+    return JSON.parse(fs.readFileSync(state.status, 'utf8')) as PushStatus;
+  } catch {
+    return {};
+  }
+}
+
+async function pushOnce(
+  env: PushEnv,
+  store: ObjectStore,
+  localHead: string,
+  remote: MasterHostPaths,
+  opts: PushOptions,
+  setPending: (n: number) => void,
+): Promise<PushResult> {
+  const { config, state, log } = env;
+  const phases = new Phases();
+  phases.start('connect');
+  const own = opts.transport === undefined;
+  const t = crashTestTransport(opts.transport ?? (await openTransport(config, log)));
+  crashPoint('connected');
+  const tmpDir = path.join(state.dir, 'push-tmp');
+  try {
+    phases.start('negotiate');
+    // The lock lives in the repository folder: create the folder only when it is missing
+    // (first push), saving the round trips of mkdirp on every later push.
+    let lock;
+    try {
+      lock = await acquireRemoteLock(t, remote.lock, config.hostname, log);
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+      await t.mkdirp(remote.repo);
+      lock = await acquireRemoteLock(t, remote.lock, config.hostname, log);
+    }
+    crashPoint('locked');
+    try {
+      const leftovers = await clearLeftovers(t, remote, log);
+      if (leftovers > 0) log.info(`removed ${leftovers} temporary file(s) of an interrupted push`);
+      crashPoint('cleared');
+      if (await ensureRemoteRepo(t, remote)) log.info(`created ${remote.repo} on the master`);
+      crashPoint('repo-ready');
+      const remoteHead = await readRemoteHead(t, remote);
+      log.debug(`master ${t.description} has ${remote.repo} at ${remoteHead ?? '(no snapshot)'}; local head ${localHead}`);
+      if (remoteHead === localHead) {
+        setPending(0);
+        phases.stop();
+        return { commits: 0, objects: 0, bytes: 0, remoteHead, phases: phases.ms };
+      }
+      const commits = commitsAfter(store, localHead, remoteHead, `${remote.repo} (refs/heads/main)`);
+      setPending(commits.length);
+      crashPoint('negotiated');
+
+      phases.start('pack');
+      const sel = selectObjects(store, commits);
+      const pack = buildPack(store, sel.objects, tmpDir, (done, total) => log.progress(`packing ${done}/${total} objects`));
+      log.debug(`pack of ${pack.objects} objects, ${pack.bytes} bytes (${pack.copied} copied as stored, ${pack.deflated} deflated)`);
+      crashPoint('packed');
+
+      phases.start('upload');
+      const name = `pack-${pack.checksum}`;
+      const dir = `${remote.repo}/objects/pack`;
+      const tag = randomTag();
+      const tmpPack = `${dir}/${TMP_PACK_PREFIX}${pack.checksum}-${tag}`;
+      const tmpIdx = `${dir}/${TMP_IDX_PREFIX}${pack.checksum}-${tag}`;
+      log.progress(`uploading ${pack.bytes} bytes to ${t.description}`);
+      // Both files go up together (neither is visible to git under its temporary name).
+      await Promise.all([
+        t.upload(pack.packFile, tmpPack).then(() => crashPoint('pack-uploaded')),
+        t.upload(pack.idxFile, tmpIdx).then(() => crashPoint('idx-uploaded')),
+      ]);
+      await Promise.all([checkUploaded(t, tmpPack, pack.packFile), checkUploaded(t, tmpIdx, pack.idxFile)]);
+      crashPoint('upload-checked');
+      // A pack of the same name is the same content (named by its checksum): an earlier,
+      // interrupted push already put it in place; keep it (the master never overwrites objects).
+      await placeFile(t, tmpPack, `${dir}/${name}.pack`);
+      crashPoint('pack-renamed');
+      await placeFile(t, tmpIdx, `${dir}/${name}.idx`);
+      crashPoint('idx-renamed');
+
+      phases.start('ref');
+      const now = await readRemoteHead(t, remote);
+      if (now !== remoteHead) {
+        throw new PachaError(`the master's ref of ${config.hostname} moved during the push (${remoteHead} -> ${now}): another writer?`, {
+          hint: 'run pacha push again; it negotiates afresh',
+        });
+      }
+      crashPoint('ref-checked');
+      await writeRemoteHead(t, remote, localHead);
+      crashPoint('ref-written');
+      setPending(0);
+      phases.stop();
+      log.info(`pushed ${commits.length} snapshot(s), ${pack.objects} objects, ${pack.bytes} bytes to ${t.description}`);
+      return { commits: commits.length, objects: pack.objects, bytes: pack.bytes, remoteHead: localHead, phases: phases.ms };
+    } finally {
+      await lock.release().catch((e: unknown) => log.debug(`could not release ${remote.lock}: ${errorMessage(e)}`));
+      crashPoint('unlocked');
+    }
+  } finally {
+    fs.rmSync(tmpDir, { recursive: true, force: true });
+    if (own) await t.close().catch(() => undefined);
+  }
+}
+
+async function checkUploaded(t: Transport, remotePath: string, localFile: string): Promise<void> {
+  const st = await t.stat(remotePath);
+  const want = fs.statSync(localFile).size;
+  if (!st || st.size !== want) {
+    const err = new Error(`upload of ${remotePath} is incomplete (${st ? st.size : 'no file'} of ${want} bytes): connection lost?`);
+    (err as Error & { transient: boolean }).transient = true;
+    throw err;
+  }
+}
+
+async function placeFile(t: Transport, tmp: string, final: string): Promise<void> {
+  const [existing, mine] = await Promise.all([t.stat(final), t.stat(tmp)]);
+  if (existing && mine && existing.size === mine.size) {
+    await t.remove(tmp).catch(() => undefined);
+    return;
+  }
+  await t.rename(tmp, final);
 }

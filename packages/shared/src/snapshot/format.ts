@@ -20,7 +20,8 @@
 // a symlink as a 120000 entry whose blob is the target, a directory as a tree. Directories that
 // end up empty are only in the metadata (git cannot hold empty trees meaningfully). Names that
 // native git refuses in a tree (`git fsck --strict`: .git and its NTFS/HFS look-alikes, .gitmodules
-// and the other .git* files) are stored under an encoded name; see gitName()/realName().
+// and the other .git* files), and names with a backslash (which isomorphic-git refuses), are stored
+// under an encoded name; see gitName()/realName().
 
 export const FORMAT_VERSION = 1;
 export const PACHA_DIR = '.pacha';
@@ -198,6 +199,8 @@ const HFS_IGNORABLE = /[\u200c-\u200f\u202a-\u202e\u206a-\u206f\ufeff]/u;
 /** Would native git (fsck --strict) refuse or treat specially this name in a tree? */
 function needsEncoding(name: string): boolean {
   if (name.startsWith(ENCODED_PREFIX)) return true;
+  // isomorphic-git (our reader) refuses a backslash in a tree entry name.
+  if (name.includes('\\')) return true;
   const lower = name.toLowerCase();
   if (lower.startsWith('.git') || lower.startsWith('git~') || lower.startsWith('gitmod~')) return true;
   if (HFS_IGNORABLE.test(name)) {

@@ -1,0 +1,73 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+// Generated trees for benchmarks: deterministic (seeded) text-like files, so runs compare alike.
+
+export function tempDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `pacha-bench-${prefix}-`));
+}
+
+/** A small seeded PRNG (mulberry32). */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const WORDS = 'server listen port user group include path timeout enable disable log level cache root index worker allow deny proxy upstream ssl cert key max min'.split(' ');
+
+/** Text that looks like a configuration file, `size` bytes long. */
+export function textOf(size: number, rnd: () => number): Buffer {
+  const parts: string[] = [];
+  let n = 0;
+  while (n < size) {
+    const line = `${WORDS[Math.floor(rnd() * WORDS.length)]} = ${Math.floor(rnd() * 1e9).toString(36)} ${WORDS[Math.floor(rnd() * WORDS.length)]}\n`;
+    parts.push(line);
+    n += line.length;
+  }
+  return Buffer.from(parts.join('')).subarray(0, size);
+}
+
+export interface TreeSpec {
+  files: number;
+  dirs: number;
+  minSize: number;
+  maxSize: number;
+  seed?: number;
+}
+
+/** Write `files` files spread over `dirs` directories (d0000/f00000...) under dir. */
+export function generateTree(dir: string, spec: TreeSpec): { files: number; bytes: number } {
+  const rnd = prng(spec.seed ?? 1);
+  let bytes = 0;
+  for (let d = 0; d < spec.dirs; d++) fs.mkdirSync(path.join(dir, `d${String(d).padStart(4, '0')}`), { recursive: true });
+  for (let f = 0; f < spec.files; f++) {
+    const d = f % spec.dirs;
+    const size = spec.minSize + Math.floor(rnd() * (spec.maxSize - spec.minSize + 1));
+    fs.writeFileSync(path.join(dir, `d${String(d).padStart(4, '0')}`, `f${String(f).padStart(6, '0')}.conf`), textOf(size, rnd));
+    bytes += size;
+  }
+  return { files: spec.files, bytes };
+}
+
+/** A file of `size` bytes of incompressible data, written in chunks (memory stays small). */
+export function generateBigFile(file: string, size: number): void {
+  const fd = fs.openSync(file, 'w');
+  const chunk = Buffer.alloc(8 * 1024 * 1024);
+  const rnd = prng(7);
+  for (let i = 0; i < chunk.length; i += 4) chunk.writeUInt32LE((rnd() * 4294967296) >>> 0, i);
+  try {
+    for (let off = 0; off < size; off += chunk.length) {
+      chunk.writeUInt32LE(off >>> 0, 0);
+      fs.writeSync(fd, chunk, 0, Math.min(chunk.length, size - off));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -1,0 +1,213 @@
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { silentLogger } from '@pacha/shared/log';
+import { Backoff, backoffFromEnv } from '../src/daemon/backoff.ts';
+import { DirtyBatcher, MIN_SETTLE_MS } from '../src/daemon/batcher.ts';
+import { PushHealth, postCallback, FAILURES_BEFORE_NOTICE, type PushNotice } from '../src/daemon/callback-notify.ts';
+import { ReconcileSchedule } from '../src/daemon/scheduler.ts';
+import { TreeWatcher } from '../src/daemon/watcher.ts';
+import { ignoreMatcher } from '../src/daemon/ignore.ts';
+
+// The daemon's parts one by one, with real timers, a real inotify watcher and a real HTTP server.
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await sleep(20);
+  }
+}
+
+describe('Backoff', () => {
+  it('doubles from the initial delay up to the cap, jitter within bounds', () => {
+    const b = new Backoff({ initialMs: 5000, maxMs: 300_000, jitter: 0, random: () => 0.5 });
+    const seq = Array.from({ length: 10 }, () => b.next());
+    expect(seq).toEqual([5000, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000, 300_000, 300_000]);
+    expect(b.failures).toBe(10);
+    b.reset();
+    expect(b.next()).toBe(5000);
+    const lo = new Backoff({ initialMs: 1000, jitter: 0.2, random: () => 0 });
+    const hi = new Backoff({ initialMs: 1000, jitter: 0.2, random: () => 0.999999 });
+    expect(lo.next()).toBe(800);
+    expect(hi.next()).toBe(1200);
+    const capped = new Backoff({ initialMs: 1000, maxMs: 1000, jitter: 0.2, random: () => 0.999999 });
+    expect(capped.next()).toBe(1000);
+  });
+
+  it('reads overrides from the environment and ignores nonsense', () => {
+    expect(backoffFromEnv({ PACHA_RETRY_INITIAL_MS: '200', PACHA_RETRY_MAX_MS: '1000' })).toEqual({ initialMs: 200, maxMs: 1000 });
+    expect(backoffFromEnv({ PACHA_RETRY_INITIAL_MS: 'soon', PACHA_RETRY_MAX_MS: '-4' })).toEqual({ initialMs: undefined, maxMs: undefined });
+  });
+});
+
+describe('DirtyBatcher', () => {
+  it('is due at most delay after the FIRST change, later changes join the batch', async () => {
+    let dueAt = 0;
+    const b = new DirtyBatcher(300, () => (dueAt = Date.now()));
+    const t0 = Date.now();
+    b.mark('/etc/a');
+    await sleep(150);
+    b.mark('/etc/b');
+    b.mark('/etc/a');
+    expect(b.isDue).toBe(false);
+    await until(() => dueAt > 0);
+    expect(dueAt - t0).toBeGreaterThanOrEqual(290);
+    expect(dueAt - t0).toBeLessThan(450); // not pushed back by the change at 150 ms
+    expect(b.isDue).toBe(true);
+    const batch = b.take()!;
+    expect(batch.paths!.sort()).toEqual(['/etc/a', '/etc/b']);
+    expect(b.isEmpty).toBe(true);
+    expect(b.isDue).toBe(false);
+  });
+
+  it('delay 0 still coalesces a burst', async () => {
+    let due = 0;
+    const b = new DirtyBatcher(0, () => due++);
+    for (let i = 0; i < 5000; i++) b.mark(`/srv/f${i}`);
+    await until(() => due > 0);
+    await sleep(MIN_SETTLE_MS);
+    expect(due).toBe(1);
+    expect(b.take()!.paths).toHaveLength(5000);
+  });
+
+  it('too many paths turn into a full scan', async () => {
+    let due = 0;
+    const b = new DirtyBatcher(0, () => due++, 10);
+    for (let i = 0; i < 11; i++) b.mark(`/srv/f${i}`);
+    await until(() => due > 0);
+    expect(b.take()!.paths).toBeUndefined();
+  });
+
+  it('clear() drops the batch and its timer', async () => {
+    let due = 0;
+    const b = new DirtyBatcher(0, () => due++);
+    b.mark('/x');
+    b.clear();
+    await sleep(MIN_SETTLE_MS * 3);
+    expect(due).toBe(0);
+    expect(b.take()).toBeUndefined();
+  });
+});
+
+describe('ReconcileSchedule', () => {
+  it('ticks on a per-second cron and can be re-armed and stopped', async () => {
+    let ticks = 0;
+    const s = new ReconcileSchedule(() => ticks++);
+    s.arm('* * * * * *');
+    expect(s.nextRun()!.getTime()).toBeGreaterThan(Date.now() - 1);
+    await until(() => ticks >= 2, 4000);
+    s.arm('0 0 1 1 *');
+    const after = ticks;
+    await sleep(1200);
+    expect(ticks).toBe(after);
+    expect(s.expression).toBe('0 0 1 1 *');
+    s.stop();
+    expect(s.nextRun()).toBeUndefined();
+  });
+});
+
+describe('ignoreMatcher', () => {
+  it('matches base names without a slash and host paths with one', () => {
+    const m = ignoreMatcher(['*.swp', '*~', '/etc/secret/**', 'var/cache/*']);
+    expect(m('/var/cache/x')).toBe(true);
+    expect(m('/etc/nginx/.nginx.conf.swp')).toBe(true);
+    expect(m('/etc/hosts~')).toBe(true);
+    expect(m('/etc/secret/key')).toBe(true);
+    expect(m('/etc/nginx/nginx.conf')).toBe(false);
+    expect(ignoreMatcher([])('/etc/a.swp')).toBe(false);
+  });
+});
+
+describe('TreeWatcher (real inotify)', () => {
+  let root: string | undefined;
+  let watcher: TreeWatcher | undefined;
+  afterEach(async () => {
+    await watcher?.close();
+    if (root) fs.rmSync(root, { recursive: true, force: true });
+    watcher = undefined;
+    root = undefined;
+  });
+
+  it('marks host paths dirty (nested edits, adds with their parent, deletes), honours ignore', async () => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'pacha-watch-'));
+    const p = (h: string) => path.join(root!, h);
+    fs.mkdirSync(p('/etc/app/deep/er'), { recursive: true });
+    fs.writeFileSync(p('/etc/app/deep/er/conf'), 'a');
+    fs.writeFileSync(p('/etc/app/gone'), 'x');
+    fs.mkdirSync(p('/outside'), { recursive: true });
+    fs.writeFileSync(p('/single.conf'), 'v1');
+    const dirty = new Set<string>();
+    const trouble: string[] = [];
+    watcher = new TreeWatcher({
+      root: root!,
+      roots: ['/etc/app', '/single.conf'],
+      ignore: ['*.swp'],
+      onDirty: (h) => dirty.add(h),
+      onTrouble: (r) => trouble.push(r),
+    });
+    await watcher.start();
+    expect(dirty.size).toBe(0); // ignoreInitial
+    fs.appendFileSync(p('/etc/app/deep/er/conf'), 'b'); // in-place nested edit
+    fs.writeFileSync(p('/etc/app/new'), 'n');
+    fs.rmSync(p('/etc/app/gone'));
+    fs.writeFileSync(p('/etc/app/.x.swp'), 'swap');
+    fs.writeFileSync(p('/outside/no'), 'no');
+    fs.writeFileSync(p('/single.conf'), 'v2');
+    await until(() => ['/etc/app/deep/er/conf', '/etc/app/new', '/etc/app/gone', '/single.conf', '/etc/app'].every((h) => dirty.has(h)));
+    await sleep(200);
+    expect(dirty.has('/etc/app/.x.swp')).toBe(false);
+    expect([...dirty].some((h) => h.startsWith('/outside'))).toBe(false);
+    expect(dirty.has('/')).toBe(false); // the parent of a single-file root is not inside a root
+    expect(trouble).toEqual([]);
+  });
+});
+
+describe('PushHealth and the callback', () => {
+  let server: http.Server | undefined;
+  afterEach(() => server?.close());
+
+  it('POSTs push-failing after the threshold, once, then push-recovered', async () => {
+    const got: PushNotice[] = [];
+    server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d) => (body += d));
+      req.on('end', () => {
+        got.push(JSON.parse(body) as PushNotice);
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+    const h = new PushHealth('web1', (n) => postCallback(url, n, silentLogger));
+    const t0 = Date.parse('2026-01-01T00:00:00Z');
+    for (let i = 0; i < FAILURES_BEFORE_NOTICE + 2; i++) h.failed(`connect ECONNREFUSED (${i})`, i + 1, t0 + i * 1000);
+    await until(() => got.length >= 1);
+    await sleep(100);
+    expect(got).toHaveLength(1);
+    expect(got[0]).toMatchObject({ host: 'web1', event: 'push-failing', since: '2026-01-01T00:00:00.000Z', pending: FAILURES_BEFORE_NOTICE, failures: FAILURES_BEFORE_NOTICE });
+    expect(got[0].error).toContain('ECONNREFUSED');
+    h.succeeded(0, t0 + 60_000);
+    await until(() => got.length >= 2);
+    expect(got[1]).toMatchObject({ host: 'web1', event: 'push-recovered', since: '2026-01-01T00:00:00.000Z', pending: 0 });
+    // A single failure followed by success says nothing.
+    h.failed('blip', 1, t0 + 70_000);
+    h.succeeded(0, t0 + 71_000);
+    await sleep(200);
+    expect(got).toHaveLength(2);
+  });
+
+  it('a long outage notifies even with few attempts; an unreachable callback does not throw', async () => {
+    const sent: PushNotice[] = [];
+    const h = new PushHealth('db', async (n) => void sent.push(n));
+    h.failed('down', 1, 0);
+    h.failed('down', 2, 11 * 60_000);
+    expect(sent.map((n) => n.event)).toEqual(['push-failing']);
+    await postCallback('http://127.0.0.1:1/nothing', { x: 1 }, silentLogger, 2000);
+  });
+});

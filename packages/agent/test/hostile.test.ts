@@ -1,0 +1,153 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { commitSnapshot, git, initBareRepo, masterHostDir, packRepo, type FixtureFile } from '../../../test-support/git-fixture.ts';
+import { makeTestHost, type TestHost } from '../../../test-support/host.ts';
+import { encodeMetadata } from '../../../packages/shared/src/snapshot/format.ts';
+import { listTree, uniqueTop } from './rebuild-helpers.ts';
+
+// Damaged and hostile repositories, built with native git plumbing: each is refused with a
+// message naming the path and the reason, and nothing is written on the target.
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
+
+interface Case {
+  host: TestHost;
+  repo: string;
+  top: string;
+}
+
+function setup(build: (repo: string, top: string) => void): Case {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'pacha-hostile-'));
+  cleanups.push(() => fs.rmSync(base, { recursive: true, force: true }));
+  const hostsPath = path.join(base, 'hosts');
+  const m = masterHostDir(hostsPath, 'evil');
+  initBareRepo(m.repo);
+  const top = uniqueTop();
+  build(m.repo, top);
+  const host = makeTestHost({ name: 'evil', tmpDir: base, config: { 'pacha.host': 'file://', 'pacha.hosts.path': hostsPath } });
+  fs.mkdirSync(host.p('/var/lib/pacha'), { recursive: true });
+  return { host, repo: m.repo, top };
+}
+
+function good(top: string): FixtureFile[] {
+  return [
+    { path: `${top}/app`, type: 'dir' },
+    { path: `${top}/app/a.conf`, type: 'file', content: 'a\n' },
+  ];
+}
+
+/** The target's listing, without the state dir and the kept staging dir. */
+function targetListing(h: TestHost) {
+  return listTree(h.root, { skip: (rel) => rel === 'tmp' || rel === 'var' });
+}
+
+async function expectRefused(c: Case, message: RegExp) {
+  const before = targetListing(c.host);
+  const r = await c.host.pacha(['rebuild', 'evil', '--yes']);
+  expect(r.stderr).toMatch(message);
+  expect(r.stderr).toContain('nothing was written');
+  expect(r.code).toBe(1);
+  expect(targetListing(c.host)).toEqual(before);
+  expect(fs.existsSync(c.host.p(c.top))).toBe(false);
+  expect(fs.existsSync(c.top)).toBe(false);
+}
+
+describe('hostile and damaged repositories are refused, nothing written', () => {
+  it('a path outside the roots', async () => {
+    const c = setup((repo, top) =>
+      commitSnapshot(repo, { roots: [`${top}/app`], entries: [...good(top), { path: `${top}/etc-evil`, type: 'file', content: 'root::0:0::/:/bin/sh\n' }] }),
+    );
+    await expectRefused(c, new RegExp(`${c.top}/etc-evil: outside the snapshot's roots`));
+  });
+
+  it('a ".." component in the metadata', async () => {
+    const c = setup((repo, top) => {
+      const meta = encodeMetadata([
+        { path: `${top.slice(1)}/app`, type: 'dir', mode: 0o755, user: 'root', uid: 0, group: 'root', gid: 0, mtimeNs: 0n, size: 0 },
+        { path: `${top.slice(1)}/app/../../escape`, type: 'dir', mode: 0o755, user: 'root', uid: 0, group: 'root', gid: 0, mtimeNs: 0n, size: 0 },
+      ]);
+      commitSnapshot(repo, { roots: [`${top}/app`], entries: [{ path: `${top}/app`, type: 'dir' }], metadataText: meta });
+    });
+    await expectRefused(c, /app\/\.\.\/\.\.\/escape": "\.\." component/);
+  });
+
+  it('a tree entry outside the roots that the metadata does not mention', async () => {
+    const c = setup((repo, top) => commitSnapshot(repo, { roots: [`${top}/app`], entries: good(top), extraBlobs: { 'etc/cron.d/evil': '* * * * * root sh\n' } }));
+    await expectRefused(c, /\/etc\/cron\.d\/evil: outside the snapshot's roots/);
+  });
+
+  it('a symlink on the target pointing outside the root', async () => {
+    const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'pacha-outside-'));
+    cleanups.push(() => fs.rmSync(outside, { recursive: true, force: true }));
+    const c = setup((repo, top) => commitSnapshot(repo, { roots: [`${top}/app`], entries: good(top) }));
+    fs.mkdirSync(c.host.p(c.top), { recursive: true });
+    fs.symlinkSync(outside, c.host.p(`${c.top}/app`));
+    const before = targetListing(c.host);
+    const r = await c.host.pacha(['rebuild', 'evil', '--yes']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${c.top}/app is a symlink on this host (-> ${outside}): writing ${c.top}/app`);
+    expect(r.stderr).toContain('nothing was written');
+    expect(fs.readdirSync(outside)).toEqual([]);
+    expect(targetListing(c.host)).toEqual(before);
+  });
+
+  it('a path below a symlink that the restore itself would create', async () => {
+    const c = setup((repo, top) => {
+      const meta = encodeMetadata([
+        { path: `${top.slice(1)}/app`, type: 'dir', mode: 0o755, user: 'root', uid: 0, group: 'root', gid: 0, mtimeNs: 0n, size: 0 },
+        { path: `${top.slice(1)}/app/link`, type: 'symlink', mode: 0o777, user: 'root', uid: 0, group: 'root', gid: 0, mtimeNs: 0n, size: 4, target: '/etc' },
+        { path: `${top.slice(1)}/app/link/shadow`, type: 'file', mode: 0o644, user: 'root', uid: 0, group: 'root', gid: 0, mtimeNs: 0n, size: 2 },
+      ]);
+      commitSnapshot(repo, { roots: [`${top}/app`], entries: [{ path: `${top}/app`, type: 'dir' }, { path: `${top}/app/link`, type: 'symlink', target: '/etc' }], metadataText: meta });
+    });
+    await expectRefused(c, /app\/link\/shadow: its parent .*app\/link is a symlink in the snapshot/);
+  });
+
+  it('a missing object', async () => {
+    let blob = '';
+    const c = setup((repo, top) => {
+      commitSnapshot(repo, { roots: [`${top}/app`], entries: good(top) });
+      blob = git(repo, ['rev-parse', `main:${top.slice(1)}/app/a.conf`]).trim();
+      fs.rmSync(path.join(repo, 'objects', blob.slice(0, 2), blob.slice(2)));
+    });
+    await expectRefused(c, new RegExp(`${c.top}/app/a.conf: its content \\(blob ${blob}\\) is missing from the repository`));
+  });
+
+  it('a ref to nothing', async () => {
+    const c = setup((repo, top) => {
+      commitSnapshot(repo, { roots: [`${top}/app`], entries: good(top) });
+      packRepo(repo);
+      fs.writeFileSync(path.join(repo, 'refs/heads/main'), 'deadbeef'.repeat(5) + '\n');
+    });
+    const r = await c.host.pacha(['rebuild', 'evil', '--yes']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/refs\/heads\/main points to deadbeef.*which is not a commit in the repository/);
+    expect(fs.existsSync(c.host.p(c.top))).toBe(false);
+  });
+
+  it('metadata that does not parse', async () => {
+    const c = setup((repo, top) => commitSnapshot(repo, { roots: [`${top}/app`], entries: good(top), metadataText: `${top.slice(1)}/app\tdir\t0755\n` }));
+    const r = await c.host.pacha(['rebuild', 'evil', '--yes']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/repository is damaged: .*\.pacha\/metadata line 1: metadata line has 3 fields, expected 8/);
+    expect(fs.existsSync(c.host.p(c.top))).toBe(false);
+  });
+
+  it('metadata naming a file the tree does not hold', async () => {
+    const c = setup((repo, top) => {
+      const entries = good(top);
+      const meta = encodeMetadata([
+        { path: `${top.slice(1)}/app`, type: 'dir', mode: 0o755, user: 'root', uid: 0, group: 'root', gid: 0, mtimeNs: 0n, size: 0 },
+        { path: `${top.slice(1)}/app/a.conf`, type: 'file', mode: 0o644, user: 'root', uid: 0, group: 'root', gid: 0, mtimeNs: 0n, size: 2 },
+        { path: `${top.slice(1)}/app/ghost`, type: 'file', mode: 0o644, user: 'root', uid: 0, group: 'root', gid: 0, mtimeNs: 0n, size: 2 },
+      ]);
+      commitSnapshot(repo, { roots: [`${top}/app`], entries, metadataText: meta });
+    });
+    await expectRefused(c, /app\/ghost: metadata says file, the tree has nothing/);
+  });
+});

@@ -1,0 +1,248 @@
+import net from 'node:net';
+import ssh2 from 'ssh2';
+import type { Connection, AuthContext } from 'ssh2';
+import type { Logger } from '@pacha/shared/log';
+import { PachaError } from '@pacha/shared/errors';
+import { isValidHostName } from '@pacha/shared/config';
+import { loadHostKeys } from './authorized-keys.ts';
+import { loadOrCreateHostKey } from './host-key.ts';
+import { HostView } from './host-view.ts';
+import { serveSftp } from './sftp-session.ts';
+import type { MasterLayout } from './layout.ts';
+
+// `pacha-master serve`: an SSH server that speaks only SFTP. The SSH user name is the host
+// name; each host logs in with its own key (<keys-dir>/<host>.pub) and sees only its folder.
+// Limits: connections in total, failed authentications per connection and per source address,
+// time to log in, idle time. One log line per connection and per accepted push.
+
+export interface ServeOptions {
+  layout: MasterLayout;
+  listenHost: string;
+  listenPort: number;
+  /** The pacha.hosts.path values the agents use (see host-view.ts). */
+  virtualRoots: string[];
+  maxConnections: number;
+  /** Failed authentication attempts per connection before it is closed (OpenSSH MaxAuthTries). */
+  maxAuthTries: number;
+  /** Failed authentications from one address within `addressWindowMs` before it is refused for that long. */
+  maxAddressFailures: number;
+  addressWindowMs: number;
+  /** Time allowed to authenticate (OpenSSH LoginGraceTime). */
+  loginGraceMs: number;
+  /** A session without requests for this long is closed. */
+  idleTimeoutMs: number;
+  log: Logger;
+}
+
+export const SERVE_DEFAULTS = {
+  maxConnections: 256,
+  maxAuthTries: 6,
+  maxAddressFailures: 30,
+  addressWindowMs: 60_000,
+  loginGraceMs: 30_000,
+  idleTimeoutMs: 600_000,
+};
+
+export interface RunningMaster {
+  host: string;
+  port: number;
+  fingerprint: string;
+  hostPublicKey: string;
+  connections(): number;
+  close(): Promise<void>;
+}
+
+export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
+  const { log, layout } = opts;
+  const hostKey = loadOrCreateHostKey(layout.hostKeyFile);
+  if (hostKey.created) log.info(`created host key ${layout.hostKeyFile} (${hostKey.fingerprint})`);
+
+  const refLocks = new Map<string, Promise<unknown>>();
+  const withRefLock = <T>(host: string, fn: () => Promise<T>): Promise<T> => {
+    const prev = refLocks.get(host) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => {});
+    refLocks.set(host, tail);
+    void tail.then(() => {
+      if (refLocks.get(host) === tail) refLocks.delete(host);
+    });
+    return run;
+  };
+
+  const failures = new Map<string, { count: number; since: number }>();
+  const addressBlocked = (ip: string): boolean => {
+    const f = failures.get(ip);
+    if (!f) return false;
+    if (Date.now() - f.since > opts.addressWindowMs) {
+      failures.delete(ip);
+      return false;
+    }
+    return f.count >= opts.maxAddressFailures;
+  };
+  const noteFailure = (ip: string) => {
+    // Bounded memory even when failures come from very many addresses: drop expired entries.
+    if (failures.size > 10_000) {
+      const now = Date.now();
+      for (const [k, v] of failures) if (now - v.since > opts.addressWindowMs) failures.delete(k);
+    }
+    const f = failures.get(ip);
+    if (!f || Date.now() - f.since > opts.addressWindowMs) failures.set(ip, { count: 1, since: Date.now() });
+    else f.count++;
+  };
+
+  const sshServer = new ssh2.Server({ hostKeys: [hostKey.privateKey], ident: 'pacha-master' });
+  let connSeq = 0;
+  const live = new Set<net.Socket>();
+  // Login grace runs on the socket: ssh2 announces a connection only after the client's banner.
+  const graceTimers = new WeakMap<net.Socket, NodeJS.Timeout>();
+  const graceOutcome = new WeakMap<net.Socket, () => void>();
+  const socket0 = (c: Connection) => (c as unknown as { _sock: net.Socket })._sock;
+
+  sshServer.on('connection', (client: Connection, info) => {
+    const id = ++connSeq;
+    const ip = info.ip;
+    const started = Date.now();
+    let user = '?';
+    let authed = false;
+    let authFailures = 0;
+    let outcome = 'closed';
+    let pushes = 0;
+    const socket = socket0(client);
+    graceOutcome.set(socket, () => (outcome = 'closed: login grace time exceeded'));
+
+    client.on('authentication', (ctx: AuthContext) => {
+      user = ctx.username;
+      if (authFailures >= opts.maxAuthTries) {
+        ctx.reject(); // already closing: attempts in flight are not counted
+        return;
+      }
+      if (ctx.method !== 'publickey') {
+        // 'none' is how every client starts: not counted. Passwords are never accepted.
+        if (ctx.method !== 'none') authFailures++;
+        ctx.reject(['publickey']);
+      } else {
+        const keys = isValidHostName(ctx.username) ? loadHostKeys(layout, ctx.username) : [];
+        const key = keys.find((k) => k.getPublicSSH().equals(ctx.key.data));
+        if (key === undefined) {
+          authFailures++;
+          noteFailure(ip);
+          ctx.reject(['publickey']);
+        } else if (ctx.signature === undefined) {
+          ctx.accept(); // "this key would do": the client signs next
+          return;
+        } else if (key.verify(ctx.blob!, ctx.signature, ctx.hashAlgo) === true) {
+          ctx.accept();
+          return;
+        } else {
+          authFailures++;
+          noteFailure(ip);
+          ctx.reject(['publickey']);
+        }
+      }
+      if (authFailures >= opts.maxAuthTries) {
+        outcome = `closed: too many failed authentications (${authFailures})`;
+        client.end();
+      }
+    });
+
+    client.on('ready', () => {
+      authed = true;
+      // The idle timeout replaces the login grace from here on.
+      clearTimeout(graceTimers.get(socket));
+      const idle = setTimeout(() => {
+        outcome = 'closed: idle timeout';
+        client.end();
+      }, opts.idleTimeoutMs);
+      const touchIdle = () => idle.refresh();
+      client.once('close', () => clearTimeout(idle));
+      const view = new HostView(layout.hostsPath, user, opts.virtualRoots);
+      let channels = 0;
+      client.on('session', (accept) => {
+        touchIdle();
+        if (channels >= 4) return; // unaccepted: ssh2 rejects it
+        channels++;
+        const session = accept();
+        session.on('sftp', (acceptSftp) => {
+          const sftp = acceptSftp();
+          serveSftp(sftp, view, {
+            touch: touchIdle,
+            withRefLock: (fn) => withRefLock(user, fn),
+            onRefUpdate: (old, next) => {
+              pushes++;
+              log.info(`push accepted: host=${user} main ${old ? old.slice(0, 12) : '(new)'}..${next.slice(0, 12)} conn=${id}`);
+            },
+            debug: (m) => log.debug(`conn=${id} ${m}`),
+          });
+          sftp.on('close', () => {
+            channels--;
+          });
+        });
+        for (const ev of ['exec', 'shell', 'pty', 'env', 'subsystem', 'x11', 'signal', 'auth-agent']) {
+          session.on(ev, (acc: unknown, reject?: () => void) => {
+            if (typeof reject === 'function') reject();
+          });
+        }
+      });
+      client.on('tcpip', (_a, reject) => reject());
+      client.on('openssh.streamlocal', (_a, reject) => reject());
+      client.on('request', (_a, reject) => reject?.());
+    });
+
+    client.on('error', (e) => {
+      if (outcome === 'closed') outcome = `closed: ${e.message}`;
+    });
+    client.on('close', () => {
+      const secs = ((Date.now() - started) / 1000).toFixed(1);
+      const who = authed ? `host=${user}` : `user=${JSON.stringify(user)} not authenticated`;
+      log.info(`connection ${id} from ${ip}: ${who}, ${outcome} after ${secs}s${pushes ? `, ${pushes} push(es)` : ''}${authFailures ? `, ${authFailures} failed auth` : ''}`);
+    });
+  });
+
+  // Our own listener in front of ssh2's, so that refusals for load or abuse are logged.
+  const tcp = net.createServer((socket) => {
+    const ip = socket.remoteAddress ?? '?';
+    if (live.size >= opts.maxConnections) {
+      log.warn(`refused connection from ${ip}: ${live.size} connections open (limit ${opts.maxConnections}, --max-connections)`);
+      socket.destroy();
+      return;
+    }
+    if (addressBlocked(ip)) {
+      log.warn(`refused connection from ${ip}: too many failed authentications in the last ${opts.addressWindowMs / 1000}s`);
+      socket.destroy();
+      return;
+    }
+    live.add(socket);
+    const grace = setTimeout(() => {
+      const note = graceOutcome.get(socket);
+      if (note) note();
+      else log.info(`connection from ${ip}: closed: no SSH handshake within ${opts.loginGraceMs / 1000}s`);
+      socket.destroy();
+    }, opts.loginGraceMs);
+    graceTimers.set(socket, grace);
+    socket.once('close', () => {
+      clearTimeout(grace);
+      live.delete(socket);
+    });
+    socket.setNoDelay(true);
+    sshServer.injectSocket(socket);
+  });
+  await new Promise<void>((resolve, reject) => {
+    tcp.once('error', (e) => reject(new PachaError(`cannot listen on ${opts.listenHost}:${opts.listenPort}: ${e.message}`)));
+    tcp.listen(opts.listenPort, opts.listenHost, () => resolve());
+  });
+  tcp.on('error', (e) => log.error(`listener: ${e.message}`));
+  const addr = tcp.address() as net.AddressInfo;
+
+  return {
+    host: addr.address,
+    port: addr.port,
+    fingerprint: hostKey.fingerprint,
+    hostPublicKey: hostKey.publicLine,
+    connections: () => live.size,
+    close: () =>
+      new Promise<void>((resolve) => {
+        tcp.close(() => resolve());
+        for (const s of live) s.destroy();
+      }),
+  };
+}

@@ -1,0 +1,175 @@
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import ssh2 from 'ssh2';
+import { afterAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '@pacha/shared/log';
+import { SftpTransport } from '@pacha/shared/transport/sftp';
+import { startMaster, type MasterHandle } from '../../../test-support/master.ts';
+
+// pacha-master serve as a process: host key kept across restarts, and the limits that protect
+// it (failed authentications, login grace, idle sessions, connection count).
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pacha-serve-test-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function connectAs(m: MasterHandle, host: string, keyHost = host, extra: { opTimeoutMs?: number } = {}) {
+  const kh = path.join(tmp, `kh-${m.port}`);
+  fs.writeFileSync(kh, m.knownHostsLine + '\n');
+  return SftpTransport.connect({
+    host: '127.0.0.1',
+    port: m.port,
+    user: host,
+    auth: { privateKey: fs.readFileSync(m.keyFor(keyHost)), source: 'test key' },
+    knownHostsFile: kh,
+    log: silentLogger,
+    connectTimeoutMs: 5000,
+    ...extra,
+  });
+}
+
+describe('pacha-master serve', () => {
+  it('creates its ed25519 host key on first start (0600) and keeps it across restarts', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'keep-'));
+    const m1 = await startMaster({ dir });
+    const line1 = m1.knownHostsLine.split(' ').slice(1).join(' ');
+    expect(m1.output()).toMatch(/created host key/);
+    expect(fs.statSync(m1.hostKeyFile).mode & 0o777).toBe(0o600);
+    expect(line1).toMatch(/^ssh-ed25519 /);
+    await m1.stop();
+    const m2 = await startMaster({ dir });
+    expect(m2.knownHostsLine.split(' ').slice(1).join(' ')).toBe(line1);
+    expect(m2.output()).not.toMatch(/created host key/);
+    await m2.stop();
+  });
+
+  it('logs in each host with its own key only; one log line per connection', async () => {
+    const m = await startMaster({ hosts: ['h1', 'h2'] });
+    try {
+      const t = await connectAs(m, 'h1');
+      expect((await t.list('/pacha/hosts')).map((e) => e.name)).toEqual(['h1']);
+      await t.close();
+      // h2's key does not log in as h1, nor does an unknown user.
+      await expect(connectAs(m, 'h1', 'h2')).rejects.toThrow(/refused test key/);
+      await expect(connectAs(m, 'nosuchhost', 'h1')).rejects.toThrow(/refused test key/);
+      await expect(connectAs(m, '../h1', 'h1')).rejects.toThrow(/refused test key/);
+      await m.waitForLog(/connection \d+ from 127\.0\.0\.1: host=h1, closed/);
+      await m.waitForLog(/connection \d+ from 127\.0\.0\.1: user="nosuchhost" not authenticated/);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it('refuses shells and commands: SFTP only', async () => {
+    const m = await startMaster({ hosts: ['h1'] });
+    try {
+      const c = new ssh2.Client();
+      await new Promise<void>((resolve, reject) => {
+        c.on('ready', () => resolve()).on('error', reject);
+        c.connect({ host: '127.0.0.1', port: m.port, username: 'h1', privateKey: fs.readFileSync(m.keyFor('h1')) });
+      });
+      const err = await new Promise<Error | null>((resolve) => {
+        c.exec('id', (e, stream) => {
+          if (e) return resolve(e);
+          stream.on('close', (code: number | null) => resolve(code === 0 ? null : new Error(`exit ${code}`)));
+          stream.resume();
+        });
+      });
+      expect(err).not.toBeNull();
+      c.end();
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it('closes a connection after --max-auth-tries failed authentications', async () => {
+    const m = await startMaster({ hosts: ['h1'], args: ['--max-auth-tries', '3'] });
+    try {
+      const wrongKeys = Array.from({ length: 6 }, () => ssh2.utils.generateKeyPairSync('ed25519').private);
+      let attempts = 0;
+      const outcome = await new Promise<string>((resolve) => {
+        const c = new ssh2.Client();
+        c.on('ready', () => resolve('ready'));
+        c.on('error', (e) => resolve(`error: ${e.message}`));
+        c.on('close', () => resolve('closed'));
+        c.connect({
+          host: '127.0.0.1',
+          port: m.port,
+          username: 'h1',
+          authHandler: (_methods: unknown, _partial: unknown, next: (m: unknown) => void) => {
+            if (attempts >= wrongKeys.length) return next(false);
+            next({ type: 'publickey', username: 'h1', key: wrongKeys[attempts++] });
+          },
+        } as any);
+      });
+      expect(outcome).not.toBe('ready');
+      expect(attempts).toBeLessThanOrEqual(4);
+      await m.waitForLog(/too many failed authentications \(3\)/);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it('refuses an address after --max-address-failures failed authentications', async () => {
+    const m = await startMaster({ hosts: ['h1', 'h2'], args: ['--max-address-failures', '2'] });
+    try {
+      await expect(connectAs(m, 'h1', 'h2')).rejects.toThrow(/refused test key/);
+      await expect(connectAs(m, 'h1', 'h2')).rejects.toThrow(/refused test key/);
+      // Even the right key is refused from that address now.
+      await expect(connectAs(m, 'h1')).rejects.toThrow();
+      await m.waitForLog(/refused connection from 127\.0\.0\.1: too many failed authentications in the last 60s/);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it('drops a connection that does not log in within --login-grace', async () => {
+    const m = await startMaster({ args: ['--login-grace', '1'] });
+    try {
+      const t0 = Date.now();
+      await new Promise<void>((resolve) => {
+        const s = net.connect(m.port, '127.0.0.1');
+        s.on('data', () => {}); // read the banner, send nothing
+        s.on('close', () => resolve());
+        s.on('error', () => {});
+      });
+      const took = Date.now() - t0;
+      expect(took).toBeGreaterThanOrEqual(900);
+      expect(took).toBeLessThan(5000);
+      await m.waitForLog(/no SSH handshake within 1s/);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it('closes an idle session after --idle-timeout', async () => {
+    const m = await startMaster({ hosts: ['h1'], args: ['--idle-timeout', '1'] });
+    try {
+      const t = await connectAs(m, 'h1');
+      await t.stat('/pacha/hosts/h1');
+      await new Promise((r) => setTimeout(r, 1800));
+      await expect(t.stat('/pacha/hosts/h1')).rejects.toThrow(/closed|No connection|not connected/i);
+      await t.close();
+      await m.waitForLog(/host=h1, closed: idle timeout/);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it('refuses connections above --max-connections, and logs it', async () => {
+    const m = await startMaster({ hosts: ['h1'], args: ['--max-connections', '2'] });
+    try {
+      const open = [await connectAs(m, 'h1'), await connectAs(m, 'h1')];
+      await expect(connectAs(m, 'h1')).rejects.toThrow();
+      await m.waitForLog(/refused connection from 127\.0\.0\.1: 2 connections open \(limit 2/);
+      await open[0].close();
+      await new Promise((r) => setTimeout(r, 200));
+      const again = await connectAs(m, 'h1');
+      await again.close();
+      await open[1].close();
+    } finally {
+      await m.stop();
+    }
+  });
+});

@@ -1,0 +1,358 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { PachaError } from '../errors.ts';
+import { type ObjectType, PACK_TYPE, objectHeader } from './objects.ts';
+import { buildIndex, type IndexEntry } from './pack-index.ts';
+
+// Writes one pack (version 2, whole objects, no deltas) plus its .idx v2. The pack grows in a
+// temporary file in the pack dir; finish() renames it into place and the .idx last, so a reader
+// never sees an index without its pack. Objects already in the repository (known()) or already in
+// this pack are not written twice.
+
+/** Files up to this size are read whole; larger ones are streamed (memory independent of size). */
+export const STREAM_THRESHOLD = 4 * 1024 * 1024;
+const STREAM_CHUNK = 1024 * 1024;
+const FLUSH_AT = 4 * 1024 * 1024;
+
+export interface PackWriterOptions {
+  /** Is the object already stored elsewhere in the repository? Then it is skipped. */
+  known?: (oid: string) => boolean;
+  /** zlib level for blobs (git's loose objects use 1). */
+  level?: number;
+}
+
+export interface FinishedPack {
+  packFile: string;
+  idxFile: string;
+  /** Pack checksum (hex): the pack's name is pack-<id>.pack. */
+  id: string;
+  count: number;
+  bytes: number;
+}
+
+export interface BlobFromFile {
+  oid: string;
+  size: number;
+  /** false when the object was already stored (nothing written). */
+  written: boolean;
+  bytesRead: number;
+}
+
+/** Raised when a file kept changing while it was read. */
+export class FileChangedError extends PachaError {
+  constructor(file: string, tries: number) {
+    super(`${file} changed while it was read (${tries} tries); it is left as it was in the previous snapshot`);
+  }
+}
+
+export function packEntryHeader(type: ObjectType, size: number): Buffer {
+  const bytes: number[] = [];
+  let c = (PACK_TYPE[type] << 4) | (size & 0x0f);
+  let rest = Math.floor(size / 16);
+  while (rest > 0) {
+    bytes.push(c | 0x80);
+    c = rest & 0x7f;
+    rest = Math.floor(rest / 128);
+  }
+  bytes.push(c);
+  return Buffer.from(bytes);
+}
+
+function statKey(st: fs.BigIntStats): string {
+  return `${st.size}:${st.mtimeNs}:${st.ctimeNs}:${st.ino}`;
+}
+
+export class PackWriter {
+  readonly packDir: string;
+  private readonly tmpFile: string;
+  private fd: number;
+  private offset = 12;
+  private readonly entries: IndexEntry[] = [];
+  private readonly inPack = new Set<string>();
+  private readonly known: (oid: string) => boolean;
+  private readonly level: number;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private closed = false;
+
+  private constructor(packDir: string, opts: PackWriterOptions) {
+    this.packDir = packDir;
+    fs.mkdirSync(packDir, { recursive: true });
+    this.tmpFile = path.join(packDir, `tmp_pack_${process.pid}_${crypto.randomBytes(6).toString('hex')}`);
+    this.fd = fs.openSync(this.tmpFile, 'w+', 0o444);
+    const header = Buffer.alloc(12);
+    header.write('PACK', 0, 'latin1');
+    header.writeUInt32BE(2, 4);
+    fs.writeSync(this.fd, header, 0, 12, 0);
+    this.known = opts.known ?? (() => false);
+    this.level = opts.level ?? 1;
+  }
+
+  /** Start a pack in packDir (usually <repo>/objects/pack). */
+  static create(packDir: string, opts: PackWriterOptions = {}): PackWriter {
+    return new PackWriter(packDir, opts);
+  }
+
+  get count(): number {
+    return this.entries.length;
+  }
+
+  /** Is the object in the repository or in this pack already? */
+  has(oid: string): boolean {
+    return this.inPack.has(oid) || this.known(oid);
+  }
+
+  private append(buf: Buffer): void {
+    this.pending.push(buf);
+    this.pendingBytes += buf.length;
+    this.offset += buf.length;
+    if (this.pendingBytes >= FLUSH_AT) this.flush();
+  }
+
+  private flush(): void {
+    if (this.pendingBytes === 0) return;
+    const data = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingBytes);
+    fs.writeSync(this.fd, data, 0, data.length, this.offset - this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  /** Add an object from memory; returns its id. Skipped when already stored. */
+  addObject(type: ObjectType, data: Uint8Array, oid?: string): string {
+    const id = oid ?? crypto.createHash('sha1').update(objectHeader(type, data.length)).update(data).digest('hex');
+    if (this.has(id)) return id;
+    const deflated = zlib.deflateSync(data, { level: type === 'blob' ? this.level : 6 });
+    this.addRawEntry({ oid: id, type, size: data.length, data: deflated });
+    return id;
+  }
+
+  /**
+   * Add an entry whose zlib stream is already made (e.g. copied from another pack).
+   * crc is the CRC32 of header plus data as git's idx records it; computed when omitted.
+   */
+  addRawEntry(e: { oid: string; type: ObjectType; size: number; data: Uint8Array; crc?: number }): boolean {
+    this.assertOpen();
+    if (this.inPack.has(e.oid)) return false;
+    const header = packEntryHeader(e.type, e.size);
+    const crc = e.crc ?? zlib.crc32(e.data, zlib.crc32(header));
+    this.entries.push({ oid: Buffer.from(e.oid, 'hex'), crc, offset: this.offset });
+    this.inPack.add(e.oid);
+    this.append(header);
+    this.append(Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength));
+    return true;
+  }
+
+  /**
+   * Add a file's content as a blob. Small files are read whole; large ones are hashed and
+   * deflated as a stream straight into the pack. A file that changes while it is read (size,
+   * mtime, ctime differ before and after) is read again, up to `tries` times.
+   */
+  async addBlobFromFile(file: string, opts: { tries?: number; hashOnly?: boolean } = {}): Promise<BlobFromFile> {
+    this.assertOpen();
+    const tries = opts.tries ?? 3;
+    let bytesRead = 0;
+    for (let attempt = 1; attempt <= tries; attempt++) {
+      const fd = fs.openSync(file, 'r');
+      try {
+        const before = fs.fstatSync(fd, { bigint: true });
+        const size = Number(before.size);
+        if (size <= STREAM_THRESHOLD) {
+          const data = readWhole(fd, size);
+          bytesRead += data.length;
+          const after = fs.fstatSync(fd, { bigint: true });
+          if (statKey(after) !== statKey(before) || data.length !== size) continue;
+          const oid = crypto.createHash('sha1').update(objectHeader('blob', size)).update(data).digest('hex');
+          if (opts.hashOnly || this.has(oid)) return { oid, size, written: false, bytesRead };
+          this.addObject('blob', data, oid);
+          return { oid, size, written: true, bytesRead };
+        }
+        const r = await this.streamBlob(fd, size, opts.hashOnly === true);
+        bytesRead += r.bytesRead;
+        const after = fs.fstatSync(fd, { bigint: true });
+        if (r.oid !== null && statKey(after) === statKey(before)) {
+          return { oid: r.oid, size, written: r.written, bytesRead };
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+    throw Object.assign(new FileChangedError(file, tries), { bytesRead });
+  }
+
+  /** Hash and deflate at once, writing the entry as it goes; truncate it back if not needed. */
+  private async streamBlob(fd: number, size: number, hashOnly: boolean): Promise<{ oid: string | null; written: boolean; bytesRead: number }> {
+    this.flush();
+    const start = this.offset;
+    const hash = crypto.createHash('sha1').update(objectHeader('blob', size));
+    const header = packEntryHeader('blob', size);
+    let crc = zlib.crc32(header);
+    let pos = start;
+    if (!hashOnly) {
+      fs.writeSync(this.fd, header, 0, header.length, pos);
+      pos += header.length;
+    }
+    const deflate = hashOnly ? null : zlib.createDeflate({ level: this.level, chunkSize: 256 * 1024 });
+    const chunk = Buffer.allocUnsafe(STREAM_CHUNK);
+    let read = 0;
+    const written = new Promise<void>((resolve, reject) => {
+      if (!deflate) return resolve();
+      deflate.on('data', (out: Buffer) => {
+        fs.writeSync(this.fd, out, 0, out.length, pos);
+        pos += out.length;
+        crc = zlib.crc32(out, crc);
+      });
+      deflate.on('end', resolve);
+      deflate.on('error', reject);
+    });
+    for (;;) {
+      const n = fs.readSync(fd, chunk, 0, chunk.length, read);
+      if (n === 0) break;
+      read += n;
+      const piece = chunk.subarray(0, n);
+      hash.update(piece);
+      if (deflate) {
+        // copy: the read buffer is reused while zlib may still hold the previous piece
+        const ok = deflate.write(Buffer.from(piece));
+        if (!ok) await new Promise<void>((r) => deflate.once('drain', r));
+      }
+      if (read > size) break;
+    }
+    deflate?.end();
+    await written;
+    const oid = hash.digest('hex');
+    if (read !== size) {
+      if (!hashOnly) fs.ftruncateSync(this.fd, start);
+      return { oid: null, written: false, bytesRead: read };
+    }
+    if (hashOnly) return { oid, written: false, bytesRead: read };
+    if (this.has(oid)) {
+      fs.ftruncateSync(this.fd, start);
+      return { oid, written: false, bytesRead: read };
+    }
+    this.entries.push({ oid: Buffer.from(oid, 'hex'), crc, offset: start });
+    this.inPack.add(oid);
+    this.offset = pos;
+    return { oid, written: true, bytesRead: read };
+  }
+
+  /** Complete the pack: checksum, idx, rename into place (.idx last). null when empty. */
+  async finish(): Promise<FinishedPack | null> {
+    this.assertOpen();
+    if (this.entries.length === 0) {
+      this.abort();
+      return null;
+    }
+    this.flush();
+    const count = Buffer.alloc(4);
+    count.writeUInt32BE(this.entries.length);
+    fs.writeSync(this.fd, count, 0, 4, 8);
+    fs.ftruncateSync(this.fd, this.offset);
+    // The checksum covers the header, whose count is only known now: hash the file once more.
+    const hash = crypto.createHash('sha1');
+    const buf = Buffer.allocUnsafe(STREAM_CHUNK);
+    for (let pos = 0; pos < this.offset; ) {
+      const n = fs.readSync(this.fd, buf, 0, Math.min(buf.length, this.offset - pos), pos);
+      if (n === 0) throw new Error(`pack ${this.tmpFile} shrank while being written`);
+      hash.update(buf.subarray(0, n));
+      pos += n;
+    }
+    const sha = hash.digest();
+    fs.writeSync(this.fd, sha, 0, 20, this.offset);
+    fs.fsyncSync(this.fd);
+    fs.closeSync(this.fd);
+    this.closed = true;
+    const id = sha.toString('hex');
+    const packFile = path.join(this.packDir, `pack-${id}.pack`);
+    const idxFile = path.join(this.packDir, `pack-${id}.idx`);
+    const idxTmp = `${this.tmpFile}.idx`;
+    try {
+      const idx = buildIndex(this.entries, sha);
+      const ifd = fs.openSync(idxTmp, 'w', 0o444);
+      try {
+        fs.writeSync(ifd, idx);
+        fs.fsyncSync(ifd);
+      } finally {
+        fs.closeSync(ifd);
+      }
+      fs.renameSync(this.tmpFile, packFile);
+      fs.renameSync(idxTmp, idxFile);
+      syncDir(this.packDir);
+    } catch (e) {
+      fs.rmSync(this.tmpFile, { force: true });
+      fs.rmSync(idxTmp, { force: true });
+      throw e;
+    }
+    return { packFile, idxFile, id, count: this.entries.length, bytes: this.offset + 20 };
+  }
+
+  /** Drop the temporary pack. */
+  abort(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      // already closed
+    }
+    fs.rmSync(this.tmpFile, { force: true });
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('PackWriter: pack already finished or aborted');
+  }
+}
+
+function readWhole(fd: number, size: number): Buffer {
+  // One byte more than expected tells a file that grew since fstat.
+  const buf = Buffer.allocUnsafe(size + 1);
+  let n = 0;
+  while (n < buf.length) {
+    const r = fs.readSync(fd, buf, n, buf.length - n, n);
+    if (r === 0) break;
+    n += r;
+  }
+  return buf.subarray(0, n);
+}
+
+export function syncDir(dir: string): void {
+  try {
+    const fd = fs.openSync(dir, 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    // some filesystems refuse fsync on directories; the rename is still atomic
+  }
+}
+
+/** The blob id of a file without storing it (pacha diff). Same re-read rule as addBlobFromFile. */
+export function hashFile(file: string, tries = 3): { oid: string; size: number; bytesRead: number } {
+  let bytesRead = 0;
+  const chunk = Buffer.allocUnsafe(STREAM_CHUNK);
+  for (let attempt = 1; attempt <= tries; attempt++) {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const before = fs.fstatSync(fd, { bigint: true });
+      const size = Number(before.size);
+      const hash = crypto.createHash('sha1').update(objectHeader('blob', size));
+      let read = 0;
+      for (;;) {
+        const n = fs.readSync(fd, chunk, 0, chunk.length, read);
+        if (n === 0) break;
+        read += n;
+        hash.update(chunk.subarray(0, n));
+        if (read > size) break;
+      }
+      bytesRead += read;
+      const after = fs.fstatSync(fd, { bigint: true });
+      if (read === size && statKey(after) === statKey(before)) return { oid: hash.digest('hex'), size, bytesRead };
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  throw Object.assign(new FileChangedError(file, tries), { bytesRead });
+}

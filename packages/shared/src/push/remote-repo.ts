@@ -1,0 +1,98 @@
+import crypto from 'node:crypto';
+import type { Logger } from '../log.ts';
+import type { MasterHostPaths, Transport } from '../transport/transport.ts';
+
+// The host's bare repository on the master, seen through a Transport: create it on first push,
+// read its ref, clear what a dead push left behind, and replace the ref atomically.
+
+const REF = 'refs/heads/main';
+/**
+ * Prefixes of a pack and its index being uploaded. No .pack/.idx suffix: git opens every
+ * *.idx in objects/pack, and a half-written one would make fsck fail. Cleared by the next push.
+ */
+export const TMP_PACK_PREFIX = 'tmp_pack_';
+export const TMP_IDX_PREFIX = 'tmp_idx_';
+/** Prefix of the ref's temporary file: git ignores names starting with a dot in refs/. */
+export const TMP_REF_PREFIX = '.main.tmp-';
+
+export function randomTag(): string {
+  return `${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
+}
+
+export const isNotFound = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT' || /no such file|not exist/i.test((e as Error).message);
+
+/** Write a small file under a temporary name next to it, then rename it over the target. */
+export async function replaceFile(t: Transport, file: string, data: string, tmpName: string): Promise<void> {
+  const dir = file.slice(0, file.lastIndexOf('/'));
+  const tmp = `${dir}/${tmpName}`;
+  await t.writeFile(tmp, data);
+  await t.rename(tmp, file);
+}
+
+/** Directories first; HEAD written last and atomically, so a repo with a HEAD is complete. */
+export async function ensureRemoteRepo(t: Transport, p: MasterHostPaths): Promise<boolean> {
+  if (await t.stat(`${p.repo}/HEAD`)) return false;
+  await t.mkdirp(`${p.repo}/objects/pack`);
+  await t.mkdirp(`${p.repo}/refs/heads`);
+  await t.mkdirp(`${p.repo}/refs/tags`);
+  await replaceFile(t, `${p.repo}/config`, '[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n', `.config.tmp-${randomTag()}`);
+  await replaceFile(t, `${p.repo}/HEAD`, `ref: ${REF}\n`, `.HEAD.tmp-${randomTag()}`);
+  return true;
+}
+
+/** The master's commit for this host, read fresh (loose ref, then packed-refs), or null. */
+export async function readRemoteHead(t: Transport, p: MasterHostPaths): Promise<string | null> {
+  const parse = (text: string, where: string): string => {
+    const v = text.trim();
+    if (!/^[0-9a-f]{40}$/.test(v)) throw new Error(`${where} on the master is not a commit id: "${v.slice(0, 60)}"`);
+    return v;
+  };
+  try {
+    return parse((await t.readFile(`${p.repo}/${REF}`)).toString('utf8'), `${p.repo}/${REF}`);
+  } catch (e) {
+    if (!isNotFound(e)) throw e;
+  }
+  try {
+    for (const line of (await t.readFile(`${p.repo}/packed-refs`)).toString('utf8').split('\n')) {
+      const m = /^([0-9a-f]{40}) (.+)$/.exec(line);
+      if (m && m[2] === REF) return m[1];
+    }
+  } catch (e) {
+    if (!isNotFound(e)) throw e;
+  }
+  return null;
+}
+
+export async function writeRemoteHead(t: Transport, p: MasterHostPaths, commit: string): Promise<void> {
+  await replaceFile(t, `${p.repo}/${REF}`, `${commit}\n`, `${TMP_REF_PREFIX}${randomTag()}`);
+}
+
+/** Remove temporary files of pushes that died (the caller holds the push lock). Best effort. */
+export async function clearLeftovers(t: Transport, p: MasterHostPaths, log: Logger): Promise<number> {
+  let removed = 0;
+  const places: [string, string[]][] = [
+    [`${p.repo}/objects/pack`, [TMP_PACK_PREFIX, TMP_IDX_PREFIX]],
+    [`${p.repo}/refs/heads`, [TMP_REF_PREFIX]],
+    [p.repo, ['.HEAD.tmp-', '.config.tmp-']],
+  ];
+  // The three listings go out together: one round trip instead of three.
+  await Promise.all(places.map(async ([dir, prefixes]) => {
+    let entries;
+    try {
+      entries = await t.list(dir);
+    } catch (e) {
+      if (isNotFound(e)) return;
+      throw e;
+    }
+    for (const e of entries) {
+      if (!prefixes.some((x) => e.name.startsWith(x))) continue;
+      try {
+        await t.remove(`${dir}/${e.name}`);
+        removed++;
+      } catch (err) {
+        log.debug(`could not remove leftover ${dir}/${e.name}: ${(err as Error).message}`);
+      }
+    }
+  }));
+  return removed;
+}

@@ -1,0 +1,162 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { hostPath } from '../paths.ts';
+import { comparePaths, formatMode } from '../snapshot/format.ts';
+import { isWithin } from '../watchlist.ts';
+import type { OwnerResolver } from './owners.ts';
+import type { RestoreItem, ValidatedSnapshot } from './validate.ts';
+
+// What the rebuild would change on this host: each snapshot entry is created, replaced
+// (content, type or symlink target differs) or left (same content), plus the metadata
+// fixes (chmod, chown, mtime) of entries that stay, and with --delete the paths under the
+// roots that the snapshot does not have. The same plan drives --dry-run and the restore.
+
+export type ItemAction = 'create' | 'replace' | 'unchanged';
+
+export interface Existing {
+  type: 'file' | 'dir' | 'symlink' | 'other';
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtimeNs: bigint;
+  target?: string;
+}
+
+export interface PlannedItem {
+  item: RestoreItem;
+  action: ItemAction;
+  existing?: Existing;
+  /** Readable differences: "content", "type dir -> file", "chmod 0644 -> 0600", "chown ...", "retarget a -> b". */
+  changes: string[];
+}
+
+export interface PlannedDelete {
+  hostPath: string;
+  type: Existing['type'];
+}
+
+export interface Plan {
+  items: PlannedItem[];
+  deletes: PlannedDelete[];
+  counts: { create: number; replace: number; unchanged: number; delete: number; metadata: number };
+  /** Bytes of file content to write. */
+  bytes: number;
+}
+
+/** Git's blob id of a local file, read as a stream: equal ids mean equal content. */
+export async function blobIdOfFile(file: string, size: number): Promise<string> {
+  const h = crypto.createHash('sha1');
+  h.update(`blob ${size}\0`);
+  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+export function lstatExisting(local: string): Existing | undefined {
+  let st: fs.BigIntStats;
+  try {
+    st = fs.lstatSync(local, { bigint: true });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw e;
+  }
+  const type = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other';
+  return {
+    type,
+    mode: Number(st.mode & 0o7777n),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size: Number(st.size),
+    mtimeNs: st.mtimeNs,
+    target: type === 'symlink' ? fs.readlinkSync(local) : undefined,
+  };
+}
+
+function owner(name: string, id: number): string {
+  return name ? `${name}(${id})` : String(id);
+}
+
+export interface PlanOptions {
+  root: string;
+  resolver: OwnerResolver;
+  /** --delete: also remove what the host has under the roots and the snapshot does not. */
+  deleteExtra: boolean;
+}
+
+export async function planRestore(v: ValidatedSnapshot, opts: PlanOptions): Promise<Plan> {
+  const items: PlannedItem[] = [];
+  const counts = { create: 0, replace: 0, unchanged: 0, delete: 0, metadata: 0 };
+  let bytes = 0;
+  for (const it of v.items) {
+    const local = hostPath(it.hostPath, opts.root);
+    const ex = lstatExisting(local);
+    const changes: string[] = [];
+    let action: ItemAction;
+    if (!ex) action = 'create';
+    else if (ex.type !== it.type) {
+      action = 'replace';
+      changes.push(`type ${ex.type} -> ${it.type}`);
+    } else if (it.type === 'file') {
+      const same = ex.size === it.size && (await blobIdOfFile(local, ex.size)) === it.oid;
+      action = same ? 'unchanged' : 'replace';
+      if (!same) changes.push(`content (${ex.size} -> ${it.size} bytes)`);
+    } else if (it.type === 'symlink') {
+      action = ex.target === it.target ? 'unchanged' : 'replace';
+      if (action === 'replace') changes.push(`retarget ${ex.target} -> ${it.target}`);
+    } else action = 'unchanged';
+    if (ex && action === 'unchanged') {
+      const uid = opts.resolver.uid(it.user, it.uid, it.hostPath);
+      const gid = opts.resolver.gid(it.group, it.gid, it.hostPath);
+      if (it.type !== 'symlink' && ex.mode !== it.mode) changes.push(`chmod ${formatMode(ex.mode)} -> ${formatMode(it.mode)}`);
+      if (ex.uid !== uid || ex.gid !== gid) changes.push(`chown ${ex.uid}:${ex.gid} -> ${owner(it.user, uid)}:${owner(it.group, gid)}`);
+      if (it.type !== 'dir' && ex.mtimeNs / 1000n !== it.mtimeNs / 1000n) changes.push('mtime');
+      if (changes.length) counts.metadata++;
+    }
+    counts[action]++;
+    if (action !== 'unchanged' && it.type === 'file') bytes += it.size;
+    items.push({ item: it, action, existing: ex, changes });
+  }
+  const deletes = opts.deleteExtra ? findExtra(v, opts.root) : [];
+  counts.delete = deletes.length;
+  return { items, deletes, counts, bytes };
+}
+
+/** Paths under the scope that the snapshot lacks; a directory is listed once, not its contents. */
+function findExtra(v: ValidatedSnapshot, root: string): PlannedDelete[] {
+  const keep = new Set(v.items.map((i) => i.hostPath));
+  const out: PlannedDelete[] = [];
+  const walk = (hp: string) => {
+    const ex = lstatExisting(hostPath(hp, root));
+    if (!ex) return;
+    if (!keep.has(hp)) {
+      out.push({ hostPath: hp, type: ex.type });
+      return;
+    }
+    if (ex.type !== 'dir') return;
+    const snapDir = v.items.find((i) => i.hostPath === hp);
+    if (snapDir && snapDir.type !== 'dir') return;
+    for (const name of fs.readdirSync(hostPath(hp, root)).sort(comparePaths)) walk(path.posix.join(hp, name));
+  };
+  for (const s of v.scope) {
+    // A scope path the snapshot does not hold at all (e.g. an unwatched --only) is left alone.
+    if (keep.has(s)) walk(s);
+  }
+  return out.filter((d) => v.scope.some((s) => isWithin(d.hostPath, s)));
+}
+
+/** One line per difference, for --dry-run (and -v). */
+export function describePlan(plan: Plan): string[] {
+  const lines: string[] = [];
+  for (const p of plan.items) {
+    const it = p.item;
+    const what = it.type === 'symlink' ? `symlink -> ${it.target}` : it.type === 'file' ? `file ${it.size} bytes` : 'dir';
+    const meta = `${formatMode(it.mode)} ${owner(it.user, it.uid)}:${owner(it.group, it.gid)}`;
+    if (p.action === 'create') lines.push(`create   ${it.hostPath} (${what}, ${meta})`);
+    else if (p.action === 'replace') lines.push(`replace  ${it.hostPath} (${p.changes.join(', ')}; ${meta})`);
+    else for (const c of p.changes) lines.push(`${c.split(' ')[0].padEnd(8)} ${it.hostPath} (${c})`);
+  }
+  for (const d of plan.deletes) lines.push(`delete   ${d.hostPath} (${d.type}; kept under replaced/)`);
+  return lines;
+}

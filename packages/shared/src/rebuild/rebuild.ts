@@ -1,0 +1,272 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { PachaConfig } from '../config.ts';
+import { isValidHostName } from '../config.ts';
+import { PachaError, UsageError, errorMessage } from '../errors.ts';
+import { acquireLock, type PidLock } from '../lock.ts';
+import type { Logger } from '../log.ts';
+import { ensureStateDir, updateJson, writeFileAtomic, type StatePaths } from '../state.ts';
+import { readWatchList } from '../watchlist.ts';
+import { openTransport, isLocalMaster } from '../transport/open.ts';
+import type { Transport } from '../transport/transport.ts';
+import { postCallback } from './callback.ts';
+import { createStagingDir, fetchHostTree, removeStagingDir, type Staging } from './fetch.ts';
+import { DEFAULT_HOOK_TIMEOUT_SECONDS, listHooks, runHooks } from './hooks.ts';
+import { BlobSource } from './blob-source.ts';
+import { loadIdTable, ownerResolver } from './owners.ts';
+import { describePlan, planRestore, type Plan } from './plan.ts';
+import { readStagedSnapshot, resolveAt } from './read.ts';
+import { restorePlan, type RestoreResult } from './restore.ts';
+import { checkTargetAncestors, validateSnapshot } from './validate.ts';
+import { verifyRestored } from './verify.ts';
+
+// The rebuild pipeline (DESIGN.md "Rebuild pipeline"): connect, fetch into a private staging
+// dir, read the snapshot, validate, show the plan and confirm, pre hooks, restore, owners and
+// modes, directory metadata, post hooks, summary. Each step lives in its own module; this one
+// only orders them, times them and records the outcome.
+
+export interface RebuildEnv {
+  config: PachaConfig;
+  state: StatePaths;
+  log: Logger;
+}
+
+export interface RebuildOptions {
+  host: string;
+  /** Skip the confirmation. */
+  yes?: boolean;
+  dryRun?: boolean;
+  at?: string;
+  only?: string;
+  rerunHooks?: boolean;
+  /** --delete: remove (keeping a copy) what the host has under the roots and the snapshot lacks. */
+  deleteExtra?: boolean;
+  verify?: boolean;
+  hookTimeoutSeconds?: number;
+  /** Asks the operator; resolves to go on. Required unless yes or dryRun. */
+  confirm?: (question: string) => Promise<void>;
+  /** Plan and dry-run lines (stdout). */
+  out?: (line: string) => void;
+  transport?: Transport;
+  /** Extra environment for the hooks. */
+  hookEnv?: NodeJS.ProcessEnv;
+}
+
+export interface RebuildCounts {
+  created: number;
+  replaced: number;
+  unchanged: number;
+  deleted: number;
+  metadataFixed: number;
+  bytes: number;
+}
+
+export interface RebuildResult {
+  host: string;
+  commit: string;
+  snapshotTime: string;
+  outcome: 'ok' | 'dry-run';
+  counts: RebuildCounts;
+  /** Milliseconds per phase: fetch, validate, hooks (pre + post), restore, metadata, verify. */
+  phases: Record<string, number>;
+  seconds: number;
+  /** --dry-run: every difference. */
+  differences?: string[];
+  hooks: { ran: string[]; skipped: string[] };
+  warnings: string[];
+  seededLocalRepo: boolean;
+  keptUnder?: string;
+}
+
+function connectionLines(config: PachaConfig, t: Transport): string[] {
+  if (isLocalMaster(config)) return [`Master folder: ${config.hostsPath} (${t.description})`];
+  return [`SSH connection: ${config.sshUser}@${config.host}`, `SSH port: ${config.sshPort}`];
+}
+
+export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promise<RebuildResult> {
+  const { config, state, log } = env;
+  const out = opts.out ?? ((l: string) => process.stdout.write(l + '\n'));
+  const host = opts.host;
+  if (!isValidHostName(host)) throw new UsageError(`"${host}" is not a host name (accepted: letters, digits, '.', '-', '_', not starting with '.')`);
+  if (!opts.yes && !opts.dryRun && !opts.confirm) {
+    throw new UsageError('no terminal to confirm the rebuild on: pass --yes to rebuild without asking (or --dry-run to only see the plan)');
+  }
+  const hookTimeout = opts.hookTimeoutSeconds ?? DEFAULT_HOOK_TIMEOUT_SECONDS;
+  if (!(hookTimeout > 0)) throw new UsageError(`--hook-timeout ${hookTimeout}: accepted: a number of seconds above 0`);
+  const started = Date.now();
+  const phases: Record<string, number> = {};
+  const time = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
+    const t = Date.now();
+    try {
+      return await f();
+    } finally {
+      phases[name] = (phases[name] ?? 0) + (Date.now() - t);
+    }
+  };
+
+  let lock: PidLock | undefined;
+  let staging: Staging | undefined;
+  let stagingDir: string | undefined;
+  let transport: Transport | undefined = opts.transport;
+  let commit = '';
+  let blobs: BlobSource | undefined;
+  let counts: RebuildCounts = { created: 0, replaced: 0, unchanged: 0, deleted: 0, metadataFixed: 0, bytes: 0 };
+  try {
+    if (!opts.dryRun) {
+      ensureStateDir(config.stateDir);
+      lock = acquireLock(state.lock, 'rebuild', log);
+    }
+    // 1. connect and fetch
+    staging = await time('fetch', async () => {
+      transport ??= await openTransport(config, log);
+      for (const l of connectionLines(config, transport)) out(l);
+      out(`Host to rebuild: ${host}`);
+      stagingDir = createStagingDir(config.root, host);
+      log.debug(`staging in ${stagingDir}`);
+      return fetchHostTree(transport, config.hostsPath, host, stagingDir, log);
+    });
+    if (!opts.transport) await transport!.close().catch(() => undefined);
+    log.info(`fetched ${staging.files} files (${staging.bytes} bytes) from the master`);
+
+    // 2. read and validate
+    const { snap, valid } = await time('validate', async () => {
+      const cache = {};
+      commit = await resolveAt(staging!.repo, opts.at, cache);
+      const snap = await readStagedSnapshot(staging!.repo, commit, cache);
+      blobs = new BlobSource(staging!.repo, cache);
+      const valid = await validateSnapshot(snap, { root: config.root, only: opts.only, blobs });
+      return { snap, valid };
+    });
+    const preHooks = listHooks(staging.pre, 'pre');
+    const postHooks = listHooks(staging.post, 'post');
+
+    // 3. plan and confirm
+    let plan: Plan = await planRestore(valid, { root: config.root, resolver: ownerResolver(loadIdTable(config.root), config.root), deleteExtra: opts.deleteExtra === true });
+    out(`Snapshot: ${commit} (${new Date(snap.timeMs).toISOString()})${opts.at ? ` chosen by --at ${opts.at}` : ' (newest)'}`);
+    out(`Restoring: ${valid.scope.join(', ')}`);
+    out(`Files to create: ${plan.counts.create}`);
+    out(`Files to replace: ${plan.counts.replace} (kept under ${state.replacedDir}/<time>/ first)`);
+    out(`Files to leave: ${plan.counts.unchanged}${plan.counts.metadata ? ` (${plan.counts.metadata} of them with owner, mode or mtime fixed)` : ''}`);
+    if (opts.deleteExtra) out(`Files to delete: ${plan.counts.delete} (kept under ${state.replacedDir}/<time>/ first)`);
+    out(`Hooks: ${preHooks.length} pacha_pre, ${postHooks.length} pacha_post`);
+
+    if (opts.dryRun) {
+      const differences = describePlan(plan);
+      out(differences.length ? `Differences (${differences.length}):` : 'No differences: the host already matches the snapshot.');
+      for (const d of differences) out(`  ${d}`);
+      for (const h of preHooks) out(`  would run pacha_pre hook ${h.name}`);
+      for (const h of postHooks) out(`  would run pacha_post hook ${h.name}`);
+      removeStagingDir(staging.dir);
+      return {
+        host,
+        commit,
+        snapshotTime: new Date(snap.timeMs).toISOString(),
+        outcome: 'dry-run',
+        counts: { created: plan.counts.create, replaced: plan.counts.replace, unchanged: plan.counts.unchanged, deleted: plan.counts.delete, metadataFixed: plan.counts.metadata, bytes: plan.bytes },
+        phases,
+        seconds: (Date.now() - started) / 1000,
+        differences,
+        hooks: { ran: [], skipped: [] },
+        warnings: [],
+        seededLocalRepo: false,
+      };
+    }
+    if (!opts.yes) await opts.confirm!('Hit Enter to confirm or Ctrl-C to cancel');
+
+    // 4. pre hooks
+    const hookOpts = {
+      host,
+      commit,
+      stagingDir: staging.dir,
+      root: config.root,
+      timeoutSeconds: hookTimeout,
+      journalDir: state.hookJournalDir,
+      rerun: opts.rerunHooks === true,
+      log,
+      env: opts.hookEnv,
+    };
+    const pre = await time('hooks', () => runHooks(preHooks, hookOpts));
+
+    // 5-6. restore with owners as the host now knows them. The hooks may have installed
+    // packages (new files, maybe symlinks): check and plan again against what is there now.
+    const resolver = ownerResolver(loadIdTable(config.root), config.root);
+    checkTargetAncestors(valid.items, config.root);
+    plan = await planRestore(valid, { root: config.root, resolver: ownerResolver(loadIdTable(config.root), config.root), deleteExtra: opts.deleteExtra === true });
+    const keepDir = path.join(state.replacedDir, new Date().toISOString());
+    const res: RestoreResult = await restorePlan(plan, { root: config.root, keepDir, resolver, log, blobs: blobs! });
+    phases.restore = res.phases.restore;
+    phases.metadata = res.phases.metadata;
+    const warnings = resolver.reportMissing(log);
+    counts = { created: res.created, replaced: res.replaced, unchanged: res.unchanged, deleted: res.deleted, metadataFixed: res.metadataFixed, bytes: res.bytes };
+
+    if (opts.verify) {
+      const problems = await time('verify', () => verifyRestored(valid.items, config.root, resolver));
+      if (problems.length) {
+        throw new PachaError(`--verify: ${problems.length} restored path(s) differ from the snapshot:\n${problems.slice(0, 20).map((p) => `  ${p}`).join('\n')}`);
+      }
+      log.info(`verified ${valid.items.length} paths against the snapshot`);
+    }
+
+    // 7. post hooks
+    const post = await time('hooks', () => runHooks(postHooks, hookOpts));
+
+    // The rebuilt host continues the master's history: its next snapshot must descend from it.
+    // It also keeps watching what the lost host watched: without a watch list its next
+    // snapshot would record every root as deleted.
+    let seeded = false;
+    if (host === config.hostname) {
+      if (!fs.existsSync(state.repo)) {
+        fs.cpSync(staging.repo, state.repo, { recursive: true });
+        seeded = true;
+        log.info(`seeded the local repository ${state.repo} from the master's history`);
+      }
+      if (readWatchList(state).length === 0) {
+        writeFileAtomic(state.watchList, snap.roots.map((r) => r + '\n').join(''), 0o644);
+        log.info(`watching again what ${host} watched: ${snap.roots.join(', ')}`);
+      }
+    }
+
+    const result: RebuildResult = {
+      host,
+      commit,
+      snapshotTime: new Date(snap.timeMs).toISOString(),
+      outcome: 'ok',
+      counts,
+      phases,
+      seconds: (Date.now() - started) / 1000,
+      hooks: { ran: [...pre.ran, ...post.ran], skipped: [...pre.skipped, ...post.skipped] },
+      warnings,
+      seededLocalRepo: seeded,
+      keptUnder: res.kept.length ? keepDir : undefined,
+    };
+    updateJson(state.report, { rebuild: { time: new Date().toISOString(), host, commit, phases, counts, seconds: result.seconds } });
+    updateJson(state.status, { lastRebuild: { time: new Date().toISOString(), host, commit, outcome: 'ok', counts, seconds: result.seconds } });
+    removeStagingDir(staging.dir);
+    lock?.release();
+    lock = undefined;
+    await postCallback(config.callbackUrl, { host, commit, outcome: 'ok', counts, duration: result.seconds, error: null }, log);
+    return result;
+  } catch (err) {
+    const seconds = (Date.now() - started) / 1000;
+    if (!opts.dryRun && fs.existsSync(config.stateDir)) {
+      try {
+        updateJson(state.report, { rebuild: { time: new Date().toISOString(), host, commit: commit || null, phases, counts, seconds, error: errorMessage(err) } });
+        updateJson(state.status, { lastRebuild: { time: new Date().toISOString(), host, commit: commit || null, outcome: 'failed', error: errorMessage(err), counts, seconds } });
+      } catch (e) {
+        log.warn(`cannot record the failed rebuild in ${state.status}: ${errorMessage(e)}`);
+      }
+    }
+    if (stagingDir) {
+      if (opts.dryRun) removeStagingDir(stagingDir);
+      else log.info(`the staging directory is kept for inspection: ${stagingDir}`);
+    }
+    lock?.release();
+    lock = undefined;
+    if (!opts.dryRun) await postCallback(config.callbackUrl, { host, commit: commit || null, outcome: 'failed', counts, duration: seconds, error: errorMessage(err) }, log);
+    throw err;
+  } finally {
+    blobs?.close();
+    lock?.release();
+    if (transport && !opts.transport) await transport.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,31 @@
+import { hostPath } from '../paths.ts';
+import { formatMode } from '../snapshot/format.ts';
+import type { OwnerResolver } from './owners.ts';
+import { blobIdOfFile, lstatExisting } from './plan.ts';
+import type { RestoreItem } from './validate.ts';
+
+// --verify: read back every restored path and compare it with the snapshot: type, content
+// (git blob id), symlink target, mode, owner and group.
+
+export async function verifyRestored(items: RestoreItem[], root: string, resolver: OwnerResolver): Promise<string[]> {
+  const problems: string[] = [];
+  for (const it of items) {
+    const local = hostPath(it.hostPath, root);
+    const ex = lstatExisting(local);
+    if (!ex) {
+      problems.push(`${it.hostPath}: missing`);
+      continue;
+    }
+    if (ex.type !== it.type) {
+      problems.push(`${it.hostPath}: is a ${ex.type}, the snapshot has a ${it.type}`);
+      continue;
+    }
+    if (it.type === 'file' && (ex.size !== it.size || (await blobIdOfFile(local, ex.size)) !== it.oid)) problems.push(`${it.hostPath}: content differs from the snapshot`);
+    if (it.type === 'symlink' && ex.target !== it.target) problems.push(`${it.hostPath}: points to ${ex.target}, the snapshot has ${it.target}`);
+    if (it.type !== 'symlink' && ex.mode !== it.mode) problems.push(`${it.hostPath}: mode ${formatMode(ex.mode)}, the snapshot has ${formatMode(it.mode)}`);
+    const uid = resolver.uid(it.user, it.uid, it.hostPath);
+    const gid = resolver.gid(it.group, it.gid, it.hostPath);
+    if (ex.uid !== uid || ex.gid !== gid) problems.push(`${it.hostPath}: owner ${ex.uid}:${ex.gid}, expected ${uid}:${gid} (${it.user}:${it.group})`);
+  }
+  return problems;
+}

@@ -1,0 +1,120 @@
+import { type MetadataEntry, comparePaths, decodeEntry, gitMode } from './format.ts';
+import { modeOfLine, type Node } from './stat-cache.ts';
+
+// What differs between the previous snapshot's nodes and the new ones.
+
+export type ChangeKind = 'added' | 'deleted' | 'changed' | 'metadata';
+
+export interface PathChange {
+  path: string;
+  kind: ChangeKind;
+  /** For 'changed' and 'metadata': what differs (content, type, target, mode, owner, group, mtime). */
+  details: string[];
+  before?: MetadataEntry;
+  after?: MetadataEntry;
+}
+
+export function nodeGitMode(n: Node): string {
+  return gitMode({ type: n.type, mode: n.type === 'file' ? modeOfLine(n.line) : 0 });
+}
+
+/** Paths with a high code point sort differently in UTF-16 and UTF-8: compare bytes then. */
+export function pathComparator(paths: Iterable<string>): (a: string, b: string) => number {
+  for (const p of paths) if (/[\ud800-\uffff]/.test(p)) return comparePaths;
+  return (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+}
+
+/** The new nodes in .pacha/metadata order, reusing the previous order when possible. */
+export function orderNodes(nodes: Map<string, Node>, prevOrder: Node[] | undefined, prevMap: Map<string, Node>, fresh: Node[]): Node[] {
+  const kept: Node[] = [];
+  for (const p of prevOrder ?? []) {
+    const n = nodes.get(p.path);
+    if (n) kept.push(n);
+  }
+  if (kept.length === nodes.size) return kept;
+  // Only nodes made in this scan can be new paths.
+  const added: Node[] = [];
+  for (const n of fresh) if (!prevMap.has(n.path) && nodes.get(n.path) === n) added.push(n);
+  const cmp = pathComparator(nodes.keys());
+  added.sort((a, b) => cmp(a.path, b.path));
+  if (kept.length === 0) return added;
+  const out: Node[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < kept.length && j < added.length) {
+    if (cmp(kept[i].path, added[j].path) <= 0) out.push(kept[i++]);
+    else out.push(added[j++]);
+  }
+  while (i < kept.length) out.push(kept[i++]);
+  while (j < added.length) out.push(added[j++]);
+  return out;
+}
+
+export interface Comparison {
+  added: number;
+  changed: number;
+  deleted: number;
+  metadataOnly: number;
+  /** Paths whose place in the git tree changed (content, type, x bit, presence). */
+  treeChanged: string[];
+}
+
+/** Count changes; only nodes made in this scan (fresh) can differ from the previous ones. */
+export function compareNodes(prev: Map<string, Node>, next: Map<string, Node>, fresh: Node[]): Comparison {
+  const c: Comparison = { added: 0, changed: 0, deleted: 0, metadataOnly: 0, treeChanged: [] };
+  for (const n of fresh) {
+    const path = n.path;
+    if (next.get(path) !== n) continue;
+    const p = prev.get(path);
+    if (p === n) continue;
+    if (!p) {
+      c.added++;
+      c.treeChanged.push(path);
+    } else if (p.type !== n.type || (n.type !== 'dir' && p.oid !== n.oid)) {
+      c.changed++;
+      c.treeChanged.push(path);
+    } else if (p.line !== n.line) {
+      c.metadataOnly++;
+      if (n.type === 'file' && nodeGitMode(p) !== nodeGitMode(n)) c.treeChanged.push(path);
+    }
+  }
+  // Every path of next is either new (counted above) or was in prev: the rest of prev is gone.
+  if (prev.size > next.size - c.added) {
+    for (const path of prev.keys()) {
+      if (!next.has(path)) {
+        c.deleted++;
+        c.treeChanged.push(path);
+      }
+    }
+  }
+  return c;
+}
+
+/** Every difference, path by path, for `pacha diff`. */
+export function describeChanges(prev: Map<string, Node>, next: Map<string, Node>): PathChange[] {
+  const out: PathChange[] = [];
+  for (const [path, n] of next) {
+    const p = prev.get(path);
+    if (p === n) continue;
+    if (!p) {
+      out.push({ path, kind: 'added', details: [], after: decodeEntry(n.line) });
+      continue;
+    }
+    if (p.line === n.line && p.oid === n.oid) continue;
+    const a = decodeEntry(p.line);
+    const b = decodeEntry(n.line);
+    const details: string[] = [];
+    if (a.type !== b.type) details.push('type');
+    else if (a.type === 'symlink' && a.target !== b.target) details.push('target');
+    else if (a.type === 'file' && p.oid !== n.oid) details.push('content');
+    if (a.mode !== b.mode) details.push('mode');
+    if (a.uid !== b.uid || a.user !== b.user) details.push('owner');
+    if (a.gid !== b.gid || a.group !== b.group) details.push('group');
+    if (a.mtimeNs !== b.mtimeNs) details.push('mtime');
+    if (details.length === 0) continue;
+    const kind: ChangeKind = details.some((d) => d === 'type' || d === 'target' || d === 'content') ? 'changed' : 'metadata';
+    out.push({ path, kind, details, before: a, after: b });
+  }
+  for (const [path, p] of prev) if (!next.has(path)) out.push({ path, kind: 'deleted', details: [], before: decodeEntry(p.line) });
+  return out.sort((x, y) => comparePaths(x.path, y.path));
+}

@@ -1,0 +1,357 @@
+import fs from 'node:fs';
+import picomatch from 'picomatch';
+import { hostPath, treePath } from '../paths.ts';
+import { type EntryType, type MetadataEntry, encodeEntry } from './format.ts';
+import type { Owners } from './owners.ts';
+import type { Node, StatCache } from './stat-cache.ts';
+
+// Walks the roots and produces the new set of nodes. Unchanged entries (same stat signature)
+// are the cached Node objects themselves, so later stages tell "unchanged" by identity.
+// Files whose content must be read are listed in `toHash`; symlink targets are read here.
+//
+// Full scan: every root is walked; a directory whose own signature is unchanged is not listed
+// again (its entries come from the cache: adding or removing a name changes the directory's
+// mtime). Dirty scan (the watcher's paths): only the dirty paths and the directories leading
+// to them are looked at; a dirty directory is listed again to find deletions; the rest is
+// carried over from the cache.
+
+export interface ScanInput {
+  root: string;
+  roots: string[];
+  ignore: string[];
+  maxFileSize: number;
+  prev: StatCache | null;
+  /** Cached listings and lines may be reused (same roots, ignore, size limit, owners). */
+  trusted: boolean;
+  owners: Owners;
+  /** Entries changed at or after this ctime are stored with an empty signature (racy). */
+  racyNs: bigint;
+  dirty?: string[];
+}
+
+export interface HashJob {
+  node: Node;
+  local: string;
+  entry: MetadataEntry;
+}
+
+export interface ScanOutput {
+  nodes: Map<string, Node>;
+  toHash: HashJob[];
+  /** Symlink targets and other small blobs: oid -> content. */
+  smallBlobs: Map<string, Buffer>;
+  warnings: string[];
+  /** Paths whose previous version is kept because they could not be read now. */
+  kept: number;
+  /** Nodes made in this scan (the rest are cached Node objects, unchanged by identity). */
+  fresh: Node[];
+}
+
+type Mode = 'deep' | 'listed' | 'path';
+
+export function sigOf(st: fs.BigIntStats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOutput {
+  const { prev, owners } = input;
+  const out: ScanOutput = { nodes: new Map(), toHash: [], smallBlobs: new Map(), warnings: [], kept: 0, fresh: [] };
+  const nodes = out.nodes;
+  const warn = (m: string) => out.warnings.push(m);
+  const isDirty = input.dirty !== undefined && prev !== null;
+  const prevMap = prev?.byPath ?? new Map<string, Node>();
+  const ignored = ignoreMatcher(input.ignore);
+
+  // Children of a directory in the cache, computed once when a listing is reused.
+  let childIndex: Map<string, string[]> | undefined;
+  const cachedChildren = (rel: string): string[] => {
+    if (!childIndex) {
+      childIndex = new Map();
+      for (const n of prev!.nodes) {
+        const i = n.path.lastIndexOf('/');
+        if (i < 0) continue;
+        const parent = n.path.slice(0, i);
+        let a = childIndex.get(parent);
+        if (!a) childIndex.set(parent, (a = []));
+        a.push(n.path.slice(i + 1));
+      }
+    }
+    return childIndex.get(rel) ?? [];
+  };
+
+  // Dirty-scan bookkeeping: removals are applied in one pass at the end.
+  const removedSelf = new Set<string>();
+  const removedBelow = new Set<string>();
+  const visited = new Set<string>();
+  const remove = (rel: string, self: boolean) => {
+    if (self) nodes.delete(rel);
+    if (!isDirty) return;
+    if (self) removedSelf.add(rel);
+    removedBelow.add(rel);
+  };
+  const keepPrevSubtree = (rel: string) => {
+    if (isDirty || !prev) return;
+    const pre = rel + '/';
+    for (const n of prev.nodes) if (n.path === rel || n.path.startsWith(pre)) nodes.set(n.path, n);
+  };
+
+  const makeEntry = (rel: string, type: EntryType, st: fs.BigIntStats, target?: string): MetadataEntry => {
+    const uid = Number(st.uid);
+    const gid = Number(st.gid);
+    return {
+      path: rel,
+      type,
+      mode: Number(st.mode) & 0o7777,
+      uid,
+      user: owners.user(uid),
+      gid,
+      group: owners.group(gid),
+      mtimeNs: st.mtimeNs,
+      size: type === 'file' ? Number(st.size) : type === 'symlink' ? Buffer.byteLength(target ?? '') : 0,
+      target,
+    };
+  };
+  const racy = (st: fs.BigIntStats) => st.ctimeNs >= input.racyNs || st.mtimeNs >= input.racyNs;
+
+  const listDir = (local: string, rel: string): string[] | null => {
+    let names: string[];
+    try {
+      names = fs.readdirSync(local);
+    } catch (e) {
+      warn(`cannot list /${rel}: ${(e as Error).message}; its previous contents are kept`);
+      return null;
+    }
+    if (names.some((n) => n.includes('\ufffd'))) {
+      // Names that are not valid UTF-8 decode to U+FFFD and cannot be stored as text: skip them.
+      const raw = fs.readdirSync(local, { encoding: 'buffer' });
+      const bad = new Set<string>();
+      for (const b of raw) {
+        const s = b.toString('utf8');
+        if (!Buffer.from(s).equals(b)) {
+          bad.add(s);
+          warn(`skipped /${rel}/${b.toString('latin1')}: its name is not valid UTF-8`);
+        }
+      }
+      names = names.filter((n) => !bad.has(n));
+    }
+    return names;
+  };
+
+  // hostPath() without its normalising: rel is already clean, and this runs once per path.
+  const prefix = input.root === '/' ? '/' : hostPath('/', input.root).replace(/\/$/, '') + '/';
+  const put = (n: Node) => {
+    nodes.set(n.path, n);
+    out.fresh.push(n);
+  };
+  /** admitted: the name comes from a cached listing made under the same ignore patterns. */
+  const visit = (rel: string, mode: Mode, isRoot: boolean, admitted = false): void => {
+    if (isDirty) visited.add(rel);
+    const local = prefix + rel;
+    let st: fs.BigIntStats;
+    try {
+      st = fs.lstatSync(local, { bigint: true });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') {
+        if (isRoot) warn(`watched path /${rel} does not exist: its files are recorded as deleted`);
+        remove(rel, true);
+      } else {
+        warn(`cannot stat /${rel}: ${(e as Error).message}; its previous version is kept`);
+        out.kept++;
+        keepPrevSubtree(rel);
+      }
+      return;
+    }
+    if (!isRoot && !admitted && ignored(rel, rel.slice(rel.lastIndexOf('/') + 1))) {
+      remove(rel, true);
+      return;
+    }
+    const p = prevMap.get(rel);
+    if (p && p.type === 'dir' && !st.isDirectory()) remove(rel, false);
+    const sig = sigOf(st);
+    // Same signature: same content. Trusted: the cached line (names, settings) is still right too.
+    const sameSig = p !== undefined && p.sig !== '' && p.sig === sig;
+    const same = sameSig && input.trusted;
+    if (st.isFile()) {
+      if (Number(st.size) > input.maxFileSize) {
+        warn(`skipped /${rel}: ${st.size} bytes is over pacha.max_file_size (${input.maxFileSize})`);
+        remove(rel, true);
+        return;
+      }
+      if (same && p.type === 'file') {
+        nodes.set(rel, p);
+        return;
+      }
+      const entry = makeEntry(rel, 'file', st);
+      if (sameSig && p.type === 'file') {
+        put({ path: rel, type: 'file', line: encodeEntry(entry), sig, oid: p.oid });
+        return;
+      }
+      const node: Node = { path: rel, type: 'file', line: encodeEntry(entry), sig: racy(st) ? '' : sig, oid: '' };
+      put(node);
+      out.toHash.push({ node, local, entry });
+    } else if (st.isSymbolicLink()) {
+      if (same && p.type === 'symlink') {
+        nodes.set(rel, p);
+        return;
+      }
+      let raw: Buffer;
+      try {
+        raw = fs.readlinkSync(local, { encoding: 'buffer' });
+      } catch (e) {
+        warn(`cannot read symlink /${rel}: ${(e as Error).message}; its previous version is kept`);
+        out.kept++;
+        keepPrevSubtree(rel);
+        return;
+      }
+      const target = raw.toString('utf8');
+      if (!Buffer.from(target).equals(raw)) {
+        warn(`skipped symlink /${rel}: its target is not valid UTF-8`);
+        remove(rel, true);
+        return;
+      }
+      const entry = makeEntry(rel, 'symlink', st, target);
+      const oid = blobId(raw);
+      out.smallBlobs.set(oid, raw);
+      put({ path: rel, type: 'symlink', line: encodeEntry(entry), sig: racy(st) ? '' : sig, oid });
+    } else if (st.isDirectory()) {
+      const node: Node =
+        same && p.type === 'dir'
+          ? p
+          : { path: rel, type: 'dir', line: encodeEntry(makeEntry(rel, 'dir', st)), sig: racy(st) ? '' : sig, oid: p?.type === 'dir' ? p.oid : '' };
+      if (node === p) nodes.set(rel, node);
+      else put(node);
+      const fresh = p === undefined || p.type !== 'dir';
+      if (mode === 'deep' || fresh) {
+        const cachedList = same && p.type === 'dir' && !isDirty;
+        const names = cachedList ? cachedChildren(rel) : listDir(local, rel);
+        if (names === null) {
+          out.kept++;
+          keepPrevSubtree(rel);
+          return;
+        }
+        for (const n of names) {
+          const c = rel + '/' + n;
+          if (cachedList && input.trusted) {
+            // The common case, inline: a cached file whose signature has not changed.
+            const cp = prevMap.get(c);
+            if (cp !== undefined && cp.type === 'file' && cp.sig !== '') {
+              let cst: fs.BigIntStats | undefined;
+              try {
+                cst = fs.lstatSync(local + '/' + n, { bigint: true });
+              } catch {
+                cst = undefined;
+              }
+              if (cst !== undefined && cst.isFile() && sigOf(cst) === cp.sig && Number(cst.size) <= input.maxFileSize) {
+                nodes.set(c, cp);
+                continue;
+              }
+            }
+          }
+          visit(c, 'deep', false, cachedList);
+        }
+      } else if (mode === 'listed') {
+        const names = listDir(local, rel);
+        if (names === null) return;
+        const now = new Set(names);
+        for (const n of cachedChildren(rel)) if (!now.has(n)) remove(rel + '/' + n, true);
+        for (const n of names) {
+          const c = rel + '/' + n;
+          const cm = childMode(c);
+          if (cm) visit(c, cm, false);
+          else {
+            const cp = prevMap.get(c);
+            // new names are walked whole; files are cheap to stat; known sub-directories are kept
+            if (!cp || cp.type !== 'dir') visit(c, 'deep', false);
+          }
+        }
+      } else {
+        for (const c of onPathChildren.get(rel) ?? []) visit(c, childMode(c)!, false);
+      }
+    } else {
+      const kind = st.isFIFO() ? 'a fifo' : st.isSocket() ? 'a socket' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'not a regular file';
+      warn(`skipped /${rel}: ${kind} (pacha keeps files, directories and symlinks)`);
+      remove(rel, true);
+    }
+  };
+
+  // Dirty paths (relative, within the roots) and the directories that lead to them.
+  const dirtySet = new Set<string>();
+  const onPath = new Set<string>();
+  const onPathChildren = new Map<string, string[]>();
+  const rootRels = input.roots.map(treePath);
+  if (isDirty) {
+    for (const d of input.dirty!) {
+      const rel = treePath(d);
+      const root = rootRels.find((r) => rel === r || rel.startsWith(r + '/'));
+      if (root === undefined) continue;
+      dirtySet.add(rel);
+      let cur = rel;
+      while (cur !== root) {
+        const parent = cur.slice(0, cur.lastIndexOf('/'));
+        if (!onPath.has(parent)) {
+          onPath.add(parent);
+          onPathChildren.set(parent, []);
+        }
+        const kids = onPathChildren.get(parent)!;
+        if (!kids.includes(cur)) kids.push(cur);
+        cur = parent;
+      }
+    }
+    // Start from the cache, minus roots that are no longer watched.
+    for (const n of prev!.nodes) {
+      if (rootRels.some((r) => n.path === r || n.path.startsWith(r + '/'))) nodes.set(n.path, n);
+    }
+  }
+  function childMode(c: string): Mode | undefined {
+    if (dirtySet.has(c)) return 'listed';
+    if (onPath.has(c)) return 'path';
+    return undefined;
+  }
+
+  for (const r of input.roots) {
+    if (r === '/') {
+      warn('watching / as a whole is not supported: watch its directories instead');
+      continue;
+    }
+    const rel = treePath(r);
+    if (!isDirty || !prevMap.has(rel)) visit(rel, 'deep', true);
+    else {
+      const m = childMode(rel);
+      if (m) visit(rel, m, true);
+    }
+  }
+
+  if (removedBelow.size > 0) {
+    for (const key of [...nodes.keys()]) {
+      if (visited.has(key)) continue;
+      if (removedSelf.has(key)) {
+        nodes.delete(key);
+        continue;
+      }
+      for (let i = key.lastIndexOf('/'); i > 0; i = key.lastIndexOf('/', i - 1)) {
+        if (removedBelow.has(key.slice(0, i))) {
+          nodes.delete(key);
+          break;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * pacha.ignore: a pattern without '/' matches a base name anywhere; a pattern with '/' matches
+ * the whole host path (a leading '/' is implied). Patterns are compiled into two regexes.
+ */
+export function ignoreMatcher(patterns: string[]): (rel: string, name: string) => boolean {
+  const names: string[] = [];
+  const paths: string[] = [];
+  for (const p of patterns) {
+    if (p.includes('/')) paths.push(picomatch.makeRe(p.startsWith('/') || p.startsWith('*') ? p : '/' + p, { dot: true }).source);
+    else names.push(picomatch.makeRe(p, { dot: true }).source);
+  }
+  const nameRe = names.length > 0 ? new RegExp(names.map((s) => `(?:${s})`).join('|')) : null;
+  const pathRe = paths.length > 0 ? new RegExp(paths.map((s) => `(?:${s})`).join('|')) : null;
+  return (rel, name) => (nameRe !== null && nameRe.test(name)) || (pathRe !== null && pathRe.test('/' + rel));
+}

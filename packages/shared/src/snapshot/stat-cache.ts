@@ -1,0 +1,94 @@
+import fs from 'node:fs';
+import { type EntryType, unescapeField } from './format.ts';
+
+// The stat cache: what the last snapshot knew about every path, so that a re-snapshot of an
+// unchanged file reads no content. One text line per path, in the order of .pacha/metadata:
+//   <metadata line>\t<stat signature>\t<object id>
+// signature = dev:ino:size:mtimeNs:ctimeNs (empty when it cannot be trusted: the entry was
+// modified within the clock tick of the snapshot, "racily clean" in git's words).
+// object id = blob of a file or symlink, tree of a directory (empty when git holds no tree).
+// The header names the commit it describes; a cache for another commit is ignored.
+
+export interface Node {
+  /** Host path without the leading slash, real name. */
+  path: string;
+  type: EntryType;
+  /** The entry's .pacha/metadata line. */
+  line: string;
+  sig: string;
+  oid: string;
+}
+
+export interface StatCache {
+  commit: string;
+  tree: string;
+  /** Roots, ignore patterns, size limit, passwd/group: listings and lines are reused only when equal. */
+  settings: string;
+  /** In .pacha/metadata order. */
+  nodes: Node[];
+  byPath: Map<string, Node>;
+}
+
+const MAGIC = 'pacha-statcache 1';
+const END = 'END';
+
+export function typeOfLine(line: string): EntryType {
+  const a = line.indexOf('\t');
+  const b = line.indexOf('\t', a + 1);
+  return line.slice(a + 1, b) as EntryType;
+}
+
+export function pathOfLine(line: string): string {
+  return unescapeField(line.slice(0, line.indexOf('\t')));
+}
+
+/** Permission bits of a metadata line (third field). */
+export function modeOfLine(line: string): number {
+  const a = line.indexOf('\t');
+  const b = line.indexOf('\t', a + 1);
+  return parseInt(line.slice(b + 1, b + 5), 8);
+}
+
+export function loadStatCache(file: string): StatCache | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+  const lines = text.split('\n');
+  const head = lines[0].split('\t');
+  if (head[0] !== MAGIC || head.length !== 4) return null;
+  if (lines.length < 3 || lines[lines.length - 2] !== END || lines[lines.length - 1] !== '') return null;
+  lines.length -= 2;
+  const nodes: Node[] = [];
+  const byPath = new Map<string, Node>();
+  try {
+    for (let i = 1; i < lines.length; i++) {
+      const l = lines[i];
+      if (l.length === 0) continue;
+      const o = l.lastIndexOf('\t');
+      const s = l.lastIndexOf('\t', o - 1);
+      const line = l.slice(0, s);
+      const node: Node = { path: pathOfLine(line), type: typeOfLine(line), line, sig: l.slice(s + 1, o), oid: l.slice(o + 1) };
+      nodes.push(node);
+      byPath.set(node.path, node);
+    }
+  } catch {
+    return null;
+  }
+  return { commit: head[1], tree: head[2], settings: head[3], nodes, byPath };
+}
+
+/**
+ * Written with a temp file and a rename but without fsync: the cache only saves work, and a
+ * torn one (no END line, or another commit in the header) is simply not used.
+ */
+export function saveStatCache(file: string, c: { commit: string; tree: string; settings: string; nodes: Iterable<Node> }): void {
+  const parts: string[] = [`${MAGIC}\t${c.commit}\t${c.tree}\t${c.settings}`];
+  for (const n of c.nodes) parts.push(`${n.line}\t${n.sig}\t${n.oid}`);
+  parts.push(END, '');
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, parts.join('\n'), { mode: 0o600 });
+  fs.renameSync(tmp, file);
+}

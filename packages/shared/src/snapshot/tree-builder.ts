@@ -1,0 +1,95 @@
+import type { ObjectType, TreeEntry } from '../git/objects.ts';
+import { serializeTree } from '../git/objects.ts';
+import { FORMAT_FILE, FORMAT_VERSION, METADATA_FILE, PACHA_DIR, ROOTS_FILE, gitName, gitPath } from './format.ts';
+import { nodeGitMode } from './changes.ts';
+import type { Node } from './stat-cache.ts';
+
+// Builds the commit's tree. Only directories with a change below them are serialised again;
+// the others keep the tree id remembered in the stat cache. Directories that end up empty have
+// no tree (git cannot hold them) and live in .pacha/metadata only.
+
+export type AddObject = (type: ObjectType, data: Buffer) => string;
+
+function parentOf(p: string): string {
+  const i = p.lastIndexOf('/');
+  return i < 0 ? '' : p.slice(0, i);
+}
+
+export function buildTrees(
+  nodes: Map<string, Node>,
+  treeChanged: string[],
+  rootRels: string[],
+  pacha: { roots: Buffer; metadata: Buffer },
+  add: AddObject,
+): string {
+  const rootSet = new Set(rootRels);
+  const dirty = new Set<string>();
+  for (const p of treeChanged) {
+    let cur = nodes.get(p)?.type === 'dir' ? p : parentOf(p);
+    // Walk up to the root this path belongs to; containers above the roots are always rebuilt.
+    while (cur !== '' && !dirty.has(cur)) {
+      if (nodes.get(cur)?.type !== 'dir') break;
+      dirty.add(cur);
+      if (rootSet.has(cur)) break;
+      cur = parentOf(cur);
+    }
+  }
+  if (dirty.size > 0) {
+    const kids = new Map<string, Node[]>();
+    for (const d of dirty) kids.set(d, []);
+    for (const n of nodes.values()) {
+      if (rootSet.has(n.path)) continue;
+      const k = kids.get(parentOf(n.path));
+      if (k) k.push(n);
+    }
+    const order = [...dirty].sort((a, b) => depth(b) - depth(a));
+    for (const d of order) {
+      const entries: TreeEntry[] = [];
+      for (const c of kids.get(d)!) {
+        if (c.type === 'dir' && c.oid === '') continue;
+        entries.push({ name: gitName(c.path.slice(c.path.lastIndexOf('/') + 1)), mode: nodeGitMode(c), oid: c.oid });
+      }
+      nodes.get(d)!.oid = entries.length === 0 ? '' : add('tree', serializeTree(entries));
+    }
+  }
+
+  // The top: .pacha/ and the directories leading to each root.
+  interface Dir {
+    dirs: Map<string, Dir>;
+    leaves: TreeEntry[];
+  }
+  const top: Dir = { dirs: new Map(), leaves: [] };
+  for (const r of rootRels) {
+    const n = nodes.get(r);
+    if (!n || (n.type === 'dir' && n.oid === '')) continue;
+    const parts = gitPath(r).split('/');
+    let cur = top;
+    for (const part of parts.slice(0, -1)) {
+      let next = cur.dirs.get(part);
+      if (!next) cur.dirs.set(part, (next = { dirs: new Map(), leaves: [] }));
+      cur = next;
+    }
+    cur.leaves.push({ name: parts[parts.length - 1], mode: nodeGitMode(n), oid: n.oid });
+  }
+  const pachaTree = add(
+    'tree',
+    serializeTree([
+      { name: FORMAT_FILE.slice(PACHA_DIR.length + 1), mode: '100644', oid: add('blob', Buffer.from(`pacha-snapshot ${FORMAT_VERSION}\n`)) },
+      { name: ROOTS_FILE.slice(PACHA_DIR.length + 1), mode: '100644', oid: add('blob', pacha.roots) },
+      { name: METADATA_FILE.slice(PACHA_DIR.length + 1), mode: '100644', oid: add('blob', pacha.metadata) },
+    ]),
+  );
+  const write = (d: Dir): string => {
+    const entries = [...d.leaves];
+    for (const [name, sub] of d.dirs) entries.push({ name, mode: '040000', oid: write(sub) });
+    return add('tree', serializeTree(entries));
+  };
+  top.leaves.push({ name: PACHA_DIR, mode: '040000', oid: pachaTree });
+  return write(top);
+}
+
+function depth(p: string): number {
+  let n = 0;
+  for (let i = p.indexOf('/'); i >= 0; i = p.indexOf('/', i + 1)) n++;
+  return n;
+}

@@ -1,0 +1,122 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { afterEach, describe, expect, it } from 'vitest';
+import { hashObject, serializeCommit, serializeTree } from '../src/git/objects.ts';
+import { ObjectStore, PackIndex } from '../src/git/pack-index.ts';
+import { hashFile, PackWriter } from '../src/git/pack-writer.ts';
+import { initRepo, readHead, updateHead } from '../src/git/repo.ts';
+import { SnapshotReader } from '../src/snapshot/read.ts';
+
+let dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  dirs = [];
+});
+async function repo(): Promise<string> {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'pacha-git-'));
+  dirs.push(d);
+  await initRepo(path.join(d, 'repo.git'));
+  return path.join(d, 'repo.git');
+}
+const git = (dir: string, args: string[]) => execFileSync('git', ['--git-dir', dir, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const packDir = (r: string) => path.join(r, 'objects/pack');
+
+describe('git object store', () => {
+  it('writes packs native git accepts, with objects hashed as git does', async () => {
+    const r = await repo();
+    expect(fs.readFileSync(path.join(r, 'HEAD'), 'utf8')).toBe('ref: refs/heads/main\n');
+    expect(await readHead(r)).toBeNull();
+    const w = PackWriter.create(packDir(r));
+    const blob = w.addObject('blob', Buffer.from('hello\n'));
+    expect(blob).toBe('ce013625030ba8dba906f756967f9e9ca394464a'); // git hash-object of "hello\n"
+    const tree = w.addObject('tree', serializeTree([{ name: 'hello.txt', mode: '100644', oid: blob }]));
+    const commit = w.addObject('commit', serializeCommit({ tree, parent: null, author: 'pacha <pacha@h>', time: 1_700_000_000, message: 'first' }));
+    // a second add of the same object writes nothing
+    expect(w.addObject('blob', Buffer.from('hello\n'))).toBe(blob);
+    expect(w.count).toBe(3);
+    const done = await w.finish();
+    expect(done!.count).toBe(3);
+    expect(path.basename(done!.packFile)).toBe(`pack-${done!.id}.pack`);
+    expect(fs.readdirSync(packDir(r)).sort()).toEqual([`pack-${done!.id}.idx`, `pack-${done!.id}.pack`]);
+    updateHead(r, commit);
+    expect(await readHead(r)).toBe(commit);
+    git(r, ['fsck', '--full', '--strict']);
+    expect(git(r, ['log', '--format=%s'])).toBe('first\n');
+    expect(git(r, ['show', 'HEAD:hello.txt'])).toBe('hello\n');
+    // native git agrees on the index
+    expect(git(r, ['verify-pack', '-v', done!.idxFile])).toContain(blob);
+    expect(() => updateHead(r, 'abc')).toThrow(/not a full commit id/);
+  });
+
+  it('skips objects the repository already has, and an empty pack is no pack', async () => {
+    const r = await repo();
+    const w1 = PackWriter.create(packDir(r));
+    const a = w1.addObject('blob', Buffer.from('a'));
+    await w1.finish();
+    const store = new ObjectStore(path.join(r, 'objects'));
+    expect(store.has(a)).toBe(true);
+    expect(store.has(hashObject('blob', Buffer.from('b')))).toBe(false);
+    const w2 = PackWriter.create(packDir(r), { known: (oid) => store.has(oid) });
+    w2.addObject('blob', Buffer.from('a'));
+    expect(await w2.finish()).toBeNull();
+    expect(fs.readdirSync(packDir(r))).toHaveLength(2);
+    const w3 = PackWriter.create(packDir(r));
+    w3.addObject('blob', Buffer.from('c'));
+    w3.abort();
+    expect(fs.readdirSync(packDir(r))).toHaveLength(2);
+  });
+
+  it('streams a large file (truncating a duplicate back) and copies raw entries', async () => {
+    const r = await repo();
+    const file = path.join(path.dirname(r), 'big');
+    const data = Buffer.alloc(5 * 1024 * 1024 + 17);
+    for (let i = 0; i < data.length; i += 7) data[i] = (i * 31) & 0xff;
+    fs.writeFileSync(file, data);
+    const w = PackWriter.create(packDir(r));
+    const first = await w.addBlobFromFile(file);
+    expect(first).toMatchObject({ oid: hashObject('blob', data), size: data.length, written: true, bytesRead: data.length });
+    const again = await w.addBlobFromFile(file);
+    expect(again.written).toBe(false);
+    expect(hashFile(file).oid).toBe(first.oid);
+    // a pre-deflated entry, as copied from another pack
+    const raw = Buffer.from('raw entry content');
+    const rawOid = hashObject('blob', raw);
+    expect(w.addRawEntry({ oid: rawOid, type: 'blob', size: raw.length, data: zlib.deflateSync(raw) })).toBe(true);
+    const done = (await w.finish())!;
+    expect(done.count).toBe(2);
+    const idx = PackIndex.load(done.idxFile);
+    expect(idx.count).toBe(2);
+    const reader = new SnapshotReader(r);
+    const out = path.join(path.dirname(r), 'out');
+    expect(await reader.writeBlob(first.oid, out)).toBe(data.length);
+    expect(fs.readFileSync(out).equals(data)).toBe(true);
+    expect((await reader.readBlobOid(rawOid)).toString()).toBe('raw entry content');
+    expect(git(r, ['cat-file', '-p', rawOid])).toBe('raw entry content');
+    git(r, ['fsck', '--full', '--strict']);
+  });
+
+  it('reads whole objects and deltas from packs written by native git', async () => {
+    const r = await repo();
+    const work = path.join(path.dirname(r), 'work');
+    fs.mkdirSync(work);
+    const base = Buffer.from('line\n'.repeat(2000));
+    fs.writeFileSync(path.join(work, 'f'), base);
+    const g = (args: string[]) => execFileSync('git', ['-C', work, '--git-dir', r, '--work-tree', work, '-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { stdio: 'pipe' });
+    g(['add', '-A']);
+    g(['commit', '-qm', 'one']);
+    const changed = Buffer.concat([base, Buffer.from('one more\n')]);
+    fs.writeFileSync(path.join(work, 'f'), changed);
+    g(['add', '-A']);
+    g(['commit', '-qm', 'two']);
+    g(['repack', '-adq', '-f', '--depth=10', '--window=10']);
+    const oid = git(r, ['rev-parse', 'HEAD~1:f']).trim();
+    const reader = new SnapshotReader(r);
+    const out = path.join(path.dirname(r), 'out');
+    expect(await reader.writeBlob(oid, out)).toBe(base.length);
+    expect(fs.readFileSync(out).equals(base)).toBe(true);
+    expect(await readHead(r)).toBe(git(r, ['rev-parse', 'HEAD']).trim());
+  });
+});

@@ -1,0 +1,218 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { pushSnapshots, type PushEnv } from '../src/push/push.ts';
+import { LocalTransport } from '../src/transport/local.ts';
+import type { Transport } from '../src/transport/transport.ts';
+import { silentLogger, type Logger } from '../src/log.ts';
+import { ObjectStore } from '../src/push/object-store.ts';
+import { selectObjects, commitsAfter } from '../src/push/pack-select.ts';
+import { buildPack } from '../src/push/pack-build.ts';
+import { isTransient } from '../src/push/retry.ts';
+import { PachaError } from '../src/errors.ts';
+import { fsck, gitIn, makePushFixture, masterHead, packFiles, type PushFixture } from './push-support.ts';
+
+// Push over the Transport interface to a master host tree in a local folder. The SFTP targets
+// (embedded master, OpenSSH) run the same protocol in packages/agent/test/push-sftp.test.ts.
+
+let fx: PushFixture | undefined;
+afterEach(() => {
+  fx?.cleanup();
+  fx = undefined;
+});
+
+function recordingLogger(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  const rec = (l: string) => (m: string) => lines.push(`${l}: ${m}`);
+  return { verbose: false, lines, error: rec('error'), warn: rec('warn'), info: rec('info'), debug: rec('debug'), progress() {} };
+}
+
+const env = (f: PushFixture, log: Logger = silentLogger): PushEnv => ({ config: f.config, state: f.state, log });
+const fast = { attempts: 3, baseMs: 5, maxMs: 20 };
+
+describe('push to a local-folder master', () => {
+  it('creates the repository, sends everything, and the master passes git fsck --strict', async () => {
+    fx = makePushFixture();
+    const head = fx.snapshot(60);
+    const r = await pushSnapshots(env(fx));
+    expect(r.commits).toBe(1);
+    expect(r.remoteHead).toBe(head);
+    expect(masterHead(fx.masterRepo)).toBe(head);
+    expect(fs.readFileSync(path.join(fx.masterRepo, 'HEAD'), 'utf8')).toBe('ref: refs/heads/main\n');
+    fsck(fx.masterRepo);
+    // Every object of the local repository arrived: the same list on both sides.
+    const all = (g: string) => gitIn(g, ['rev-list', '--objects', 'main']).split('\n').sort().join('\n');
+    expect(all(fx.masterRepo)).toBe(all(fx.state.repo));
+    expect(Object.keys(r.phases).sort()).toEqual(['connect', 'negotiate', 'pack', 'ref', 'upload']);
+    // One pack + idx, nothing temporary left, lock released.
+    expect(packFiles(fx.masterRepo).filter((n) => n.startsWith('pack-')).length).toBe(2);
+    expect(packFiles(fx.masterRepo).filter((n) => !n.startsWith('pack-'))).toEqual([]);
+    expect(fs.existsSync(path.join(fx.masterRepo, 'pacha-push.lock'))).toBe(false);
+  });
+
+  it('sends nothing the second time, and only what changed after that', async () => {
+    fx = makePushFixture();
+    fx.snapshot(200, 0);
+    await pushSnapshots(env(fx));
+    const before = packFiles(fx.masterRepo);
+    const again = await pushSnapshots(env(fx));
+    expect(again).toMatchObject({ commits: 0, objects: 0, bytes: 0 });
+    expect(packFiles(fx.masterRepo)).toEqual(before);
+
+    const head = fx.snapshot(200, 1); // one file changed: /etc/app/d0/f0.conf, plus the metadata
+    const r = await pushSnapshots(env(fx));
+    expect(r.commits).toBe(1);
+    // commit + root tree + etc + app + d0 + f0 blob (the metadata line is unchanged: same size)
+    expect(r.objects).toBe(6);
+    expect(masterHead(fx.masterRepo)).toBe(head);
+    fsck(fx.masterRepo);
+    expect(gitIn(fx.masterRepo, ['rev-list', '--count', 'main']).trim()).toBe('2');
+  });
+
+  it('sends several snapshots taken while the master was away, all in one push', async () => {
+    fx = makePushFixture();
+    fx.snapshot(30, 0);
+    await pushSnapshots(env(fx));
+    const down: Transport = new Proxy(new LocalTransport(), {
+      get: () => async () => {
+        throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:22'), { code: 'ECONNREFUSED' });
+      },
+    });
+    const heads = [fx.snapshot(30, 1), fx.snapshot(30, 2), fx.snapshot(31, 3)];
+    await expect(pushSnapshots(env(fx), { transport: down, retry: fast })).rejects.toThrow(/ECONNREFUSED/);
+    const status = JSON.parse(fs.readFileSync(fx.state.status, 'utf8'));
+    expect(status.lastError.message).toMatch(/ECONNREFUSED/);
+    expect(status.pending).toBe(3);
+    const r = await pushSnapshots(env(fx));
+    expect(r.commits).toBe(3);
+    expect(masterHead(fx.masterRepo)).toBe(heads[2]);
+    expect(gitIn(fx.masterRepo, ['rev-list', 'main']).trim().split('\n').slice(0, 3).reverse()).toEqual(heads);
+    fsck(fx.masterRepo);
+    const after = JSON.parse(fs.readFileSync(fx.state.status, 'utf8'));
+    expect(after).toMatchObject({ pending: 0, lastError: null, lastPush: { commit: heads[2], commits: 3 } });
+    const report = JSON.parse(fs.readFileSync(fx.state.report, 'utf8'));
+    expect(report.push.commits).toBe(3);
+    expect(report.push.bytes).toBeGreaterThan(0);
+  });
+
+  it('copies stored entries from local packs and resolves deltas of a repacked repository', async () => {
+    fx = makePushFixture();
+    for (let v = 0; v < 4; v++) fx.snapshot(80, v);
+    gitIn(fx.state.repo, ['repack', '-a', '-d', '-f', '-q', '--depth=10', '--window=50']);
+    gitIn(fx.state.repo, ['prune-packed']);
+    const store = new ObjectStore(fx.state.repo);
+    const head = store.readRef()!;
+    const sel = selectObjects(store, commitsAfter(store, head, null, 'test'));
+    const built = buildPack(store, sel.objects, path.join(fx.root, 'packtest'));
+    store.close();
+    expect(built.copied).toBeGreaterThan(0); // whole objects reused as stored
+    expect(built.deflated).toBeGreaterThan(0); // deltas resolved (git repack made some)
+    const out = gitIn(fx.state.repo, ['verify-pack', '-v', built.idxFile]);
+    expect(out).toMatch(/: ok/);
+    const r = await pushSnapshots(env(fx));
+    expect(r.commits).toBe(4);
+    fsck(fx.masterRepo);
+  });
+
+  it('refuses a master whose history this host does not continue, and changes nothing', async () => {
+    fx = makePushFixture();
+    fx.snapshot(10, 0);
+    await pushSnapshots(env(fx));
+    // A foreign commit on the master (another host writing under this name).
+    const other = makePushFixture('web1');
+    try {
+      const foreign = other.snapshot(5, 9);
+      gitIn(other.state.repo, ['push', '-q', fx.masterRepo, `${foreign}:refs/heads/main`, '--force']);
+      fx.snapshot(10, 1);
+      const packs = packFiles(fx.masterRepo);
+      const err = await pushSnapshots(env(fx), { retry: fast }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PachaError);
+      expect((err as Error).message).toMatch(/a commit this host does not have/);
+      expect(masterHead(fx.masterRepo)).toBe(foreign);
+      expect(packFiles(fx.masterRepo)).toEqual(packs);
+    } finally {
+      other.cleanup();
+    }
+  });
+
+  it('refuses when the master is ahead of (not an ancestor of) the local head', async () => {
+    fx = makePushFixture();
+    const first = fx.snapshot(10, 0);
+    const second = fx.snapshot(10, 1);
+    await pushSnapshots(env(fx));
+    gitIn(fx.state.repo, ['update-ref', 'refs/heads/main', first]); // local history rewound
+    fx.snapshot(10, 2);
+    await expect(pushSnapshots(env(fx))).rejects.toThrow(/not an ancestor/);
+    expect(masterHead(fx.masterRepo)).toBe(second);
+  });
+
+  it('waits for a fresh lock of another machine and takes over a stale one with a warning', async () => {
+    fx = makePushFixture();
+    const head = fx.snapshot(10);
+    fs.mkdirSync(fx.masterRepo, { recursive: true });
+    const lock = path.join(fx.masterRepo, 'pacha-push.lock');
+    const holder = { host: 'web1', pid: 999999, time: new Date().toISOString(), machine: 'elsewhere' };
+    fs.writeFileSync(lock, JSON.stringify(holder));
+    await expect(pushSnapshots(env(fx))).rejects.toThrow(/another push .* is in progress \(pid 999999 on elsewhere/);
+    expect(masterHead(fx.masterRepo)).toBe(null);
+    fs.writeFileSync(lock, JSON.stringify({ ...holder, time: new Date(Date.now() - 11 * 60_000).toISOString() }));
+    const log = recordingLogger();
+    await pushSnapshots(env(fx, log));
+    expect(log.lines.join('\n')).toMatch(/warn: taking over stale push lock/);
+    expect(masterHead(fx.masterRepo)).toBe(head);
+    expect(fs.existsSync(lock)).toBe(false);
+  });
+
+  it('retries transient failures with backoff but not refusals', async () => {
+    fx = makePushFixture();
+    const head = fx.snapshot(10);
+    let failures = 2;
+    const local = new LocalTransport();
+    const flaky: Transport = new Proxy(local, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (prop !== 'rename' || typeof v !== 'function') return v;
+        return async (...a: unknown[]) => {
+          if (failures-- > 0) throw Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+          return (v as (...x: unknown[]) => Promise<void>).apply(target, a);
+        };
+      },
+    });
+    const log = recordingLogger();
+    const r = await pushSnapshots(env(fx, log), { transport: flaky, retry: fast });
+    expect(r.remoteHead).toBe(head);
+    expect(log.lines.filter((l) => l.includes('retry')).length).toBe(2);
+    fsck(fx.masterRepo);
+    // The interrupted attempts' uploads were cleared by the next attempt.
+    expect(packFiles(fx.masterRepo).filter((n) => n.startsWith('tmp_'))).toEqual([]);
+
+    expect(isTransient(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))).toBe(true);
+    expect(isTransient(new Error('Timed out while waiting for handshake'))).toBe(true);
+    expect(isTransient(new Error('All configured authentication methods failed'))).toBe(false);
+    expect(isTransient(Object.assign(new Error('Permission denied'), { code: 3 }))).toBe(false);
+    expect(isTransient(new PachaError('host key of master does not match known_hosts'))).toBe(false);
+
+    fx.snapshot(10, 1);
+    let calls = 0;
+    const denied: Transport = new Proxy(local, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (prop === 'createExclusive') calls++; // once per attempt (the lock)
+        if (prop !== 'upload') return v;
+        return async () => {
+          throw new Error('upload: Permission denied');
+        };
+      },
+    });
+    await expect(pushSnapshots(env(fx), { transport: denied, retry: fast })).rejects.toThrow(/Permission denied/);
+    expect(calls).toBe(1);
+    expect(masterHead(fx.masterRepo)).toBe(head);
+  });
+
+  it('has nothing to push before the first snapshot', async () => {
+    fx = makePushFixture();
+    const r = await pushSnapshots(env(fx));
+    expect(r).toMatchObject({ commits: 0, remoteHead: null });
+    expect(fs.existsSync(fx.masterRepo)).toBe(false);
+  });
+});

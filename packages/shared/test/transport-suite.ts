@@ -1,0 +1,118 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Transport } from '@pacha/shared/transport/transport';
+
+// One behaviour for every transport: the local folder, the embedded master and OpenSSH must
+// pass the same tests, because push and rebuild are written against the interface only.
+
+export interface SuiteTarget {
+  transport: Transport;
+  /** A writable remote folder for the tests (created by the suite with mkdirp). */
+  base: string;
+  cleanup(): Promise<void>;
+}
+
+/** `setup` returns null to skip (e.g. sshd missing outside CI; the harness has said so loudly). */
+export function transportSuite(name: string, setup: () => Promise<SuiteTarget | null>): void {
+  describe(`transport: ${name}`, () => {
+    let t: SuiteTarget | null = null;
+    let tmp: string;
+    beforeAll(async () => {
+      t = await setup();
+      tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pacha-transport-local-'));
+    });
+    afterAll(async () => {
+      await t?.cleanup();
+      fs.rmSync(tmp, { recursive: true, force: true });
+    });
+    const tr = () => t!.transport;
+    const at = (p: string) => `${t!.base}/${p}`;
+    const run = (title: string, fn: () => Promise<void>) =>
+      it(title, async (ctx) => {
+        if (t === null) ctx.skip();
+        await fn();
+      });
+
+    run('mkdirp creates nested folders and is idempotent', async () => {
+      await tr().mkdirp(at('a/b/c'));
+      await tr().mkdirp(at('a/b/c'));
+      expect((await tr().stat(at('a/b/c')))?.type).toBe('dir');
+      expect((await tr().stat(at('a/b')))?.type).toBe('dir');
+    });
+
+    run('stat of a missing file is null; readFile of one fails with ENOENT', async () => {
+      expect(await tr().stat(at('nope'))).toBeNull();
+      expect(await tr().stat(at('nope/deeper'))).toBeNull();
+      await expect(tr().readFile(at('nope'))).rejects.toMatchObject({ code: 'ENOENT' });
+      await expect(tr().download(at('nope'), path.join(tmp, 'nope'))).rejects.toMatchObject({ code: 'ENOENT' });
+      await expect(tr().list(at('nope'))).rejects.toMatchObject({ code: 'ENOENT' });
+    });
+
+    run('writeFile / readFile round trip, overwrite truncates', async () => {
+      await tr().mkdirp(t!.base);
+      await tr().writeFile(at('w.txt'), 'a longer first content\n');
+      await tr().writeFile(at('w.txt'), 'short\n');
+      expect((await tr().readFile(at('w.txt'))).toString()).toBe('short\n');
+      const st = await tr().stat(at('w.txt'));
+      expect(st).toMatchObject({ type: 'file', size: 6 });
+      const bin = crypto.randomBytes(70_000);
+      await tr().writeFile(at('bin'), bin);
+      expect((await tr().readFile(at('bin'))).equals(bin)).toBe(true);
+    });
+
+    run('list names files and folders with their types', async () => {
+      await tr().mkdirp(at('l/sub'));
+      await tr().writeFile(at('l/f1'), '1');
+      const entries = await tr().list(at('l'));
+      const byName = Object.fromEntries(entries.map((e) => [e.name, e.type]));
+      expect(byName).toEqual({ sub: 'dir', f1: 'file' });
+    });
+
+    run('createExclusive creates once, then returns false and leaves the file alone', async () => {
+      await tr().mkdirp(t!.base);
+      expect(await tr().createExclusive(at('lock'), 'first')).toBe(true);
+      expect(await tr().createExclusive(at('lock'), 'second')).toBe(false);
+      expect((await tr().readFile(at('lock'))).toString()).toBe('first');
+      await tr().remove(at('lock'));
+      expect(await tr().createExclusive(at('lock'), '')).toBe(true);
+      expect((await tr().stat(at('lock')))?.size).toBe(0);
+    });
+
+    run('rename moves, and replaces an existing target', async () => {
+      await tr().mkdirp(t!.base);
+      await tr().writeFile(at('r.tmp'), 'new');
+      await tr().rename(at('r.tmp'), at('r'));
+      expect(await tr().stat(at('r.tmp'))).toBeNull();
+      await tr().writeFile(at('r.tmp2'), 'newer');
+      await tr().rename(at('r.tmp2'), at('r'));
+      expect((await tr().readFile(at('r'))).toString()).toBe('newer');
+      expect(await tr().stat(at('r.tmp2'))).toBeNull();
+    });
+
+    run('upload then download a multi-MiB file: complete when the promise resolves', async () => {
+      await tr().mkdirp(t!.base);
+      const data = crypto.randomBytes(6 * 1024 * 1024 + 12345);
+      const src = path.join(tmp, 'big.src');
+      const dst = path.join(tmp, 'big.dst');
+      fs.writeFileSync(src, data);
+      await tr().upload(src, at('big'));
+      expect((await tr().stat(at('big')))?.size).toBe(data.length);
+      await tr().download(at('big'), dst);
+      // Read synchronously right away: nothing may still be in flight.
+      const got = fs.readFileSync(dst);
+      expect(got.length).toBe(data.length);
+      expect(crypto.createHash('sha256').update(got).digest('hex')).toBe(crypto.createHash('sha256').update(data).digest('hex'));
+    });
+
+    run('remove deletes, and is quiet when the file is already gone', async () => {
+      await tr().mkdirp(t!.base);
+      await tr().writeFile(at('gone'), 'x');
+      await tr().remove(at('gone'));
+      expect(await tr().stat(at('gone'))).toBeNull();
+      await tr().remove(at('gone'));
+    });
+  });
+}

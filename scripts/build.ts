@@ -1,0 +1,45 @@
+// `npm run build`: one bundled file per program for hosts without a development setup.
+// dist/pacha.mjs (agent) and dist/pacha-master.mjs run with a plain Node 24: `node pacha.mjs ...`.
+// The systemd units are copied next to them. esbuild-wasm has no native binary to download.
+import fs from 'node:fs';
+import path from 'node:path';
+import { build } from 'esbuild-wasm';
+
+const repo = path.resolve(import.meta.dirname, '..');
+const dist = path.join(repo, 'dist');
+fs.mkdirSync(dist, { recursive: true });
+
+// ESM output still has CommonJS dependencies (ssh2, yargs parts): give them a real `require`.
+const banner = [
+  "import { createRequire as __pachaCreateRequire } from 'node:module';",
+  'const require = __pachaCreateRequire(import.meta.url);',
+].join('\n');
+
+const programs = [
+  { entry: 'packages/agent/src/main.ts', out: 'pacha.mjs' },
+  { entry: 'packages/master/src/main.ts', out: 'pacha-master.mjs' },
+];
+
+for (const p of programs) {
+  const outfile = path.join(dist, p.out);
+  await build({
+    entryPoints: [path.join(repo, p.entry)],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node24',
+    banner: { js: `#!/usr/bin/env node\n${banner}` },
+    // Optional native accelerators of ssh2: absent in the bundle, ssh2 falls back to pure JS.
+    external: ['cpu-features', '*.node'],
+    legalComments: 'none',
+    logLevel: 'warning',
+  });
+  fs.chmodSync(outfile, 0o755);
+  process.stdout.write(`built ${path.relative(repo, outfile)} (${Math.round(fs.statSync(outfile).size / 1024)} KiB)\n`);
+}
+
+for (const unit of ['packages/agent/pacha.service', 'packages/master/pacha-master.service']) {
+  const src = path.join(repo, unit);
+  if (fs.existsSync(src)) fs.copyFileSync(src, path.join(dist, path.basename(unit)));
+}
