@@ -147,7 +147,8 @@ describe('takeSnapshot', () => {
   });
 
   it('two watched directories with the same basename do not collide', async () => {
-    const h = host({ 'pacha.watch': '/etc/nginx,/opt/site/nginx' });
+    const h = host({ 'pacha.watch': '/etc/nginx,/opt/site/nginx,/etc/hosts' });
+    fs.writeFileSync(h.p('/etc/hosts'), '127.0.0.1 localhost\n');
     fs.mkdirSync(h.p('/etc/nginx'), { recursive: true });
     fs.mkdirSync(h.p('/opt/site/nginx'), { recursive: true });
     fs.writeFileSync(h.p('/etc/nginx/nginx.conf'), 'etc');
@@ -155,6 +156,8 @@ describe('takeSnapshot', () => {
     await takeSnapshot(h.env2());
     expect(h.git(['show', 'HEAD:etc/nginx/nginx.conf'])).toBe('etc');
     expect(h.git(['show', 'HEAD:opt/site/nginx/nginx.conf'])).toBe('opt');
+    // a single watched file
+    expect(h.git(['show', 'HEAD:etc/hosts'])).toBe('127.0.0.1 localhost\n');
     const m = await meta(h);
     // the directories leading to a root are not part of the snapshot
     expect(m.has('etc')).toBe(false);

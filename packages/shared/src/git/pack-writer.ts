@@ -154,7 +154,7 @@ export class PackWriter {
     const tries = opts.tries ?? 3;
     let bytesRead = 0;
     for (let attempt = 1; attempt <= tries; attempt++) {
-      const fd = fs.openSync(file, 'r');
+      const fd = openRegular(file);
       try {
         const before = fs.fstatSync(fd, { bigint: true });
         const size = Number(before.size);
@@ -304,6 +304,18 @@ export class PackWriter {
   }
 }
 
+// Never block on a fifo or follow a symlink that replaced the file since it was listed.
+const OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW;
+
+function openRegular(file: string): number {
+  const fd = fs.openSync(file, OPEN_FLAGS);
+  if (!fs.fstatSync(fd).isFile()) {
+    fs.closeSync(fd);
+    throw new PachaError(`${file} is no longer a regular file`);
+  }
+  return fd;
+}
+
 function readWhole(fd: number, size: number): Buffer {
   // One byte more than expected tells a file that grew since fstat.
   const buf = Buffer.allocUnsafe(size + 1);
@@ -334,7 +346,7 @@ export function hashFile(file: string, tries = 3): { oid: string; size: number; 
   let bytesRead = 0;
   const chunk = Buffer.allocUnsafe(STREAM_CHUNK);
   for (let attempt = 1; attempt <= tries; attempt++) {
-    const fd = fs.openSync(file, 'r');
+    const fd = openRegular(file);
     try {
       const before = fs.fstatSync(fd, { bigint: true });
       const size = Number(before.size);

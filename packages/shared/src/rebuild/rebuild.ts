@@ -67,7 +67,7 @@ export interface RebuildResult {
   snapshotTime: string;
   outcome: 'ok' | 'dry-run';
   counts: RebuildCounts;
-  /** Milliseconds per phase: fetch, validate, hooks (pre + post), restore, metadata, verify. */
+  /** Milliseconds per phase: fetch, validate, plan, hooks (pre + post), restore, metadata, verify. */
   phases: Record<string, number>;
   seconds: number;
   /** --dry-run: every difference. */
@@ -141,7 +141,8 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     const postHooks = listHooks(staging.post, 'post');
 
     // 3. plan and confirm
-    let plan: Plan = await planRestore(valid, { root: config.root, resolver: ownerResolver(loadIdTable(config.root), config.root), deleteExtra: opts.deleteExtra === true });
+    const makePlan = () => time('plan', () => planRestore(valid, { root: config.root, resolver: ownerResolver(loadIdTable(config.root), config.root), deleteExtra: opts.deleteExtra === true }));
+    let plan: Plan = await makePlan();
     out(`Snapshot: ${commit} (${new Date(snap.timeMs).toISOString()})${opts.at ? ` chosen by --at ${opts.at}` : ' (newest)'}`);
     out(`Restoring: ${valid.scope.join(', ')}`);
     out(`Files to create: ${plan.counts.create}`);
@@ -190,8 +191,10 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     // 5-6. restore with owners as the host now knows them. The hooks may have installed
     // packages (new files, maybe symlinks): check and plan again against what is there now.
     const resolver = ownerResolver(loadIdTable(config.root), config.root);
-    checkTargetAncestors(valid.items, config.root);
-    plan = await planRestore(valid, { root: config.root, resolver: ownerResolver(loadIdTable(config.root), config.root), deleteExtra: opts.deleteExtra === true });
+    if (pre.ran.length > 0) {
+      checkTargetAncestors(valid.items, config.root);
+      plan = await makePlan();
+    }
     const keepDir = path.join(state.replacedDir, new Date().toISOString());
     const res: RestoreResult = await restorePlan(plan, { root: config.root, keepDir, resolver, log, blobs: blobs! });
     phases.restore = res.phases.restore;

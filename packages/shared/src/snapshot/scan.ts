@@ -58,7 +58,8 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
   const out: ScanOutput = { nodes: new Map(), toHash: [], smallBlobs: new Map(), warnings: [], kept: 0, fresh: [] };
   const nodes = out.nodes;
   const warn = (m: string) => out.warnings.push(m);
-  const isDirty = input.dirty !== undefined && prev !== null;
+  // Untrusted cache (other roots, ignore patterns, size limit or users): walk everything once.
+  const isDirty = input.dirty !== undefined && prev !== null && input.trusted;
   const prevMap = prev?.byPath ?? new Map<string, Node>();
   const ignored = ignoreMatcher(input.ignore);
 

@@ -1,0 +1,160 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { commitSnapshot, git, initBareRepo, packRepo } from '../../../test-support/git-fixture.ts';
+import { silentLogger, type Logger } from '../src/log.ts';
+import { BlobSource } from '../src/rebuild/blob-source.ts';
+import { appendRun, hookStatus, readJournal, type HookRun } from '../src/rebuild/journal.ts';
+import { loadIdTable, ownerResolver } from '../src/rebuild/owners.ts';
+import { blobIdOfFile } from '../src/rebuild/plan.ts';
+import { seconds } from '../src/rebuild/restore.ts';
+import { badPathReason } from '../src/rebuild/validate.ts';
+import { verifyRestored } from '../src/rebuild/verify.ts';
+import type { RestoreItem } from '../src/rebuild/validate.ts';
+
+// The rebuild's parts on their own: path checks, owner resolution, the hook journal, reading
+// blobs out of packs (whole and delta), content ids and --verify.
+
+const dirs: string[] = [];
+const tmp = () => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'pacha-rbparts-'));
+  dirs.push(d);
+  return d;
+};
+afterEach(() => {
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+function captureLog(): Logger & { warnings: string[] } {
+  const warnings: string[] = [];
+  return { ...silentLogger, warnings, warn: (m: string) => warnings.push(m) };
+}
+
+describe('badPathReason', () => {
+  it.each([
+    ['etc/app.conf', null],
+    ['etc/with space/é', null],
+    ['', 'empty path'],
+    ['/etc/passwd', 'absolute path (metadata paths have no leading slash)'],
+    ['etc//x', 'empty path component'],
+    ['etc/../root', '".." component'],
+    ['./etc', '"." component'],
+    ['etc/a\0b', 'contains a NUL byte'],
+  ])('%j -> %j', (p, want) => {
+    expect(badPathReason(p)).toBe(want);
+  });
+});
+
+describe('owners by name on the rebuilt host', () => {
+  it('uses the names of the root dir, falls back to the recorded id with one warning per name', () => {
+    const root = tmp();
+    fs.mkdirSync(path.join(root, 'etc'));
+    fs.writeFileSync(path.join(root, 'etc/passwd'), '# comment\nroot:x:0:0::/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\nbroken line\n');
+    fs.writeFileSync(path.join(root, 'etc/group'), 'root:x:0:\nwww:x:33:\n');
+    const r = ownerResolver(loadIdTable(root), root);
+    expect(r.uid('www', 1000, '/srv/a')).toBe(33);
+    expect(r.gid('www', 1000, '/srv/a')).toBe(33);
+    expect(r.uid('ghost', 4321, '/srv/b')).toBe(4321);
+    expect(r.uid('ghost', 4321, '/srv/c')).toBe(4321);
+    expect(r.gid('', 77, '/srv/d')).toBe(77);
+    const log = captureLog();
+    r.reportMissing(log);
+    expect(log.warnings).toHaveLength(1);
+    expect(log.warnings[0]).toBe(`user "ghost" does not exist in ${root}/etc/passwd: /srv/b, /srv/c get the recorded numeric uid 4321 (create the user in a pacha_pre hook to fix this)`);
+  });
+});
+
+describe('hook journal', () => {
+  it('a hook is applied only when its last run with the same content succeeded', () => {
+    const dir = tmp();
+    const run = (over: Partial<HookRun>): HookRun => ({ name: '10-a', phase: 'pre', sha256: 'aa', commit: 'c', start: '', end: '', exitCode: 0, signal: null, timedOut: false, ok: true, outputTail: '', ...over });
+    appendRun(dir, 'h', run({ ok: false, exitCode: 1 }));
+    expect(hookStatus(readJournal(dir, 'h'), 'pre', '10-a', 'aa').status).toBe('failed');
+    appendRun(dir, 'h', run({}));
+    expect(hookStatus(readJournal(dir, 'h'), 'pre', '10-a', 'aa').status).toBe('applied');
+    expect(hookStatus(readJournal(dir, 'h'), 'pre', '10-a', 'bb').status).toBe('pending');
+    expect(hookStatus(readJournal(dir, 'h'), 'post', '10-a', 'aa').status).toBe('pending');
+    expect(fs.statSync(path.join(dir, 'h.json')).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('BlobSource', () => {
+  it('reads whole and delta blobs from packs and loose objects, checking their ids', async () => {
+    const repo = path.join(tmp(), 'repo');
+    initBareRepo(repo);
+    const big = Array.from({ length: 2000 }, (_, i) => `line ${i} of a configuration file\n`).join('');
+    commitSnapshot(repo, { roots: ['/etc/x'], entries: [{ path: '/etc/x', type: 'dir' }, { path: '/etc/x/a', type: 'file', content: big }] });
+    commitSnapshot(repo, { roots: ['/etc/x'], entries: [{ path: '/etc/x', type: 'dir' }, { path: '/etc/x/a', type: 'file', content: big + 'one more line\n' }] });
+    execFileSync('git', ['--git-dir', repo, 'repack', '-a', '-d', '-f', '-q', '--window=10', '--depth=10']);
+    const ids = ['main~1:etc/x/a', 'main:etc/x/a'].map((r) => git(repo, ['rev-parse', r]).trim());
+    const types = git(repo, ['verify-pack', '-v', ...fs.readdirSync(path.join(repo, 'objects/pack')).filter((f) => f.endsWith('.idx')).map((f) => path.join(repo, 'objects/pack', f))]);
+    // One of the two versions is stored as a delta of the other.
+    expect(ids.some((id) => new RegExp(`^${id} blob\\s+\\d+ \\d+ \\d+ \\d+ [0-9a-f]{40}`, 'm').test(types))).toBe(true);
+    const src = new BlobSource(repo);
+    try {
+      expect((await src.readAny(ids[0])).toString()).toBe(big);
+      expect((await src.readAny(ids[1])).toString()).toBe(big + 'one more line\n');
+      const out = path.join(tmp(), 'out');
+      expect(await src.writeTo(ids[1], out)).toBe(big.length + 14);
+      expect(fs.readFileSync(out, 'utf8')).toBe(big + 'one more line\n');
+      expect(src.has(ids[0])).toBe(true);
+      expect(src.has('0'.repeat(40))).toBe(false);
+    } finally {
+      src.close();
+    }
+  });
+
+  it('refuses a corrupt pack entry', () => {
+    const repo = path.join(tmp(), 'repo');
+    initBareRepo(repo);
+    commitSnapshot(repo, { roots: ['/etc/x'], entries: [{ path: '/etc/x', type: 'dir' }, { path: '/etc/x/a', type: 'file', content: 'x'.repeat(5000) }] });
+    packRepo(repo);
+    const id = git(repo, ['rev-parse', 'main:etc/x/a']).trim();
+    const pack = fs.readdirSync(path.join(repo, 'objects/pack')).find((f) => f.endsWith('.pack'))!;
+    const file = path.join(repo, 'objects/pack', pack);
+    const src0 = new BlobSource(repo);
+    expect(src0.tryRead(id, 5000)!.length).toBe(5000);
+    src0.close();
+    // Flip bytes inside the compressed data of that blob: inflate fails or the id no longer matches.
+    const buf = fs.readFileSync(file);
+    const idx = git(repo, ['verify-pack', '-v', file.replace(/\.pack$/, '.idx')]);
+    const off = Number(new RegExp(`^${id} blob\\s+\\d+ \\d+ (\\d+)`, 'm').exec(idx)![1]);
+    buf[off + 6] ^= 0xff;
+    buf[off + 7] ^= 0xff;
+    fs.writeFileSync(file, buf);
+    const src = new BlobSource(repo);
+    expect(() => src.tryRead(id, 5000)).toThrow(new RegExp(`object ${id} in .* is corrupt`));
+    src.close();
+  });
+});
+
+describe('content ids and --verify', () => {
+  it('blobIdOfFile is git hash-object', async () => {
+    const f = path.join(tmp(), 'f');
+    fs.writeFileSync(f, 'hello\n');
+    expect(await blobIdOfFile(f, 6)).toBe(execFileSync('git', ['hash-object', f]).toString().trim());
+  });
+
+  it('seconds() keeps well under a microsecond', () => {
+    const ns = 1_795_306_873_512_875_124n;
+    expect(Math.abs(seconds(ns) * 1e9 - Number(ns))).toBeLessThan(500);
+  });
+
+  it('verifyRestored names every difference', async () => {
+    const root = tmp();
+    fs.mkdirSync(path.join(root, 'etc'));
+    fs.writeFileSync(path.join(root, 'etc/a'), 'changed\n', { mode: 0o644 });
+    fs.symlinkSync('elsewhere', path.join(root, 'etc/l'));
+    const item = (over: Partial<RestoreItem>): RestoreItem => ({ path: '', hostPath: '', type: 'file', mode: 0o644, uid: 0, user: 'root', gid: 0, group: 'root', mtimeNs: 0n, size: 0, ...over });
+    const okId = execFileSync('git', ['hash-object', '--stdin'], { input: 'changed\n' }).toString().trim();
+    const items = [
+      item({ path: 'etc/a', hostPath: '/etc/a', size: 8, oid: okId, mode: 0o600 }),
+      item({ path: 'etc/l', hostPath: '/etc/l', type: 'symlink', target: 'there', mode: 0o777 }),
+      item({ path: 'etc/gone', hostPath: '/etc/gone', size: 1, oid: okId }),
+    ];
+    const problems = await verifyRestored(items, root, ownerResolver(loadIdTable(root), root));
+    expect(problems).toEqual(['/etc/a: mode 0644, the snapshot has 0600', '/etc/l: points to elsewhere, the snapshot has there', '/etc/gone: missing']);
+  });
+});
