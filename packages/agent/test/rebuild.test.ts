@@ -1,7 +1,9 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { writeHook } from '../../../test-support/git-fixture.ts';
+import { PACHA_BIN } from '../../../test-support/cli.ts';
 import { SVC_GID, SVC_UID, addUserHook, expectedListing, listTree, makeWorld, type RebuildWorld } from './rebuild-helpers.ts';
 
 // End to end through the CLI, against a master folder (LocalTransport, pacha.host = file://).
@@ -170,6 +172,36 @@ describe('pacha rebuild (local master folder)', () => {
     const r = await w.host.pacha(['--rebuild', 'web1', '--yes', '--', 'sh', '-c', `test -x "$PACHA_ROOT_DIR${w.top}/app/bin/tool" && echo follow-up ran && exit 7`]);
     expect(r.stdout).toContain('follow-up ran');
     expect(r.code).toBe(7);
+  });
+
+  it('waits for another pacha holding the lock (daemon, snapshot, push) instead of interleaving', async () => {
+    world = makeWorld();
+    const w = world;
+    fs.mkdirSync(w.host.p('/var/lib/pacha'), { recursive: true });
+    fs.writeFileSync(w.host.p('/var/lib/pacha/pacha.pid'), `${process.pid} daemon\n`);
+    const r = await w.host.pacha(['rebuild', 'web1', '--yes']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`another pacha is running: daemon (pid ${process.pid})`);
+    expect(fs.existsSync(w.host.p(w.top))).toBe(false);
+  });
+
+  it.skipIf(!fs.existsSync('/usr/bin/script'))('on a terminal, shows the plan and waits for Enter', async () => {
+    world = makeWorld();
+    const w = world;
+    // script(1) gives the rebuild a pseudo-terminal; Enter arrives on it.
+    const r = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      const child = spawn('/usr/bin/script', ['-qec', `${process.execPath} ${PACHA_BIN} rebuild web1`, '/dev/null'], { env: { ...process.env, ...w.host.env } });
+      let stdout = '';
+      child.stdout.on('data', (d) => {
+        stdout += d;
+        if (stdout.includes('Hit Enter')) child.stdin.write('\n');
+      });
+      child.on('close', (code) => resolve({ code, stdout }));
+    });
+    expect(r.stdout).toContain('Host to rebuild: web1');
+    expect(r.stdout).toContain('Hit Enter to confirm or Ctrl-C to cancel');
+    expect(r.code, r.stdout).toBe(0);
+    expect(fs.existsSync(w.host.p(`${w.top}/app/bin/tool`))).toBe(true);
   });
 
   it('an unknown host is a clear failure', async () => {
