@@ -6,13 +6,19 @@ import path from 'node:path';
 import { build } from 'esbuild-wasm';
 
 const repo = path.resolve(import.meta.dirname, '..');
-const dist = path.join(repo, 'dist');
+// `--out DIR` builds elsewhere (the tests build into a temporary folder).
+const outArg = process.argv.indexOf('--out');
+const dist = outArg > 0 ? path.resolve(process.argv[outArg + 1]) : path.join(repo, 'dist');
 fs.mkdirSync(dist, { recursive: true });
 
-// ESM output still has CommonJS dependencies (ssh2, yargs parts): give them a real `require`.
+// ESM output still has CommonJS dependencies (ssh2, yargs parts): give them a real `require`,
+// `__filename` and `__dirname`.
 const banner = [
   "import { createRequire as __pachaCreateRequire } from 'node:module';",
   'const require = __pachaCreateRequire(import.meta.url);',
+  "import { fileURLToPath as __pachaFileURLToPath } from 'node:url';",
+  'const __filename = __pachaFileURLToPath(import.meta.url);',
+  "const __dirname = __filename.slice(0, __filename.lastIndexOf('/'));",
 ].join('\n');
 
 const programs = [
@@ -36,7 +42,7 @@ for (const p of programs) {
     logLevel: 'warning',
   });
   fs.chmodSync(outfile, 0o755);
-  process.stdout.write(`built ${path.relative(repo, outfile)} (${Math.round(fs.statSync(outfile).size / 1024)} KiB)\n`);
+  process.stdout.write(`built ${outfile} (${Math.round(fs.statSync(outfile).size / 1024)} KiB)\n`);
 }
 
 for (const unit of ['packages/agent/pacha.service', 'packages/master/pacha-master.service']) {

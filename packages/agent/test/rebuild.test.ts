@@ -174,7 +174,7 @@ describe('pacha rebuild (local master folder)', () => {
     expect(r.code).toBe(7);
   });
 
-  it('waits for another pacha holding the lock (daemon, snapshot, push) instead of interleaving', async () => {
+  it('refuses to run beside another pacha holding the lock (daemon, snapshot, push)', async () => {
     world = makeWorld();
     const w = world;
     fs.mkdirSync(w.host.p('/var/lib/pacha'), { recursive: true });

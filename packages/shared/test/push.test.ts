@@ -188,6 +188,8 @@ describe('push to a local-folder master', () => {
 
     expect(isTransient(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))).toBe(true);
     expect(isTransient(new Error('Timed out while waiting for handshake'))).toBe(true);
+    expect(isTransient(new PachaError('the master sftp://a@b:22 stopped answering (during upload); connection dropped'))).toBe(true);
+    expect(isTransient(new PachaError('cannot connect to the master a@b:22: ECONNREFUSED 127.0.0.1:22'))).toBe(true);
     expect(isTransient(new Error('All configured authentication methods failed'))).toBe(false);
     expect(isTransient(Object.assign(new Error('Permission denied'), { code: 3 }))).toBe(false);
     expect(isTransient(new PachaError('host key of master does not match known_hosts'))).toBe(false);

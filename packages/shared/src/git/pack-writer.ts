@@ -5,6 +5,7 @@ import zlib from 'node:zlib';
 import { PachaError } from '../errors.ts';
 import { type ObjectType, PACK_TYPE, objectHeader } from './objects.ts';
 import { buildIndex, type IndexEntry } from './pack-index.ts';
+import { collectYoungGarbage } from './memory.ts';
 
 // Writes one pack (version 2, whole objects, no deltas) plus its .idx v2. The pack grows in a
 // temporary file in the pack dir; finish() renames it into place and the .idx last, so a reader
@@ -15,6 +16,7 @@ import { buildIndex, type IndexEntry } from './pack-index.ts';
 export const STREAM_THRESHOLD = 4 * 1024 * 1024;
 const STREAM_CHUNK = 1024 * 1024;
 const FLUSH_AT = 4 * 1024 * 1024;
+const GC_EVERY = 16 * 1024 * 1024;
 
 export interface PackWriterOptions {
   /** Is the object already stored elsewhere in the repository? Then it is skipped. */
@@ -206,6 +208,7 @@ export class PackWriter {
       deflate.on('end', resolve);
       deflate.on('error', reject);
     });
+    let sinceGc = 0;
     for (;;) {
       const n = fs.readSync(fd, chunk, 0, chunk.length, read);
       if (n === 0) break;
@@ -213,9 +216,13 @@ export class PackWriter {
       const piece = chunk.subarray(0, n);
       hash.update(piece);
       if (deflate) {
-        // copy: the read buffer is reused while zlib may still hold the previous piece
-        const ok = deflate.write(Buffer.from(piece));
-        if (!ok) await new Promise<void>((r) => deflate.once('drain', r));
+        // Wait until zlib has consumed the piece: the read buffer is reused for the next one.
+        await new Promise<void>((resolve, reject) => deflate.write(piece, (err) => (err ? reject(err) : resolve())));
+      }
+      sinceGc += n;
+      if (sinceGc >= GC_EVERY) {
+        sinceGc = 0;
+        collectYoungGarbage();
       }
       if (read > size) break;
     }

@@ -18,7 +18,7 @@ const TRANSIENT_CODES = new Set([
   'ENETDOWN', 'EAI_AGAIN', 'ENOTCONN', 'ESHUTDOWN',
 ]);
 const REFUSAL = /host key|fingerprint|authenticat|permission denied|not allowed|refus(ed|ing) to|not an ancestor|does not have/i;
-const TRANSIENT_TEXT = /timed? ?out|connection (lost|closed|reset|refused)|socket hang up|ECONNRESET|ECONNREFUSED|ETIMEDOUT|EPIPE|No response from server|not connected|end of stream/i;
+const TRANSIENT_TEXT = /timed? ?out|stopped answering|connection dropped|connection (lost|closed|reset|refused)|socket hang up|ECONNRESET|ECONNREFUSED|ETIMEDOUT|EPIPE|No response from server|not connected|end of stream/i;
 
 export function isTransient(err: unknown): boolean {
   if (!(err instanceof Error)) return false;

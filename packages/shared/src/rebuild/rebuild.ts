@@ -5,7 +5,8 @@ import { isValidHostName } from '../config.ts';
 import { PachaError, UsageError, errorMessage } from '../errors.ts';
 import { acquireLock, type PidLock } from '../lock.ts';
 import type { Logger } from '../log.ts';
-import { ensureStateDir, updateJson, writeFileAtomic, type StatePaths } from '../state.ts';
+import { ensureStateDir, writeFileAtomic, type StatePaths } from '../state.ts';
+import { recordError, updateReport, updateStatus } from '../status.ts';
 import { readWatchList } from '../watchlist.ts';
 import { openTransport, isLocalMaster } from '../transport/open.ts';
 import type { Transport } from '../transport/transport.ts';
@@ -242,8 +243,9 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
       seededLocalRepo: seeded,
       keptUnder: res.kept.length ? keepDir : undefined,
     };
-    updateJson(state.report, { rebuild: { time: new Date().toISOString(), host, commit, phases, counts, seconds: result.seconds } });
-    updateJson(state.status, { lastRebuild: { time: new Date().toISOString(), host, commit, outcome: 'ok', counts, seconds: result.seconds } });
+    const now = new Date().toISOString();
+    updateReport(state, { rebuild: { time: now, host, commit, phases, files: counts.created + counts.replaced, bytes: counts.bytes, counts, seconds: result.seconds } });
+    updateStatus(state, { lastRebuild: { time: now, host, commit, outcome: 'ok', counts, seconds: result.seconds } });
     removeStagingDir(staging.dir);
     lock?.release();
     lock = undefined;
@@ -253,8 +255,10 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     const seconds = (Date.now() - started) / 1000;
     if (!opts.dryRun && fs.existsSync(config.stateDir)) {
       try {
-        updateJson(state.report, { rebuild: { time: new Date().toISOString(), host, commit: commit || null, phases, counts, seconds, error: errorMessage(err) } });
-        updateJson(state.status, { lastRebuild: { time: new Date().toISOString(), host, commit: commit || null, outcome: 'failed', error: errorMessage(err), counts, seconds } });
+        const now = new Date().toISOString();
+        updateReport(state, { rebuild: { time: now, host, commit: commit || null, phases, files: counts.created + counts.replaced, bytes: counts.bytes, counts, seconds, error: errorMessage(err) } });
+        updateStatus(state, { lastRebuild: { time: now, host, commit: commit || undefined, outcome: 'failed', error: errorMessage(err), counts, seconds } });
+        recordError(state, 'rebuild', errorMessage(err));
       } catch (e) {
         log.warn(`cannot record the failed rebuild in ${state.status}: ${errorMessage(e)}`);
       }

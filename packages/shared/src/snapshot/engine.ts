@@ -217,7 +217,7 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
       updateHead(state.repo, commit);
       updateJson(state.status, { lastSnapshot: { commit, time: new Date(now * 1000).toISOString(), summary } });
     }
-    saveStatCache(state.statCache, { commit: commit ?? head ?? '', tree, settings, nodes: order });
+    saveStatCache(state.statCache, { commit: commit ?? head ?? '', tree, settings, nodes: order, byPath: sc.nodes });
     if (commit === null && head === null) fs.rmSync(state.statCache, { force: true });
     lap('commit');
     updateJson(state.report, {

@@ -299,10 +299,8 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
         cur = parent;
       }
     }
-    // Start from the cache, minus roots that are no longer watched.
-    for (const n of prev!.nodes) {
-      if (rootRels.some((r) => n.path === r || n.path.startsWith(r + '/'))) nodes.set(n.path, n);
-    }
+    // Start from the cache (trusted, so the roots are the same).
+    for (const [k, n] of prev!.byPath) nodes.set(k, n);
   }
   function childMode(c: string): Mode | undefined {
     if (dirtySet.has(c)) return 'listed';

@@ -49,7 +49,29 @@ export function modeOfLine(line: string): number {
   return parseInt(line.slice(b + 1, b + 5), 8);
 }
 
+// The daemon snapshots again and again in one process: the cache it wrote last is kept in memory
+// and used again when the file on disk is still the one it wrote (same inode, size and mtime).
+let memo: { file: string; key: string; cache: StatCache } | null = null;
+
+function fileKey(file: string): string | null {
+  try {
+    const st = fs.statSync(file, { bigint: true });
+    return `${st.ino}:${st.size}:${st.mtimeNs}`;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Load the cache. The in-memory copy is handed out once (the caller may change its nodes), so
+ * a snapshot that fails half way never leaves a stale copy behind.
+ */
 export function loadStatCache(file: string): StatCache | null {
+  if (memo !== null && memo.file === file) {
+    const m = memo;
+    memo = null;
+    if (fileKey(file) === m.key) return m.cache;
+  }
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -84,11 +106,18 @@ export function loadStatCache(file: string): StatCache | null {
  * Written with a temp file and a rename but without fsync: the cache only saves work, and a
  * torn one (no END line, or another commit in the header) is simply not used.
  */
-export function saveStatCache(file: string, c: { commit: string; tree: string; settings: string; nodes: Iterable<Node> }): void {
+export function saveStatCache(file: string, c: { commit: string; tree: string; settings: string; nodes: Node[]; byPath?: Map<string, Node> }): void {
   const parts: string[] = [`${MAGIC}\t${c.commit}\t${c.tree}\t${c.settings}`];
   for (const n of c.nodes) parts.push(`${n.line}\t${n.sig}\t${n.oid}`);
   parts.push(END, '');
   const tmp = `${file}.tmp-${process.pid}`;
   fs.writeFileSync(tmp, parts.join('\n'), { mode: 0o600 });
   fs.renameSync(tmp, file);
+  const key = fileKey(file);
+  let byPath = c.byPath;
+  if (!byPath) {
+    byPath = new Map<string, Node>();
+    for (const n of c.nodes) byPath.set(n.path, n);
+  }
+  memo = key === null ? null : { file, key, cache: { commit: c.commit, tree: c.tree, settings: c.settings, nodes: c.nodes, byPath } };
 }

@@ -1,0 +1,60 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runNode, REPO_DIR } from '../test-support/cli.ts';
+import { makeTestHost, type TestHost } from '../test-support/host.ts';
+import { compareTrees } from './tree-compare.ts';
+
+// The bundled files (npm run build) must work on a host with nothing but Node 24:
+// run them from a folder outside the repository, with no node_modules around.
+let out: string;
+const hosts: TestHost[] = [];
+
+beforeAll(async () => {
+  out = fs.mkdtempSync(path.join(os.tmpdir(), 'pacha-dist-'));
+  const r = await runNode(path.join(REPO_DIR, 'scripts/build.ts'), ['--out', out], { timeoutMs: 120_000 });
+  expect(r.code, r.stderr).toBe(0);
+}, 130_000);
+
+afterAll(() => {
+  fs.rmSync(out, { recursive: true, force: true });
+  for (const h of hosts) h.cleanup();
+});
+
+describe('bundled pacha.mjs and pacha-master.mjs', () => {
+  it('prints help for both programs', async () => {
+    const a = await runNode(path.join(out, 'pacha.mjs'), ['--help'], { cwd: out });
+    expect(a.code).toBe(0);
+    expect(a.stdout).toMatch(/pacha rebuild <host>/);
+    const m = await runNode(path.join(out, 'pacha-master.mjs'), ['--help'], { cwd: out });
+    expect(m.code).toBe(0);
+    expect(m.stdout).toMatch(/pacha-master serve/);
+    expect(fs.existsSync(path.join(out, 'pacha.service'))).toBe(true);
+  });
+
+  it('takes a snapshot, pushes it and rebuilds the host', async () => {
+    const base = fs.mkdtempSync(path.join(os.tmpdir(), 'pacha-dist-hosts-'));
+    const master = { 'pacha.host': 'file://', 'pacha.hosts.path': base };
+    const h1 = makeTestHost({ name: 'bundled', config: master });
+    const h2 = makeTestHost({ name: 'bundled', config: master });
+    hosts.push(h1, h2);
+    fs.mkdirSync(h1.p('/etc/app/conf.d'), { recursive: true });
+    fs.writeFileSync(h1.p('/etc/app/app.conf'), 'port = 8080\n', { mode: 0o640 });
+    fs.chmodSync(h1.p('/etc/app/app.conf'), 0o640);
+    fs.symlinkSync('app.conf', h1.p('/etc/app/current'));
+    const pacha = (h: TestHost, args: string[]) => runNode(path.join(out, 'pacha.mjs'), args, { cwd: out, env: h.env });
+
+    expect((await pacha(h1, ['watch', '/etc/app'])).code).toBe(0);
+    const snap = await pacha(h1, ['snapshot', '--json']);
+    expect(snap.code, snap.stderr).toBe(0);
+    expect(JSON.parse(snap.stdout).commit).toMatch(/^[0-9a-f]{40}$/);
+    const push = await pacha(h1, ['push']);
+    expect(push.code, push.stderr).toBe(0);
+
+    const rb = await pacha(h2, ['rebuild', 'bundled', '--yes']);
+    expect(rb.code, rb.stdout + rb.stderr).toBe(0);
+    expect(compareTrees(h1.root, h2.root, ['/etc/app']).differences).toEqual([]);
+    fs.rmSync(base, { recursive: true, force: true });
+  });
+});
