@@ -157,6 +157,10 @@ export async function benchDaemon(): Promise<string> {
     }
     const rsyncMed = median(rs);
 
+    // Where the latency goes, from the daemon's own log lines (the edits only, not the start).
+    const editLog = log.slice(log.indexOf('\n', log.search(/^pushed /m)));
+    const snapMs = [...editLog.matchAll(/^snapshot \S+: .*\(\d+ changed paths?, .*?, (\d+) ms, /gm)].map((m) => Number(m[1]));
+    const pushMs = [...editLog.matchAll(/^pushed \d+ snapshots? to .*, (\d+) ms\)/gm)].map((m) => Number(m[1]));
     const p50 = percentile(lat, 50);
     const p95 = percentile(lat, 95);
     const ok = (cond: boolean) => (cond ? 'yes' : '**no**');
@@ -166,6 +170,8 @@ export async function benchDaemon(): Promise<string> {
       [`idle CPU over ${IDLE_S} s (utime+stime)`, `${idleCpu.toFixed(2)} %`, '', '< 1 %', ok(idleCpu < 1)],
       [`resident memory (VmRSS) after ${IDLE_S} s idle`, `${(b.rssKiB / 1024).toFixed(1)} MiB`, '', '< 200 MiB', ok(b.rssKiB / 1024 < 200)],
       ['peak resident memory (VmHWM)', `${(b.hwmKiB / 1024).toFixed(1)} MiB`, '', '', ''],
+      ['  of which the snapshot (median, as logged)', snapMs.length ? ms(median(snapMs)) : '?', '', '', ''],
+      ['  of which the push (median, as logged)', pushMs.length ? ms(median(pushMs)) : '?', '', '', ''],
       ['start: watching the whole tree', ms(watchReady), '', '', ''],
       ['start: first full snapshot on the master', ms(firstPush), `first rsync: ${ms(rsyncFirst)}`, '', ''],
     ];

@@ -5,6 +5,7 @@
 //  next to the raw SSH throughput of the link (256 MiB through `ssh ... 'cat > /dev/null'`).
 // Same key and the client's default cipher on both sides; generated data under /tmp, removed after.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PACHA_BIN } from '../test-support/cli.ts';
@@ -121,7 +122,8 @@ export async function run(): Promise<void> {
     const text = [
       '# Push benchmark',
       '',
-      `${new Date().toISOString()}, ${RUNS} runs each (PACHA_BENCH_RUNS), medians; ${tree.files} files, ${(tree.bytes / 1048576).toFixed(1)} MiB.`,
+      `${new Date().toISOString()}, ${RUNS} runs each (PACHA_BENCH_RUNS), medians; ${tree.files} files, ${(tree.bytes / 1048576).toFixed(1)} MiB; ` +
+        `${os.cpus().length} CPUs, load average at the end ${os.loadavg()[0].toFixed(1)}.`,
       '',
       table,
       'Both sides start as fresh processes and use the same key and the ssh client\'s default cipher. ' +

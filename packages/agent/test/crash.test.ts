@@ -116,7 +116,7 @@ async function midUpload(packDir: string, timeoutMs = 20_000): Promise<number> {
 const bigFile = () => ({ path: '/etc/big/blob.bin', type: 'file' as const, content: crypto.randomBytes(24 * 1024 * 1024) });
 
 describe('pacha push when the connection is cut mid-upload', () => {
-  it('embedded master killed mid-upload: valid at the old snapshot; after a restart the next push completes', async () => {
+  it('embedded master killed mid-upload: valid at the old snapshot; snapshots taken while it is down all arrive after a restart', async () => {
     const m = await startMaster();
     const dir = m.dir;
     const h = makeAgentHost('cut-embedded');
@@ -134,13 +134,22 @@ describe('pacha push when the connection is cut mid-upload', () => {
     expect(seen).toBeLessThan(24 * 1024 * 1024);
     expect(refOf(repo)).toBe(old);
     fsckOk(repo);
+    // More snapshots while the master is down: none may be lost.
+    h.snapshot(5, 2);
+    const latest = h.snapshot(5, 3);
+    const down = await h.pacha(['push']);
+    expect(down.code).toBe(1);
+    const status = JSON.parse(fs.readFileSync(h.p('/var/lib/pacha/status.json'), 'utf8'));
+    expect(status).toMatchObject({ pending: 3, lastError: { operation: 'push' } });
     const restarted = await startMaster({ dir });
     master ??= restarted;
     try {
       writeAgentConfig(h, embeddedTarget(restarted));
       const again = await h.pacha(['push']);
       expect(again.code, again.stderr).toBe(0);
-      expect(refOf(repo)).toBe(next);
+      expect(refOf(repo)).toBe(latest);
+      expect(commitCount(repo)).toBe(4);
+      expect(execFileSync('git', ['--git-dir', repo, 'rev-list', 'main'], { encoding: 'utf8' })).toContain(next);
       fsckOk(repo);
       expect(fs.readdirSync(path.join(repo, 'objects/pack')).filter((n) => n.startsWith('tmp_'))).toEqual([]);
     } finally {

@@ -86,6 +86,12 @@ describe.each(targets)('pacha daemon with the $name', ({ get }) => {
     fs.writeFileSync(host.p('/etc/app/a.conf'), 'two\n');
     await until('the edit on the master', () => tryGit(repo, ['show', 'refs/heads/main:etc/app/a.conf']) === 'two', 30_000);
     git(repo, ['fsck', '--full', '--strict']);
+    if (t.kind === 'embedded') {
+      // Both pushes went over the one connection the daemon keeps between close pushes.
+      const conns = [...master!.output().matchAll(new RegExp(`push accepted: host=${host.name} .* conn=(\\S+)`, 'g'))].map((m) => m[1]);
+      expect(conns).toHaveLength(2);
+      expect(new Set(conns).size).toBe(1);
+    }
     expect((await d.stop()).code).toBe(0);
     const key = fs.readFileSync(host.p('/etc/pacha/id_ed25519'), 'utf8');
     const keyBody = key.split('\n').filter((l) => l && !l.startsWith('-----'));

@@ -76,8 +76,10 @@ describe('pacha daemon with a local-folder master', () => {
       for (let i = 0; i < 500; i++) fs.writeFileSync(host.p(`/etc/app/burst/d${dir}/f${i}`), `file ${dir}/${i}\n`);
     }
     fs.writeFileSync(host.p('/etc/app/main.conf'), 'listen 8080\n');
+    // On an idle machine the burst takes well under a second; on a loaded CI runner it can take
+    // longer, and the allowed number of snapshots grows with it (one batch per second at most).
     const writeMs = Date.now() - t0;
-    expect(writeMs).toBeLessThan(1500);
+    const allowed = 2 + Math.ceil(writeMs / 1000);
     const disk = diskBlobs(host, '/etc/app');
     expect(disk.size).toBe(10_002);
     await until(
@@ -91,7 +93,8 @@ describe('pacha daemon with a local-folder master', () => {
     await sleep(2500); // anything still queued would show up now
     const after = Number(git(masterRepo(), ['rev-list', '--count', 'refs/heads/main']));
     expect(after - before).toBeGreaterThanOrEqual(1);
-    expect(after - before).toBeLessThanOrEqual(3);
+    expect(after - before).toBeLessThanOrEqual(allowed);
+    expect(after - before).toBeLessThan(20); // 10,002 changes, a handful of snapshots
     git(masterRepo(), ['fsck', '--full', '--strict']);
     expect((await d.stop()).code).toBe(0);
   });
@@ -238,9 +241,9 @@ describe('pacha daemon: reconcile schedule and the master away', () => {
     fs.mkdirSync(host.p('/var/log'), { recursive: true });
     const d = startDaemon(host, { args: ['-v'], env: { PACHA_SSH_PASSPHRASE: 'correct-horse-battery', SSH_AUTH_SOCK: '/tmp/agent.sock' } });
     await until('initial snapshot on the master', () => masterHas('etc/app/main.conf', 'listen 80'));
-    fs.writeFileSync(host.p('/root/.ssh/id_ed25519'), keyText + '\n');
-    await until('key change on the master', () => tryGit(masterRepo(), ['show', 'refs/heads/main:root/.ssh/id_ed25519'])?.endsWith('-----END OPENSSH PRIVATE KEY-----'));
-    await d.waitLog(/^pushed/);
+    fs.writeFileSync(host.p('/root/.ssh/id_ed25519'), keyText + '# rotated\n');
+    await until('key change on the master', () => tryGit(masterRepo(), ['show', 'refs/heads/main:root/.ssh/id_ed25519'])?.endsWith('# rotated'));
+    await d.waitLog(/^pushed 1 snapshot to /);
     expect((await d.stop()).code).toBe(0);
     const logFile = fs.readFileSync(host.p('/var/log/pacha.log'), 'utf8');
     expect(logFile).toMatch(/ info pacha [\d.]+ daemon started/);

@@ -8,6 +8,7 @@ import { hashObject, serializeCommit, serializeTree } from '../src/git/objects.t
 import { ObjectStore, PackIndex } from '../src/git/pack-index.ts';
 import { hashFile, PackWriter } from '../src/git/pack-writer.ts';
 import { initRepo, readHead, updateHead } from '../src/git/repo.ts';
+import { consolidatePacks } from '../src/git/consolidate.ts';
 import { SnapshotReader } from '../src/snapshot/read.ts';
 
 let dirs: string[] = [];
@@ -118,5 +119,26 @@ describe('git object store', () => {
     expect(await reader.writeBlob(oid, out)).toBe(base.length);
     expect(fs.readFileSync(out).equals(base)).toBe(true);
     expect(await readHead(r)).toBe(git(r, ['rev-parse', 'HEAD']).trim());
+  });
+
+  it('merges many small packs into one, keeping every object', async () => {
+    const r = await repo();
+    let parent: string | null = null;
+    const blobs: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const w = PackWriter.create(packDir(r));
+      const b = w.addObject('blob', Buffer.from(`version ${i}\n`));
+      blobs.push(b);
+      const t = w.addObject('tree', serializeTree([{ name: 'f', mode: '100644', oid: b }]));
+      parent = w.addObject('commit', serializeCommit({ tree: t, parent, author: 'pacha <pacha@h>', time: 1_700_000_000 + i, message: `c${i}` }));
+      await w.finish();
+    }
+    updateHead(r, parent!);
+    expect(await consolidatePacks(r, { minPacks: 10 })).toBeNull();
+    expect(await consolidatePacks(r, { minPacks: 5 })).toEqual({ packs: 5, objects: 15 });
+    expect(fs.readdirSync(packDir(r)).filter((f) => f.endsWith('.pack'))).toHaveLength(1);
+    git(r, ['fsck', '--full', '--strict']);
+    expect(git(r, ['log', '--format=%s']).split('\n').filter(Boolean)).toEqual(['c4', 'c3', 'c2', 'c1', 'c0']);
+    for (const [i, b] of blobs.entries()) expect(git(r, ['cat-file', '-p', b])).toBe(`version ${i}\n`);
   });
 });

@@ -53,13 +53,13 @@ describe('pack reader', () => {
 });
 
 describe('pack writer', () => {
-  it('writes a pack whose index is byte-identical to the one git index-pack computes', () => {
+  it('writes a pack whose index is byte-identical to the one git index-pack computes', async () => {
     fx = repacked();
     const store = new ObjectStore(fx.state.repo);
     try {
       const head = store.readRef()!;
       const sel = selectObjects(store, commitsAfter(store, head, null, 'test'));
-      const built = buildPack(store, sel.objects, path.join(fx.root, 'out'));
+      const built = await buildPack(store, sel.objects, path.join(fx.root, 'out'));
       expect(built.objects).toBe(sel.objects.length);
       const gitIdx = path.join(fx.root, 'git.idx');
       execFileSync('git', ['index-pack', '-o', gitIdx, built.packFile], { stdio: 'ignore' });

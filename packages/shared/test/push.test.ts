@@ -103,7 +103,7 @@ describe('push to a local-folder master', () => {
     const store = new ObjectStore(fx.state.repo);
     const head = store.readRef()!;
     const sel = selectObjects(store, commitsAfter(store, head, null, 'test'));
-    const built = buildPack(store, sel.objects, path.join(fx.root, 'packtest'));
+    const built = await buildPack(store, sel.objects, path.join(fx.root, 'packtest'));
     store.close();
     expect(built.copied).toBeGreaterThan(0); // whole objects reused as stored
     expect(built.deflated).toBeGreaterThan(0); // deltas resolved (git repack made some)

@@ -1,11 +1,14 @@
 import type { CommandModule } from 'yargs';
 import { runDaemon } from '../daemon/daemon.ts';
+import { isSnapshotChild, runSnapshotChild } from '../daemon/snapshot-child.ts';
 import type { GlobalArgs } from '../context.ts';
 
 export const daemonCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'daemon',
   describe: 'run the agent in the foreground (for systemd): watch, snapshot, push; SIGHUP reloads, SIGTERM stops',
   handler: async (args) => {
+    // The daemon runs its full scans in a child process of itself (memory): that child lands here.
+    if (isSnapshotChild()) return runSnapshotChild();
     await runDaemon({ configPath: args.config, verbose: args.verbose === true });
     // Everything is closed by now; do not let a stray handle (a slow callback POST) keep us up.
     setTimeout(() => process.exit(process.exitCode ?? 0), 3000).unref();

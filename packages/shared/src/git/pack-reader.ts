@@ -2,26 +2,18 @@ import fs from 'node:fs';
 import zlib from 'node:zlib';
 import crypto from 'node:crypto';
 
-// Read one git pack through its version-2 .idx: find an object, copy its raw (still compressed)
-// entry for re-use in another pack, or inflate it (resolving OFS/REF deltas). Reads use positioned
+// Read one git pack through its version-2 .idx: find an object, hand out its stored (still
+// compressed) form for re-use in another pack, or inflate it (resolving OFS/REF deltas). Reads use positioned
 // reads on one file descriptor, so memory stays in proportion to the objects read, not the pack.
 
 export type ObjectType = 'commit' | 'tree' | 'blob' | 'tag';
 const TYPE_BY_CODE: Record<number, ObjectType> = { 1: 'commit', 2: 'tree', 3: 'blob', 4: 'tag' };
-export const TYPE_CODE: Record<ObjectType, number> = { commit: 1, tree: 2, blob: 3, tag: 4 };
 const OFS_DELTA = 6;
 const REF_DELTA = 7;
 
 export interface GitObject {
   type: ObjectType;
   content: Buffer;
-}
-
-/** An entry as stored in the pack: header + deflated data, with its CRC-32 from the idx. */
-export interface RawEntry {
-  /** The exact bytes to copy into another pack; only for whole (non-delta) objects. */
-  bytes: Buffer;
-  crc32: number;
 }
 
 export class PackFormatError extends Error {
@@ -185,12 +177,17 @@ export class PackReader {
     return { code, size, dataStart: p };
   }
 
-  /** The whole stored entry of an object (header + compressed data), for copying into another pack. */
-  rawEntry(i: number): { bytes: Buffer; crc32: number; isDelta: boolean } {
+  /**
+   * A whole (non-delta) object's stored form: its type, inflated size and the zlib stream as
+   * stored, for copying into another pack without inflating; undefined for deltified entries.
+   */
+  storedEntry(i: number): { type: ObjectType; size: number; data: Buffer } | undefined {
     const offset = this.offsetAt(i);
     const bytes = this.read(offset, this.entryEnd(offset) - offset);
     const h = this.header(offset, bytes);
-    return { bytes, crc32: this.crcAt(i), isDelta: h.code === OFS_DELTA || h.code === REF_DELTA };
+    const type = TYPE_BY_CODE[h.code];
+    if (!type) return undefined;
+    return { type, size: h.size, data: bytes.subarray(h.dataStart) };
   }
 
   /** Object type without inflating (follows delta chains to their base). */

@@ -108,15 +108,13 @@ export class ObjectStore {
   }
 
   /**
-   * The stored pack entry of a whole (non-delta) packed object, ready to copy into a new pack;
+   * The stored form of a whole (non-delta) packed object, ready to copy into a new pack;
    * undefined for loose or deltified objects (the caller deflates those itself).
    */
-  rawEntry(oid: string): { bytes: Buffer; crc32: number } | undefined {
+  storedEntry(oid: string): { type: ObjectType; size: number; data: Buffer } | undefined {
     for (const p of this.packReaders()) {
       const i = p.find(oid);
-      if (i < 0) continue;
-      const raw = p.rawEntry(i);
-      return raw.isDelta ? undefined : raw;
+      if (i >= 0) return p.storedEntry(i);
     }
     return undefined;
   }

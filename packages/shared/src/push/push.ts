@@ -175,7 +175,7 @@ async function pushOnce(
 
       phases.start('pack');
       const sel = selectObjects(store, commits);
-      const pack = buildPack(store, sel.objects, tmpDir, (done, total) => log.progress(`packing ${done}/${total} objects`));
+      const pack = await buildPack(store, sel.objects, tmpDir, (done, total) => log.progress(`packing ${done}/${total} objects`));
       log.debug(`pack of ${pack.objects} objects, ${pack.bytes} bytes (${pack.copied} copied as stored, ${pack.deflated} deflated)`);
       crashPoint('packed');
 

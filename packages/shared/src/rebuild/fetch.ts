@@ -51,7 +51,9 @@ const SKIP = new Set(['pacha-push.lock']);
 
 async function copyTree(t: Transport, remote: string, local: string, counts: { files: number; bytes: number }, log: Logger): Promise<void> {
   fs.mkdirSync(local, { recursive: true, mode: 0o700 });
-  const entries = await t.list(remote);
+  // Refs before objects: a push puts the objects in place before it moves the ref, so a ref
+  // read first never names objects that the later listing of objects/ lacks.
+  const entries = (await t.list(remote)).sort((a, b) => Number(a.name === 'objects') - Number(b.name === 'objects'));
   for (const e of entries) {
     if (SKIP.has(e.name) || e.name.includes('/') || e.name === '.' || e.name === '..') continue;
     const r = `${remote}/${e.name}`;

@@ -2,23 +2,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import git from 'isomorphic-git';
 import { PachaError, UsageError } from '../errors.ts';
-import {
-  FORMAT_VERSION,
-  PACHA_DIR,
-  decodeMetadata,
-  decodeRoots,
-  realName,
-  type MetadataEntry,
-} from '../snapshot/format.ts';
+import { FORMAT_VERSION, PACHA_DIR, decodeMetadata, decodeRoots, realName, type MetadataEntry } from '../snapshot/format.ts';
+import type { BlobSource } from './blob-source.ts';
 
-// Reading the snapshot to rebuild from the staged copy of the master's repository, with
-// isomorphic-git. Every failure names the object or ref and says the repository is damaged,
-// so the rebuild stops before anything is written.
+// Reading the snapshot to rebuild from the staged copy of the master's repository: the ref,
+// the commit, every tree and the .pacha files, through BlobSource (positioned reads of whole
+// objects, so a pack holding a huge file is never loaded whole). Every failure names the object
+// or ref and says the repository is damaged, so the rebuild stops before anything is written.
 
 export interface TreeItem {
   /** Real host path without the leading slash. */
   path: string;
-  /** Git tree mode: 100644, 100755, 120000, 040000 (others are refused by validation). */
+  /** Git tree mode, six digits: 100644, 100755, 120000, 040000, 160000. */
   mode: string;
   oid: string;
   kind: 'blob' | 'tree' | 'commit';
@@ -34,8 +29,13 @@ export interface StagedSnapshot {
   entries: MetadataEntry[];
   /** Every path of the commit's tree outside .pacha/, by real path. */
   tree: Map<string, TreeItem>;
-  /** Shared isomorphic-git cache: keeps pack indexes and packs open across reads. */
-  cache: object;
+}
+
+interface ParsedCommit {
+  tree: string;
+  parents: string[];
+  timeMs: number;
+  message: string;
 }
 
 function damaged(what: string, err: unknown): PachaError {
@@ -45,8 +45,43 @@ function damaged(what: string, err: unknown): PachaError {
   });
 }
 
+function parseCommit(data: Buffer): ParsedCommit {
+  const text = data.toString('utf8');
+  const blank = text.indexOf('\n\n');
+  const headers = (blank < 0 ? text : text.slice(0, blank)).split('\n');
+  let tree = '';
+  const parents: string[] = [];
+  let timeMs = NaN;
+  for (const h of headers) {
+    if (h.startsWith('tree ')) tree = h.slice(5);
+    else if (h.startsWith('parent ')) parents.push(h.slice(7));
+    else if (h.startsWith('committer ')) timeMs = Number(/ (\d+) [+-]\d{4}$/.exec(h)?.[1]) * 1000;
+  }
+  if (!/^[0-9a-f]{40}$/.test(tree) || Number.isNaN(timeMs)) throw new Error('not a well-formed commit');
+  return { tree, parents, timeMs, message: blank < 0 ? '' : text.slice(blank + 2) };
+}
+
+function parseTree(data: Buffer): { mode: string; name: string; oid: string }[] {
+  const out: { mode: string; name: string; oid: string }[] = [];
+  let i = 0;
+  while (i < data.length) {
+    const sp = data.indexOf(0x20, i);
+    const nul = data.indexOf(0, sp);
+    if (sp < 0 || nul < 0 || nul + 21 > data.length) throw new Error('not a well-formed tree');
+    out.push({ mode: data.toString('latin1', i, sp).padStart(6, '0'), name: data.toString('utf8', sp + 1, nul), oid: data.toString('hex', nul + 1, nul + 21) });
+    i = nul + 21;
+  }
+  return out;
+}
+
+async function readCommit(objects: BlobSource, oid: string): Promise<ParsedCommit> {
+  const o = await objects.readObject(oid);
+  if (o.type !== 'commit') throw new Error(`it is a ${o.type}, not a commit`);
+  return parseCommit(o.data);
+}
+
 /** The commit refs/heads/main (through HEAD) points to. */
-export async function resolveHead(repoDir: string): Promise<string> {
+export async function resolveHead(repoDir: string, objects: BlobSource): Promise<string> {
   if (!fs.existsSync(path.join(repoDir, 'HEAD'))) throw new PachaError(`the repository is damaged: ${repoDir} has no HEAD`);
   let oid: string;
   try {
@@ -57,29 +92,42 @@ export async function resolveHead(repoDir: string): Promise<string> {
     });
   }
   try {
-    const { type } = await git.readObject({ fs, gitdir: repoDir, oid, format: 'parsed' });
-    if (type !== 'commit') throw new Error(`it is a ${type}, not a commit`);
+    await readCommit(objects, oid);
   } catch (e) {
     throw damaged(`refs/heads/main points to ${oid}, which is not a commit in the repository`, e);
   }
   return oid;
 }
 
+/** The history of main, newest first (first parents: pacha's history is linear). */
+async function history(objects: BlobSource, head: string): Promise<{ oid: string; timeMs: number }[]> {
+  const out: { oid: string; timeMs: number }[] = [];
+  const seen = new Set<string>();
+  let cur: string | undefined = head;
+  while (cur && !seen.has(cur)) {
+    seen.add(cur);
+    let c: ParsedCommit;
+    try {
+      c = await readCommit(objects, cur);
+    } catch (e) {
+      throw damaged(`cannot read commit ${cur} on the history of main`, e);
+    }
+    out.push({ oid: cur, timeMs: c.timeMs });
+    cur = c.parents[0];
+  }
+  return out;
+}
+
 /**
  * --at: a commit id (4 to 40 hex digits, on the history of main) or an ISO time (the newest
  * snapshot taken at or before it).
  */
-export async function resolveAt(repoDir: string, at: string | undefined, cache: object = {}): Promise<string> {
-  const head = await resolveHead(repoDir);
+export async function resolveAt(repoDir: string, objects: BlobSource, at: string | undefined): Promise<string> {
+  const head = await resolveHead(repoDir, objects);
   if (at === undefined || at === '') return head;
-  let history: Awaited<ReturnType<typeof git.log>>;
-  try {
-    history = await git.log({ fs, gitdir: repoDir, ref: head, cache });
-  } catch (e) {
-    throw damaged('cannot walk the history of main', e);
-  }
+  const commits = await history(objects, head);
   if (/^[0-9a-f]{4,40}$/i.test(at)) {
-    const hits = history.filter((c) => c.oid.startsWith(at.toLowerCase()));
+    const hits = commits.filter((c) => c.oid.startsWith(at.toLowerCase()));
     if (hits.length === 1) return hits[0].oid;
     if (hits.length > 1) throw new UsageError(`--at ${at}: ambiguous, matches ${hits.map((h) => h.oid.slice(0, 12)).join(', ')} (give more digits)`);
     throw new UsageError(`--at ${at}: no snapshot with that commit id on this host's history (pacha log HOST lists them)`);
@@ -88,95 +136,76 @@ export async function resolveAt(repoDir: string, at: string | undefined, cache: 
   if (Number.isNaN(t)) {
     throw new UsageError(`--at ${at}: not a commit id or a time (accepted: 4-40 hex digits, or an ISO time such as 2026-01-31T12:00:00Z)`);
   }
-  const hit = history.find((c) => c.commit.committer.timestamp * 1000 <= t);
+  const hit = commits.find((c) => c.timeMs <= t);
   if (!hit) {
-    const oldest = history[history.length - 1];
-    throw new UsageError(`--at ${at}: no snapshot that old (the oldest is ${new Date(oldest.commit.committer.timestamp * 1000).toISOString()})`);
+    throw new UsageError(`--at ${at}: no snapshot that old (the oldest is ${new Date(commits[commits.length - 1].timeMs).toISOString()})`);
   }
   return hit.oid;
 }
 
-async function readText(repoDir: string, oid: string, what: string, cache: object): Promise<string> {
+async function readText(objects: BlobSource, oid: string, what: string): Promise<string> {
   try {
-    const { blob } = await git.readBlob({ fs, gitdir: repoDir, oid, cache });
-    return Buffer.from(blob).toString('utf8');
+    return (await objects.readAny(oid)).toString('utf8');
   } catch (e) {
     throw damaged(`cannot read ${what} (${oid})`, e);
   }
 }
 
-/** Read the commit: roots, metadata and the full tree (trees are read, blobs are not). */
-export async function readStagedSnapshot(repoDir: string, commit: string, cache: object = {}): Promise<StagedSnapshot> {
-  let c: Awaited<ReturnType<typeof git.readCommit>>;
+/** Read the commit: roots, metadata and the full tree (trees are read, file contents are not). */
+export async function readStagedSnapshot(repoDir: string, objects: BlobSource, commit: string): Promise<StagedSnapshot> {
+  let c: ParsedCommit;
   try {
-    c = await git.readCommit({ fs, gitdir: repoDir, oid: commit, cache });
+    c = await readCommit(objects, commit);
   } catch (e) {
     throw damaged(`cannot read commit ${commit}`, e);
   }
+  const readTreeObject = async (oid: string, where: string) => {
+    try {
+      const o = await objects.readObject(oid);
+      if (o.type !== 'tree') throw new Error(`it is a ${o.type}, not a tree`);
+      return parseTree(o.data);
+    } catch (e) {
+      throw damaged(`cannot read the tree of ${where} (${oid})`, e);
+    }
+  };
   const tree = new Map<string, TreeItem>();
   const pacha = new Map<string, string>();
   const walk = async (oid: string, prefix: string): Promise<void> => {
-    let entries;
-    try {
-      entries = (await git.readTree({ fs, gitdir: repoDir, oid, cache })).tree;
-    } catch (e) {
-      throw damaged(`cannot read the tree of /${prefix || ''} (${oid})`, e);
-    }
-    for (const e of entries) {
-      if (prefix === '' && e.path === PACHA_DIR) {
-        if (e.type !== 'tree') throw new PachaError(`the repository is damaged: .pacha is not a directory in commit ${commit}`);
-        const inner = (await git.readTree({ fs, gitdir: repoDir, oid: e.oid, cache }).catch((err) => {
-          throw damaged('cannot read .pacha/', err);
-        })).tree;
-        for (const f of inner) pacha.set(f.path, f.oid);
+    for (const e of await readTreeObject(oid, `/${prefix}`)) {
+      const kind = e.mode === '040000' ? 'tree' : e.mode === '160000' ? 'commit' : 'blob';
+      if (prefix === '' && e.name === PACHA_DIR) {
+        if (kind !== 'tree') throw new PachaError(`the repository is damaged: .pacha is not a directory in commit ${commit}`);
+        for (const f of await readTreeObject(e.oid, '/.pacha')) pacha.set(f.name, f.oid);
         continue;
       }
       let name: string;
       try {
-        name = realName(e.path);
+        name = realName(e.name);
       } catch (err) {
-        throw new PachaError(`the repository is damaged: /${prefix}${e.path}: ${(err as Error).message}`);
+        throw new PachaError(`the repository is damaged: /${prefix}${e.name}: ${(err as Error).message}`);
       }
       const p = prefix + name;
-      tree.set(p, { path: p, mode: e.mode, oid: e.oid, kind: e.type });
-      if (e.type === 'tree') await walk(e.oid, p + '/');
+      tree.set(p, { path: p, mode: e.mode, oid: e.oid, kind });
+      if (kind === 'tree') await walk(e.oid, p + '/');
     }
   };
-  await walk(c.commit.tree, '');
+  await walk(c.tree, '');
   for (const f of ['format', 'roots', 'metadata']) {
     if (!pacha.has(f)) throw new PachaError(`the repository is damaged: commit ${commit} has no .pacha/${f}: it is not a pacha snapshot`);
   }
-  const format = (await readText(repoDir, pacha.get('format')!, '.pacha/format', cache)).trim();
+  const format = (await readText(objects, pacha.get('format')!, '.pacha/format')).trim();
   if (format !== `pacha-snapshot ${FORMAT_VERSION}`) {
     throw new PachaError(`commit ${commit}: .pacha/format is "${format}", this pacha reads "pacha-snapshot ${FORMAT_VERSION}"`, {
       hint: 'install the pacha version that wrote this snapshot (or a newer one)',
     });
   }
-  const roots = decodeRoots(await readText(repoDir, pacha.get('roots')!, '.pacha/roots', cache));
+  const roots = decodeRoots(await readText(objects, pacha.get('roots')!, '.pacha/roots'));
   let entries: MetadataEntry[];
   try {
-    entries = decodeMetadata(await readText(repoDir, pacha.get('metadata')!, '.pacha/metadata', cache));
+    entries = decodeMetadata(await readText(objects, pacha.get('metadata')!, '.pacha/metadata'));
   } catch (e) {
     if (e instanceof PachaError) throw e;
     throw new PachaError(`the repository is damaged: commit ${commit}: ${(e as Error).message}`);
   }
-  return {
-    repoDir,
-    commit,
-    timeMs: c.commit.committer.timestamp * 1000,
-    message: c.commit.message,
-    roots,
-    entries,
-    tree,
-    cache,
-  };
-}
-
-/** A blob's bytes. (isomorphic-git reads whole objects: memory follows the largest file.) */
-export async function readBlobBytes(snap: StagedSnapshot, oid: string): Promise<Uint8Array> {
-  try {
-    return (await git.readBlob({ fs, gitdir: snap.repoDir, oid, cache: snap.cache })).blob;
-  } catch (e) {
-    throw damaged(`cannot read blob ${oid}`, e);
-  }
+  return { repoDir, commit, timeMs: c.timeMs, message: c.message, roots, entries, tree };
 }

@@ -131,10 +131,9 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
 
     // 2. read and validate
     const { snap, valid } = await time('validate', async () => {
-      const cache = {};
-      commit = await resolveAt(staging!.repo, opts.at, cache);
-      const snap = await readStagedSnapshot(staging!.repo, commit, cache);
-      blobs = new BlobSource(staging!.repo, cache);
+      blobs = new BlobSource(staging!.repo);
+      commit = await resolveAt(staging!.repo, blobs, opts.at);
+      const snap = await readStagedSnapshot(staging!.repo, blobs, commit);
       const valid = await validateSnapshot(snap, { root: config.root, only: opts.only, blobs });
       return { snap, valid };
     });
@@ -224,8 +223,9 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
         seeded = true;
         log.info(`seeded the local repository ${state.repo} from the master's history`);
       }
-      if (readWatchList(state).length === 0) {
-        writeFileAtomic(state.watchList, snap.roots.map((r) => r + '\n').join(''), 0o644);
+      const toWatch = snap.roots.filter((r) => !config.watch.includes(r));
+      if (readWatchList(state).length === 0 && toWatch.length > 0) {
+        writeFileAtomic(state.watchList, toWatch.map((r) => r + '\n').join(''), 0o644);
         log.info(`watching again what ${host} watched: ${snap.roots.join(', ')}`);
       }
     }

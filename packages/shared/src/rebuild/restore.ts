@@ -24,8 +24,8 @@ export interface RestoreOptions {
   log: Logger;
   /** Where the contents come from (the staged repository). */
   blobs: BlobSource;
-  /** Files in flight at once (their fsyncs overlap). */
-  concurrency?: number;
+  /** Small files written before their fsyncs are awaited together. */
+  batch?: number;
 }
 
 export interface RestoreResult {
@@ -98,22 +98,55 @@ export async function restorePlan(plan: Plan, opts: RestoreOptions): Promise<Res
     res[p.action === 'create' ? 'created' : 'replaced']++;
   }
 
-  // Pass 2: files and symlinks, several at a time; their directories all exist now.
-  const work = plan.items.filter((p) => p.item.type !== 'dir');
-  let next = 0;
-  const worker = async () => {
-    while (next < work.length) {
-      const p = work[next++];
-      await restoreOne(p);
+  // Pass 2: files and symlinks; their directories all exist now. Small files are written in
+  // batches: each under its temporary name with owner, mode and mtime set on the descriptor,
+  // then the batch's fsyncs all at once (they overlap, and the journal commits them together,
+  // instead of each file's commit stalling the next file's creation), then the renames.
+  interface Pending {
+    fd: number;
+    tmp: string;
+    local: string;
+    p: PlannedItem;
+    started: number;
+  }
+  let batch: Pending[] = [];
+  const done = (p: PlannedItem, started: number) => {
+    const it = p.item;
+    res[p.action === 'create' ? 'created' : 'replaced']++;
+    if (it.type === 'file') log.progress(`${p.action === 'create' ? 'created' : 'replaced'} ${it.hostPath} ${it.size} bytes ${formatRate(it.size, Date.now() - started)}`);
+    log.debug(`${p.action} ${it.hostPath}`);
+  };
+  // One batch settles (fsyncs, then renames) while the next one is being written.
+  const settle = async (b: Pending[]) => {
+    try {
+      await Promise.all(b.map((x) => fsyncFd(x.fd)));
+    } catch (e) {
+      for (const x of b) fs.rmSync(x.tmp, { force: true });
+      throw e;
+    } finally {
+      for (const x of b) fs.closeSync(x.fd);
+    }
+    for (const x of b) {
+      fs.renameSync(x.tmp, x.local);
+      done(x.p, x.started);
     }
   };
-  const restoreOne = async (p: PlannedItem) => {
+  let settling: Promise<void> = Promise.resolve();
+  const flush = async () => {
+    const b = batch;
+    batch = [];
+    await settling;
+    settling = settle(b);
+    settling.catch(() => undefined); // handled where it is awaited (next flush, or the end)
+  };
+
+  const restoreOne = async (p: PlannedItem): Promise<Pending | undefined> => {
     const it = p.item;
     const local = hostPath(it.hostPath, root);
     const { uid, gid } = ownerOf(it);
     if (p.action === 'unchanged') {
       res.unchanged++;
-      if (p.changes.length === 0) return;
+      if (p.changes.length === 0) return undefined;
       if (it.type === 'symlink') {
         await fsp.lchown(local, uid, gid);
         await fsp.lutimes(local, seconds(it.mtimeNs), seconds(it.mtimeNs));
@@ -123,7 +156,7 @@ export async function restorePlan(plan: Plan, opts: RestoreOptions): Promise<Res
         await fsp.utimes(local, seconds(it.mtimeNs), seconds(it.mtimeNs));
       }
       res.metadataFixed++;
-      return;
+      return undefined;
     }
     // A file is copied (the old one stays in place until the rename); anything else is moved aside.
     if (p.action === 'replace') await keep(it.hostPath, p.existing?.type !== 'file' && p.existing?.type !== 'symlink');
@@ -134,51 +167,66 @@ export async function restorePlan(plan: Plan, opts: RestoreOptions): Promise<Res
         fs.symlinkSync(it.target!, tmp);
         fs.lchownSync(tmp, uid, gid);
         fs.lutimesSync(tmp, seconds(it.mtimeNs), seconds(it.mtimeNs));
-      } else {
-        let written: number;
-        const data = blobs.tryRead(it.oid!, it.size) ?? (it.size <= IN_MEMORY_LIMIT ? await blobs.readAny(it.oid!) : undefined);
-        if (data) {
-          // Small files (nearly all): quick synchronous syscalls; only the fsync waits in the
-          // thread pool, so many files' fsyncs overlap (the journal commits them together).
-          const fd = fs.openSync(tmp, CREATE_FLAGS, 0o600);
-          try {
-            for (let off = 0; off < data.length; ) off += fs.writeSync(fd, data, off, data.length - off);
-            fs.fchownSync(fd, uid, gid);
-            fs.fchmodSync(fd, it.mode); // after chown: chown clears setuid/setgid
-            fs.futimesSync(fd, seconds(it.mtimeNs), seconds(it.mtimeNs));
-            await fsyncFd(fd);
-          } finally {
-            fs.closeSync(fd);
-          }
-          written = data.length;
-        } else {
-          // Large files: created private and exclusive, then streamed from the pack.
-          await (await fsp.open(tmp, CREATE_FLAGS, 0o600)).close();
-          written = await blobs.writeTo(it.oid!, tmp);
-          const fh = await fsp.open(tmp, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW);
-          try {
-            await fh.chown(uid, gid);
-            await fh.chmod(it.mode);
-            await fh.utimes(seconds(it.mtimeNs), seconds(it.mtimeNs));
-            await fh.sync();
-          } finally {
-            await fh.close();
-          }
-        }
-        if (written !== it.size) throw new Error(`${it.hostPath}: the snapshot's content is ${written} bytes, its metadata says ${it.size}`);
-        res.bytes += written;
+        fs.renameSync(tmp, local);
+        done(p, started);
+        return undefined;
       }
+      const data = blobs.tryRead(it.oid!, it.size) ?? (it.size <= IN_MEMORY_LIMIT ? await blobs.readAny(it.oid!) : undefined);
+      if (data) {
+        if (data.length !== it.size) throw new Error(`${it.hostPath}: the snapshot's content is ${data.length} bytes, its metadata says ${it.size}`);
+        const fd = fs.openSync(tmp, CREATE_FLAGS, 0o600);
+        try {
+          for (let off = 0; off < data.length; ) off += fs.writeSync(fd, data, off, data.length - off);
+          fs.fchownSync(fd, uid, gid);
+          fs.fchmodSync(fd, it.mode); // after chown: chown clears setuid/setgid
+          fs.futimesSync(fd, seconds(it.mtimeNs), seconds(it.mtimeNs));
+        } catch (e) {
+          fs.closeSync(fd);
+          throw e;
+        }
+        res.bytes += data.length;
+        return { fd, tmp, local, p, started };
+      }
+      // Large files: created private and exclusive, then streamed from the pack.
+      await (await fsp.open(tmp, CREATE_FLAGS, 0o600)).close();
+      const written = await blobs.writeTo(it.oid!, tmp);
+      if (written !== it.size) throw new Error(`${it.hostPath}: the snapshot's content is ${written} bytes, its metadata says ${it.size}`);
+      const fh = await fsp.open(tmp, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW);
+      try {
+        await fh.chown(uid, gid);
+        await fh.chmod(it.mode);
+        await fh.utimes(seconds(it.mtimeNs), seconds(it.mtimeNs));
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      res.bytes += written;
       fs.renameSync(tmp, local);
+      done(p, started);
+      return undefined;
     } catch (e) {
-      await fsp.rm(tmp, { force: true }).catch(() => undefined);
+      fs.rmSync(tmp, { force: true });
       throw e;
     }
-    res[p.action === 'create' ? 'created' : 'replaced']++;
-    if (it.type === 'file') log.progress(`${p.action === 'create' ? 'created' : 'replaced'} ${it.hostPath} ${it.size} bytes ${formatRate(it.size, Date.now() - started)}`);
-    log.debug(`${p.action} ${it.hostPath}`);
   };
-  const n = Math.max(1, opts.concurrency ?? 32);
-  await Promise.all(Array.from({ length: Math.min(n, work.length) }, worker));
+  const batchSize = Math.max(1, opts.batch ?? 256);
+  try {
+    for (const p of plan.items) {
+      if (p.item.type === 'dir') continue;
+      const pending = await restoreOne(p);
+      if (pending) batch.push(pending);
+      if (batch.length >= batchSize) await flush();
+    }
+    await flush();
+    await settling;
+  } finally {
+    // After a failure: no temporary file is left behind.
+    await settling.catch(() => undefined);
+    for (const x of batch) {
+      fs.closeSync(x.fd);
+      fs.rmSync(x.tmp, { force: true });
+    }
+  }
 
   // --delete: whatever the snapshot does not have is moved under replaced/.
   for (const d of plan.deletes) {

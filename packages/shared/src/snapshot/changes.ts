@@ -25,7 +25,22 @@ export function pathComparator(paths: Iterable<string>): (a: string, b: string) 
 }
 
 /** The new nodes in .pacha/metadata order, reusing the previous order when possible. */
-export function orderNodes(nodes: Map<string, Node>, prevOrder: Node[] | undefined, prevMap: Map<string, Node>, fresh: Node[]): Node[] {
+export function orderNodes(nodes: Map<string, Node>, prevOrder: Node[] | undefined, prevMap: Map<string, Node>, fresh: Node[], cmp0?: Comparison): Node[] {
+  if (prevOrder && cmp0 && cmp0.added === 0 && cmp0.deleted === 0 && prevOrder.length === nodes.size) {
+    // Same paths as before: the previous order with the changed nodes put in their places.
+    const out = prevOrder.slice();
+    if (fresh.length > 0) {
+      const at = new Map<string, number>();
+      if (fresh.length > 64) prevOrder.forEach((n, i) => at.set(n.path, i));
+      for (const n of fresh) {
+        if (nodes.get(n.path) !== n) continue;
+        const i = fresh.length > 64 ? (at.get(n.path) ?? -1) : findPath(prevOrder, n.path);
+        if (i < 0) throw new Error(`internal: ${n.path} missing from the previous order`);
+        out[i] = n;
+      }
+    }
+    return out;
+  }
   const kept: Node[] = [];
   for (const p of prevOrder ?? []) {
     const n = nodes.get(p.path);
@@ -48,6 +63,20 @@ export function orderNodes(nodes: Map<string, Node>, prevOrder: Node[] | undefin
   while (i < kept.length) out.push(kept[i++]);
   while (j < added.length) out.push(added[j++]);
   return out;
+}
+
+/** Binary search by path bytes in a list in .pacha/metadata order; -1 when absent. */
+function findPath(list: Node[], p: string): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const c = comparePaths(list[mid].path, p);
+    if (c === 0) return mid;
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return -1;
 }
 
 export interface Comparison {

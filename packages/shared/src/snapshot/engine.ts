@@ -9,6 +9,7 @@ import { effectiveRoots } from '../watchlist.ts';
 import { treePath } from '../paths.ts';
 import { hashObject, serializeCommit } from '../git/objects.ts';
 import { ObjectStore } from '../git/pack-index.ts';
+import { consolidatePacks } from '../git/consolidate.ts';
 import { FileChangedError, hashFile, PackWriter, STREAM_THRESHOLD } from '../git/pack-writer.ts';
 import git from 'isomorphic-git';
 import { gitCache, initRepo, readHead, updateHead } from '../git/repo.ts';
@@ -189,8 +190,8 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
     lap('hash');
 
     const cmp = compareNodes(prev.nodes, sc.nodes, sc.fresh);
-    const order = orderNodes(sc.nodes, prev.cache?.nodes, prev.nodes, sc.fresh);
-    const metadata = Buffer.from(order.map((n) => n.line + '\n').join(''));
+    const order = orderNodes(sc.nodes, prev.cache?.nodes, prev.nodes, sc.fresh, cmp);
+    const metadata = Buffer.from(order.length === 0 ? '' : order.map((n) => n.line).join('\n') + '\n');
     const rootRels = roots.filter((r) => r !== '/').map(treePath);
     const tree = buildTrees(sc.nodes, cmp.treeChanged, rootRels, { roots: Buffer.from(encodeRoots(roots)), metadata }, (type, data) => pack.addObject(type, data));
     const summary: ChangeSummary = { added: cmp.added, changed: cmp.changed, deleted: cmp.deleted, metadataOnly: cmp.metadataOnly, total: sc.nodes.size, bytesRead };
@@ -215,10 +216,12 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
       bytesWritten = (big?.bytes ?? 0) + (small?.bytes ?? 0);
       lap('write');
       updateHead(state.repo, commit);
+      const merged = await consolidatePacks(state.repo);
+      if (merged) log.debug(`merged ${merged.packs} packs into one (${merged.objects} objects)`);
       updateJson(state.status, { lastSnapshot: { commit, time: new Date(now * 1000).toISOString(), summary } });
     }
-    saveStatCache(state.statCache, { commit: commit ?? head ?? '', tree, settings, nodes: order, byPath: sc.nodes });
-    if (commit === null && head === null) fs.rmSync(state.statCache, { force: true });
+    const described = commit ?? head;
+    if (described !== null) saveStatCache(state.statCache, { commit: described, tree, settings, nodes: order, byPath: sc.nodes });
     lap('commit');
     updateJson(state.report, {
       snapshot: { time: new Date().toISOString(), commit, phases, bytesRead, bytesWritten, files: summary.total, filesRead: sc.toHash.length, warnings: sc.warnings.length },

@@ -3,7 +3,7 @@ import picomatch from 'picomatch';
 import { hostPath, treePath } from '../paths.ts';
 import { type EntryType, type MetadataEntry, encodeEntry } from './format.ts';
 import type { Owners } from './owners.ts';
-import type { Node, StatCache } from './stat-cache.ts';
+import { type Node, quickSig, type StatCache } from './stat-cache.ts';
 
 // Walks the roots and produces the new set of nodes. Unchanged entries (same stat signature)
 // are the cached Node objects themselves, so later stages tell "unchanged" by identity.
@@ -236,15 +236,20 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
           if (cachedList && input.trusted) {
             // The common case, inline: a cached file whose signature has not changed.
             const cp = prevMap.get(c);
-            if (cp !== undefined && cp.type === 'file' && cp.sig !== '') {
-              let cst: fs.BigIntStats | undefined;
+            const q = cp !== undefined && cp.type === 'file' && cp.sig !== '' ? quickSig(cp) : null;
+            if (q !== null) {
+              // A plain lstat (no BigInts to allocate) compared field by field with the cached signature.
+              let cst: fs.Stats | undefined;
               try {
-                cst = fs.lstatSync(local + '/' + n, { bigint: true });
+                cst = fs.lstatSync(local + '/' + n, { throwIfNoEntry: false });
               } catch {
-                cst = undefined;
+                cst = undefined; // visit() below reports it
               }
-              if (cst !== undefined && cst.isFile() && sigOf(cst) === cp.sig && Number(cst.size) <= input.maxFileSize) {
-                nodes.set(c, cp);
+              if (
+                cst !== undefined && cst.isFile() && cst.mtimeMs === q.mtimeMs && cst.ctimeMs === q.ctimeMs &&
+                cst.size === q.size && cst.ino === q.ino && cst.dev === q.dev && cst.size <= input.maxFileSize
+              ) {
+                nodes.set(c, cp!);
                 continue;
               }
             }

@@ -17,6 +17,35 @@ export interface Node {
   line: string;
   sig: string;
   oid: string;
+  /** The cache line this node was read from (written back as is while the node is unchanged). */
+  raw?: string;
+  /** sig as plain numbers, parsed on first use (null: not comparable that way). */
+  quick?: QuickSig | null;
+}
+
+/** A stat signature in the numbers of a plain (non-bigint) fs.Stats. */
+export interface QuickSig {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+/** Node computes mtimeMs as sec * 1e3 + nsec / 1e6; doing the same gives bit-identical numbers. */
+function msOf(ns: string): number {
+  const sec = ns.length > 9 ? Number(ns.slice(0, -9)) : 0;
+  return sec * 1000 + Number(ns.slice(-9)) / 1e6;
+}
+
+export function quickSig(n: Node): QuickSig | null {
+  if (n.quick !== undefined) return n.quick;
+  const f = n.sig.split(':');
+  n.quick =
+    f.length !== 5 || f[3].startsWith('-') || f[4].startsWith('-')
+      ? null
+      : { dev: Number(f[0]), ino: Number(f[1]), size: Number(f[2]), mtimeMs: msOf(f[3]), ctimeMs: msOf(f[4]) };
+  return n.quick;
 }
 
 export interface StatCache {
@@ -92,7 +121,7 @@ export function loadStatCache(file: string): StatCache | null {
       const o = l.lastIndexOf('\t');
       const s = l.lastIndexOf('\t', o - 1);
       const line = l.slice(0, s);
-      const node: Node = { path: pathOfLine(line), type: typeOfLine(line), line, sig: l.slice(s + 1, o), oid: l.slice(o + 1) };
+      const node: Node = { path: pathOfLine(line), type: typeOfLine(line), line, sig: l.slice(s + 1, o), oid: l.slice(o + 1), raw: l };
       nodes.push(node);
       byPath.set(node.path, node);
     }
@@ -108,7 +137,8 @@ export function loadStatCache(file: string): StatCache | null {
  */
 export function saveStatCache(file: string, c: { commit: string; tree: string; settings: string; nodes: Node[]; byPath?: Map<string, Node> }): void {
   const parts: string[] = [`${MAGIC}\t${c.commit}\t${c.tree}\t${c.settings}`];
-  for (const n of c.nodes) parts.push(`${n.line}\t${n.sig}\t${n.oid}`);
+  // raw is dropped by whoever changes a cached node (the tree builder giving a directory a new tree).
+  for (const n of c.nodes) parts.push(n.raw ?? `${n.line}\t${n.sig}\t${n.oid}`);
   parts.push(END, '');
   const tmp = `${file}.tmp-${process.pid}`;
   fs.writeFileSync(tmp, parts.join('\n'), { mode: 0o600 });

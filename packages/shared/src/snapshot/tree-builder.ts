@@ -49,7 +49,9 @@ export function buildTrees(
         if (c.type === 'dir' && c.oid === '') continue;
         entries.push({ name: gitName(c.path.slice(c.path.lastIndexOf('/') + 1)), mode: nodeGitMode(c), oid: c.oid });
       }
-      nodes.get(d)!.oid = entries.length === 0 ? '' : add('tree', serializeTree(entries));
+      const node = nodes.get(d)!;
+      node.oid = entries.length === 0 ? '' : add('tree', serializeTree(entries));
+      node.raw = undefined;
     }
   }
 
