@@ -6,6 +6,7 @@
 //   restic restore latest            (restic repository on the same sshd over sftp)
 // Everything runs as separate processes from a warm page cache; data lives under /tmp and is removed.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PACHA_BIN } from '../test-support/cli.ts';
@@ -68,25 +69,53 @@ export async function run(): Promise<void> {
     const p: number[] = [];
     const r: number[] = [];
     const s: number[] = [];
+    // Each tool starts with nothing dirty in the page cache (sync, untimed): otherwise the one
+    // that fsyncs pays for the others' writeback. The order rotates from run to run.
+    const tools: { name: string; times: number[]; go: (i: number) => Promise<number> }[] = [
+      {
+        name: 'pacha',
+        times: p,
+        go: async (i) => {
+          const dst = path.join(base, `dst-${i}`);
+          fs.mkdirSync(dst);
+          const env = writeHostConfig(dst, sshd);
+          await runProc('sync', []);
+          const res = await runProc(process.execPath, [PACHA_BIN, 'rebuild', HOST, '--yes'], { env });
+          const count = fs.readdirSync(path.join(dst, 'data')).reduce((n, d) => n + fs.readdirSync(path.join(dst, 'data', d)).length, 0);
+          if (count !== FILES) throw new Error(`pacha rebuild restored ${count} files, expected ${FILES}:\n${res.stderr}`);
+          return res.ms;
+        },
+      },
+      {
+        name: 'rsync',
+        times: r,
+        go: async (i) => {
+          const rdst = path.join(base, `rsync-${i}`);
+          fs.mkdirSync(rdst);
+          await runProc('sync', []);
+          return (await runProc('rsync', ['-a', '-e', ssh, `${sshd.user}@127.0.0.1:${path.join(src, 'data')}/`, rdst + '/'])).ms;
+        },
+      },
+      {
+        name: 'restic',
+        times: s,
+        go: async (i) => {
+          const sdst = path.join(base, `restic-${i}`);
+          fs.mkdirSync(sdst);
+          await runProc('sync', []);
+          return (await restic(['restore', 'latest', '-q', '--target', sdst])).ms;
+        },
+      },
+    ];
+    const runsText: string[] = ['| run | pacha | rsync | restic |', '|---|---|---|---|'];
     for (let i = 0; i < RUNS; i++) {
-      const dst = path.join(base, `dst-${i}`);
-      fs.mkdirSync(dst);
-      const env = writeHostConfig(dst, sshd);
-      const res = await runProc(process.execPath, [PACHA_BIN, 'rebuild', HOST, '--yes'], { env });
-      const count = fs.readdirSync(path.join(dst, 'data')).reduce((n, d) => n + fs.readdirSync(path.join(dst, 'data', d)).length, 0);
-      if (count !== FILES) throw new Error(`pacha rebuild restored ${count} files, expected ${FILES}:\n${res.stderr}`);
-      p.push(res.ms);
-
-      const rdst = path.join(base, `rsync-${i}`);
-      fs.mkdirSync(rdst);
-      r.push((await runProc('rsync', ['-a', '-e', ssh, `${sshd.user}@127.0.0.1:${path.join(src, 'data')}/`, rdst + '/'])).ms);
-
-      const sdst = path.join(base, `restic-${i}`);
-      fs.mkdirSync(sdst);
-      s.push((await restic(['restore', 'latest', '-q', '--target', sdst])).ms);
-
-      for (const d of [dst, rdst, sdst]) fs.rmSync(d, { recursive: true, force: true });
+      for (let k = 0; k < tools.length; k++) {
+        const t = tools[(i + k) % tools.length];
+        t.times.push(await t.go(i));
+      }
+      for (const d of [`dst-${i}`, `rsync-${i}`, `restic-${i}`]) fs.rmSync(path.join(base, d), { recursive: true, force: true });
       process.stderr.write(`run ${i + 1}/${RUNS}: pacha ${fmtMs(p[i])}, rsync ${fmtMs(r[i])}, restic ${fmtMs(s[i])}\n`);
+      runsText.push(`| ${i + 1} | ${fmtMs(p[i])} | ${fmtMs(r[i])} | ${fmtMs(s[i])} |`);
     }
     const mp = median(p);
     const mr = median(r);
@@ -99,10 +128,13 @@ export async function run(): Promise<void> {
         ['restic restore latest (sftp repository)', fmtMs(ms), (mp / ms).toFixed(2)],
       ],
     );
+    const load = os.loadavg().map((x) => x.toFixed(1)).join(' ');
     const text =
-      `# Rebuild benchmark\n\n${new Date().toISOString()}, ${RUNS} runs each, ${(gen.bytes / 1048576).toFixed(1)} MiB in ${FILES} files; ` +
+      `# Rebuild benchmark\n\n${new Date().toISOString()}, ${os.cpus().length} CPUs, load average at the end ${load}; ` +
+      `${RUNS} runs each, ${(gen.bytes / 1048576).toFixed(1)} MiB in ${FILES} files; ` +
       `target: pacha at most 1.00x rsync.\n\n${table}\nEvery tool starts as a fresh process and restores into an empty folder on the same disk; ` +
-      `pacha additionally fsyncs each file before renaming it into place, which rsync and restic do not.\n`;
+      `pacha additionally fsyncs each file before renaming it into place, which rsync and restic do not. Before each timed ` +
+      `command the page cache is synced (untimed) and the order of the three tools rotates from run to run.\n\nEvery run:\n\n${runsText.join('\n')}\n`;
     process.stdout.write(text);
     process.stderr.write(`saved ${saveResult(benchDir, 'rebuild', text)}\n`);
   } finally {

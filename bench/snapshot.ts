@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PACHA_BIN } from '../test-support/cli.ts';
 import { fmtMs, median, runProc, sh } from './lib/measure.ts';
-import { generateBigFile, generateTree, tempDir } from './lib/tree.ts';
+import { generateBigFile, generateTree, removeTree, tempDir } from './lib/tree.ts';
 import { markdownTable, saveResult } from './lib/table.ts';
 import { loadConfig } from '../packages/shared/src/config.ts';
 import { silentLogger } from '../packages/shared/src/log.ts';
@@ -60,7 +60,7 @@ async function first(rows: string[][]): Promise<void> {
     }
     rows.push(['(a) first snapshot, 10,000 files of 1-8 KiB in 200 dirs', fmtMs(median(p)), fmtMs(median(g)), (median(p) / median(g)).toFixed(2), '<= 1.00']);
   } finally {
-    fs.rmSync(base, { recursive: true, force: true, maxRetries: 3 });
+    removeTree(base);
   }
 }
 
@@ -96,7 +96,7 @@ async function resnap(rows: string[][]): Promise<void> {
     rows.push(['(b) re-snapshot, 1 file changed in 100,000 files (`pacha snapshot`, full scan)', fmtMs(median(p)), fmtMs(median(g)), (median(p) / median(g)).toFixed(2), '<= 1.00']);
     rows.push(["(b') same change, daemon path (watcher's dirty path, in-process)", fmtMs(median(d)), fmtMs(median(g)), (median(d) / median(g)).toFixed(2), '']);
   } finally {
-    fs.rmSync(base, { recursive: true, force: true, maxRetries: 3 });
+    removeTree(base);
   }
 }
 
@@ -110,7 +110,7 @@ async function bigFile(rows: string[][]): Promise<void> {
     const mib = (r.maxRssKiB ?? NaN) / 1024;
     rows.push(['(c) peak RSS, one 1 GiB file', `${mib.toFixed(0)} MiB (${fmtMs(r.ms)})`, '', '', '< 150 MiB']);
   } finally {
-    fs.rmSync(base, { recursive: true, force: true, maxRetries: 3 });
+    removeTree(base);
   }
 }
 

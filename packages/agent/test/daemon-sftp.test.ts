@@ -84,7 +84,9 @@ describe.each(targets)('pacha daemon with the $name', ({ get }) => {
     const d = startDaemon(host, { args: ['-v'], env: { PACHA_SSH_PASSPHRASE: 'correct-horse-battery' } });
     await until('first snapshot on the master', () => tryGit(repo, ['show', 'refs/heads/main:etc/app/a.conf']) === 'one', 30_000);
     fs.writeFileSync(host.p('/etc/app/a.conf'), 'two\n');
-    await until('the edit on the master', () => tryGit(repo, ['show', 'refs/heads/main:etc/app/a.conf']) === 'two', 30_000);
+    await until('the edit on the master', () => tryGit(repo, ['show', 'refs/heads/main:etc/app/a.conf']) === 'two', 30_000).catch((e) => {
+      throw new Error(`${(e as Error).message}; daemon log:\n${d.stderr()}`);
+    });
     git(repo, ['fsck', '--full', '--strict']);
     if (t.kind === 'embedded') {
       // Both pushes went over the one connection the daemon keeps between close pushes.

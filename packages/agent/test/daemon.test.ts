@@ -112,6 +112,30 @@ describe('pacha daemon with a local-folder master', () => {
     expect((await d.stop()).code).toBe(0);
   });
 
+  it('SIGTERM during the start-up reconcile lets it finish, exits 0, leaves no lock and no process behind', async () => {
+    for (let d = 0; d < 20; d++) {
+      fs.mkdirSync(host.p(`/etc/app/many/d${d}`), { recursive: true });
+      for (let i = 0; i < 150; i++) fs.writeFileSync(host.p(`/etc/app/many/d${d}/f${i}`), `${d}/${i}\n`);
+    }
+    const d = startDaemon(host);
+    await d.waitLog(/^watching 1 path/);
+    const r = await d.stop('SIGTERM');
+    expect(r).toEqual({ code: 0, signal: null });
+    expect(d.stderr()).toMatch(/^stopping \(SIGTERM\): letting the current reconcile finish/m);
+    expect(Number(/^snapshot [0-9a-f]{12}: (\d+) added/m.exec(d.stderr())?.[1])).toBeGreaterThanOrEqual(3002);
+    expect(fs.existsSync(host.p('/var/lib/pacha/pacha.pid'))).toBe(false);
+    expect(tryGit(localRepo(), ['rev-parse', 'refs/heads/main'])).toMatch(/^[0-9a-f]{40}$/);
+    // No snapshot child left running for this root.
+    const mine = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try {
+        return fs.readFileSync(`/proc/${p}/environ`, 'utf8').split('\0').includes(`PACHA_ROOT_DIR=${host.root}`);
+      } catch {
+        return false;
+      }
+    });
+    expect(mine).toEqual([]);
+  });
+
   it('a second daemon refuses naming the first one\'s pid; a stale lock is taken over with a warning', async () => {
     fs.mkdirSync(host.p('/var/lib/pacha'), { recursive: true });
     // A lock left by a process that is gone (a pid that cannot exist on Linux: above pid_max).

@@ -1,10 +1,11 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { writeHook } from '../../../test-support/git-fixture.ts';
-import { REPO_DIR } from '../../../test-support/cli.ts';
+import { PACHA_BIN, REPO_DIR } from '../../../test-support/cli.ts';
 import { SVC_GID, SVC_UID, addUserHook, makeWorld, type RebuildWorld } from './rebuild-helpers.ts';
 
 // Hooks: order, failure stops the rebuild before any file is restored, the journal lets a
@@ -110,6 +111,25 @@ describe('rebuild hooks', () => {
     expect(r.stderr).toContain('pacha_pre hook 10-slow failed: timed out after 1 s');
     expect(r.stderr).toContain('starting');
     expect(Date.now() - t).toBeLessThan(15_000);
+    expect(fs.existsSync(w.host.p(w.top))).toBe(false);
+  });
+
+  it('stopping pacha while a hook runs stops the hook too', async () => {
+    world = makeWorld();
+    const w = world;
+    writeHook(w.master.pre, '10-wait', `#!/bin/sh\necho $$ > "$PACHA_ROOT_DIR/hook.pid"\nsleep 30\n`);
+    const child = spawn(process.execPath, [PACHA_BIN, 'rebuild', 'web1', '--yes'], { env: { ...process.env, ...w.host.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const closed = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    const pidFile = w.host.p('/hook.pid');
+    for (let i = 0; i < 100 && !fs.existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 100));
+    const hookPid = Number(fs.readFileSync(pidFile, 'utf8'));
+    child.kill('SIGTERM');
+    expect(await closed).toBe(1);
+    expect(stderr).toContain('[pre 10-wait] interrupted (SIGTERM): stopping it');
+    expect(stderr).toContain('pacha_pre hook 10-wait failed: killed by SIGTERM');
+    expect(() => process.kill(hookPid, 0)).toThrow();
     expect(fs.existsSync(w.host.p(w.top))).toBe(false);
   });
 

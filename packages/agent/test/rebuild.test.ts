@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { writeHook } from '../../../test-support/git-fixture.ts';
+import { commitSnapshot, packRepo, writeHook } from '../../../test-support/git-fixture.ts';
 import { PACHA_BIN } from '../../../test-support/cli.ts';
 import { SVC_GID, SVC_UID, addUserHook, expectedListing, listTree, makeWorld, type RebuildWorld } from './rebuild-helpers.ts';
 
@@ -94,10 +95,17 @@ describe('pacha rebuild (local master folder)', () => {
     fs.writeFileSync(path.join(conf, 'secret.key'), 'k3y\n');
     const inode = fs.statSync(path.join(conf, 'secret.key')).ino;
     fs.writeFileSync(path.join(conf, 'extra.txt'), 'not in the snapshot\n');
+    // Types that changed: a directory where the snapshot has a symlink, a file where it has a directory.
+    const app = w.host.p(`${w.top}/app`);
+    fs.mkdirSync(path.join(app, 'link'), { recursive: true });
+    fs.writeFileSync(path.join(app, 'link/inside'), 'x');
+    fs.writeFileSync(path.join(app, 'empty'), 'was a file');
     const r = await w.host.pacha(['rebuild', 'web1', '--yes', '--delete', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout);
-    expect(out.counts).toMatchObject({ replaced: 1, deleted: 1 });
+    expect(out.counts).toMatchObject({ replaced: 3, deleted: 1 });
+    expect(fs.readlinkSync(path.join(app, 'link'))).toBe('bin/tool');
+    expect(fs.lstatSync(path.join(app, 'empty')).isDirectory()).toBe(true);
     expect(fs.readFileSync(path.join(conf, 'app.conf'), 'utf8')).toBe('from a, v2\n');
     expect(fs.statSync(path.join(conf, 'secret.key')).ino).toBe(inode);
     expect(fs.statSync(path.join(conf, 'secret.key')).mode & 0o7777).toBe(0o600);
@@ -106,6 +114,8 @@ describe('pacha rebuild (local master folder)', () => {
     expect(kept.startsWith(w.host.p('/var/lib/pacha/replaced/'))).toBe(true);
     expect(fs.readFileSync(path.join(kept, w.top, 'a/conf/app.conf'), 'utf8')).toBe('local edit\n');
     expect(fs.readFileSync(path.join(kept, w.top, 'a/conf/extra.txt'), 'utf8')).toBe('not in the snapshot\n');
+    expect(fs.readFileSync(path.join(kept, w.top, 'app/link/inside'), 'utf8')).toBe('x');
+    expect(fs.readFileSync(path.join(kept, w.top, 'app/empty'), 'utf8')).toBe('was a file');
   });
 
   it('--dry-run prints every difference and changes nothing', async () => {
@@ -202,6 +212,50 @@ describe('pacha rebuild (local master folder)', () => {
     expect(r.stdout).toContain('Hit Enter to confirm or Ctrl-C to cancel');
     expect(r.code, r.stdout).toBe(0);
     expect(fs.existsSync(w.host.p(`${w.top}/app/bin/tool`))).toBe(true);
+  });
+
+  it('streams a file larger than the in-memory limit, with its metadata', async () => {
+    world = makeWorld();
+    const w = world;
+    const big = crypto.randomBytes(9 * 1024 * 1024);
+    commitSnapshot(w.master.repo, {
+      roots: [`${w.top}/big`],
+      entries: [
+        { path: `${w.top}/big`, type: 'dir', mode: 0o750 },
+        { path: `${w.top}/big/blob.bin`, type: 'file', content: big, mode: 0o2640, gid: 1, group: 'daemon' },
+      ],
+      time: 1_700_200_000,
+    });
+    packRepo(w.master.repo);
+    const r = await w.host.pacha(['rebuild', 'web1', '--yes', '--verify']);
+    expect(r.code, r.stderr).toBe(0);
+    const f = w.host.p(`${w.top}/big/blob.bin`);
+    expect(fs.readFileSync(f).equals(big)).toBe(true);
+    const st = fs.statSync(f);
+    expect([st.mode & 0o7777, st.gid]).toEqual([0o2640, 1]);
+  });
+
+  it("never restores over (or deletes) pacha's own state dir, even inside a root", async () => {
+    world = makeWorld();
+    const w = world;
+    commitSnapshot(w.master.repo, {
+      roots: ['/var/lib'],
+      entries: [
+        { path: '/var/lib', type: 'dir' },
+        { path: '/var/lib/app', type: 'dir' },
+        { path: '/var/lib/app/x.conf', type: 'file', content: 'x\n' },
+        { path: '/var/lib/pacha', type: 'dir' },
+        { path: '/var/lib/pacha/watched', type: 'file', content: '/etc/evil\n' },
+      ],
+      time: 1_700_200_000,
+    });
+    fs.mkdirSync(w.host.p('/var/lib/pacha'), { recursive: true });
+    fs.writeFileSync(w.host.p('/var/lib/pacha/keep-me'), 'state');
+    const r = await w.host.pacha(['rebuild', 'web1', '--yes', '--delete']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(fs.readFileSync(w.host.p('/var/lib/app/x.conf'), 'utf8')).toBe('x\n');
+    expect(fs.readFileSync(w.host.p('/var/lib/pacha/keep-me'), 'utf8')).toBe('state');
+    expect(fs.readFileSync(w.host.p('/var/lib/pacha/watched'), 'utf8')).toBe('/var/lib\n');
   });
 
   it('an unknown host is a clear failure', async () => {

@@ -8,6 +8,22 @@ import type { Transport } from '@pacha/shared/transport/transport';
 // after any failure (the next push reconnects), on reload and on stop.
 
 export const IDLE_CLOSE_MS = 60_000;
+export const PROBE_TIMEOUT_MS = 5_000;
+
+/** Does the other end answer at all (an error reply counts: it is alive) within the time? */
+async function answers(t: Transport, probePath: string, timeoutMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs)));
+  const probe = t.stat(probePath).then(
+    () => true,
+    () => true,
+  );
+  try {
+    return await Promise.race([probe, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export class MasterConnection {
   private transport: Transport | undefined;
@@ -21,7 +37,13 @@ export class MasterConnection {
   /** The open connection, or a new one. `reused` says whether it was already open. */
   async get(config: PachaConfig, log: Logger): Promise<{ transport: Transport; reused: boolean }> {
     this.clearIdle();
-    if (this.transport) return { transport: this.transport, reused: true };
+    if (this.transport) {
+      // One cheap round trip first: a connection that died silently (a NAT forgot it, the
+      // master hung) would otherwise stall the push until the SSH keepalive gives up.
+      if (await answers(this.transport, config.hostsPath, PROBE_TIMEOUT_MS)) return { transport: this.transport, reused: true };
+      log.debug(`the kept connection to the master did not answer within ${PROBE_TIMEOUT_MS} ms; reconnecting`);
+      await this.close();
+    }
     this.transport = await openTransport(config, log);
     return { transport: this.transport, reused: false };
   }

@@ -129,6 +129,15 @@ function runHook(h: Hook, opts: HookRunOptions): Promise<HookRun> {
       }
     };
     let killer: NodeJS.Timeout | undefined;
+    // The hook has its own process group, so Ctrl-C on the terminal does not reach it: pass
+    // an interruption of pacha on to it rather than leave it running alone.
+    const onSignal = (sig: NodeJS.Signals) => {
+      opts.log.warn(`${label} interrupted (${sig}): stopping it`);
+      killGroup('SIGTERM');
+      killer ??= setTimeout(() => killGroup('SIGKILL'), KILL_GRACE_MS);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     const timer = setTimeout(() => {
       timedOut = true;
       opts.log.warn(`${label} still running after ${opts.timeoutSeconds} s: stopping it`);
@@ -139,6 +148,8 @@ function runHook(h: Hook, opts: HookRunOptions): Promise<HookRun> {
     const finish = (code: number | null, signal: NodeJS.Signals | null) => {
       if (finished) return;
       finished = true;
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
       clearTimeout(timer);
       if (killer) clearTimeout(killer);
       for (const k of ['out', 'err']) if (partial[k]) opts.log.info(`${label} ${partial[k]}`);

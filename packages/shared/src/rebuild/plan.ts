@@ -89,9 +89,14 @@ export async function planRestore(v: ValidatedSnapshot, opts: PlanOptions): Prom
   const items: PlannedItem[] = [];
   const counts = { create: 0, replace: 0, unchanged: 0, delete: 0, metadata: 0 };
   let bytes = 0;
+  // Items come parents first: below a directory the host lacks, nothing exists (no lstat needed
+  // for most paths of a rebuild onto a fresh machine).
+  const missing = new Set<string>();
   for (const it of v.items) {
     const local = hostPath(it.hostPath, opts.root);
-    const ex = lstatExisting(local);
+    const parentMissing = missing.has(path.posix.dirname(it.hostPath));
+    const ex = parentMissing ? undefined : lstatExisting(local);
+    if (!ex && it.type === 'dir') missing.add(it.hostPath);
     const changes: string[] = [];
     let action: ItemAction;
     if (!ex) action = 'create';
@@ -125,9 +130,11 @@ export async function planRestore(v: ValidatedSnapshot, opts: PlanOptions): Prom
 
 /** Paths under the scope that the snapshot lacks; a directory is listed once, not its contents. */
 function findExtra(v: ValidatedSnapshot, root: string): PlannedDelete[] {
-  const keep = new Set(v.items.map((i) => i.hostPath));
+  const byPath = new Map(v.items.map((i) => [i.hostPath, i]));
+  const keep = new Set(byPath.keys());
   const out: PlannedDelete[] = [];
   const walk = (hp: string) => {
+    if (v.exclude.some((x) => isWithin(hp, x))) return;
     const ex = lstatExisting(hostPath(hp, root));
     if (!ex) return;
     if (!keep.has(hp)) {
@@ -135,8 +142,7 @@ function findExtra(v: ValidatedSnapshot, root: string): PlannedDelete[] {
       return;
     }
     if (ex.type !== 'dir') return;
-    const snapDir = v.items.find((i) => i.hostPath === hp);
-    if (snapDir && snapDir.type !== 'dir') return;
+    if (byPath.get(hp)?.type !== 'dir') return;
     for (const name of fs.readdirSync(hostPath(hp, root)).sort(comparePaths)) walk(path.posix.join(hp, name));
   };
   for (const s of v.scope) {

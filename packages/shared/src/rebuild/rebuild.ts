@@ -8,6 +8,7 @@ import type { Logger } from '../log.ts';
 import { ensureStateDir, writeFileAtomic, type StatePaths } from '../state.ts';
 import { recordError, updateReport, updateStatus } from '../status.ts';
 import { readWatchList } from '../watchlist.ts';
+import { toHostPath } from '../paths.ts';
 import { openTransport, isLocalMaster } from '../transport/open.ts';
 import type { Transport } from '../transport/transport.ts';
 import { postCallback } from './callback.ts';
@@ -134,7 +135,9 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
       blobs = new BlobSource(staging!.repo);
       commit = await resolveAt(staging!.repo, blobs, opts.at);
       const snap = await readStagedSnapshot(staging!.repo, blobs, commit);
-      const valid = await validateSnapshot(snap, { root: config.root, only: opts.only, blobs });
+      // pacha's own state (repository, lock, journal) is never restored over itself.
+      const exclude = [toHostPath(config.stateDir, config.root), toHostPath(staging!.dir, config.root)].filter((x): x is string => x !== null);
+      const valid = await validateSnapshot(snap, { root: config.root, only: opts.only, blobs, exclude });
       return { snap, valid };
     });
     const preHooks = listHooks(staging.pre, 'pre');

@@ -114,7 +114,7 @@ export async function restorePlan(plan: Plan, opts: RestoreOptions): Promise<Res
     const it = p.item;
     res[p.action === 'create' ? 'created' : 'replaced']++;
     if (it.type === 'file') log.progress(`${p.action === 'create' ? 'created' : 'replaced'} ${it.hostPath} ${it.size} bytes ${formatRate(it.size, Date.now() - started)}`);
-    log.debug(`${p.action} ${it.hostPath}`);
+    if (log.verbose) log.debug(`${p.action} ${it.hostPath}`);
   };
   // One batch settles (fsyncs, then renames) while the next one is being written.
   const settle = async (b: Pending[]) => {

@@ -24,6 +24,8 @@ export interface ValidatedSnapshot {
   items: RestoreItem[];
   /** The host paths the restore covers: the roots, or the --only path. */
   scope: string[];
+  /** Host paths left alone even inside the scope (pacha's state dir, the staging dir). */
+  exclude: string[];
 }
 
 const MAX_LISTED = 20;
@@ -60,6 +62,8 @@ export interface ValidateOptions {
   only?: string;
   /** The staged repository's objects. */
   blobs: BlobSource;
+  /** Host paths never written (pacha's own state dir): their entries are left out. */
+  exclude?: string[];
 }
 
 export async function validateSnapshot(snap: StagedSnapshot, opts: ValidateOptions): Promise<ValidatedSnapshot> {
@@ -147,6 +151,7 @@ export async function validateSnapshot(snap: StagedSnapshot, opts: ValidateOptio
   for (const e of byPath.values()) {
     const hp = '/' + e.path;
     if (!scope.some((s) => isWithin(hp, s))) continue;
+    if (opts.exclude?.some((x) => isWithin(hp, x))) continue;
     const t = snap.tree.get(e.path);
     items.push({ ...e, hostPath: hp, oid: e.type === 'dir' ? undefined : t!.oid });
   }
@@ -155,7 +160,7 @@ export async function validateSnapshot(snap: StagedSnapshot, opts: ValidateOptio
 
   // 4. the target host: no existing symlink on the way to any path we write.
   checkTargetAncestors(items, opts.root);
-  return { snap, items, scope };
+  return { snap, items, scope, exclude: opts.exclude ?? [] };
 }
 
 /**

@@ -193,7 +193,7 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
     const order = orderNodes(sc.nodes, prev.cache?.nodes, prev.nodes, sc.fresh, cmp);
     const metadata = Buffer.from(order.length === 0 ? '' : order.map((n) => n.line).join('\n') + '\n');
     const rootRels = roots.filter((r) => r !== '/').map(treePath);
-    const tree = buildTrees(sc.nodes, cmp.treeChanged, rootRels, { roots: Buffer.from(encodeRoots(roots)), metadata }, (type, data) => pack.addObject(type, data));
+    const tree = buildTrees(sc.nodes, order, cmp.treeChanged, rootRels, { roots: Buffer.from(encodeRoots(roots)), metadata }, (type, data) => pack.addObject(type, data));
     const summary: ChangeSummary = { added: cmp.added, changed: cmp.changed, deleted: cmp.deleted, metadataOnly: cmp.metadataOnly, total: sc.nodes.size, bytesRead };
     for (const w of sc.warnings) log.warn(w);
 

@@ -1,6 +1,6 @@
 import type { ObjectType, TreeEntry } from '../git/objects.ts';
 import { serializeTree } from '../git/objects.ts';
-import { FORMAT_FILE, FORMAT_VERSION, METADATA_FILE, PACHA_DIR, ROOTS_FILE, gitName, gitPath } from './format.ts';
+import { FORMAT_FILE, FORMAT_VERSION, METADATA_FILE, PACHA_DIR, ROOTS_FILE, comparePaths, gitName, gitPath } from './format.ts';
 import { nodeGitMode } from './changes.ts';
 import type { Node } from './stat-cache.ts';
 
@@ -17,6 +17,8 @@ function parentOf(p: string): string {
 
 export function buildTrees(
   nodes: Map<string, Node>,
+  /** The same nodes in .pacha/metadata order. */
+  order: Node[],
   treeChanged: string[],
   rootRels: string[],
   pacha: { roots: Buffer; metadata: Buffer },
@@ -35,15 +37,18 @@ export function buildTrees(
     }
   }
   if (dirty.size > 0) {
+    // Children of each dirty directory: the paths below d/ form one run in metadata (byte) order.
     const kids = new Map<string, Node[]>();
-    for (const d of dirty) kids.set(d, []);
-    for (const n of nodes.values()) {
-      if (rootSet.has(n.path)) continue;
-      const k = kids.get(parentOf(n.path));
-      if (k) k.push(n);
+    for (const d of dirty) {
+      const pre = d + '/';
+      const list: Node[] = [];
+      for (let i = lowerBound(order, pre); i < order.length && order[i].path.startsWith(pre); i++) {
+        if (order[i].path.indexOf('/', pre.length) < 0) list.push(order[i]);
+      }
+      kids.set(d, list);
     }
-    const order = [...dirty].sort((a, b) => depth(b) - depth(a));
-    for (const d of order) {
+    const deepestFirst = [...dirty].sort((a, b) => depth(b) - depth(a));
+    for (const d of deepestFirst) {
       const entries: TreeEntry[] = [];
       for (const c of kids.get(d)!) {
         if (c.type === 'dir' && c.oid === '') continue;
@@ -88,6 +93,18 @@ export function buildTrees(
   };
   top.leaves.push({ name: PACHA_DIR, mode: '040000', oid: pachaTree });
   return write(top);
+}
+
+/** First index whose path is not below `p` in byte order. */
+function lowerBound(list: Node[], p: string): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (comparePaths(list[mid].path, p) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function depth(p: string): number {
