@@ -1,12 +1,13 @@
 import type { CommandModule } from 'yargs';
 import { acquireLock } from '@pacha/shared/lock';
-import { pushSnapshots } from '@pacha/shared/push/push';
 import { createContext, type GlobalArgs } from '../context.ts';
 
 export const pushCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'push',
   describe: 'send the snapshots the master lacks',
   handler: async (args) => {
+    // Loaded on use: keeps start-up of the other commands short.
+    const { pushSnapshots } = await import('@pacha/shared/push/push');
     const ctx = createContext(args);
     const lock = acquireLock(ctx.state.lock, 'push', ctx.log);
     try {

@@ -1,7 +1,6 @@
 import readline from 'node:readline/promises';
 import type { CommandModule } from 'yargs';
 import { UsageError } from '@pacha/shared/errors';
-import { trustMaster } from '@pacha/shared/transport/trust';
 import { createContext, type GlobalArgs } from '../context.ts';
 
 interface TrustArgs extends GlobalArgs {
@@ -13,6 +12,8 @@ export const trustMasterCommand: CommandModule<GlobalArgs, TrustArgs> = {
   describe: "show the master's host key fingerprint and record it in known_hosts",
   builder: (y) => y.option('yes', { alias: 'y', type: 'boolean', describe: 'record without asking (check the fingerprint another way first)' }) as any,
   handler: async (args) => {
+    // Loaded on use: keeps start-up of the other commands short.
+    const { trustMaster } = await import('@pacha/shared/transport/trust');
     const ctx = createContext(args, { ensureState: false });
     const interactive = process.stdin.isTTY === true;
     const result = await trustMaster(ctx.config, {
