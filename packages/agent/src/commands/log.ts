@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
-import { PachaError, UsageError } from '@pacha/shared/errors';
+import { UsageError } from '@pacha/shared/errors';
+import { isValidHostName } from '@pacha/shared/config';
 import type { SnapshotInfo } from '@pacha/shared/snapshot/read';
 import type { ChangeSummary } from '@pacha/shared/snapshot/engine';
 import { createContext, type GlobalArgs } from '../context.ts';
@@ -29,13 +30,26 @@ export const logCommand: CommandModule<GlobalArgs, Args> = {
   handler: async (args) => {
     const ctx = createContext(args, { ensureState: false });
     if (args.n !== undefined && (!Number.isInteger(args.n) || args.n < 1)) throw new UsageError(`-n ${args.n}: accepted: a whole number of snapshots, 1 or more`);
-    if (args.host !== undefined && args.host !== ctx.config.hostname) {
-      throw new PachaError(`pacha log ${args.host}: reading another host's history needs the master, which this build cannot reach yet`, {
-        hint: `pacha log without a host shows this host (${ctx.config.hostname})`,
-      });
-    }
     const { listSnapshots } = await import('@pacha/shared/snapshot/read');
-    const list = await listSnapshots(ctx.state.repo, args.n);
+    let list: SnapshotInfo[];
+    if (args.host !== undefined && args.host !== ctx.config.hostname) {
+      // Another host's history lives only on the master: fetch its repository into private
+      // staging (as a rebuild would), read it, and remove the copy.
+      if (!isValidHostName(args.host)) throw new UsageError(`"${args.host}" is not a host name (accepted: letters, digits, '.', '-', '_')`);
+      const { openTransport } = await import('@pacha/shared/transport/open');
+      const { createStagingDir, fetchHostTree, removeStagingDir } = await import('@pacha/shared/rebuild/fetch');
+      const transport = await openTransport(ctx.config, ctx.log);
+      const dir = createStagingDir(ctx.config.root, args.host);
+      try {
+        const staged = await fetchHostTree(transport, ctx.config.hostsPath, args.host, dir, ctx.log);
+        list = await listSnapshots(staged.repo, args.n);
+      } finally {
+        removeStagingDir(dir);
+        await transport.close();
+      }
+    } else {
+      list = await listSnapshots(ctx.state.repo, args.n);
+    }
     const text = list.length === 0 ? 'no snapshots yet' : list.map(line).join('\n');
     ctx.print(text, list.map((s) => ({ commit: s.commit, time: s.time.toISOString(), summary: s.summary, message: s.message.split('\n')[0] })));
   },
