@@ -46,6 +46,21 @@ function procStat(pid: number): { ticks: number; rssKiB: number; hwmKiB: number 
   return { ticks, rssKiB: kib('VmRSS'), hwmKiB: kib('VmHWM') };
 }
 
+/** KEY=VALUE pairs of the Environment= lines of packages/agent/pacha.service. */
+function unitEnvironment(): Record<string, string> {
+  const unit = fs.readFileSync(path.join(REPO_DIR, 'packages/agent/pacha.service'), 'utf8');
+  const env: Record<string, string> = {};
+  for (const line of unit.split('\n')) {
+    const m = /^Environment=(.*)$/.exec(line.trim());
+    if (!m) continue;
+    for (const kv of m[1].split(/\s+/)) {
+      const i = kv.indexOf('=');
+      if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
+    }
+  }
+  return env;
+}
+
 export async function benchDaemon(): Promise<string> {
   const work = tempDir('daemon');
   let sshd: SshdHandle | null = null;
@@ -97,7 +112,9 @@ export async function benchDaemon(): Promise<string> {
 
     // Start the daemon and wait for the first full snapshot to reach the master.
     t = now();
-    daemon = spawn(process.execPath, [PACHA_BIN, 'daemon'], { env: { ...process.env, ...host.env }, cwd: REPO_DIR, stdio: ['ignore', 'ignore', 'pipe'] });
+    // The daemon runs with the environment the systemd unit gives it (Environment= lines).
+    const unitEnv = unitEnvironment();
+    daemon = spawn(process.execPath, [PACHA_BIN, 'daemon'], { env: { ...process.env, ...unitEnv, ...host.env }, cwd: REPO_DIR, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     daemon.stderr!.on('data', (d) => (log += d));
     const pid = daemon.pid!;
@@ -180,6 +197,7 @@ export async function benchDaemon(): Promise<string> {
       '',
       `Run ${new Date().toISOString()} on ${os.cpus().length} CPU(s) (${os.cpus()[0]?.model ?? '?'}), Node ${process.version}.`,
       `Tree: ${gen.files} files (${(gen.bytes / 1024 ** 2).toFixed(0)} MiB) in ${DIRS} directories. Master: ${masterKind}. pacha.frequency = 0.`,
+      `The daemon runs with the systemd unit's environment: ${Object.entries(unitEnv).map(([k, v]) => `${k}=${v}`).join(' ')}.`,
       '',
       markdownTable(['measure', 'pacha daemon', 'rsync -a (second run)', 'target', 'met'], rows),
       `Latency runs from writing one file to the master's refs/heads/main moving (the last step of a push):`,

@@ -5,6 +5,8 @@
 // Both sides run as processes from a warm page cache; generated data lives under /tmp and is removed.
 import fs from 'node:fs';
 import os from 'node:os';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PACHA_BIN } from '../test-support/cli.ts';
@@ -81,6 +83,16 @@ async function resnap(rows: string[][]): Promise<void> {
     const d: number[] = [];
     const config = loadConfig({ env: { ...process.env, ...h.env } });
     const env = { config, state: statePaths(config.stateDir), log: silentLogger };
+    // Memory of the daemon's way, in this process: what a snapshot leaves behind (after a full
+    // collection) and the most it had in use when it returned (heap + buffers, before one).
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const inUse = () => process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers;
+    gc();
+    const before = inUse();
+    let atEnd = 0;
+    let retained = 0;
+    let rss = 0;
     for (let i = 0; i < RUNS; i++) {
       touchOne(path.join(h.root, 'data/d0042/f000042.conf'), i);
       p.push((await pacha(h)).ms);
@@ -92,9 +104,21 @@ async function resnap(rows: string[][]): Promise<void> {
       const r = await takeSnapshot(env, { dirty: ['/data/d0042/f000042.conf'] });
       d.push(performance.now() - t);
       if (r.commit === null) throw new Error('dirty snapshot saw no change');
+      atEnd = Math.max(atEnd, inUse() - before);
+      rss = Math.max(rss, process.memoryUsage().rss);
+      gc();
+      retained = Math.max(retained, inUse() - before);
     }
     rows.push(['(b) re-snapshot, 1 file changed in 100,000 files (`pacha snapshot`, full scan)', fmtMs(median(p)), fmtMs(median(g)), (median(p) / median(g)).toFixed(2), '<= 1.00']);
     rows.push(["(b') same change, daemon path (watcher's dirty path, in-process)", fmtMs(median(d)), fmtMs(median(g)), (median(d) / median(g)).toFixed(2), '']);
+    const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
+    rows.push([
+      "(b'') memory of (b'): heap+buffers kept between snapshots / in use at return / process RSS",
+      `${mib(retained)} / ${mib(atEnd)} / ${mib(rss)}`,
+      '',
+      '',
+      'engine < 60 MiB',
+    ]);
   } finally {
     removeTree(base);
   }

@@ -48,6 +48,9 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
       .example('$0 rebuild web1', 'rebuild web1 from the newest snapshot, asking first')
       .example('$0 rebuild web1 --yes -- /usr/sbin/nginx -g "daemon off;"', 'rebuild, then run a container entrypoint') as Argv<RebuildArgs>,
   handler: async (args) => {
+    // The restore's fsyncs wait in libuv's thread pool: with more threads, more of them share
+    // one journal commit. Takes effect because nothing has used the pool yet at this point.
+    process.env.UV_THREADPOOL_SIZE ??= '32';
     const followUp = (args['--'] ?? []).map(String);
     const dryRun = args['dry-run'] === true;
     const interactive = process.stdin.isTTY === true;

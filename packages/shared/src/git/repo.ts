@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import git from 'isomorphic-git';
 import { PachaError } from '../errors.ts';
 import { isOid } from './objects.ts';
 import { syncDir } from './pack-writer.ts';
@@ -16,10 +15,26 @@ export const gitCache: object = {};
 
 export { fs as gitFs };
 
+/**
+ * Forget what isomorphic-git keeps in the cache (whole packs it has read): a long-running agent
+ * that read one snapshot through it must not hold that memory for ever. Later reads start afresh.
+ */
+export function clearGitCache(): void {
+  for (const k of Reflect.ownKeys(gitCache)) delete (gitCache as Record<PropertyKey, unknown>)[k];
+}
+
+// isomorphic-git takes ~50 ms to load: a re-snapshot with a valid stat cache never needs it.
+type IsoGit = typeof import('isomorphic-git').default;
+let isoGit: IsoGit | undefined;
+async function loadGit(): Promise<IsoGit> {
+  isoGit ??= (await import('isomorphic-git')).default;
+  return isoGit;
+}
+
 export async function initRepo(dir: string): Promise<void> {
   if (fs.existsSync(path.join(dir, 'HEAD'))) return;
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  await git.init({ fs, gitdir: dir, bare: true, defaultBranch: 'main' });
+  await (await loadGit()).init({ fs, gitdir: dir, bare: true, defaultBranch: 'main' });
   fs.mkdirSync(path.join(dir, 'objects', 'pack'), { recursive: true });
 }
 
@@ -30,8 +45,15 @@ export function isRepo(dir: string): boolean {
 /** The commit on refs/heads/main, or null for a repository without snapshots. */
 export async function readHead(dir: string): Promise<string | null> {
   if (!isRepo(dir)) return null;
+  // The ref as pacha writes it (one loose file); packed or symbolic refs go through isomorphic-git.
   try {
-    return await git.resolveRef({ fs, gitdir: dir, ref: MAIN_REF });
+    const text = fs.readFileSync(path.join(dir, MAIN_REF), 'utf8').trim();
+    if (isOid(text)) return text;
+  } catch {
+    // not a loose ref
+  }
+  try {
+    return await (await loadGit()).resolveRef({ fs, gitdir: dir, ref: MAIN_REF });
   } catch (e) {
     if ((e as { code?: string }).code === 'NotFoundError') return null;
     throw new PachaError(`cannot read ${MAIN_REF} in ${dir}: ${(e as Error).message}`);

@@ -11,15 +11,14 @@ import { hashObject, serializeCommit } from '../git/objects.ts';
 import { ObjectStore } from '../git/pack-index.ts';
 import { consolidatePacks } from '../git/consolidate.ts';
 import { FileChangedError, hashFile, PackWriter, STREAM_THRESHOLD } from '../git/pack-writer.ts';
-import git from 'isomorphic-git';
-import { gitCache, initRepo, readHead, updateHead } from '../git/repo.ts';
+import { clearGitCache, gitCache, initRepo, readHead, updateHead } from '../git/repo.ts';
 import { encodeEntry, encodeRoots } from './format.ts';
 import { compareNodes, describeChanges, orderNodes, type PathChange } from './changes.ts';
 import { loadOwners } from './owners.ts';
+import { metadataBlob } from './metadata-blob.ts';
 import { type HashJob, scan, type ScanOutput } from './scan.ts';
 import { loadStatCache, type Node, saveStatCache, type StatCache } from './stat-cache.ts';
 import { buildTrees } from './tree-builder.ts';
-import { readSnapshot, SnapshotReader } from './read.ts';
 
 // One snapshot: scan the roots, read what changed, write one pack (large files in a pack of
 // their own so that reading commits never loads them), build trees, commit, move the branch.
@@ -79,6 +78,9 @@ async function loadPrevious(state: StatePaths, head: string | null, settings: st
   const cache = loadStatCache(state.statCache);
   if (cache && cache.commit === head) return { nodes: cache.byPath, cache, tree: cache.tree, trusted: cache.settings === settings };
   log.debug(`stat cache does not describe ${head.slice(0, 12)}: reading the snapshot instead`);
+  // Loaded only here: with a valid stat cache a snapshot never reads git objects this way.
+  const git = (await import('isomorphic-git')).default;
+  const { readSnapshot, SnapshotReader } = await import('./read.ts');
   const snap = await readSnapshot(state.repo, head);
   const reader = new SnapshotReader(state.repo);
   const rootTree = (await git.readCommit({ fs, gitdir: state.repo, oid: head, cache: gitCache })).commit.tree;
@@ -92,6 +94,7 @@ async function loadPrevious(state: StatePaths, head: string | null, settings: st
     nodes.set(e.path, n);
     order.push(n);
   }
+  clearGitCache();
   return { nodes, cache: { commit: head, tree: rootTree, settings: '', nodes: order, byPath: nodes }, tree: rootTree, trusted: false };
 }
 
@@ -147,6 +150,10 @@ async function readContents(
       }
     }
     if (++done % 500 === 0) log.progress(`reading files: ${done}/${jobs.length}`);
+    // Small files are read synchronously, so this loop would never leave the microtask queue:
+    // V8 frees the buffers of collected objects in a task of the event loop, and without one
+    // a first snapshot of 100,000 files piled up 2 GiB of them. Let the loop turn now and then.
+    if (done % 256 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
   }
   if (jobs.length >= 500) log.progress('');
   return bytesRead;
@@ -191,7 +198,7 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
 
     const cmp = compareNodes(prev.nodes, sc.nodes, sc.fresh);
     const order = orderNodes(sc.nodes, prev.cache?.nodes, prev.nodes, sc.fresh, cmp);
-    const metadata = Buffer.from(order.length === 0 ? '' : order.map((n) => n.line).join('\n') + '\n');
+    const metadata = metadataBlob(order, prev.cache);
     const rootRels = roots.filter((r) => r !== '/').map(treePath);
     const tree = buildTrees(sc.nodes, order, cmp.treeChanged, rootRels, { roots: Buffer.from(encodeRoots(roots)), metadata }, (type, data) => pack.addObject(type, data));
     const summary: ChangeSummary = { added: cmp.added, changed: cmp.changed, deleted: cmp.deleted, metadataOnly: cmp.metadataOnly, total: sc.nodes.size, bytesRead };
@@ -221,7 +228,7 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
       updateJson(state.status, { lastSnapshot: { commit, time: new Date(now * 1000).toISOString(), summary } });
     }
     const described = commit ?? head;
-    if (described !== null) saveStatCache(state.statCache, { commit: described, tree, settings, nodes: order, byPath: sc.nodes });
+    if (described !== null) saveStatCache(state.statCache, { commit: described, tree, settings, nodes: order, metadata });
     lap('commit');
     updateJson(state.report, {
       snapshot: { time: new Date().toISOString(), commit, phases, bytesRead, bytesWritten, files: summary.total, filesRead: sc.toHash.length, warnings: sc.warnings.length },

@@ -3,7 +3,7 @@ import picomatch from 'picomatch';
 import { hostPath, treePath } from '../paths.ts';
 import { type EntryType, type MetadataEntry, encodeEntry } from './format.ts';
 import type { Owners } from './owners.ts';
-import { type Node, quickSig, type StatCache } from './stat-cache.ts';
+import { type Node, quickMatches, type StatCache } from './stat-cache.ts';
 
 // Walks the roots and produces the new set of nodes. Unchanged entries (same stat signature)
 // are the cached Node objects themselves, so later stages tell "unchanged" by identity.
@@ -55,30 +55,38 @@ export function sigOf(st: fs.BigIntStats): string {
 
 export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOutput {
   const { prev, owners } = input;
-  const out: ScanOutput = { nodes: new Map(), toHash: [], smallBlobs: new Map(), warnings: [], kept: 0, fresh: [] };
-  const nodes = out.nodes;
-  const warn = (m: string) => out.warnings.push(m);
   // Untrusted cache (other roots, ignore patterns, size limit or users): walk everything once.
   const isDirty = input.dirty !== undefined && prev !== null && input.trusted;
+  // A dirty scan starts from the cache (trusted, so the roots are the same): one native copy.
+  const out: ScanOutput = { nodes: isDirty ? new Map(prev!.byPath) : new Map(), toHash: [], smallBlobs: new Map(), warnings: [], kept: 0, fresh: [] };
+  const nodes = out.nodes;
+  const warn = (m: string) => out.warnings.push(m);
   const prevMap = prev?.byPath ?? new Map<string, Node>();
   const ignored = ignoreMatcher(input.ignore);
 
-  // Children of a directory in the cache, computed once when a listing is reused.
-  let childIndex: Map<string, string[]> | undefined;
-  const cachedChildren = (rel: string): string[] => {
+  // Children of a directory in the cache (the cached nodes), computed once when a listing is reused.
+  let childIndex: Map<string, Node[]> | undefined;
+  const cachedChildNodes = (rel: string): Node[] => {
     if (!childIndex) {
       childIndex = new Map();
+      let lastParent = '';
+      let list: Node[] = [];
       for (const n of prev!.nodes) {
         const i = n.path.lastIndexOf('/');
         if (i < 0) continue;
-        const parent = n.path.slice(0, i);
-        let a = childIndex.get(parent);
-        if (!a) childIndex.set(parent, (a = []));
-        a.push(n.path.slice(i + 1));
+        // Siblings mostly come one after another in metadata order: skip the look-up then.
+        if (i !== lastParent.length || !n.path.startsWith(lastParent)) {
+          lastParent = n.path.slice(0, i);
+          let a = childIndex.get(lastParent);
+          if (!a) childIndex.set(lastParent, (a = []));
+          list = a;
+        }
+        list.push(n);
       }
     }
     return childIndex.get(rel) ?? [];
   };
+  const cachedChildren = (rel: string): string[] => cachedChildNodes(rel).map((n) => n.path.slice(rel.length + 1));
 
   // Dirty-scan bookkeeping: removals are applied in one pass at the end.
   const removedSelf = new Set<string>();
@@ -224,37 +232,33 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
       else put(node);
       const fresh = p === undefined || p.type !== 'dir';
       if (mode === 'deep' || fresh) {
-        const cachedList = same && p.type === 'dir' && !isDirty;
-        const names = cachedList ? cachedChildren(rel) : listDir(local, rel);
-        if (names === null) {
-          out.kept++;
-          keepPrevSubtree(rel);
-          return;
-        }
-        for (const n of names) {
-          const c = rel + '/' + n;
-          if (cachedList && input.trusted) {
-            // The common case, inline: a cached file whose signature has not changed.
-            const cp = prevMap.get(c);
-            const q = cp !== undefined && cp.type === 'file' && cp.sig !== '' ? quickSig(cp) : null;
-            if (q !== null) {
-              // A plain lstat (no BigInts to allocate) compared field by field with the cached signature.
+        if (same && p.type === 'dir' && !isDirty) {
+          // The directory's names are unchanged: its children are the cached nodes.
+          for (const cp of cachedChildNodes(rel)) {
+            if (cp.type === 'file') {
+              // The common case, inline: a plain lstat (no BigInts to allocate) compared number
+              // by number with the cached signature.
               let cst: fs.Stats | undefined;
               try {
-                cst = fs.lstatSync(local + '/' + n, { throwIfNoEntry: false });
+                cst = fs.lstatSync(prefix + cp.path, { throwIfNoEntry: false });
               } catch {
                 cst = undefined; // visit() below reports it
               }
-              if (
-                cst !== undefined && cst.isFile() && cst.mtimeMs === q.mtimeMs && cst.ctimeMs === q.ctimeMs &&
-                cst.size === q.size && cst.ino === q.ino && cst.dev === q.dev && cst.size <= input.maxFileSize
-              ) {
-                nodes.set(c, cp!);
+              if (cst !== undefined && cst.isFile() && cst.size <= input.maxFileSize && quickMatches(cp, cst)) {
+                nodes.set(cp.path, cp);
                 continue;
               }
             }
+            visit(cp.path, 'deep', false, true);
           }
-          visit(c, 'deep', false, cachedList);
+        } else {
+          const names = listDir(local, rel);
+          if (names === null) {
+            out.kept++;
+            keepPrevSubtree(rel);
+            return;
+          }
+          for (const n of names) visit(rel + '/' + n, 'deep', false);
         }
       } else if (mode === 'listed') {
         const names = listDir(local, rel);
@@ -304,8 +308,6 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
         cur = parent;
       }
     }
-    // Start from the cache (trusted, so the roots are the same).
-    for (const [k, n] of prev!.byPath) nodes.set(k, n);
   }
   function childMode(c: string): Mode | undefined {
     if (dirtySet.has(c)) return 'listed';

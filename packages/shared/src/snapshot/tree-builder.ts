@@ -56,7 +56,6 @@ export function buildTrees(
       }
       const node = nodes.get(d)!;
       node.oid = entries.length === 0 ? '' : add('tree', serializeTree(entries));
-      node.raw = undefined;
     }
   }
 

@@ -1,0 +1,50 @@
+import type { Node } from './stat-cache.ts';
+
+// The .pacha/metadata blob of a snapshot. A re-snapshot usually changes a few lines of
+// 100,000: when the paths are the same as last time, the previous blob is copied with only the
+// changed lines encoded again, instead of joining every line into a new string.
+
+/** Above this many changed lines, building the blob from scratch is as cheap. */
+const SPLICE_LIMIT = 4096;
+
+export function metadataBlob(order: Node[], prev: { nodes: Node[]; metadata?: Buffer } | null): Buffer {
+  const old = prev?.metadata;
+  if (old !== undefined && prev !== null && prev.nodes.length === order.length && order.length > 0) {
+    const changed: number[] = [];
+    for (let i = 0; i < order.length && changed.length <= SPLICE_LIMIT; i++) {
+      const n = order[i];
+      const p = prev.nodes[i];
+      if (n === p) continue;
+      if (n.path !== p.path) {
+        changed.length = SPLICE_LIMIT + 1; // another set of paths: build it whole
+        break;
+      }
+      if (n.line !== p.line) changed.push(i);
+    }
+    if (changed.length === 0) return old;
+    if (changed.length <= SPLICE_LIMIT) return splice(old, order, changed);
+  }
+  return Buffer.from(order.length === 0 ? '' : order.map((n) => n.line).join('\n') + '\n');
+}
+
+/** old with line i (for each i in changed, ascending) replaced by order[i].line. */
+function splice(old: Buffer, order: Node[], changed: number[]): Buffer {
+  const parts: Buffer[] = [];
+  let line = 0;
+  let at = 0; // start of `line` in old
+  let copied = 0; // old is copied up to here
+  for (const i of changed) {
+    while (line < i) {
+      at = old.indexOf(10, at) + 1;
+      line++;
+    }
+    const end = old.indexOf(10, at) + 1;
+    if (end === 0) throw new Error('internal: .pacha/metadata has fewer lines than its paths');
+    parts.push(old.subarray(copied, at), Buffer.from(order[i].line + '\n'));
+    copied = end;
+    at = end;
+    line++;
+  }
+  parts.push(old.subarray(copied));
+  return Buffer.concat(parts);
+}
