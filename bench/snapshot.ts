@@ -75,7 +75,7 @@ async function resnap(rows: string[][]): Promise<void> {
     sh(`cp -a ${JSON.stringify(path.join(h.root, 'data'))} ${JSON.stringify(gdir)}`);
     sh('git init -q', gdir);
     await gitCommit(gdir);
-    await pacha(h);
+    const firstBig = await pacha(h, true);
     // A second pass so both sides start from a settled cache (racily-clean entries re-checked).
     await pacha(h);
     const p: number[] = [];
@@ -112,6 +112,7 @@ async function resnap(rows: string[][]): Promise<void> {
     rows.push(['(b) re-snapshot, 1 file changed in 100,000 files (`pacha snapshot`, full scan)', fmtMs(median(p)), fmtMs(median(g)), (median(p) / median(g)).toFixed(2), '<= 1.00']);
     rows.push(["(b') same change, daemon path (watcher's dirty path, in-process)", fmtMs(median(d)), fmtMs(median(g)), (median(d) / median(g)).toFixed(2), '']);
     const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
+    rows.push(["(a') peak RSS, first snapshot of those 100,000 files (`pacha snapshot`)", `${mib((firstBig.maxRssKiB ?? NaN) * 1024)} (${fmtMs(firstBig.ms)})`, '', '', '']);
     rows.push([
       "(b'') memory of (b'): heap+buffers kept between snapshots / in use at return / process RSS",
       `${mib(retained)} / ${mib(atEnd)} / ${mib(rss)}`,
