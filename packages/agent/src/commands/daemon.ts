@@ -1,12 +1,13 @@
 import type { CommandModule } from 'yargs';
-import { runDaemon } from '../daemon/daemon.ts';
-import { isSnapshotChild, runSnapshotChild } from '../daemon/snapshot-child.ts';
 import type { GlobalArgs } from '../context.ts';
 
 export const daemonCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'daemon',
   describe: 'run the agent in the foreground (for systemd): watch, snapshot, push; SIGHUP reloads, SIGTERM stops',
   handler: async (args) => {
+    // Loaded on use: keeps start-up of the other commands short.
+    const { runDaemon } = await import('../daemon/daemon.ts');
+    const { isSnapshotChild, runSnapshotChild } = await import('../daemon/snapshot-child.ts');
     // The daemon runs its full scans in a child process of itself (memory): that child lands here.
     if (isSnapshotChild()) return runSnapshotChild();
     await runDaemon({ configPath: args.config, verbose: args.verbose === true });

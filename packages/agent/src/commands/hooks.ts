@@ -1,8 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '@pacha/shared/errors';
 import { isValidHostName } from '@pacha/shared/config';
-import { hooksReport } from '@pacha/shared/rebuild/hook-status';
-import { openTransport } from '@pacha/shared/transport/open';
 import { createContext, type GlobalArgs } from '../context.ts';
 
 interface HooksArgs extends GlobalArgs {
@@ -14,6 +12,9 @@ export const hooksCommand: CommandModule<GlobalArgs, HooksArgs> = {
   describe: "list the master's rebuild hooks of a host (default: this host) as applied / failed / pending, with their last run",
   builder: (y: Argv<GlobalArgs>) => y.positional('host', { type: 'string', describe: "the host's name on the master" }) as Argv<HooksArgs>,
   handler: async (args) => {
+    // Loaded on use: keeps start-up of the other commands short.
+    const { hooksReport } = await import('@pacha/shared/rebuild/hook-status');
+    const { openTransport } = await import('@pacha/shared/transport/open');
     const ctx = createContext(args, { ensureState: false });
     const host = args.host ?? ctx.config.hostname;
     if (!isValidHostName(host)) throw new UsageError(`"${host}" is not a host name (accepted: letters, digits, '.', '-', '_')`);

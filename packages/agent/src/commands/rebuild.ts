@@ -2,8 +2,6 @@ import readline from 'node:readline';
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '@pacha/shared/errors';
 import { DEFAULT_HOOK_TIMEOUT_SECONDS } from '@pacha/shared/rebuild/hooks';
-import { rebuildHost } from '@pacha/shared/rebuild/rebuild';
-import { runFollowUp } from '@pacha/shared/rebuild/followup';
 import { createContext, type GlobalArgs } from '../context.ts';
 
 interface RebuildArgs extends GlobalArgs {
@@ -48,6 +46,9 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
       .example('$0 rebuild web1', 'rebuild web1 from the newest snapshot, asking first')
       .example('$0 rebuild web1 --yes -- /usr/sbin/nginx -g "daemon off;"', 'rebuild, then run a container entrypoint') as Argv<RebuildArgs>,
   handler: async (args) => {
+    // Loaded on use: keeps start-up of the other commands short.
+    const { rebuildHost } = await import('@pacha/shared/rebuild/rebuild');
+    const { runFollowUp } = await import('@pacha/shared/rebuild/followup');
     // The restore's fsyncs wait in libuv's thread pool: with more threads, more of them share
     // one journal commit. Takes effect because nothing has used the pool yet at this point.
     process.env.UV_THREADPOOL_SIZE ??= '32';

@@ -2,12 +2,13 @@ import type { CommandModule } from 'yargs';
 import { PachaError, errorMessage } from '@pacha/shared/errors';
 import { readStatus } from '@pacha/shared/status';
 import { createContext, type GlobalArgs } from '../context.ts';
-import { gatherStatus, formatStatus } from '../daemon/status-view.ts';
 
 export const statusCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'status',
   describe: 'daemon alive, watched paths, last snapshot, last push, pending, last error',
   handler: async (args) => {
+    // Loaded on use: keeps start-up of the other commands short.
+    const { gatherStatus, formatStatus } = await import('../daemon/status-view.ts');
     const ctx = createContext(args, { ensureState: false });
     try {
       readStatus(ctx.state);
