@@ -7,7 +7,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '@pacha/shared/log';
 import { Backoff, backoffFromEnv } from '../src/daemon/backoff.ts';
 import { DirtyBatcher, MIN_SETTLE_MS } from '../src/daemon/batcher.ts';
-import { PushHealth, postCallback, FAILURES_BEFORE_NOTICE, type PushNotice } from '../src/daemon/callback-notify.ts';
+import { PushHealth, FAILURES_BEFORE_NOTICE, type PushNotice } from '../src/daemon/callback-notify.ts';
+import { postCallback } from '@pacha/shared/callback';
 import { ReconcileSchedule } from '../src/daemon/scheduler.ts';
 import { TreeWatcher } from '../src/daemon/watcher.ts';
 import { ignoreMatcher } from '../src/daemon/ignore.ts';
@@ -184,7 +185,9 @@ describe('PushHealth and the callback', () => {
     });
     await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
-    const h = new PushHealth('web1', (n) => postCallback(url, n, silentLogger));
+    const h = new PushHealth('web1', async (n) => {
+      await postCallback(url, n, silentLogger);
+    });
     const t0 = Date.parse('2026-01-01T00:00:00Z');
     for (let i = 0; i < FAILURES_BEFORE_NOTICE + 2; i++) h.failed(`connect ECONNREFUSED (${i})`, i + 1, t0 + i * 1000);
     await until(() => got.length >= 1);

@@ -1,3 +1,5 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -130,10 +132,24 @@ describe('pacha push failures', () => {
   it('exits 1 naming the master when it is down, and records the failure', async () => {
     const h = makeAgentHost('push-down');
     hosts.push(h);
-    writeAgentConfig(h, embeddedTarget(master), { 'pacha.ssh.port': 1 });
+    // pacha.callback.url hears of the failed push.
+    const posts: unknown[] = [];
+    const hook = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d) => (body += d));
+      req.on('end', () => {
+        posts.push(JSON.parse(body));
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/pacha`;
+    writeAgentConfig(h, embeddedTarget(master), { 'pacha.ssh.port': 1, 'pacha.callback.url': url });
     h.snapshot(3, 0);
     const r = await h.pacha(['push'], { env: { PACHA_SSH_TIMEOUT: '2' } });
+    hook.close();
     expect(r.code).toBe(1);
+    expect(posts).toEqual([expect.objectContaining({ host: h.name, event: 'push-failed', error: expect.stringMatching(/refused/i) })]);
     expect(r.stderr).toMatch(/error: .*(ECONNREFUSED|refused)/i);
     expect(r.stderr).toMatch(/retry 1\/4/);
     const status = JSON.parse(fs.readFileSync(h.p('/var/lib/pacha/status.json'), 'utf8'));

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PachaError, UsageError, errorMessage } from '@pacha/shared/errors';
 import { PackReader } from '@pacha/shared/git/pack-reader';
-import { ObjectStore, hashObject, parseCommit, readRefIn, type CommitInfo } from '@pacha/shared/push/object-store';
+import { CorruptObjectError, RepoObjects, parseCommit, readRefIn, type CommitInfo } from '@pacha/shared/git/object-store';
 import { METADATA_FILE, decodeEntry, escapeField, gitPath } from '@pacha/shared/snapshot/format';
 
 // The master's view of its host tree, read locally (no SFTP): what `pacha-master hosts`, `log`,
@@ -55,7 +55,7 @@ function dirSize(dir: string): number {
 }
 
 /** Commits reachable from head, newest first (parents after children; by commit time on merges). */
-function walkCommits(store: ObjectStore, head: string): (CommitInfo & { oid: string })[] {
+function walkCommits(store: RepoObjects, head: string): (CommitInfo & { oid: string })[] {
   const out: (CommitInfo & { oid: string })[] = [];
   const seen = new Set<string>([head]);
   const queue = [head];
@@ -83,7 +83,7 @@ export function listHosts(hostsPath: string): HostSummary[] {
   return names.map((name) => {
     const repo = path.join(hostsPath, name, 'repo');
     const summary: HostSummary = { name, head: null, lastSnapshot: null, commits: 0, size: dirSize(repo) };
-    const store = new ObjectStore(repo);
+    const store = new RepoObjects(repo);
     try {
       summary.head = fs.existsSync(path.join(repo, 'HEAD')) ? store.readRef('refs/heads/main') : null;
       if (summary.head) {
@@ -101,7 +101,7 @@ export function listHosts(hostsPath: string): HostSummary[] {
 }
 
 export function hostLog(hostsPath: string, host: string, limit?: number): LogEntry[] {
-  const store = new ObjectStore(hostRepo(hostsPath, host));
+  const store = new RepoObjects(hostRepo(hostsPath, host));
   try {
     const head = store.readRef('refs/heads/main');
     if (!head) return [];
@@ -118,7 +118,7 @@ export function hostLog(hostsPath: string, host: string, limit?: number): LogEnt
 }
 
 /** A commit (full id or unique prefix of at least 4 hex digits) or the last snapshot at or before an ISO time. */
-export function resolveAt(store: ObjectStore, head: string, at: string | undefined): string {
+export function resolveAt(store: RepoObjects, head: string, at: string | undefined): string {
   if (at === undefined || at === '') return head;
   const commits = walkCommits(store, head);
   if (/^[0-9a-f]{4,40}$/i.test(at)) {
@@ -134,7 +134,7 @@ export function resolveAt(store: ObjectStore, head: string, at: string | undefin
 }
 
 /** Walk a tree path (already in git names) to its entry. */
-function lookupPath(store: ObjectStore, tree: string, gitRel: string): { mode: string; oid: string } | undefined {
+function lookupPath(store: RepoObjects, tree: string, gitRel: string): { mode: string; oid: string } | undefined {
   let cur = { mode: '40000', oid: tree };
   for (const part of gitRel.split('/').filter((p) => p.length > 0)) {
     if (cur.mode !== '40000') return undefined;
@@ -157,7 +157,7 @@ export interface ShownFile {
 
 export function showFile(hostsPath: string, host: string, hostAbs: string, at?: string): ShownFile {
   if (!hostAbs.startsWith('/')) throw new UsageError(`${hostAbs}: give the absolute path the file had on the host (e.g. /etc/nginx/nginx.conf)`);
-  const store = new ObjectStore(hostRepo(hostsPath, host));
+  const store = new RepoObjects(hostRepo(hostsPath, host));
   try {
     const head = store.readRef('refs/heads/main');
     if (!head) throw new PachaError(`${host} has no snapshot yet`);
@@ -258,7 +258,7 @@ export function verifyHost(hostsPath: string, host: string): VerifyReport {
 }
 
 function checkReachable(repo: string, head: string, report: VerifyReport, problem: (m: string) => void): void {
-  const store = new ObjectStore(repo);
+  const store = new RepoObjects(repo);
   try {
     store.packReaders();
   } catch (e) {
@@ -277,7 +277,8 @@ function checkReachable(repo: string, head: string, report: VerifyReport, proble
       try {
         obj = store.tryRead(oid);
       } catch (e) {
-        problem(`object ${oid} (${want} of ${from}) cannot be read: ${errorMessage(e)}`);
+        if (e instanceof CorruptObjectError && e.idMismatch) problem(`object ${oid} (${want} of ${from}) does not hash to its id: corrupt`);
+        else problem(`object ${oid} (${want} of ${from}) cannot be read: ${errorMessage(e)}`);
         continue;
       }
       if (!obj) {
@@ -285,11 +286,8 @@ function checkReachable(repo: string, head: string, report: VerifyReport, proble
         continue;
       }
       report.objects++;
+      // tryRead has checked the content against its id.
       if (obj.type !== want) problem(`object ${oid} (of ${from}) is a ${obj.type}, expected a ${want}`);
-      if (hashObject(obj.type, obj.content) !== oid) {
-        problem(`object ${oid} (${want} of ${from}) does not hash to its id: corrupt`);
-        continue;
-      }
       try {
         if (obj.type === 'commit') {
           const c = parseCommit(obj.content);

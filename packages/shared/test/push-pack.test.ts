@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PackReader } from '../src/git/pack-reader.ts';
-import { ObjectStore, hashObject } from '../src/push/object-store.ts';
+import { RepoObjects, hashObject } from '../src/git/object-store.ts';
 import { buildPack } from '../src/push/pack-build.ts';
 import { commitsAfter, selectObjects } from '../src/push/pack-select.ts';
 import { gitIn, makePushFixture, type PushFixture } from './push-support.ts';
@@ -55,7 +55,7 @@ describe('pack reader', () => {
 describe('pack writer', () => {
   it('writes a pack whose index is byte-identical to the one git index-pack computes', async () => {
     fx = repacked();
-    const store = new ObjectStore(fx.state.repo);
+    const store = new RepoObjects(fx.state.repo);
     try {
       const head = store.readRef()!;
       const sel = selectObjects(store, commitsAfter(store, head, null, 'test'));
@@ -74,7 +74,7 @@ describe('pack writer', () => {
     fx = makePushFixture();
     const first = fx.snapshot(100, 0);
     const second = fx.snapshot(100, 1, [{ path: '/etc/app/new/added.conf', type: 'file', content: 'new\n' }]);
-    const store = new ObjectStore(fx.state.repo);
+    const store = new RepoObjects(fx.state.repo);
     try {
       const sel = selectObjects(store, commitsAfter(store, second, first, 'test'));
       const expected = gitIn(fx.state.repo, ['rev-list', '--objects', second, `^${first}`]).trim().split('\n').map((l) => l.split(' ')[0]).sort();

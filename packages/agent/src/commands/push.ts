@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { acquireLock } from '@pacha/shared/lock';
+import { errorMessage } from '@pacha/shared/errors';
 import { createContext, type GlobalArgs } from '../context.ts';
 
 export const pushCommand: CommandModule<GlobalArgs, GlobalArgs> = {
@@ -16,6 +17,11 @@ export const pushCommand: CommandModule<GlobalArgs, GlobalArgs> = {
         ? r.remoteHead === null ? 'nothing to push: no snapshots yet' : `master is up to date (${r.remoteHead.slice(0, 12)})`
         : `pushed ${r.commits} snapshot(s): ${r.objects} objects, ${r.bytes} bytes; master at ${r.remoteHead!.slice(0, 12)}`;
       ctx.print(text, { upToDate: r.commits === 0, ...r });
+    } catch (err) {
+      // The design's promise: pacha.callback.url hears of every failed push (the snapshots stay local).
+      const { postCallback } = await import('@pacha/shared/callback');
+      await postCallback(ctx.config.callbackUrl, { host: ctx.config.hostname, event: 'push-failed', error: errorMessage(err), time: new Date().toISOString() }, ctx.log);
+      throw err;
     } finally {
       lock.release();
     }

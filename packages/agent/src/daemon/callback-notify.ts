@@ -1,4 +1,3 @@
-import type { Logger } from '@pacha/shared/log';
 
 // Tells pacha.callback.url when pushing has been failing for a while and when it recovers.
 // Not on every failure: a master down for an hour would otherwise mean hundreds of POSTs.
@@ -69,23 +68,5 @@ export class PushHealth {
       failures: this.failures,
       time: new Date(now).toISOString(),
     };
-  }
-}
-
-/** POST JSON to the callback URL; failures are logged, never thrown (a callback is best effort). */
-export async function postCallback(url: string | undefined, body: unknown, log: Logger, timeoutMs = 10_000): Promise<void> {
-  if (url === undefined) return;
-  try {
-    const res = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    if (!res.ok) log.warn(`callback ${new URL(url).origin} answered HTTP ${res.status}`);
-    else log.debug(`callback sent to ${new URL(url).origin}`);
-    await res.body?.cancel();
-  } catch (e) {
-    log.warn(`callback to ${new URL(url).origin} failed: ${(e as Error).message}`);
   }
 }

@@ -12,7 +12,8 @@ import { isLocalMaster } from '@pacha/shared/transport/open';
 import { PACHA_VERSION } from '@pacha/shared/version';
 import { Backoff, backoffFromEnv } from './backoff.ts';
 import { DirtyBatcher, type Batch } from './batcher.ts';
-import { PushHealth, postCallback } from './callback-notify.ts';
+import { PushHealth } from './callback-notify.ts';
+import { postCallback } from '@pacha/shared/callback';
 import { MasterConnection } from './connection.ts';
 import { takeSnapshotIsolated } from './isolated-snapshot.ts';
 import { countPending } from './pending.ts';
@@ -105,7 +106,9 @@ export class Daemon {
     const retry = backoffFromEnv(opts.env ?? process.env);
     this.pushBackoff = new Backoff(retry);
     this.snapshotBackoff = new Backoff(retry);
-    this.health = new PushHealth(this.config.hostname, (n) => postCallback(this.config.callbackUrl, n, this.log));
+    this.health = new PushHealth(this.config.hostname, async (n) => {
+      await postCallback(this.config.callbackUrl, n, this.log);
+    });
     this.stopped = new Promise((r) => (this.resolveStopped = r));
   }
 

@@ -1,5 +1,5 @@
 import { PachaError } from '../errors.ts';
-import type { ObjectStore, TreeEntry } from './object-store.ts';
+import type { RepoObjects, TreeEntry } from '../git/object-store.ts';
 
 // What the master lacks: the local commits after the master's head, and the objects reachable
 // from them but not from it. Each new commit's tree is compared with its parent's tree and
@@ -13,7 +13,7 @@ export interface Selection {
 }
 
 /** Local commits after `remoteHead` (exclusive), oldest first. Throws if the histories diverge. */
-export function commitsAfter(store: ObjectStore, localHead: string, remoteHead: string | null, where: string): string[] {
+export function commitsAfter(store: RepoObjects, localHead: string, remoteHead: string | null, where: string): string[] {
   if (remoteHead !== null && !store.has(remoteHead)) {
     throw new PachaError(`the master's ${where} is at ${remoteHead}, a commit this host does not have: its history is not this host's`, {
       hint: 'check pacha.hostname (two hosts pushing to one name?); nothing was changed on either side',
@@ -43,7 +43,7 @@ export function commitsAfter(store: ObjectStore, localHead: string, remoteHead: 
   return topoOldestFirst(store, order);
 }
 
-function topoOldestFirst(store: ObjectStore, commits: string[]): string[] {
+function topoOldestFirst(store: RepoObjects, commits: string[]): string[] {
   const set = new Set(commits);
   const done = new Set<string>();
   const out: string[] = [];
@@ -66,7 +66,7 @@ function topoOldestFirst(store: ObjectStore, commits: string[]): string[] {
 }
 
 /** Objects of `commits` (oldest first) that their parents' trees do not already hold. */
-export function selectObjects(store: ObjectStore, commits: string[]): Selection {
+export function selectObjects(store: RepoObjects, commits: string[]): Selection {
   const sent = new Set<string>();
   const objects: string[] = [];
   const add = (oid: string) => {

@@ -6,7 +6,7 @@ import type { Logger } from '../log.ts';
 import { updateJson, type StatePaths } from '../state.ts';
 import { masterHostPaths, type MasterHostPaths, type Transport } from '../transport/transport.ts';
 import { openTransport } from '../transport/open.ts';
-import { ObjectStore } from './object-store.ts';
+import { RepoObjects } from '../git/object-store.ts';
 import { commitsAfter, selectObjects } from './pack-select.ts';
 import { buildPack } from './pack-build.ts';
 import { acquireRemoteLock } from './remote-lock.ts';
@@ -69,7 +69,7 @@ export async function pushSnapshots(env: PushEnv, opts: PushOptions = {}): Promi
   const { config, state, log } = env;
   const host = config.hostname;
   const remote = masterHostPaths(config.hostsPath, host);
-  const store = new ObjectStore(state.repo);
+  const store = new RepoObjects(state.repo);
   const policy = { ...DEFAULT_RETRY, ...opts.retry };
   let pending: number | undefined;
   try {
@@ -108,7 +108,7 @@ export async function pushSnapshots(env: PushEnv, opts: PushOptions = {}): Promi
   }
 }
 
-function pendingSinceLastPush(store: ObjectStore, state: StatePaths): number | undefined {
+function pendingSinceLastPush(store: RepoObjects, state: StatePaths): number | undefined {
   try {
     const head = store.readRef('refs/heads/main');
     const pushed = readStatus(state).lastPush?.commit ?? null;
@@ -130,7 +130,7 @@ function readStatus(state: StatePaths): PushStatus {
 
 async function pushOnce(
   env: PushEnv,
-  store: ObjectStore,
+  store: RepoObjects,
   localHead: string,
   remote: MasterHostPaths,
   opts: PushOptions,

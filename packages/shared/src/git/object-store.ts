@@ -1,12 +1,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import crypto from 'node:crypto';
-import { PackReader, type GitObject, type ObjectType } from '../git/pack-reader.ts';
+import { PachaError } from '../errors.ts';
+import { hashObject, isOid, type ObjectType, type TreeEntry } from './objects.ts';
+import { PackReader, type GitObject } from './pack-reader.ts';
 
-// Read-only access to a git repository's objects (loose and packed) and refs, as push and the
-// master's admin commands need them: look objects up, parse commits and trees, and hand out the
-// raw compressed pack entries so a new pack can reuse them without deflating again.
+// RepoObjects: reading a repository's objects (packs, whole or delta, and loose objects, each
+// checked against its id), its refs, and parsed commits and trees. Push, the rebuild and the
+// master's admin commands read through it. (pack-index.ts's ObjectStore only answers which pack
+// holds an object, for the snapshot writer.)
+
+export type { GitObject, ObjectType, TreeEntry };
+export { hashObject };
 
 export interface CommitInfo {
   tree: string;
@@ -15,12 +20,6 @@ export interface CommitInfo {
   time: number;
   author: string;
   message: string;
-}
-
-export interface TreeEntry {
-  mode: string;
-  name: string;
-  oid: string;
 }
 
 export class MissingObjectError extends Error {
@@ -32,7 +31,22 @@ export class MissingObjectError extends Error {
   }
 }
 
-export class ObjectStore {
+/** An object whose stored bytes do not inflate, or whose content does not hash to its id. */
+export class CorruptObjectError extends PachaError {
+  readonly oid: string;
+  /** True when it inflated fine but hashes to another id. */
+  readonly idMismatch: boolean;
+  constructor(oid: string, message: string, idMismatch: boolean) {
+    super(message);
+    this.name = 'CorruptObjectError';
+    this.oid = oid;
+    this.idMismatch = idMismatch;
+  }
+}
+
+const TYPES: Record<string, ObjectType> = { commit: 'commit', tree: 'tree', blob: 'blob', tag: 'tag' };
+
+export class RepoObjects {
   readonly gitdir: string;
   private packs: PackReader[] | undefined;
 
@@ -72,26 +86,45 @@ export class ObjectStore {
   }
 
   private readLoose(oid: string): GitObject | undefined {
-    let data: Buffer;
+    let compressed: Buffer;
     try {
-      data = zlib.inflateSync(fs.readFileSync(this.loosePath(oid)));
+      compressed = fs.readFileSync(this.loosePath(oid));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw e;
     }
-    const nul = data.indexOf(0);
-    const [type, size] = data.toString('latin1', 0, nul).split(' ');
-    const content = data.subarray(nul + 1);
-    if (Number(size) !== content.length) throw new Error(`loose object ${oid}: header says ${size} bytes, has ${content.length}`);
-    return { type: type as ObjectType, content };
+    let raw: Buffer;
+    try {
+      raw = zlib.inflateSync(compressed);
+    } catch (e) {
+      throw new CorruptObjectError(oid, `loose object ${oid} is corrupt: ${(e as Error).message}`, false);
+    }
+    const nul = raw.indexOf(0);
+    const [typeName, size] = raw.toString('latin1', 0, nul < 0 ? 0 : nul).split(' ');
+    const type = TYPES[typeName];
+    const content = raw.subarray(nul + 1);
+    if (nul < 0 || !type || Number(size) !== content.length) throw new CorruptObjectError(oid, `loose object ${oid} is corrupt (bad header)`, false);
+    if (hashObject(type, content) !== oid) throw new CorruptObjectError(oid, `loose object ${oid} is corrupt (content does not match its id)`, true);
+    return { type, content };
   }
 
-  /** The object, or undefined when the repository does not have it. */
+  /** The object, or undefined when the repository does not have it; throws when it is corrupt. */
   tryRead(oid: string): GitObject | undefined {
     const lookup = (o: string) => this.tryRead(o);
     for (const p of this.packReaders()) {
-      const obj = p.readObject(oid, lookup);
-      if (obj) return obj;
+      const i = p.find(oid);
+      if (i < 0) continue;
+      let obj: GitObject;
+      try {
+        obj = p.readAt(p.offsetAt(i), lookup);
+      } catch (e) {
+        if (e instanceof CorruptObjectError) throw e; // its delta base, already named
+        throw new CorruptObjectError(oid, `object ${oid} in ${p.packFile} is corrupt: ${(e as Error).message}`, false);
+      }
+      if (hashObject(obj.type, obj.content) !== oid) {
+        throw new CorruptObjectError(oid, `object ${oid} in ${p.packFile} is corrupt (content does not match its id)`, true);
+      }
+      return obj;
     }
     return this.readLoose(oid);
   }
@@ -146,7 +179,7 @@ export function readRefIn(gitdir: string, name: string, depth = 0): string | nul
   }
   if (text !== undefined) {
     if (text.startsWith('ref: ') && depth < 5) return readRefIn(gitdir, text.slice(5).trim(), depth + 1);
-    if (/^[0-9a-f]{40}$/.test(text)) return text;
+    if (isOid(text)) return text;
     throw new Error(`${path.join(gitdir, name)}: not a commit id: "${text.slice(0, 60)}"`);
   }
   try {
@@ -160,11 +193,12 @@ export function readRefIn(gitdir: string, name: string, depth = 0): string | nul
   return null;
 }
 
+/** A commit's headers and message; throws unless it has a tree and a committer time. */
 export function parseCommit(content: Buffer): CommitInfo {
   const text = content.toString('utf8');
   const end = text.indexOf('\n\n');
   const head = end < 0 ? text : text.slice(0, end);
-  const info: CommitInfo = { tree: '', parents: [], time: 0, author: '', message: end < 0 ? '' : text.slice(end + 2) };
+  const info: CommitInfo = { tree: '', parents: [], time: NaN, author: '', message: end < 0 ? '' : text.slice(end + 2) };
   for (const line of head.split('\n')) {
     if (line.startsWith('tree ')) info.tree = line.slice(5);
     else if (line.startsWith('parent ')) info.parents.push(line.slice(7));
@@ -174,17 +208,19 @@ export function parseCommit(content: Buffer): CommitInfo {
       if (m) info.time = Number(m[1]);
     }
   }
-  if (!/^[0-9a-f]{40}$/.test(info.tree)) throw new Error('commit without a tree line');
+  if (!isOid(info.tree)) throw new Error('not a well-formed commit: no tree line');
+  if (Number.isNaN(info.time)) throw new Error('not a well-formed commit: no committer time');
   return info;
 }
 
+/** A tree's entries in stored order; modes as git writes them (40000 for a directory). */
 export function parseTree(content: Buffer): TreeEntry[] {
   const out: TreeEntry[] = [];
   let p = 0;
   while (p < content.length) {
     const sp = content.indexOf(0x20, p);
     const nul = content.indexOf(0, sp);
-    if (sp < 0 || nul < 0 || nul + 21 > content.length) throw new Error('malformed tree object');
+    if (sp < 0 || nul < 0 || nul + 21 > content.length) throw new Error('not a well-formed tree');
     out.push({
       mode: content.toString('latin1', p, sp),
       name: content.toString('utf8', sp + 1, nul),
@@ -193,9 +229,4 @@ export function parseTree(content: Buffer): TreeEntry[] {
     p = nul + 21;
   }
   return out;
-}
-
-/** The id git gives an object: sha1 of "<type> <size>\0<content>". */
-export function hashObject(type: ObjectType, content: Buffer): string {
-  return crypto.createHash('sha1').update(`${type} ${content.length}\0`).update(content).digest('hex');
 }
