@@ -7,7 +7,8 @@ import { commitSnapshot, git, initBareRepo, packRepo } from '../../../test-suppo
 import { silentLogger, type Logger } from '../src/log.ts';
 import { BlobSource } from '../src/rebuild/blob-source.ts';
 import { appendRun, hookStatus, readJournal, type HookRun } from '../src/rebuild/journal.ts';
-import { loadIdTable, ownerResolver } from '../src/rebuild/owners.ts';
+import { loadAccounts as loadIdTable } from '../src/accounts.ts';
+import { ownerResolver } from '../src/rebuild/owners.ts';
 import { blobIdOfFile } from '../src/rebuild/plan.ts';
 import { seconds } from '../src/rebuild/restore.ts';
 import { badPathReason } from '../src/rebuild/validate.ts';

@@ -1,45 +1,12 @@
-import fs from 'node:fs';
+import type { Accounts } from '../accounts.ts';
 import { hostPath } from '../paths.ts';
 import type { Logger } from '../log.ts';
 
 // Owners are resolved by *name* on the rebuilt host, from its own /etc/passwd and /etc/group
-// (under the root dir), read after the pre hooks have had the chance to create the users.
+// (under the root dir, see accounts.ts), read after the pre hooks have had the chance to create
+// the users.
 // A name the host lacks falls back to the numeric id recorded in the snapshot, with a warning
 // that names the user or group and the files: never silently to root.
-
-export interface IdTable {
-  users: Map<string, number>;
-  groups: Map<string, number>;
-  /** uid -> name, gid -> name, for messages. */
-  userNames: Map<number, string>;
-  groupNames: Map<number, string>;
-}
-
-function parseIdFile(file: string): { byName: Map<string, number>; byId: Map<number, string> } {
-  const byName = new Map<string, number>();
-  const byId = new Map<number, string>();
-  let text = '';
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#') || line.trim() === '') continue;
-    const f = line.split(':');
-    const id = Number(f[2]);
-    if (f.length < 3 || f[0] === '' || !/^\d+$/.test(f[2] ?? '') || !Number.isSafeInteger(id)) continue;
-    if (!byName.has(f[0])) byName.set(f[0], id);
-    if (!byId.has(id)) byId.set(id, f[0]);
-  }
-  return { byName, byId };
-}
-
-export function loadIdTable(root: string): IdTable {
-  const p = parseIdFile(hostPath('/etc/passwd', root));
-  const g = parseIdFile(hostPath('/etc/group', root));
-  return { users: p.byName, groups: g.byName, userNames: p.byId, groupNames: g.byId };
-}
 
 export interface OwnerResolver {
   uid(user: string, recordedUid: number, hostPathForWarning: string): number;
@@ -48,7 +15,7 @@ export interface OwnerResolver {
   reportMissing(log: Logger): string[];
 }
 
-export function ownerResolver(table: IdTable, root: string): OwnerResolver {
+export function ownerResolver(accounts: Accounts, root: string): OwnerResolver {
   const missingUsers = new Map<string, { id: number; files: string[] }>();
   const missingGroups = new Map<string, { id: number; files: string[] }>();
   const note = (m: Map<string, { id: number; files: string[] }>, name: string, id: number, file: string) => {
@@ -59,14 +26,14 @@ export function ownerResolver(table: IdTable, root: string): OwnerResolver {
   return {
     uid(user, recorded, file) {
       if (user === '') return recorded; // it had no name when the snapshot was taken
-      const id = table.users.get(user);
+      const id = accounts.users.byName.get(user);
       if (id !== undefined) return id;
       note(missingUsers, user, recorded, file);
       return recorded;
     },
     gid(group, recorded, file) {
       if (group === '') return recorded;
-      const id = table.groups.get(group);
+      const id = accounts.groups.byName.get(group);
       if (id !== undefined) return id;
       note(missingGroups, group, recorded, file);
       return recorded;

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { objectHeader } from '../git/objects.ts';
 import { hostPath } from '../paths.ts';
 import { comparePaths, formatMode } from '../snapshot/format.ts';
 import { isWithin } from '../watchlist.ts';
@@ -48,7 +49,7 @@ export interface Plan {
 /** Git's blob id of a local file, read as a stream: equal ids mean equal content. */
 export async function blobIdOfFile(file: string, size: number): Promise<string> {
   const h = crypto.createHash('sha1');
-  h.update(`blob ${size}\0`);
+  h.update(objectHeader('blob', size));
   for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
   return h.digest('hex');
 }

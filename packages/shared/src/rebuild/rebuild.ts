@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { loadAccounts } from '../accounts.ts';
 import type { PachaConfig } from '../config.ts';
 import { isValidHostName } from '../config.ts';
 import { PachaError, UsageError, errorMessage } from '../errors.ts';
@@ -15,7 +16,7 @@ import { postCallback } from './callback.ts';
 import { createStagingDir, fetchHostTree, removeStagingDir, type Staging } from './fetch.ts';
 import { DEFAULT_HOOK_TIMEOUT_SECONDS, listHooks, runHooks } from './hooks.ts';
 import { BlobSource } from './blob-source.ts';
-import { loadIdTable, ownerResolver } from './owners.ts';
+import { ownerResolver } from './owners.ts';
 import { describePlan, planRestore, type Plan } from './plan.ts';
 import { readStagedSnapshot, resolveAt } from './read.ts';
 import { restorePlan, type RestoreResult } from './restore.ts';
@@ -133,8 +134,8 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     // 2. read and validate
     const { snap, valid } = await time('validate', async () => {
       blobs = new BlobSource(staging!.repo);
-      commit = await resolveAt(staging!.repo, blobs, opts.at);
-      const snap = await readStagedSnapshot(staging!.repo, blobs, commit);
+      commit = resolveAt(staging!.repo, blobs.objects, opts.at);
+      const snap = readStagedSnapshot(staging!.repo, blobs.objects, commit);
       // pacha's own state (repository, lock, journal) is never restored over itself.
       const exclude = [toHostPath(config.stateDir, config.root), toHostPath(staging!.dir, config.root)].filter((x): x is string => x !== null);
       const valid = await validateSnapshot(snap, { root: config.root, only: opts.only, blobs, exclude });
@@ -144,7 +145,7 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     const postHooks = listHooks(staging.post, 'post');
 
     // 3. plan and confirm
-    const makePlan = () => time('plan', () => planRestore(valid, { root: config.root, resolver: ownerResolver(loadIdTable(config.root), config.root), deleteExtra: opts.deleteExtra === true }));
+    const makePlan = () => time('plan', () => planRestore(valid, { root: config.root, resolver: ownerResolver(loadAccounts(config.root), config.root), deleteExtra: opts.deleteExtra === true }));
     let plan: Plan = await makePlan();
     out(`Snapshot: ${commit} (${new Date(snap.timeMs).toISOString()})${opts.at ? ` chosen by --at ${opts.at}` : ' (newest)'}`);
     out(`Restoring: ${valid.scope.join(', ')}`);
@@ -193,7 +194,7 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
 
     // 5-6. restore with owners as the host now knows them. The hooks may have installed
     // packages (new files, maybe symlinks): check and plan again against what is there now.
-    const resolver = ownerResolver(loadIdTable(config.root), config.root);
+    const resolver = ownerResolver(loadAccounts(config.root), config.root);
     if (pre.ran.length > 0) {
       checkTargetAncestors(valid.items, config.root);
       plan = await makePlan();

@@ -6,7 +6,7 @@ import { hostPath } from '../paths.ts';
 import type { Logger } from '../log.ts';
 import type { OwnerResolver } from './owners.ts';
 import type { Plan, PlannedItem } from './plan.ts';
-import { IN_MEMORY_LIMIT, type BlobSource } from './blob-source.ts';
+import type { BlobSource } from './blob-source.ts';
 import type { RestoreItem } from './validate.ts';
 
 // Puts the planned entries in place. Files and symlinks are written under a temporary name in
@@ -171,7 +171,7 @@ export async function restorePlan(plan: Plan, opts: RestoreOptions): Promise<Res
         done(p, started);
         return undefined;
       }
-      const data = blobs.tryRead(it.oid!, it.size) ?? (it.size <= IN_MEMORY_LIMIT ? await blobs.readAny(it.oid!) : undefined);
+      const data = blobs.tryRead(it.oid!, it.size);
       if (data) {
         if (data.length !== it.size) throw new Error(`${it.hostPath}: the snapshot's content is ${data.length} bytes, its metadata says ${it.size}`);
         const fd = fs.openSync(tmp, CREATE_FLAGS, 0o600);

@@ -132,7 +132,7 @@ export async function validateSnapshot(snap: StagedSnapshot, opts: ValidateOptio
   // Symlink blobs are small: check they say what the metadata says.
   for (const e of byPath.values()) {
     if (e.type !== 'symlink') continue;
-    const target = (await opts.blobs.readAny(snap.tree.get(e.path)!.oid)).toString();
+    const target = opts.blobs.readAny(snap.tree.get(e.path)!.oid).toString();
     if (target !== e.target) problems.push(`/${e.path}: metadata target "${e.target}" differs from the stored target "${target}"`);
   }
   if (problems.length) fail(problems, `the repository is damaged or inconsistent (${where})`);

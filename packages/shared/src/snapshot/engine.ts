@@ -151,8 +151,7 @@ async function readContents(
     }
     if (++done % 500 === 0) log.progress(`reading files: ${done}/${jobs.length}`);
     // Small files are read synchronously, so this loop would never leave the microtask queue:
-    // V8 frees the buffers of collected objects in a task of the event loop, and without one
-    // a first snapshot of 100,000 files piled up 2 GiB of them. Let the loop turn now and then.
+    // let the event loop turn now and then (timers, signals, the daemon's watcher events).
     if (done % 256 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
   }
   if (jobs.length >= 500) log.progress('');
