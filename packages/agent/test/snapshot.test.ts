@@ -45,6 +45,14 @@ describe('pacha snapshot', () => {
     expect(fs.existsSync(h.p('/var/lib/pacha/pacha.pid'))).toBe(false);
   });
 
+  it('refuses to snapshot an empty watch list instead of recording every file as deleted', async () => {
+    const h = host();
+    const r = await h.pacha(['snapshot']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/nothing is watched: add paths with `pacha watch PATH...`/);
+    expect(fs.existsSync(h.p('/var/lib/pacha/repo/refs/heads/main'))).toBe(false);
+  });
+
   it('refuses to run while another pacha holds the lock', async () => {
     const h = host({ 'pacha.watch': '/etc' });
     fs.mkdirSync(h.p('/var/lib/pacha'), { recursive: true });

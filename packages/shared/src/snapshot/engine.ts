@@ -6,6 +6,7 @@ import type { Logger } from '../log.ts';
 import type { StatePaths } from '../state.ts';
 import { updateJson } from '../state.ts';
 import { effectiveRoots } from '../watchlist.ts';
+import { UsageError } from '../errors.ts';
 import { treePath } from '../paths.ts';
 import { hashObject, serializeCommit } from '../git/objects.ts';
 import { ObjectStore } from '../git/pack-index.ts';
@@ -169,6 +170,11 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
   };
 
   const roots = effectiveRoots(config, state);
+  // An empty watch list (never set, or its file lost) must not become a snapshot that records
+  // every file as deleted: a rebuild from it would restore nothing.
+  if (roots.length === 0) {
+    throw new UsageError('nothing is watched: add paths with `pacha watch PATH...` or pacha.watch in the config', 'pacha watched lists what is watched');
+  }
   await initRepo(state.repo);
   const head = await readHead(state.repo);
   const owners = loadOwners(config.root);
