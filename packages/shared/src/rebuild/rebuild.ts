@@ -12,14 +12,14 @@ import { readWatchList } from '../watchlist.ts';
 import { toHostPath } from '../paths.ts';
 import { openTransport, isLocalMaster } from '../transport/open.ts';
 import type { Transport } from '../transport/transport.ts';
-import { postCallback } from './callback.ts';
+import { postCallback } from '../callback.ts';
 import { createStagingDir, fetchHostTree, removeStagingDir, type Staging } from './fetch.ts';
 import { DEFAULT_HOOK_TIMEOUT_SECONDS, listHooks, runHooks } from './hooks.ts';
 import { BlobSource } from './blob-source.ts';
 import { ownerResolver } from './owners.ts';
 import { describePlan, planRestore, type Plan } from './plan.ts';
 import { readStagedSnapshot, resolveAt } from './read.ts';
-import { restorePlan, type RestoreResult } from './restore.ts';
+import { restorePlan, type RestoreCounts, type RestoreResult } from './restore.ts';
 import { checkTargetAncestors, validateSnapshot } from './validate.ts';
 import { verifyRestored } from './verify.ts';
 
@@ -55,14 +55,7 @@ export interface RebuildOptions {
   hookEnv?: NodeJS.ProcessEnv;
 }
 
-export interface RebuildCounts {
-  created: number;
-  replaced: number;
-  unchanged: number;
-  deleted: number;
-  metadataFixed: number;
-  bytes: number;
-}
+export type RebuildCounts = RestoreCounts;
 
 export interface RebuildResult {
   host: string;

@@ -28,13 +28,17 @@ export interface RestoreOptions {
   batch?: number;
 }
 
-export interface RestoreResult {
+/** What a restore did, path by path; also the counts of a rebuild's summary and callback. */
+export interface RestoreCounts {
   created: number;
   replaced: number;
   unchanged: number;
   deleted: number;
   metadataFixed: number;
   bytes: number;
+}
+
+export interface RestoreResult extends RestoreCounts {
   /** Host paths that were kept under keepDir. */
   kept: string[];
   phases: { restore: number; metadata: number };

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { parseIdNames } from '../accounts.ts';
 import { hostPath } from '../paths.ts';
 
 // Owner and group names as the snapshotted host knows them: its own /etc/passwd and /etc/group
@@ -11,24 +12,16 @@ export interface Owners {
 }
 
 function readIds(file: string): { names: Map<number, string>; sig: string } {
-  const names = new Map<number, string>();
-  let text = '';
-  let sig = 'none';
+  let text: string;
+  let sig: string;
   try {
     text = fs.readFileSync(file, 'utf8');
     const st = fs.statSync(file, { bigint: true });
     sig = `${st.size}:${st.mtimeNs}:${st.ino}`;
   } catch {
-    return { names, sig };
+    return { names: new Map(), sig: 'none' };
   }
-  for (const line of text.split('\n')) {
-    const f = line.split(':');
-    if (f.length < 3 || f[0] === '' || line.startsWith('#')) continue;
-    const id = Number(f[2]);
-    // The first name of an id wins, as getpwuid() does.
-    if (Number.isSafeInteger(id) && !names.has(id)) names.set(id, f[0]);
-  }
-  return { names, sig };
+  return { names: parseIdNames(text).byId, sig };
 }
 
 export function loadOwners(root: string): Owners {
