@@ -211,6 +211,6 @@ describe('PushHealth and the callback', () => {
     h.failed('down', 1, 0);
     h.failed('down', 2, 11 * 60_000);
     expect(sent.map((n) => n.event)).toEqual(['push-failing']);
-    await postCallback('http://127.0.0.1:1/nothing', { x: 1 }, silentLogger, 2000);
+    await postCallback('http://127.0.0.1:1/nothing', { x: 1 }, silentLogger, { timeoutMs: 2000 });
   });
 });

@@ -6,8 +6,15 @@ import type { Logger } from './log.ts';
 
 export const CALLBACK_TIMEOUT_MS = 5000;
 
-export async function postCallback(url: string | undefined, body: unknown, log: Logger, timeoutMs = CALLBACK_TIMEOUT_MS): Promise<boolean> {
+export interface CallbackOptions {
+  /** Named in warnings: "(the rebuild itself is not affected)". */
+  what?: string;
+  timeoutMs?: number;
+}
+
+export async function postCallback(url: string | undefined, body: unknown, log: Logger, opts: CallbackOptions = {}): Promise<boolean> {
   if (!url) return true;
+  const { what = 'operation', timeoutMs = CALLBACK_TIMEOUT_MS } = opts;
   const origin = new URL(url).origin;
   try {
     const res = await fetch(url, {
@@ -18,13 +25,13 @@ export async function postCallback(url: string | undefined, body: unknown, log: 
     });
     await res.body?.cancel();
     if (!res.ok) {
-      log.warn(`callback ${origin} answered HTTP ${res.status} (the operation itself is not affected)`);
+      log.warn(`callback ${origin} answered HTTP ${res.status} (the ${what} itself is not affected)`);
       return false;
     }
     log.debug(`callback sent to ${origin}`);
     return true;
   } catch (e) {
-    log.warn(`callback ${origin} failed: ${(e as Error).message} (the operation itself is not affected)`);
+    log.warn(`callback ${origin} failed: ${(e as Error).message} (the ${what} itself is not affected)`);
     return false;
   }
 }

@@ -20,7 +20,7 @@ export const pushCommand: CommandModule<GlobalArgs, GlobalArgs> = {
     } catch (err) {
       // The design's promise: pacha.callback.url hears of every failed push (the snapshots stay local).
       const { postCallback } = await import('@pacha/shared/callback');
-      await postCallback(ctx.config.callbackUrl, { host: ctx.config.hostname, event: 'push-failed', error: errorMessage(err), time: new Date().toISOString() }, ctx.log);
+      await postCallback(ctx.config.callbackUrl, { host: ctx.config.hostname, event: 'push-failed', error: errorMessage(err), time: new Date().toISOString() }, ctx.log, { what: 'push' });
       throw err;
     } finally {
       lock.release();

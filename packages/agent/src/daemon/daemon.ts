@@ -107,7 +107,7 @@ export class Daemon {
     this.pushBackoff = new Backoff(retry);
     this.snapshotBackoff = new Backoff(retry);
     this.health = new PushHealth(this.config.hostname, async (n) => {
-      await postCallback(this.config.callbackUrl, n, this.log);
+      await postCallback(this.config.callbackUrl, n, this.log, { what: 'daemon' });
     });
     this.stopped = new Promise((r) => (this.resolveStopped = r));
   }

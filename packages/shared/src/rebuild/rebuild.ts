@@ -246,7 +246,7 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     removeStagingDir(staging.dir);
     lock?.release();
     lock = undefined;
-    await postCallback(config.callbackUrl, { host, commit, outcome: 'ok', counts, duration: result.seconds, error: null }, log);
+    await postCallback(config.callbackUrl, { host, commit, outcome: 'ok', counts, duration: result.seconds, error: null }, log, { what: 'rebuild' });
     return result;
   } catch (err) {
     const seconds = (Date.now() - started) / 1000;
@@ -266,7 +266,7 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     }
     lock?.release();
     lock = undefined;
-    if (!opts.dryRun) await postCallback(config.callbackUrl, { host, commit: commit || null, outcome: 'failed', counts, duration: seconds, error: errorMessage(err) }, log);
+    if (!opts.dryRun) await postCallback(config.callbackUrl, { host, commit: commit || null, outcome: 'failed', counts, duration: seconds, error: errorMessage(err) }, log, { what: 'rebuild' });
     throw err;
   } finally {
     blobs?.close();
