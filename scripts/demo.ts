@@ -55,7 +55,10 @@ function run(bin: string, args: string[], env: NodeJS.ProcessEnv, opts: { show?:
   });
 }
 
-function write(root: string, hostAbs: string, content: string, mode = 0o644, uid = 0, gid = 0): void {
+// Files belong to root, as on a real host (or to whoever runs the demo without root).
+const ME = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+
+function write(root: string, hostAbs: string, content: string, mode = 0o644, uid = ME.uid, gid = ME.gid): void {
   const p = path.join(root, hostAbs);
   fs.mkdirSync(path.dirname(p), { recursive: true });
   fs.writeFileSync(p, content);
