@@ -5,7 +5,7 @@ import type { StatePaths } from '@pacha/shared/state';
 import { CHILD_ENV } from './snapshot-child.ts';
 
 // A full scan of a big tree needs a lot of memory for a short time (a first snapshot of
-// 100,000 files peaks above 2 GiB). Run inside the daemon, that memory would stay with the
+// 100,000 files peaks near 440 MiB, bench/snapshot.ts (a')). Run inside the daemon, that memory would stay with the
 // daemon for its whole life: neither V8 nor malloc hand a grown heap back (a worker thread
 // does not help, measured). In a child process that exits after the snapshot it is returned to
 // the system. The daemon holds the pid lock for the child (takeSnapshot takes no lock).
