@@ -69,6 +69,17 @@ export class PackIndex {
     this.packFile = idxFile.replace(/\.idx$/, '.pack');
     this.buf = buf;
     this.count = buf.readUInt32BE(8 + 255 * 4);
+    if (buf.length < 8 + 1024 + this.count * 28 + 40) throw new Error(`${idxFile}: truncated (${buf.length} bytes for ${this.count} objects)`);
+  }
+
+  /** The whole .idx file (for checking its own checksum and the pack checksum it records). */
+  get bytes(): Buffer {
+    return this.buf;
+  }
+
+  /** find() for a hex object id. */
+  findHex(oid: string): number {
+    return this.find(Buffer.from(oid, 'hex'));
   }
 
   static load(idxFile: string): PackIndex {

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import zlib from 'node:zlib';
 import crypto from 'node:crypto';
+import { PackIndex } from './pack-index.ts';
 
 // Read one git pack through its version-2 .idx: find an object, hand out its stored (still
 // compressed) form for re-use in another pack, or inflate it (resolving OFS/REF deltas). Reads use positioned
@@ -30,32 +31,24 @@ export class PackReader {
   readonly packFile: string;
   readonly idxFile: string;
   readonly count: number;
-  private readonly idx: Buffer;
+  /** The .idx lookups (find, offsets, crcs, entry ends) are PackIndex's; this class reads entries. */
+  private readonly index: PackIndex;
   /** Opened on the first read: a repository may hold many packs that a push only searches. */
   private fdOpen: number | undefined;
   private sizeOfPack: number | undefined;
-  private readonly oidsOff = 8 + 256 * 4;
-  private readonly crcOff: number;
-  private readonly offOff: number;
-  private readonly largeOff: number;
-  /** Sorted entry offsets: an entry ends where the next one starts (or at the trailer). */
-  private sortedOffsets: number[] | undefined;
   /** Small cache of delta bases, so chains are not inflated again and again. */
   private readonly baseCache = new Map<number, GitObject>();
 
   constructor(packFile: string, idxFile = packFile.replace(/\.pack$/, '.idx')) {
     this.packFile = packFile;
     this.idxFile = idxFile;
-    this.idx = fs.readFileSync(idxFile);
-    const magic = this.idx.readUInt32BE(0);
-    if (magic !== 0xff744f63 || this.idx.readUInt32BE(4) !== 2) {
-      throw new PackFormatError(`${idxFile}: not a version 2 pack index`);
+    try {
+      this.index = PackIndex.load(idxFile);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code) throw e;
+      throw new PackFormatError((e as Error).message);
     }
-    this.count = this.idx.readUInt32BE(8 + 255 * 4);
-    this.crcOff = this.oidsOff + this.count * 20;
-    this.offOff = this.crcOff + this.count * 4;
-    this.largeOff = this.offOff + this.count * 4;
-    if (this.idx.length < this.largeOff + 40) throw new PackFormatError(`${idxFile}: truncated (${this.idx.length} bytes for ${this.count} objects)`);
+    this.count = this.index.count;
   }
 
   private get fd(): number {
@@ -78,31 +71,21 @@ export class PackReader {
 
   /** Checksum of the pack as recorded at the end of the idx. */
   get packChecksumInIdx(): string {
-    return this.idx.subarray(this.idx.length - 40, this.idx.length - 20).toString('hex');
+    const idx = this.index.bytes;
+    return idx.subarray(idx.length - 40, idx.length - 20).toString('hex');
   }
 
   oidAt(i: number): string {
-    return this.idx.subarray(this.oidsOff + i * 20, this.oidsOff + i * 20 + 20).toString('hex');
+    return this.index.oidAt(i);
   }
 
   *oids(): Iterable<string> {
     for (let i = 0; i < this.count; i++) yield this.oidAt(i);
   }
 
-  /** Index of an object in the idx, or -1 (binary search within its fan-out bucket). */
+  /** Index of an object in the idx, or -1. */
   find(oid: string): number {
-    const key = Buffer.from(oid, 'hex');
-    const first = key[0];
-    let lo = first === 0 ? 0 : this.idx.readUInt32BE(8 + (first - 1) * 4);
-    let hi = this.idx.readUInt32BE(8 + first * 4);
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const c = key.compare(this.idx, this.oidsOff + mid * 20, this.oidsOff + mid * 20 + 20);
-      if (c === 0) return mid;
-      if (c < 0) hi = mid;
-      else lo = mid + 1;
-    }
-    return -1;
+    return this.index.findHex(oid);
   }
 
   has(oid: string): boolean {
@@ -110,32 +93,15 @@ export class PackReader {
   }
 
   offsetAt(i: number): number {
-    const v = this.idx.readUInt32BE(this.offOff + i * 4);
-    if ((v & 0x80000000) === 0) return v;
-    const j = v & 0x7fffffff;
-    return Number(this.idx.readBigUInt64BE(this.largeOff + j * 8));
+    return this.index.offsetAt(i);
   }
 
   crcAt(i: number): number {
-    return this.idx.readUInt32BE(this.crcOff + i * 4);
+    return this.index.crcAt(i);
   }
 
   private entryEnd(offset: number): number {
-    if (!this.sortedOffsets) {
-      const offs: number[] = new Array(this.count);
-      for (let i = 0; i < this.count; i++) offs[i] = this.offsetAt(i);
-      offs.sort((a, b) => a - b);
-      this.sortedOffsets = offs;
-    }
-    const offs = this.sortedOffsets;
-    let lo = 0;
-    let hi = offs.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (offs[mid] <= offset) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo < offs.length ? offs[lo] : this.packSize - 20;
+    return this.index.entryEnd(offset, this.packSize);
   }
 
   private read(offset: number, length: number): Buffer {
@@ -248,8 +214,9 @@ export class PackReader {
    */
   verify(): string[] {
     const problems: string[] = [];
-    const idxSum = crypto.createHash('sha1').update(this.idx.subarray(0, this.idx.length - 20)).digest('hex');
-    if (idxSum !== this.idx.subarray(this.idx.length - 20).toString('hex')) problems.push(`${this.idxFile}: index checksum does not match its content`);
+    const idx = this.index.bytes;
+    const idxSum = crypto.createHash('sha1').update(idx.subarray(0, idx.length - 20)).digest('hex');
+    if (idxSum !== idx.subarray(idx.length - 20).toString('hex')) problems.push(`${this.idxFile}: index checksum does not match its content`);
     const hash = crypto.createHash('sha1');
     const chunk = Buffer.allocUnsafe(1 << 20);
     let pos = 0;
