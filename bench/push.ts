@@ -17,6 +17,7 @@ import { openTransport } from '../packages/shared/src/transport/open.ts';
 import { pushSnapshots } from '../packages/shared/src/push/push.ts';
 import { fmtMs, median, runProc, sh } from './lib/measure.ts';
 import { generateTree, tempDir } from './lib/tree.ts';
+import { writeBenchHost } from './lib/host.ts';
 import { markdownTable, saveResult } from './lib/table.ts';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
@@ -31,28 +32,8 @@ export async function run(): Promise<void> {
     const data = path.join(root, 'data');
     process.stderr.write('generating 10,000 files of 1-8 KiB in 200 dirs...\n');
     const tree = generateTree(data, { files: 10_000, dirs: 200, minSize: 1024, maxSize: 8192 });
-    fs.mkdirSync(path.join(root, 'etc/pacha'), { recursive: true, mode: 0o700 });
-    fs.copyFileSync('/etc/passwd', path.join(root, 'etc/passwd'));
-    fs.copyFileSync('/etc/group', path.join(root, 'etc/group'));
-    fs.copyFileSync(sshd.clientKeyFile, path.join(root, 'etc/pacha/id_ed25519'));
-    fs.chmodSync(path.join(root, 'etc/pacha/id_ed25519'), 0o600);
+    const env = writeBenchHost(root, sshd, 'bench');
     const knownHosts = path.join(root, 'etc/pacha/known_hosts');
-    fs.writeFileSync(knownHosts, sshd.knownHostsLine + '\n');
-    fs.writeFileSync(
-      path.join(root, 'etc/pacha.conf'),
-      [
-        '[DEFAULT]',
-        'pacha.hostname = bench',
-        'pacha.watch = /data',
-        'pacha.host = 127.0.0.1',
-        `pacha.ssh.port = ${sshd.port}`,
-        `pacha.ssh.user = ${sshd.user}`,
-        'pacha.ssh.key = /etc/pacha/id_ed25519',
-        'pacha.ssh.known_hosts = /etc/pacha/known_hosts',
-        `pacha.hosts.path = ${sshd.hostsPath}`,
-      ].join('\n') + '\n',
-    );
-    const env = { PACHA_ROOT_DIR: root, PACHA_CONFIG: '' };
     await runProc(process.execPath, [PACHA_BIN, 'snapshot'], { env });
     const masterHost = path.join(sshd.hostsPath, 'bench');
     const ssh = `ssh -p ${sshd.port} -i ${sshd.clientKeyFile} -o UserKnownHostsFile=${knownHosts} -o StrictHostKeyChecking=yes -o BatchMode=yes`;

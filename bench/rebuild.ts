@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { PACHA_BIN } from '../test-support/cli.ts';
 import { startSshd } from '../test-support/sshd.ts';
 import { fmtMs, median, runProc } from './lib/measure.ts';
+import { writeBenchHost } from './lib/host.ts';
 import { markdownTable, saveResult } from './lib/table.ts';
 import { generateTree, tempDir } from './lib/tree.ts';
 
@@ -20,31 +21,6 @@ const RUNS = Number(process.env.PACHA_BENCH_RUNS ?? 5);
 const HOST = 'benchhost';
 const FILES = 10_000;
 
-function writeHostConfig(root: string, sshd: { port: number; user: string; knownHostsLine: string; clientKeyFile: string; hostsPath: string }): NodeJS.ProcessEnv {
-  fs.mkdirSync(path.join(root, 'etc/pacha'), { recursive: true, mode: 0o700 });
-  fs.copyFileSync(sshd.clientKeyFile, path.join(root, 'etc/pacha/id_ed25519'));
-  fs.chmodSync(path.join(root, 'etc/pacha/id_ed25519'), 0o600);
-  fs.writeFileSync(path.join(root, 'etc/pacha/known_hosts'), sshd.knownHostsLine + '\n');
-  fs.copyFileSync('/etc/passwd', path.join(root, 'etc/passwd'));
-  fs.copyFileSync('/etc/group', path.join(root, 'etc/group'));
-  fs.writeFileSync(
-    path.join(root, 'etc/pacha.conf'),
-    [
-      '[DEFAULT]',
-      `pacha.hostname = ${HOST}`,
-      'pacha.host = 127.0.0.1',
-      `pacha.ssh.port = ${sshd.port}`,
-      `pacha.ssh.user = ${sshd.user}`,
-      'pacha.ssh.key = /etc/pacha/id_ed25519',
-      'pacha.ssh.known_hosts = /etc/pacha/known_hosts',
-      `pacha.hosts.path = ${sshd.hostsPath}`,
-      'pacha.watch = /data',
-      '',
-    ].join('\n'),
-  );
-  return { PACHA_ROOT_DIR: root, PACHA_CONFIG: '' };
-}
-
 export async function run(): Promise<void> {
   const sshd = await startSshd({ what: 'the rebuild benchmark' });
   if (!sshd) throw new Error('the rebuild benchmark needs OpenSSH sshd');
@@ -52,7 +28,7 @@ export async function run(): Promise<void> {
   try {
     // The host to lose: generate, snapshot, push.
     const src = path.join(base, 'src');
-    const srcEnv = writeHostConfig(src, sshd);
+    const srcEnv = writeBenchHost(src, sshd, HOST);
     const gen = generateTree(path.join(src, 'data'), { files: FILES, dirs: 200, minSize: 1024, maxSize: 8192 });
     process.stderr.write(`generated ${gen.files} files, ${(gen.bytes / 1048576).toFixed(1)} MiB; snapshot and push...\n`);
     await runProc(process.execPath, [PACHA_BIN, 'snapshot'], { env: srcEnv });
@@ -78,7 +54,7 @@ export async function run(): Promise<void> {
         go: async (i) => {
           const dst = path.join(base, `dst-${i}`);
           fs.mkdirSync(dst);
-          const env = writeHostConfig(dst, sshd);
+          const env = writeBenchHost(dst, sshd, HOST);
           await runProc('sync', []);
           const res = await runProc(process.execPath, [PACHA_BIN, 'rebuild', HOST, '--yes'], { env });
           const count = fs.readdirSync(path.join(dst, 'data')).reduce((n, d) => n + fs.readdirSync(path.join(dst, 'data', d)).length, 0);
