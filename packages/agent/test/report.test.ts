@@ -52,7 +52,7 @@ describe('pacha report', () => {
     expect(rep.push.bytes).toBeGreaterThan(0);
     expect(Object.keys(rep.push.phases)).toEqual(expect.arrayContaining(['pack', 'upload']));
     r = await host.pacha(['report']);
-    expect(r.stdout).toMatch(/^snapshot +scan +\d+ ms/m);
+    expect(r.stdout).toMatch(/^snapshot +load +\d+ ms/m);
     expect(r.stdout).toMatch(/^push +\w+ +\d+ ms/m);
   });
 });

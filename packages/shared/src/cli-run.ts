@@ -1,4 +1,4 @@
-import yargs, { type Argv, type CommandModule } from 'yargs';
+import type { Argv, CommandModule } from 'yargs';
 import { PachaError, errorMessage } from './errors.ts';
 import { redact } from './log.ts';
 
@@ -7,12 +7,90 @@ import { redact } from './log.ts';
 export interface CliSpec {
   name: string;
   usage: string;
-  commands: CommandModule<any, any>[];
+  /** The commands, or a function that loads them (so that start-up loads only what runs). */
+  commands: CommandModule<any, any>[] | (() => Promise<CommandModule<any, any>[]>);
   /** Extra global options (e.g. --config). */
   options?: (y: Argv<any>) => Argv<any>;
+  /** Commands that may run without yargs, by name (see quickArgs). */
+  quick?: Record<string, QuickCommand>;
+  /** The extra global options that take a string, for the quick path: long name -> alias ('' none). */
+  quickGlobals?: Record<string, string>;
+}
+
+/** A command the quick path runs: its yargs module (whose handler runs) and its string options. */
+export interface QuickCommand {
+  load: () => Promise<CommandModule<any, any>>;
+  /** Long name -> one-letter alias ('' for none). */
+  strings?: Record<string, string>;
+}
+
+/**
+ * The arguments of a command line simple enough to need no yargs, else null. Loading yargs
+ * costs some 60 ms of start-up (its width tables), which the commands that cron, systemd and
+ * scripts run all day (`pacha snapshot`) need not pay. Only `--json`, `-v`/`--verbose` and the
+ * declared string options (`--name VALUE`, `--name=VALUE`, `-a VALUE`) are taken, each at most
+ * once; anything else (help, a typo, a positional) goes to yargs, which explains it.
+ */
+export function quickArgs(spec: CliSpec, argv: string[]): { command: QuickCommand; args: Record<string, unknown> } | null {
+  const command = spec.quick?.[argv[0]];
+  if (command === undefined) return null;
+  const strings: Record<string, string> = { ...spec.quickGlobals, ...command.strings };
+  const byAlias = new Map(Object.entries(strings).filter(([, a]) => a !== '').map(([name, a]) => [`-${a}`, name]));
+  const args: Record<string, unknown> = { _: [argv[0]], $0: spec.name };
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i];
+    let name: string | undefined;
+    let value: string | undefined;
+    if (a === '--json') name = 'json';
+    else if (a === '--verbose' || a === '-v') name = 'verbose';
+    else if (byAlias.has(a)) name = byAlias.get(a);
+    else if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      name = a.slice(2, eq < 0 ? undefined : eq);
+      if (!(name in strings)) return null;
+      if (eq >= 0) value = a.slice(eq + 1);
+    } else return null;
+    if (name === undefined || name in args) return null;
+    if (name === 'json' || name === 'verbose') {
+      args[name] = true;
+      continue;
+    }
+    if (value === undefined) {
+      value = argv[++i];
+      if (value === undefined || value.startsWith('-')) return null;
+    }
+    args[name] = value;
+  }
+  return { command, args };
+}
+
+/** An error as the user sees it, and its exit code. */
+function reportError(err: unknown): number {
+  if (err instanceof PachaError) {
+    process.stderr.write(`error: ${redact(err.message)}\n`);
+    if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);
+    return err.exitCode;
+  }
+  process.stderr.write(`error: ${redact(errorMessage(err))}\n`);
+  if (process.env.PACHA_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+  return 1;
+}
+
+function exitCodeSet(): number {
+  return typeof process.exitCode === 'number' ? process.exitCode : 0;
 }
 
 export async function runCli(spec: CliSpec, argv: string[]): Promise<number> {
+  const quick = quickArgs(spec, argv);
+  if (quick !== null) {
+    try {
+      await (await quick.command.load()).handler(quick.args as never);
+      return exitCodeSet();
+    } catch (err) {
+      return reportError(err);
+    }
+  }
+  const yargs = (await import('yargs')).default;
   let usageFailed = false;
   let parser: Argv<any> = yargs(argv)
     .scriptName(spec.name)
@@ -21,7 +99,7 @@ export async function runCli(spec: CliSpec, argv: string[]): Promise<number> {
     .option('json', { type: 'boolean', describe: 'machine-readable output' });
   if (spec.options) parser = spec.options(parser);
   parser = parser
-    .command(spec.commands)
+    .command(typeof spec.commands === 'function' ? await spec.commands() : spec.commands)
     .demandCommand(1, `name a command (${spec.name} --help lists them)`)
     .strict()
     .help()
@@ -37,15 +115,8 @@ export async function runCli(spec: CliSpec, argv: string[]): Promise<number> {
   try {
     await parser.parseAsync();
     if (usageFailed) return 2;
-    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+    return exitCodeSet();
   } catch (err) {
-    if (err instanceof PachaError) {
-      process.stderr.write(`error: ${redact(err.message)}\n`);
-      if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);
-      return err.exitCode;
-    }
-    process.stderr.write(`error: ${redact(errorMessage(err))}\n`);
-    if (process.env.PACHA_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
-    return 1;
+    return reportError(err);
   }
 }

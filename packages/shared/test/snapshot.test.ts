@@ -68,7 +68,7 @@ describe('takeSnapshot', () => {
     const status = readJson<{ lastSnapshot: { commit: string } }>(h.env2().state.status);
     expect(status?.lastSnapshot.commit).toBe(r.commit);
     const report = readJson<{ snapshot: { phases: Record<string, number> } }>(h.env2().state.report);
-    expect(Object.keys(report!.snapshot.phases)).toEqual(['scan', 'hash', 'write', 'commit']);
+    expect(Object.keys(report!.snapshot.phases)).toEqual(['load', 'scan', 'hash', 'write', 'commit']);
   });
 
   it('makes no empty commits and reads no content when nothing changed', async () => {

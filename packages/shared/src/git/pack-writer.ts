@@ -17,6 +17,10 @@ export const STREAM_THRESHOLD = 4 * 1024 * 1024;
 const STREAM_CHUNK = 1024 * 1024;
 const FLUSH_AT = 4 * 1024 * 1024;
 const GC_EVERY = 16 * 1024 * 1024;
+/** Objects this large are deflated on libuv's thread pool while the caller goes on (addObject). */
+const DEFER_DEFLATE_AT = 1024 * 1024;
+/** Output per thread-pool trip: zlib's default of 16 KiB makes hundreds of round trips. */
+const DEFER_DEFLATE_CHUNK = 4 * 1024 * 1024;
 
 export interface PackWriterOptions {
   /** Is the object already stored elsewhere in the repository? Then it is skipped. */
@@ -84,6 +88,8 @@ export class PackWriter {
   private oidSlab = Buffer.allocUnsafeSlow(0);
   private oidSlabUsed = 0;
   private closed = false;
+  /** Large objects being deflated in the background, appended by finish(). */
+  private readonly deferred: { oid: string; type: ObjectType; size: number; data: Promise<Buffer> }[] = [];
 
   private constructor(packDir: string, opts: PackWriterOptions) {
     this.packDir = packDir;
@@ -104,7 +110,7 @@ export class PackWriter {
   }
 
   get count(): number {
-    return this.entries.length;
+    return this.entries.length + this.deferred.length;
   }
 
   /** Is the object in the repository or in this pack already? */
@@ -140,12 +146,24 @@ export class PackWriter {
     return b;
   }
 
-  /** Add an object from memory; returns its id. Skipped when already stored. */
+  /**
+   * Add an object from memory; returns its id. Skipped when already stored. A large object
+   * (a snapshot's .pacha/metadata is some 8 MB for 100,000 paths) is deflated on the thread pool
+   * and written by finish(), so the caller's work overlaps it: its data must not change until then.
+   */
   addObject(type: ObjectType, data: Uint8Array, oid?: string): string {
     const id = oid ?? crypto.createHash('sha1').update(objectHeader(type, data.length)).update(data).digest('hex');
     if (this.has(id)) return id;
-    const deflated = zlib.deflateSync(data, { level: type === 'blob' ? this.level : 6 });
-    this.addRawEntry({ oid: id, type, size: data.length, data: deflated });
+    const level = type === 'blob' ? this.level : 6;
+    if (data.length >= DEFER_DEFLATE_AT) {
+      this.assertOpen();
+      const deflated = new Promise<Buffer>((resolve, reject) => zlib.deflate(data, { level, chunkSize: DEFER_DEFLATE_CHUNK }, (err, out) => (err ? reject(err) : resolve(out))));
+      deflated.catch(() => undefined); // reported by finish(); an aborted pack ignores it
+      this.deferred.push({ oid: id, type, size: data.length, data: deflated });
+      this.inPack.add(id);
+      return id;
+    }
+    this.addRawEntry({ oid: id, type, size: data.length, data: zlib.deflateSync(data, { level }) });
     return id;
   }
 
@@ -156,13 +174,17 @@ export class PackWriter {
   addRawEntry(e: { oid: string; type: ObjectType; size: number; data: Uint8Array; crc?: number }): boolean {
     this.assertOpen();
     if (this.inPack.has(e.oid)) return false;
+    this.appendEntry(e);
+    return true;
+  }
+
+  private appendEntry(e: { oid: string; type: ObjectType; size: number; data: Uint8Array; crc?: number }): void {
     const header = packEntryHeader(e.type, e.size);
     const crc = e.crc ?? zlib.crc32(e.data, zlib.crc32(header));
     this.entries.push({ oid: this.oidBuffer(e.oid), crc, offset: this.offset });
     this.inPack.add(e.oid);
     this.append(header);
     this.append(e.data);
-    return true;
   }
 
   /**
@@ -266,6 +288,11 @@ export class PackWriter {
   /** Complete the pack: checksum, idx, rename into place (.idx last). null when empty. */
   async finish(): Promise<FinishedPack | null> {
     this.assertOpen();
+    for (const d of this.deferred.splice(0)) {
+      const data = await d.data;
+      this.assertOpen();
+      this.appendEntry({ oid: d.oid, type: d.type, size: d.size, data });
+    }
     if (this.entries.length === 0) {
       this.abort();
       return null;

@@ -1,5 +1,6 @@
 import { type MetadataEntry, comparePaths, decodeEntry, gitMode } from './format.ts';
 import { modeOfLine, type Node } from './stat-cache.ts';
+import type { NodeMap } from './node-map.ts';
 
 // What differs between the previous snapshot's nodes and the new ones.
 
@@ -25,7 +26,7 @@ export function pathComparator(paths: Iterable<string>): (a: string, b: string) 
 }
 
 /** The new nodes in .pacha/metadata order, reusing the previous order when possible. */
-export function orderNodes(nodes: Map<string, Node>, prevOrder: Node[] | undefined, prevMap: Map<string, Node>, fresh: Node[], cmp0?: Comparison): Node[] {
+export function orderNodes(nodes: NodeMap, prevOrder: Node[] | undefined, prevMap: Map<string, Node>, fresh: Node[], cmp0?: Comparison): Node[] {
   if (prevOrder && cmp0 && cmp0.added === 0 && cmp0.deleted === 0 && prevOrder.length === nodes.size) {
     // Same paths as before: the previous order with the changed nodes put in their places.
     const out = prevOrder.slice();
@@ -89,7 +90,7 @@ export interface Comparison {
 }
 
 /** Count changes; only nodes made in this scan (fresh) can differ from the previous ones. */
-export function compareNodes(prev: Map<string, Node>, next: Map<string, Node>, fresh: Node[]): Comparison {
+export function compareNodes(prev: Map<string, Node>, next: NodeMap, fresh: Node[]): Comparison {
   const c: Comparison = { added: 0, changed: 0, deleted: 0, metadataOnly: 0, treeChanged: [] };
   for (const n of fresh) {
     const path = n.path;
@@ -120,7 +121,7 @@ export function compareNodes(prev: Map<string, Node>, next: Map<string, Node>, f
 }
 
 /** Every difference, path by path, for `pacha diff`. */
-export function describeChanges(prev: Map<string, Node>, next: Map<string, Node>): PathChange[] {
+export function describeChanges(prev: Map<string, Node>, next: NodeMap): PathChange[] {
   const out: PathChange[] = [];
   for (const [path, n] of next) {
     const p = prev.get(path);

@@ -3,7 +3,9 @@ import picomatch from 'picomatch';
 import { hostPath, treePath } from '../paths.ts';
 import { type EntryType, type MetadataEntry, encodeEntry } from './format.ts';
 import type { Owners } from './owners.ts';
-import { type Node, quickMatches, type StatCache } from './stat-cache.ts';
+import { cacheIndex, type Node, quickMatches, type StatCache } from './stat-cache.ts';
+import { type NodeMap, NodeOverlay } from './node-map.ts';
+import { CLAIMED, DIFFERS, localPrefix, MATCH, UNSEEN } from './stat-verify.ts';
 
 // Walks the roots and produces the new set of nodes. Unchanged entries (same stat signature)
 // are the cached Node objects themselves, so later stages tell "unchanged" by identity.
@@ -27,6 +29,8 @@ export interface ScanInput {
   /** Entries changed at or after this ctime are stored with an empty signature (racy). */
   racyNs: bigint;
   dirty?: string[];
+  /** Shared with a stat-verify worker: one byte per record of `prev` (see stat-verify.ts). */
+  verified?: Uint8Array;
 }
 
 export interface HashJob {
@@ -36,7 +40,7 @@ export interface HashJob {
 }
 
 export interface ScanOutput {
-  nodes: Map<string, Node>;
+  nodes: NodeMap;
   toHash: HashJob[];
   /** Symlink targets and other small blobs: oid -> content. */
   smallBlobs: Map<string, Buffer>;
@@ -53,16 +57,47 @@ export function sigOf(st: fs.BigIntStats): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
 
+function parentOf(rel: string): string {
+  return rel.slice(0, Math.max(0, rel.lastIndexOf('/')));
+}
+
+/** The metadata entry of a path as lstat (bigint) describes it. */
+export function entryOf(rel: string, type: EntryType, st: fs.BigIntStats, owners: Owners, target?: string): MetadataEntry {
+  const uid = Number(st.uid);
+  const gid = Number(st.gid);
+  return {
+    path: rel,
+    type,
+    mode: Number(st.mode) & 0o7777,
+    uid,
+    user: owners.user(uid),
+    gid,
+    group: owners.group(gid),
+    mtimeNs: st.mtimeNs,
+    size: type === 'file' ? Number(st.size) : type === 'symlink' ? Buffer.byteLength(target ?? '') : 0,
+    target,
+  };
+}
+
+/** Changed at or after the snapshot's start stamp: its signature cannot be trusted later. */
+export function isRacy(st: fs.BigIntStats, racyNs: bigint): boolean {
+  return st.ctimeNs >= racyNs || st.mtimeNs >= racyNs;
+}
+
 export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOutput {
   const { prev, owners } = input;
   // Untrusted cache (other roots, ignore patterns, size limit or users): walk everything once.
   const isDirty = input.dirty !== undefined && prev !== null && input.trusted;
-  // A dirty scan starts from the cache (trusted, so the roots are the same): one native copy.
-  const out: ScanOutput = { nodes: isDirty ? new Map(prev!.byPath) : new Map(), toHash: [], smallBlobs: new Map(), warnings: [], kept: 0, fresh: [] };
+  // With a trusted cache (so the same roots) the scan starts from the cache (an overlay over it)
+  // and records what is gone; an unchanged path then costs no work beyond its lstat.
+  const fromCopy = prev !== null && input.trusted;
+  const out: ScanOutput = { nodes: fromCopy ? new NodeOverlay(prev.byPath) : new Map(), toHash: [], smallBlobs: new Map(), warnings: [], kept: 0, fresh: [] };
   const nodes = out.nodes;
   const warn = (m: string) => out.warnings.push(m);
   const prevMap = prev?.byPath ?? new Map<string, Node>();
   const ignored = ignoreMatcher(input.ignore);
+  // The worker's verdicts describe prev's records: only a trusted full scan may use them.
+  const verified = !isDirty && input.trusted ? input.verified : undefined;
 
   // Children of a directory in the cache (the cached nodes), computed once when a listing is reused.
   let childIndex: Map<string, Node[]> | undefined;
@@ -88,39 +123,24 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
   };
   const cachedChildren = (rel: string): string[] => cachedChildNodes(rel).map((n) => n.path.slice(rel.length + 1));
 
-  // Dirty-scan bookkeeping: removals are applied in one pass at the end.
+  // Removals from the copy are applied in one pass at the end.
   const removedSelf = new Set<string>();
   const removedBelow = new Set<string>();
   const visited = new Set<string>();
   const remove = (rel: string, self: boolean) => {
     if (self) nodes.delete(rel);
-    if (!isDirty) return;
+    if (!fromCopy) return;
     if (self) removedSelf.add(rel);
     removedBelow.add(rel);
   };
   const keepPrevSubtree = (rel: string) => {
-    if (isDirty || !prev) return;
+    if (fromCopy || !prev) return;
     const pre = rel + '/';
     for (const n of prev.nodes) if (n.path === rel || n.path.startsWith(pre)) nodes.set(n.path, n);
   };
 
-  const makeEntry = (rel: string, type: EntryType, st: fs.BigIntStats, target?: string): MetadataEntry => {
-    const uid = Number(st.uid);
-    const gid = Number(st.gid);
-    return {
-      path: rel,
-      type,
-      mode: Number(st.mode) & 0o7777,
-      uid,
-      user: owners.user(uid),
-      gid,
-      group: owners.group(gid),
-      mtimeNs: st.mtimeNs,
-      size: type === 'file' ? Number(st.size) : type === 'symlink' ? Buffer.byteLength(target ?? '') : 0,
-      target,
-    };
-  };
-  const racy = (st: fs.BigIntStats) => st.ctimeNs >= input.racyNs || st.mtimeNs >= input.racyNs;
+  const makeEntry = (rel: string, type: EntryType, st: fs.BigIntStats, target?: string) => entryOf(rel, type, st, owners, target);
+  const racy = (st: fs.BigIntStats) => isRacy(st, input.racyNs);
 
   const listDir = (local: string, rel: string): string[] | null => {
     let names: string[];
@@ -139,6 +159,7 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
         if (!Buffer.from(s).equals(b)) {
           bad.add(s);
           warn(`skipped /${rel}/${b.toString('latin1')}: its name is not valid UTF-8`);
+          unverifiable(rel);
         }
       }
       names = names.filter((n) => !bad.has(n));
@@ -146,8 +167,18 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
     return names;
   };
 
-  // hostPath() without its normalising: rel is already clean, and this runs once per path.
-  const prefix = input.root === '/' ? '/' : hostPath('/', input.root).replace(/\/$/, '') + '/';
+  const prefix = localPrefix(input.root);
+  // A directory holding a name the snapshot skips (too large, not a file, directory or symlink,
+  // not UTF-8) is stored without a signature, so that it is listed again every time: the cache
+  // cannot say when such a name becomes one to keep (a file that shrank, a fifo made a file).
+  const unverifiable = (dir: string) => {
+    const n = nodes.get(dir);
+    if (n !== undefined && n.type === 'dir' && n.sig !== '') put({ path: n.path, type: 'dir', line: n.line, sig: '', oid: n.oid });
+  };
+  /** An unchanged node: already there when the scan started from the cache. */
+  const keep = (rel: string, n: Node) => {
+    if (!fromCopy) nodes.set(rel, n);
+  };
   const put = (n: Node) => {
     nodes.set(n.path, n);
     out.fresh.push(n);
@@ -184,11 +215,12 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
     if (st.isFile()) {
       if (Number(st.size) > input.maxFileSize) {
         warn(`skipped /${rel}: ${st.size} bytes is over pacha.max_file_size (${input.maxFileSize})`);
+        unverifiable(parentOf(rel));
         remove(rel, true);
         return;
       }
       if (same && p.type === 'file') {
-        nodes.set(rel, p);
+        keep(rel, p);
         return;
       }
       const entry = makeEntry(rel, 'file', st);
@@ -201,7 +233,7 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
       out.toHash.push({ node, local, entry });
     } else if (st.isSymbolicLink()) {
       if (same && p.type === 'symlink') {
-        nodes.set(rel, p);
+        keep(rel, p);
         return;
       }
       let raw: Buffer;
@@ -216,6 +248,7 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
       const target = raw.toString('utf8');
       if (!Buffer.from(target).equals(raw)) {
         warn(`skipped symlink /${rel}: its target is not valid UTF-8`);
+        unverifiable(parentOf(rel));
         remove(rel, true);
         return;
       }
@@ -228,14 +261,24 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
         same && p.type === 'dir'
           ? p
           : { path: rel, type: 'dir', line: encodeEntry(makeEntry(rel, 'dir', st)), sig: racy(st) ? '' : sig, oid: p?.type === 'dir' ? p.oid : '' };
-      if (node === p) nodes.set(rel, node);
+      if (node === p) keep(rel, node);
       else put(node);
       const fresh = p === undefined || p.type !== 'dir';
       if (mode === 'deep' || fresh) {
         if (same && p.type === 'dir' && !isDirty) {
-          // The directory's names are unchanged: its children are the cached nodes.
+          // The directory's names are unchanged: its children are the cached nodes, already in
+          // the copy (same implies a trusted cache). Only the ones that changed are visited.
           for (const cp of cachedChildNodes(rel)) {
             if (cp.type === 'file') {
+              if (verified !== undefined) {
+                const i = cacheIndex(cp);
+                const v = i < 0 ? UNSEEN : Atomics.compareExchange(verified, i, UNSEEN, CLAIMED);
+                if (v === MATCH) continue;
+                if (v === DIFFERS) {
+                  visit(cp.path, 'deep', false, true);
+                  continue;
+                }
+              }
               // The common case, inline: a plain lstat (no BigInts to allocate) compared number
               // by number with the cached signature.
               let cst: fs.Stats | undefined;
@@ -244,10 +287,7 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
               } catch {
                 cst = undefined; // visit() below reports it
               }
-              if (cst !== undefined && cst.isFile() && cst.size <= input.maxFileSize && quickMatches(cp, cst)) {
-                nodes.set(cp.path, cp);
-                continue;
-              }
+              if (cst !== undefined && cst.isFile() && cst.size <= input.maxFileSize && quickMatches(cp, cst)) continue;
             }
             visit(cp.path, 'deep', false, true);
           }
@@ -257,6 +297,10 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
             out.kept++;
             keepPrevSubtree(rel);
             return;
+          }
+          if (fromCopy && !fresh) {
+            const now = new Set(names);
+            for (const n of cachedChildren(rel)) if (!now.has(n)) remove(rel + '/' + n, true);
           }
           for (const n of names) visit(rel + '/' + n, 'deep', false);
         }
@@ -281,6 +325,7 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
     } else {
       const kind = st.isFIFO() ? 'a fifo' : st.isSocket() ? 'a socket' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'not a regular file';
       warn(`skipped /${rel}: ${kind} (pacha keeps files, directories and symlinks)`);
+      unverifiable(parentOf(rel));
       remove(rel, true);
     }
   };

@@ -9,15 +9,19 @@ import { type EntryType, unescapeField } from './format.ts';
 // The header names the commit it describes; a cache for another commit is ignored.
 //
 // It is binary so that 100,000 paths load in a few tens of milliseconds and take little memory:
-//   header line  "pacha-statcache 2\t<commit>\t<tree>\t<settings>\t<count>\t<text bytes>\n"
+//   header line  "pacha-statcache 3\t<commit>\t<tree>\t<settings>\t<count>\t<path bytes>\t<text bytes>\n"
+//   paths        every real path followed by a NUL byte (a path cannot hold one)
 //   text         the metadata lines, each ending in \n (byte for byte the .pacha/metadata blob),
 //                then 0-7 zero bytes so that the next section starts at a multiple of 8
 //   quick        count x 5 float64: dev, ino, size, mtimeMs, ctimeMs as a plain fs.Stats has them
 //   exact        count x 40 bytes: dev, ino, size (u64), mtimeNs, ctimeNs (i64), little-endian
+//   lineAt       count x u32: where each record's line starts in text
+//   pathAt       count x u32: where each record's path starts in paths
 //   oids         count x 20 bytes
 //   flags        count x 1 byte: type (bits 0-1), signature valid (4), object id present (8)
 //   "END\n"
-// Loaded nodes read their signature and object id from these arrays only when asked.
+// Numbers are in the machine's byte order: the file never leaves the host that wrote it.
+// Loaded nodes read their line, signature and object id from these arrays only when asked.
 
 export interface Node {
   /** Host path without the leading slash, real name. */
@@ -27,8 +31,6 @@ export interface Node {
   line: string;
   sig: string;
   oid: string;
-  /** The cache line this node was read from (written back as is while the node is unchanged). */
-  raw?: string;
   /** sig as plain numbers, parsed on first use (null: not comparable that way). */
   quick?: QuickSig | null;
 }
@@ -68,15 +70,21 @@ export interface StatCache {
   byPath: Map<string, Node>;
   /** The metadata lines as stored (each ending in \n): the .pacha/metadata blob of `commit`. */
   metadata?: Buffer;
+  /** Where line i of `metadata` starts (when loaded from a file). */
+  lineAt?: Uint32Array;
 }
 
-const MAGIC = 'pacha-statcache 2';
+const MAGIC = 'pacha-statcache 3';
 const END = Buffer.from('END\n');
 const QUICK = 40;
 const EXACT = 40;
 const OID = 20;
 const TYPES: EntryType[] = ['file', 'dir', 'symlink'];
-const SIG_VALID = 4;
+/** Flag bits of a record: the low two bits are the index in TYPES. */
+export const TYPE_MASK = 3;
+export const TYPE_FILE = 0;
+export const TYPE_DIR = 1;
+export const SIG_VALID = 4;
 const HAS_OID = 8;
 
 export function typeOfLine(line: string): EntryType {
@@ -96,34 +104,45 @@ export function modeOfLine(line: string): number {
   return parseInt(line.slice(b + 1, b + 5), 8);
 }
 
-/** The arrays of one loaded cache file, shared by its nodes. */
-interface Records {
+/** The sections of one loaded cache file, shared by its nodes. */
+export interface Records {
+  count: number;
+  paths: Buffer;
+  text: Buffer;
   quick: Float64Array;
   exact: Buffer;
+  lineAt: Uint32Array;
+  pathAt: Uint32Array;
   oids: Buffer;
   flags: Buffer;
 }
 
 /**
- * A node as the cache file describes it. Signature and object id are made into strings only
- * when something asks (most paths are compared through quickMatches() and never need them).
+ * A node as the cache file describes it. Line, signature and object id are made into strings
+ * only when something asks (most paths are compared through quickMatches() and never need them).
  */
 class CachedNode implements Node {
   path: string;
   type: EntryType;
-  line: string;
-  raw?: string;
   readonly rec: Records;
   readonly i: number;
+  private lineSet: string | undefined;
   private sigSet: string | undefined;
   private oidSet: string | undefined;
 
-  constructor(path: string, type: EntryType, line: string, rec: Records, i: number) {
+  constructor(path: string, type: EntryType, rec: Records, i: number) {
     this.path = path;
     this.type = type;
-    this.line = line;
     this.rec = rec;
     this.i = i;
+  }
+
+  get line(): string {
+    return this.lineSet ?? recordLine(this.rec, this.i);
+  }
+
+  set line(v: string) {
+    this.lineSet = v;
   }
 
   get sig(): string {
@@ -139,16 +158,18 @@ class CachedNode implements Node {
   }
 
   get oid(): string {
-    if (this.oidSet !== undefined) return this.oidSet;
-    if ((this.rec.flags[this.i] & HAS_OID) === 0) return '';
-    return this.rec.oids.toString('hex', this.i * OID, this.i * OID + OID);
+    return this.oidSet ?? recordOid(this.rec, this.i);
   }
 
   set oid(v: string) {
     this.oidSet = v;
   }
 
-  /** Signature and object id still as loaded: their bytes can be copied as they are. */
+  /** Line, signature and object id all as loaded: the record can be copied as it is. */
+  get pristine(): boolean {
+    return this.lineSet === undefined && this.sigSet === undefined && this.oidSet === undefined;
+  }
+
   get pristineSig(): boolean {
     return this.sigSet === undefined;
   }
@@ -163,65 +184,153 @@ class CachedNode implements Node {
  * for "unchanged", with nothing allocated per path.
  */
 export function quickMatches(n: Node, st: fs.Stats): boolean {
-  if (n instanceof CachedNode && n.pristineSig) {
-    if ((n.rec.flags[n.i] & SIG_VALID) === 0) return false;
-    const q = n.rec.quick;
-    const o = n.i * 5;
-    return st.mtimeMs === q[o + 3] && st.ctimeMs === q[o + 4] && st.size === q[o + 2] && st.ino === q[o + 1] && st.dev === q[o];
-  }
+  if (n instanceof CachedNode && n.pristineSig) return recordMatches(n.rec, n.i, st);
   if (n.sig === '') return false;
   const q = quickSig(n);
   return q !== null && st.mtimeMs === q.mtimeMs && st.ctimeMs === q.ctimeMs && st.size === q.size && st.ino === q.ino && st.dev === q.dev;
 }
 
-/** Load the cache; null when it is missing, torn or of another format. */
-export function loadStatCache(file: string): StatCache | null {
-  let buf: Buffer;
+/**
+ * A cache file as read, its layout checked, nothing parsed yet. Its bytes live in a
+ * SharedArrayBuffer so that a worker thread can check file signatures while this thread parses
+ * the paths (stat-verify.ts).
+ */
+export interface StatCacheFile {
+  commit: string;
+  tree: string;
+  settings: string;
+  count: number;
+  bytes: SharedArrayBuffer;
+  /** Byte offsets of the sections in `bytes`. */
+  pathsAt: number;
+  pathsLen: number;
+  textAt: number;
+  textLen: number;
+  quickAt: number;
+  exactAt: number;
+  lineAtAt: number;
+  pathAtAt: number;
+  oidAt: number;
+  flagAt: number;
+}
+
+/** Read the cache file; null when it is missing, torn or of another format. */
+export function readStatCache(file: string): StatCacheFile | null {
+  let fd: number;
   try {
-    buf = fs.readFileSync(file);
+    fd = fs.openSync(file, 'r');
   } catch {
     return null;
+  }
+  let buf: Buffer;
+  try {
+    const size = fs.fstatSync(fd).size;
+    buf = Buffer.from(new SharedArrayBuffer(size));
+    for (let at = 0; at < size; ) {
+      const n = fs.readSync(fd, buf, at, size - at, at);
+      if (n === 0) return null;
+      at += n;
+    }
+  } catch {
+    return null;
+  } finally {
+    fs.closeSync(fd);
   }
   const nl = buf.indexOf(10);
   if (nl < 0) return null;
   const head = buf.toString('utf8', 0, nl).split('\t');
-  if (head[0] !== MAGIC || head.length !== 6) return null;
-  const count = Number(head[4]);
-  const textLen = Number(head[5]);
-  if (!Number.isSafeInteger(count) || !Number.isSafeInteger(textLen) || count < 0 || textLen < 0) return null;
-  const textAt = nl + 1;
+  if (head[0] !== MAGIC || head.length !== 7) return null;
+  const [count, pathsLen, textLen] = head.slice(4).map(Number);
+  if (![count, pathsLen, textLen].every((n) => Number.isSafeInteger(n) && n >= 0)) return null;
+  const pathsAt = nl + 1;
+  const textAt = pathsAt + pathsLen;
   const quickAt = align8(textAt + textLen);
   const exactAt = quickAt + count * QUICK;
-  const oidAt = exactAt + count * EXACT;
+  const lineAtAt = exactAt + count * EXACT;
+  const pathAtAt = lineAtAt + count * 4;
+  const oidAt = pathAtAt + count * 4;
   const flagAt = oidAt + count * OID;
   const endAt = flagAt + count;
   if (buf.length !== endAt + END.length || !buf.subarray(endAt).equals(END)) return null;
-  // Views into the file's buffer, not copies: it is all needed (the text for the next metadata blob).
-  let quick: Float64Array;
-  if ((buf.byteOffset + quickAt) % 8 === 0) quick = new Float64Array(buf.buffer, buf.byteOffset + quickAt, count * 5);
-  else {
-    quick = new Float64Array(count * 5);
-    buf.copy(Buffer.from(quick.buffer), 0, quickAt, exactAt);
-  }
-  const rec: Records = { quick, exact: buf.subarray(exactAt, oidAt), oids: buf.subarray(oidAt, flagAt), flags: buf.subarray(flagAt, endAt) };
-  const metadata = buf.subarray(textAt, textAt + textLen);
-  const lines = metadata.toString('utf8').split('\n');
-  if (lines.length !== count + 1 || lines[count] !== '') return null;
+  return { commit: head[1], tree: head[2], settings: head[3], count, bytes: buf.buffer as SharedArrayBuffer, pathsAt, pathsLen, textAt, textLen, quickAt, exactAt, lineAtAt, pathAtAt, oidAt, flagAt };
+}
+
+/** Views of a cache file's sections (no copies). */
+export function recordsOf(f: StatCacheFile): Records {
+  const buf = Buffer.from(f.bytes);
+  const { count } = f;
+  return {
+    count,
+    paths: buf.subarray(f.pathsAt, f.pathsAt + f.pathsLen),
+    text: buf.subarray(f.textAt, f.textAt + f.textLen),
+    quick: new Float64Array(f.bytes, f.quickAt, count * 5),
+    exact: buf.subarray(f.exactAt, f.lineAtAt),
+    lineAt: new Uint32Array(f.bytes, f.lineAtAt, count),
+    pathAt: new Uint32Array(f.bytes, f.pathAtAt, count),
+    oids: buf.subarray(f.oidAt, f.flagAt),
+    flags: buf.subarray(f.flagAt, f.flagAt + count),
+  };
+}
+
+/** The nodes of a cache file; null when its sections do not agree. */
+export function parseStatCache(f: StatCacheFile): StatCache | null {
+  const { count } = f;
+  const rec = recordsOf(f);
+  // One decode and one split for all paths: far cheaper than a string per line.
+  const paths = rec.paths.toString('utf8').split('\0');
+  if (paths.length !== count + 1 || paths[count] !== '') return null;
+  if (count > 0 && (rec.lineAt[0] !== 0 || rec.lineAt[count - 1] >= f.textLen || rec.text[f.textLen - 1] !== 10)) return null;
   const nodes: Node[] = new Array(count);
   const byPath = new Map<string, Node>();
-  try {
-    for (let i = 0; i < count; i++) {
-      const line = lines[i];
-      const type = TYPES[rec.flags[i] & 3];
-      if (type === undefined) return null;
-      const node = new CachedNode(pathOfLine(line), type, line, rec, i);
-      nodes[i] = node;
-      byPath.set(node.path, node);
-    }
-  } catch {
-    return null;
+  for (let i = 0; i < count; i++) {
+    const type = TYPES[rec.flags[i] & TYPE_MASK];
+    if (type === undefined) return null;
+    const node = new CachedNode(paths[i], type, rec, i);
+    nodes[i] = node;
+    byPath.set(node.path, node);
   }
-  return { commit: head[1], tree: head[2], settings: head[3], nodes, byPath, metadata };
+  return { commit: f.commit, tree: f.tree, settings: f.settings, nodes, byPath, metadata: rec.text, lineAt: rec.lineAt };
+}
+
+/** Load the cache; null when it is missing, torn or of another format. */
+export function loadStatCache(file: string): StatCache | null {
+  const f = readStatCache(file);
+  return f === null ? null : parseStatCache(f);
+}
+
+/** The .pacha/metadata line of record i. */
+export function recordLine(rec: Records, i: number): string {
+  const end = i + 1 < rec.count ? rec.lineAt[i + 1] : rec.text.length;
+  return rec.text.toString('utf8', rec.lineAt[i], end - 1);
+}
+
+/** The object id of record i ('' when none). */
+export function recordOid(rec: Records, i: number): string {
+  return (rec.flags[i] & HAS_OID) === 0 ? '' : rec.oids.toString('hex', i * OID, i * OID + OID);
+}
+
+/** Record i's signature against a plain lstat, number by number (false when it has none). */
+export function recordMatches(rec: Records, i: number, st: fs.Stats): boolean {
+  if ((rec.flags[i] & SIG_VALID) === 0) return false;
+  const q = rec.quick;
+  const o = i * 5;
+  return st.mtimeMs === q[o + 3] && st.ctimeMs === q[o + 4] && st.size === q[o + 2] && st.ino === q[o + 1] && st.dev === q[o];
+}
+
+/** The type of record i. */
+export function recordType(rec: Records, i: number): EntryType {
+  return TYPES[rec.flags[i] & TYPE_MASK];
+}
+
+/** The path of record i. */
+export function recordPath(rec: Records, i: number): string {
+  const end = i + 1 < rec.count ? rec.pathAt[i + 1] : rec.paths.length;
+  return rec.paths.toString('utf8', rec.pathAt[i], end - 1);
+}
+
+/** The record number of a node loaded from a cache file (-1: made since). */
+export function cacheIndex(n: Node): number {
+  return n instanceof CachedNode ? n.i : -1;
 }
 
 function align8(n: number): number {
@@ -252,20 +361,61 @@ function writeSig(sig: string, i: number, quick: Float64Array, exact: Buffer): b
   return true;
 }
 
+/** How many nodes from `at` on are pristine cached nodes of consecutive records of one file. */
+function unchangedRun(nodes: Node[], at: number): number {
+  const first = nodes[at];
+  if (!(first instanceof CachedNode) || !first.pristine) return 0;
+  let k = 1;
+  for (; at + k < nodes.length; k++) {
+    const n = nodes[at + k];
+    if (!(n instanceof CachedNode) || n.rec !== first.rec || n.i !== first.i + k || !n.pristine) break;
+  }
+  return k;
+}
+
 /**
  * Written with a temp file and a rename but without fsync: the cache only saves work, and a
  * torn one (wrong length, no END) is simply not used. `metadata`, when given, must be the
  * nodes' lines as .pacha/metadata holds them; it saves encoding them again.
  */
-export function saveStatCache(file: string, c: { commit: string; tree: string; settings: string; nodes: Node[]; byPath?: Map<string, Node>; metadata?: Buffer }): void {
+export function saveStatCache(file: string, c: { commit: string; tree: string; settings: string; nodes: Node[]; metadata?: Buffer }): void {
   const count = c.nodes.length;
   const text = c.metadata ?? Buffer.from(count === 0 ? '' : c.nodes.map((n) => n.line).join('\n') + '\n');
   const quick = new Float64Array(count * 5);
   const exact = Buffer.alloc(count * EXACT);
+  const lineAt = new Uint32Array(count);
+  const pathAt = new Uint32Array(count);
   const oids = Buffer.alloc(count * OID);
   const flags = Buffer.alloc(count);
-  for (let i = 0; i < count; i++) {
+  const paths: Buffer[] = [];
+  let textPos = 0;
+  let pathsPos = 0;
+  for (let i = 0; i < count; ) {
     const n = c.nodes[i];
+    const run = unchangedRun(c.nodes, i);
+    if (run > 0) {
+      // Records loaded from one file, unchanged and in the same order: copied as blocks, their
+      // offsets moved by where the block now starts.
+      const { rec, i: from } = n as CachedNode;
+      const to = from + run;
+      rec.exact.copy(exact, i * EXACT, from * EXACT, to * EXACT);
+      quick.set(rec.quick.subarray(from * 5, to * 5), i * 5);
+      rec.oids.copy(oids, i * OID, from * OID, to * OID);
+      rec.flags.copy(flags, i, from, to);
+      const lineEnd = to < rec.count ? rec.lineAt[to] : rec.text.length;
+      const pathEnd = to < rec.count ? rec.pathAt[to] : rec.paths.length;
+      const lineShift = textPos - rec.lineAt[from];
+      const pathShift = pathsPos - rec.pathAt[from];
+      for (let k = 0; k < run; k++) {
+        lineAt[i + k] = rec.lineAt[from + k] + lineShift;
+        pathAt[i + k] = rec.pathAt[from + k] + pathShift;
+      }
+      paths.push(rec.paths.subarray(rec.pathAt[from], pathEnd));
+      textPos += lineEnd - rec.lineAt[from];
+      pathsPos += pathEnd - rec.pathAt[from];
+      i += run;
+      continue;
+    }
     let f = TYPES.indexOf(n.type);
     if (n instanceof CachedNode && n.pristineSig) {
       f |= n.rec.flags[n.i] & SIG_VALID;
@@ -280,13 +430,77 @@ export function saveStatCache(file: string, c: { commit: string; tree: string; s
       f |= HAS_OID;
     }
     flags[i] = f;
+    lineAt[i] = textPos;
+    pathAt[i] = pathsPos;
+    const p = Buffer.from(n.path + '\0');
+    paths.push(p);
+    textPos += Buffer.byteLength(n.line) + 1;
+    pathsPos += p.length;
+    i++;
   }
-  const header = Buffer.from(`${MAGIC}\t${c.commit}\t${c.tree}\t${c.settings}\t${count}\t${text.length}\n`);
+  if (textPos !== text.length) throw new Error(`internal: the stat cache's text (${text.length} bytes) is not its nodes' lines (${textPos})`);
+  const pathBytes = Buffer.concat(paths, pathsPos);
+  writeCacheFile(file, { commit: c.commit, tree: c.tree, settings: c.settings, count, paths: pathBytes, text, quick, exact, lineAt, pathAt, oids, flags });
+}
+
+/** A record's new values; what is absent stays as it was. */
+export interface RecordUpdate {
+  line?: string;
+  sig?: string;
+  oid?: string;
+}
+
+/**
+ * Save the cache of a snapshot that changed only some records of `f` (same paths, same order).
+ * f's sections are updated in place (f is used up: it no longer describes its file) and
+ * written out with the new text. `metadata` must be f's text with the updated lines in place
+ * (spliceLines).
+ */
+export function saveStatCacheUpdate(file: string, f: StatCacheFile, updates: Map<number, RecordUpdate>, c: { commit: string; tree: string; metadata: Buffer }): void {
+  const rec = recordsOf(f);
+  const { count } = f;
+  const { quick, exact, oids, flags, lineAt } = rec;
+  const order = [...updates.keys()].sort((a, b) => a - b);
+  let shift = 0;
+  let from = 0; // lineAt[from..] still needs the shift so far
+  for (const i of order) {
+    const u = updates.get(i)!;
+    if (u.sig !== undefined) {
+      if (writeSig(u.sig, i, quick, exact)) flags[i] |= SIG_VALID;
+      else flags[i] &= ~SIG_VALID;
+    }
+    if (u.oid !== undefined) {
+      if (u.oid === '') flags[i] &= ~HAS_OID;
+      else {
+        oids.write(u.oid, i * OID, OID, 'hex');
+        flags[i] |= HAS_OID;
+      }
+    }
+    if (u.line !== undefined) {
+      // The old line's length is read before lineAt[i + 1] is moved.
+      const oldLen = (i + 1 < count ? lineAt[i + 1] : rec.text.length) - lineAt[i];
+      for (let k = from; k <= i; k++) lineAt[k] += shift;
+      from = i + 1;
+      shift += Buffer.byteLength(u.line) + 1 - oldLen;
+    }
+  }
+  if (shift !== 0) for (let k = from; k < count; k++) lineAt[k] += shift;
+  if (rec.text.length + shift !== c.metadata.length) throw new Error(`internal: the updated metadata (${c.metadata.length} bytes) does not match the updated lines (${rec.text.length + shift})`);
+  writeCacheFile(file, { commit: c.commit, tree: c.tree, settings: f.settings, count, paths: rec.paths, text: c.metadata, quick, exact, lineAt, pathAt: rec.pathAt, oids, flags });
+}
+
+function writeCacheFile(
+  file: string,
+  c: { commit: string; tree: string; settings: string; count: number; paths: Buffer; text: Buffer; quick: Float64Array; exact: Buffer; lineAt: Uint32Array; pathAt: Uint32Array; oids: Buffer; flags: Buffer },
+): void {
+  const header = Buffer.from(`${MAGIC}\t${c.commit}\t${c.tree}\t${c.settings}\t${c.count}\t${c.paths.length}\t${c.text.length}\n`);
   const tmp = `${file}.tmp-${process.pid}`;
   const fd = fs.openSync(tmp, 'w', 0o600);
   try {
-    const pad = Buffer.alloc(align8(header.length + text.length) - header.length - text.length);
-    const parts = [header, text, pad, Buffer.from(quick.buffer, quick.byteOffset, quick.byteLength), exact, oids, flags, END];
+    const before = header.length + c.paths.length + c.text.length;
+    const pad = Buffer.alloc(align8(before) - before);
+    const view = (a: Float64Array | Uint32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+    const parts = [header, c.paths, c.text, pad, view(c.quick), c.exact, view(c.lineAt), view(c.pathAt), c.oids, c.flags, END];
     const total = parts.reduce((a, b) => a + b.length, 0);
     const done = fs.writevSync(fd, parts);
     // writev may stop short (it rarely does on a local file): write the rest plainly.

@@ -3,6 +3,7 @@ import { serializeTree } from '../git/objects.ts';
 import { FORMAT_FILE, FORMAT_VERSION, METADATA_FILE, PACHA_DIR, ROOTS_FILE, comparePaths, gitName, gitPath } from './format.ts';
 import { nodeGitMode } from './changes.ts';
 import type { Node } from './stat-cache.ts';
+import type { NodeMap } from './node-map.ts';
 
 // Builds the commit's tree. Only directories with a change below them are serialised again;
 // the others keep the tree id remembered in the stat cache. Directories that end up empty have
@@ -16,7 +17,7 @@ function parentOf(p: string): string {
 }
 
 export function buildTrees(
-  nodes: Map<string, Node>,
+  nodes: NodeMap,
   /** The same nodes in .pacha/metadata order. */
   order: Node[],
   treeChanged: string[],
@@ -59,16 +60,27 @@ export function buildTrees(
     }
   }
 
-  // The top: .pacha/ and the directories leading to each root.
+  const rootNodes: { rel: string; node: Node }[] = [];
+  for (const r of rootRels) {
+    const n = nodes.get(r);
+    if (n) rootNodes.push({ rel: r, node: n });
+  }
+  return buildTopTree(rootNodes, pacha, add);
+}
+
+/**
+ * The commit's root tree: .pacha/ and the directories leading to each root, whose own tree (or
+ * blob) ids are known. A root directory without a tree (empty) is left out.
+ */
+export function buildTopTree(roots: { rel: string; node: Node }[], pacha: { roots: Buffer; metadata: Buffer }, add: AddObject): string {
   interface Dir {
     dirs: Map<string, Dir>;
     leaves: TreeEntry[];
   }
   const top: Dir = { dirs: new Map(), leaves: [] };
-  for (const r of rootRels) {
-    const n = nodes.get(r);
-    if (!n || (n.type === 'dir' && n.oid === '')) continue;
-    const parts = gitPath(r).split('/');
+  for (const { rel, node: n } of roots) {
+    if (n.type === 'dir' && n.oid === '') continue;
+    const parts = gitPath(rel).split('/');
     let cur = top;
     for (const part of parts.slice(0, -1)) {
       let next = cur.dirs.get(part);

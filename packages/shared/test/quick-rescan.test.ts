@@ -1,0 +1,182 @@
+import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { afterEach, describe, expect, it } from 'vitest';
+import { takeSnapshot, type SnapshotResult } from '../src/snapshot/engine.ts';
+import { readHead, updateHead } from '../src/git/repo.ts';
+import { loadStatCache } from '../src/snapshot/stat-cache.ts';
+import { prefetchStatCache, VERIFY_MIN_RECORDS } from '../src/snapshot/stat-verify.ts';
+import { settle, snapHost, type SnapHost } from './snapshot-helpers.ts';
+
+// The quick re-scan (quick-rescan.ts) must give exactly what the full scan gives: each case
+// takes a snapshot both ways from the same starting point (HEAD and stat cache put back in
+// between) and compares the trees, the summaries and the stat caches written.
+
+let hosts: SnapHost[] = [];
+afterEach(() => {
+  for (const h of hosts) h.cleanup();
+  hosts = [];
+});
+
+function host(config: Record<string, string | number> = {}): SnapHost {
+  const h = snapHost({ 'pacha.watch': '/srv/app,/etc/motd', ...config });
+  hosts.push(h);
+  fs.mkdirSync(h.p('/srv/app/conf.d'), { recursive: true });
+  fs.mkdirSync(h.p('/srv/app/lib/deep/er'), { recursive: true });
+  fs.writeFileSync(h.p('/etc/motd'), 'welcome\n');
+  for (let i = 0; i < 20; i++) fs.writeFileSync(h.p(`/srv/app/conf.d/${i}.conf`), `setting ${i}\n`);
+  fs.writeFileSync(h.p('/srv/app/lib/deep/er/data.bin'), Buffer.alloc(3000, 7));
+  fs.writeFileSync(h.p('/srv/app/tab\there'), 'tab\n');
+  fs.writeFileSync(h.p('/srv/app/.gitmodules'), 'encoded in the tree\n');
+  fs.writeFileSync(h.p('/srv/app/run.sh'), '#!/bin/sh\n');
+  fs.symlinkSync('conf.d/1.conf', h.p('/srv/app/link'));
+  fs.mkdirSync(h.p('/srv/app/empty'));
+  return h;
+}
+
+function tree(h: SnapHost, commit: string): string {
+  return h.git(['rev-parse', `${commit}^{tree}`]).trim();
+}
+
+function cacheRows(h: SnapHost): string[][] {
+  const c = loadStatCache(h.env2().state.statCache)!;
+  return c.nodes.map((n) => [n.path, n.type, n.line, n.sig, n.oid]);
+}
+
+/** The snapshot after `change`, taken quick and full from the same start; both results. */
+async function bothWays(h: SnapHost, change: () => void): Promise<{ quick: SnapshotResult; full: SnapshotResult }> {
+  const env = h.env2();
+  await settle();
+  expect((await takeSnapshot(env)).commit).toBeNull(); // a settled start: nothing racy left
+  const start = (await readHead(env.state.repo))!;
+  const cache = fs.readFileSync(env.state.statCache);
+  change();
+  await settle();
+  const quick = await takeSnapshot(env);
+  const quickTree = quick.commit ? tree(h, quick.commit) : null;
+  const quickCache = cacheRows(h);
+  updateHead(env.state.repo, start);
+  fs.writeFileSync(env.state.statCache, cache);
+  const full = await takeSnapshot(env, { quick: false });
+  expect(full.route).toBe('full');
+  expect(quick.commit === null).toBe(full.commit === null);
+  if (full.commit) expect(quickTree).toBe(tree(h, full.commit));
+  expect(quick.summary).toEqual(full.summary);
+  expect(quickCache).toEqual(cacheRows(h));
+  execFileSync('git', ['--git-dir', env.state.repo, 'fsck', '--full', '--strict', '--no-dangling'], { stdio: 'pipe' });
+  return { quick, full };
+}
+
+describe('quick re-scan', () => {
+  it('records content, mode and mtime changes exactly as the full scan does', async () => {
+    const h = host();
+    await takeSnapshot(h.env2());
+    const cases: [string, () => void, Partial<SnapshotResult['summary']>][] = [
+      ['content', () => fs.appendFileSync(h.p('/srv/app/conf.d/7.conf'), 'more\n'), { changed: 1 }],
+      ['x bit', () => fs.chmodSync(h.p('/srv/app/run.sh'), 0o755), { metadataOnly: 1 }],
+      ['mode', () => fs.chmodSync(h.p('/srv/app/conf.d/3.conf'), 0o600), { metadataOnly: 1 }],
+      ['owner', () => fs.chownSync(h.p('/srv/app/conf.d/4.conf'), 1000, 1000), { metadataOnly: 1 }],
+      ['mtime', () => fs.utimesSync(h.p('/srv/app/conf.d/5.conf'), 1_600_000_000, 1_600_000_000), { metadataOnly: 1 }],
+      ['deep', () => fs.writeFileSync(h.p('/srv/app/lib/deep/er/data.bin'), Buffer.alloc(3000, 8)), { changed: 1 }],
+      ['a file root', () => fs.writeFileSync(h.p('/etc/motd'), 'goodbye\n'), { changed: 1 }],
+      ['escaped names', () => {
+        fs.appendFileSync(h.p('/srv/app/tab\there'), 'x');
+        fs.appendFileSync(h.p('/srv/app/.gitmodules'), 'x');
+      }, { changed: 2 }],
+      ['several at once', () => {
+        fs.appendFileSync(h.p('/srv/app/conf.d/1.conf'), 'a');
+        fs.chmodSync(h.p('/srv/app/conf.d/2.conf'), 0o700);
+        fs.appendFileSync(h.p('/etc/motd'), 'b');
+      }, { changed: 2, metadataOnly: 1 }],
+      ['the same content written again', () => fs.writeFileSync(h.p('/srv/app/conf.d/9.conf'), 'setting 9\n'), { changed: 0 }],
+    ];
+    for (const [name, change, summary] of cases) {
+      const { quick } = await bothWays(h, change);
+      expect({ name, route: quick.route }).toEqual({ name, route: 'quick' });
+      expect(quick.summary).toMatchObject(summary);
+    }
+  });
+
+  it('leaves a change of paths, a directory or a symlink to the full scan', async () => {
+    const h = host();
+    await takeSnapshot(h.env2());
+    const cases: [string, () => void][] = [
+      ['a file added', () => fs.writeFileSync(h.p('/srv/app/conf.d/new.conf'), 'new\n')],
+      ['a file removed', () => fs.rmSync(h.p('/srv/app/conf.d/0.conf'))],
+      ['a file renamed over another', () => fs.renameSync(h.p('/srv/app/conf.d/10.conf'), h.p('/srv/app/conf.d/11.conf'))],
+      ['a symlink retargeted', () => {
+        fs.rmSync(h.p('/srv/app/link'));
+        fs.symlinkSync('conf.d/2.conf', h.p('/srv/app/link'));
+      }],
+      ['a directory chmod', () => fs.chmodSync(h.p('/srv/app/empty'), 0o700)],
+      ['a file made a directory', () => {
+        fs.rmSync(h.p('/srv/app/conf.d/12.conf'));
+        fs.mkdirSync(h.p('/srv/app/conf.d/12.conf'));
+      }],
+      ['a watched file root removed', () => fs.rmSync(h.p('/etc/motd'))],
+      ['a watched file root back', () => fs.writeFileSync(h.p('/etc/motd'), 'back\n')],
+    ];
+    for (const [name, change] of cases) {
+      const { quick } = await bothWays(h, change);
+      expect({ name, route: quick.route }).toEqual({ name, route: 'full' });
+      expect(quick.commit).not.toBeNull();
+    }
+  });
+
+  it('sees nothing changed without a commit, and takes a racily clean file up again', async () => {
+    const h = host();
+    const env = h.env2();
+    await takeSnapshot(env);
+    await settle();
+    const calm = await takeSnapshot(env);
+    expect(calm).toMatchObject({ commit: null, route: 'quick', summary: { changed: 0, metadataOnly: 0 } });
+    // Changed and snapshotted within one clock tick: stored without a signature, so the next
+    // snapshot reads it again and finds it unchanged.
+    fs.appendFileSync(h.p('/srv/app/conf.d/8.conf'), 'racy\n');
+    const r = await takeSnapshot(env);
+    expect(r.summary.changed).toBe(1);
+    await settle();
+    const again = await takeSnapshot(env);
+    expect(again.commit).toBeNull();
+    expect(h.git(['show', 'HEAD:srv/app/conf.d/8.conf'])).toBe('setting 8\nracy\n');
+  });
+
+  it('finds a file that was skipped as too large once it shrinks in place', async () => {
+    const h = host({ 'pacha.max_file_size': 100 });
+    const big = h.p('/srv/app/conf.d/big.conf');
+    fs.writeFileSync(big, 'x'.repeat(200));
+    const env = h.env2();
+    const first = await takeSnapshot(env);
+    expect(first.warnings.join('\n')).toMatch(/skipped \/srv\/app\/conf\.d\/big\.conf: 200 bytes is over/);
+    await settle();
+    // The directory holding a skipped name is listed every time (its name could become one to keep).
+    expect((await takeSnapshot(env)).route).toBe('full');
+    fs.truncateSync(big, 10); // the directory's mtime does not move
+    const r = await takeSnapshot(env);
+    expect(r.summary.added).toBe(1);
+    expect(h.git(['show', 'HEAD:srv/app/conf.d/big.conf'])).toBe('x'.repeat(10));
+  });
+
+  it('uses a stat-verify worker on a large tree, and its verdicts agree with the scan', async () => {
+    const h = host();
+    const n = VERIFY_MIN_RECORDS + 500;
+    for (let d = 0; d < 50; d++) {
+      fs.mkdirSync(h.p(`/srv/app/many/${d}`), { recursive: true });
+      for (let i = 0; i < n / 50; i++) fs.writeFileSync(h.p(`/srv/app/many/${d}/${i}`), `${d}/${i}`);
+    }
+    const env = h.env2();
+    await takeSnapshot(env);
+    await settle();
+    expect((await takeSnapshot(env)).commit).toBeNull();
+    fs.appendFileSync(h.p('/srv/app/many/49/7'), '!');
+    fs.appendFileSync(h.p('/srv/app/many/0/3'), '!');
+    await settle();
+    const prefetch = prefetchStatCache(env.state.statCache, env.config.root, env.config.maxFileSize, (e) => {
+      throw e;
+    });
+    expect(prefetch.verifier).not.toBeNull();
+    const r = await takeSnapshot(env, { prefetch });
+    expect(r).toMatchObject({ route: 'quick', summary: { changed: 2 } });
+    expect(h.git(['show', 'HEAD:srv/app/many/49/7'])).toBe('49/7!');
+    expect(h.git(['show', 'HEAD:srv/app/many/0/3'])).toBe('0/3!');
+  });
+});
