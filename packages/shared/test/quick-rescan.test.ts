@@ -174,8 +174,13 @@ describe('quick re-scan', () => {
       throw e;
     });
     expect(prefetch.verifier).not.toBeNull();
+    // Let the worker start (a thread of its own, some tens of ms) so that it has a share.
+    for (let waited = 0; prefetch.verifier!.checked() === 0 && waited < 10_000; waited += 5) await settle(5);
     const r = await takeSnapshot(env, { prefetch });
     expect(r).toMatchObject({ route: 'quick', summary: { changed: 2 } });
+    // The worker took its share of the records (it starts before the scan, from the end).
+    const rep = JSON.parse(fs.readFileSync(env.state.report, 'utf8')) as { snapshot: { checkedByWorker: number } };
+    expect(rep.snapshot.checkedByWorker).toBeGreaterThan(0);
     expect(h.git(['show', 'HEAD:srv/app/many/49/7'])).toBe('49/7!');
     expect(h.git(['show', 'HEAD:srv/app/many/0/3'])).toBe('0/3!');
   });

@@ -28,9 +28,9 @@ function sample(): Node[] {
 }
 
 describe('stat cache file', () => {
-  it('round-trips every field, and a torn or foreign file is not used', () => {
+  it('round-trips every field, and a torn or foreign file is not used', async () => {
     const f = path.join(tmp(), 'statcache');
-    saveStatCache(f, { commit: 'c'.repeat(40), tree: 't'.repeat(40), settings: 's1', nodes: sample() });
+    await saveStatCache(f, { commit: 'c'.repeat(40), tree: 't'.repeat(40), settings: 's1', nodes: sample() });
     const c = loadStatCache(f)!;
     expect(c).not.toBeNull();
     expect([c.commit, c.tree, c.settings]).toEqual(['c'.repeat(40), 't'.repeat(40), 's1']);
@@ -40,7 +40,7 @@ describe('stat cache file', () => {
     // Saved again from loaded nodes (bytes copied) and with one node changed in memory.
     c.nodes[2].sig = '9:9:0:1:1';
     c.nodes[0].oid = 'd'.repeat(40);
-    saveStatCache(f, { ...c });
+    await saveStatCache(f, { ...c });
     const again = loadStatCache(f)!;
     expect(again.nodes.map((n) => [n.sig, n.oid])).toEqual([
       ['1:2:4096:1000000000:1000000000', 'd'.repeat(40)],
@@ -55,14 +55,14 @@ describe('stat cache file', () => {
     expect(loadStatCache(f)).toBeNull();
   });
 
-  it('compares a plain lstat with the stored signature, number by number', () => {
+  it('compares a plain lstat with the stored signature, number by number', async () => {
     const d = tmp();
     const file = path.join(d, 'x');
     fs.writeFileSync(file, 'hello');
     const st = fs.lstatSync(file, { bigint: true });
     const sig = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
     const f = path.join(d, 'statcache');
-    saveStatCache(f, { commit: 'c', tree: 't', settings: 's', nodes: [{ path: 'x', type: 'file', line: line('x', 'file', '1.0'), sig, oid: '' }] });
+    await saveStatCache(f, { commit: 'c', tree: 't', settings: 's', nodes: [{ path: 'x', type: 'file', line: line('x', 'file', '1.0'), sig, oid: '' }] });
     const n = loadStatCache(f)!.nodes[0];
     expect(quickMatches(n, fs.lstatSync(file))).toBe(true);
     fs.appendFileSync(file, '!');

@@ -272,9 +272,9 @@ function phaseClock(): { phases: Record<string, number>; lap: (name: string) => 
 }
 
 /**
- * Commit `tree` and move the branch. The stat cache is saved (by `saveCache`) while the packs
- * are completed: a cache is used only when HEAD names its commit, so if the packs never land
- * it is simply ignored.
+ * Commit `tree` and move the branch. The stat cache is saved (by `saveCache`, on the thread
+ * pool) while the packs are completed: a cache is used only when HEAD names its commit, so if
+ * the packs never land it is simply ignored.
  */
 async function land(
   env: SnapshotEnv,
@@ -283,7 +283,7 @@ async function land(
   tree: string,
   summary: ChangeSummary,
   note: string | undefined,
-  saveCache: (commit: string) => void,
+  saveCache: (commit: string) => Promise<void>,
   lap: (name: string) => void,
 ): Promise<{ commit: string; bytesWritten: number }> {
   const { config, state, log } = env;
@@ -293,8 +293,9 @@ async function land(
   if (note && note.trim() !== '') message += `\n${note.trim()}\n`;
   message += `\nPacha-Host: ${host}\n`;
   const commit = packs.pack.addObject('commit', serializeCommit({ tree, parent: head, author: `pacha <pacha@${host}>`, time: now, message }));
-  saveCache(commit);
+  const saving = saveCache(commit);
   const bytesWritten = await packs.finish();
+  await saving;
   lap('write');
   updateHead(state.repo, commit);
   const merged = await consolidatePacks(state.repo);
@@ -303,7 +304,8 @@ async function land(
   return { commit, bytesWritten };
 }
 
-function report(state: StatePaths, r: SnapshotResult, extra: { bytesRead: number; bytesWritten: number; filesRead: number }): SnapshotResult {
+/** extra.checkedByWorker: records a stat-verify worker checked (the second core's share of the lstat calls). */
+function report(state: StatePaths, r: SnapshotResult, extra: { bytesRead: number; bytesWritten: number; filesRead: number; checkedByWorker: number }): SnapshotResult {
   updateJson(state.report, {
     snapshot: { time: new Date().toISOString(), commit: r.commit, route: r.route, phases: r.phases, ...extra, files: r.summary.total, warnings: r.warnings.length },
   });
@@ -337,11 +339,13 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
   const prev = await loadPrevious(state, head, at, log);
   clock.lap('load');
   let sc: ScanOutput;
+  let checkedByWorker = 0;
   try {
     sc = scan(
       { root: config.root, roots, ignore: config.ignore, maxFileSize: config.maxFileSize, prev: prev.cache, trusted: prev.trusted, owners, racyNs, dirty: opts.dirty, verified: prev.verifier?.state },
       (data) => hashObject('blob', data),
     );
+    checkedByWorker = prev.verifier?.checked() ?? 0;
   } finally {
     prev.verifier?.stop();
   }
@@ -357,7 +361,9 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
     const order = orderNodes(sc.nodes, prev.cache?.nodes, prev.nodes, sc.fresh, cmp);
     const metadata = metadataBlob(order, prev.cache);
     const rootRels = roots.filter((r) => r !== '/').map(treePath);
-    const tree = buildTrees(sc.nodes, order, cmp.treeChanged, rootRels, { roots: Buffer.from(encodeRoots(roots)), metadata }, packs.add);
+    // Added first: its deflate (on the thread pool) overlaps the tree work.
+    const metadataId = packs.add('blob', metadata);
+    const tree = buildTrees(sc.nodes, order, cmp.treeChanged, rootRels, { roots: Buffer.from(encodeRoots(roots)), metadataId }, packs.add);
     const summary: ChangeSummary = { added: cmp.added, changed: cmp.changed, deleted: cmp.deleted, metadataOnly: cmp.metadataOnly, total: sc.nodes.size, bytesRead };
     for (const w of sc.warnings) log.warn(w);
 
@@ -367,13 +373,13 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
     if (tree === prev.tree || (head === null && sc.nodes.size === 0)) {
       packs.abort();
       clock.lap('write');
-      if (head !== null) saveCache(head);
+      if (head !== null) await saveCache(head);
     } else {
       ({ commit, bytesWritten } = await land(env, packs, head, tree, summary, opts.message, saveCache, clock.lap));
     }
     clock.lap('commit');
     const route = full ? 'full' : 'dirty';
-    return report(state, { commit, parent: head, summary, phases: clock.phases, route, warnings: sc.warnings }, { bytesRead, bytesWritten, filesRead: sc.toHash.length });
+    return report(state, { commit, parent: head, summary, phases: clock.phases, route, warnings: sc.warnings }, { bytesRead, bytesWritten, filesRead: sc.toHash.length, checkedByWorker });
   } catch (e) {
     packs.abort();
     throw e;
@@ -395,6 +401,7 @@ async function quickSnapshot(
   clock.lap('load');
   const q = quickScan({ file, roots: c.roots, root: config.root, maxFileSize: config.maxFileSize, owners: c.owners, racyNs: c.racyNs, verified: c.verifier?.state });
   if (q === null) return null;
+  const checkedByWorker = c.verifier?.checked() ?? 0;
   c.verifier?.stop();
   clock.lap('scan');
 
@@ -426,13 +433,15 @@ async function quickSnapshot(
       packs.abort();
       clock.lap('write');
       // Nothing to commit; the records read again have new signatures worth keeping.
-      if (outcome.updates.size > 0) saveStatCacheUpdate(state.statCache, file, outcome.updates, { commit: head, tree: file.tree, metadata });
+      if (outcome.updates.size > 0) await saveStatCacheUpdate(state.statCache, file, outcome.updates, { commit: head, tree: file.tree, metadata });
     } else {
       const rootRels = c.roots.filter((r) => r !== '/').map(treePath);
+      // Added first: its deflate (on the thread pool) overlaps the tree work.
+      const metadataId = packs.add('blob', metadata);
       const objects = new RepoObjects(state.repo);
       let tree: string | null;
       try {
-        tree = quickTrees(q.rec, outcome, rootRels, { roots: Buffer.from(encodeRoots(c.roots)), metadata }, objects, packs.add);
+        tree = quickTrees(q.rec, outcome, rootRels, { roots: Buffer.from(encodeRoots(c.roots)), metadataId }, objects, packs.add);
       } finally {
         objects.close();
       }
@@ -447,7 +456,7 @@ async function quickSnapshot(
     }
     if (commit === null) for (const w of q.warnings) log.warn(w);
     clock.lap('commit');
-    return report(state, { commit, parent: head, summary, phases: clock.phases, route: 'quick', warnings: q.warnings }, { bytesRead, bytesWritten, filesRead: q.jobs.length });
+    return report(state, { commit, parent: head, summary, phases: clock.phases, route: 'quick', warnings: q.warnings }, { bytesRead, bytesWritten, filesRead: q.jobs.length, checkedByWorker });
   } catch (e) {
     packs.abort();
     throw e;

@@ -181,7 +181,7 @@ export function quickTrees(
   rec: Records,
   outcome: QuickOutcome,
   rootRels: string[],
-  pacha: { roots: Buffer; metadata: Buffer },
+  pacha: { roots: Buffer; metadataId: string },
   objects: RepoObjects,
   add: AddObject,
 ): string | null {

@@ -378,7 +378,7 @@ function unchangedRun(nodes: Node[], at: number): number {
  * torn one (wrong length, no END) is simply not used. `metadata`, when given, must be the
  * nodes' lines as .pacha/metadata holds them; it saves encoding them again.
  */
-export function saveStatCache(file: string, c: { commit: string; tree: string; settings: string; nodes: Node[]; metadata?: Buffer }): void {
+export function saveStatCache(file: string, c: { commit: string; tree: string; settings: string; nodes: Node[]; metadata?: Buffer }): Promise<void> {
   const count = c.nodes.length;
   const text = c.metadata ?? Buffer.from(count === 0 ? '' : c.nodes.map((n) => n.line).join('\n') + '\n');
   const quick = new Float64Array(count * 5);
@@ -440,7 +440,7 @@ export function saveStatCache(file: string, c: { commit: string; tree: string; s
   }
   if (textPos !== text.length) throw new Error(`internal: the stat cache's text (${text.length} bytes) is not its nodes' lines (${textPos})`);
   const pathBytes = Buffer.concat(paths, pathsPos);
-  writeCacheFile(file, { commit: c.commit, tree: c.tree, settings: c.settings, count, paths: pathBytes, text, quick, exact, lineAt, pathAt, oids, flags });
+  return writeCacheFile(file, { commit: c.commit, tree: c.tree, settings: c.settings, count, paths: pathBytes, text, quick, exact, lineAt, pathAt, oids, flags });
 }
 
 /** A record's new values; what is absent stays as it was. */
@@ -456,7 +456,7 @@ export interface RecordUpdate {
  * written out with the new text. `metadata` must be f's text with the updated lines in place
  * (spliceLines).
  */
-export function saveStatCacheUpdate(file: string, f: StatCacheFile, updates: Map<number, RecordUpdate>, c: { commit: string; tree: string; metadata: Buffer }): void {
+export function saveStatCacheUpdate(file: string, f: StatCacheFile, updates: Map<number, RecordUpdate>, c: { commit: string; tree: string; metadata: Buffer }): Promise<void> {
   const rec = recordsOf(f);
   const { count } = f;
   const { quick, exact, oids, flags, lineAt } = rec;
@@ -486,30 +486,34 @@ export function saveStatCacheUpdate(file: string, f: StatCacheFile, updates: Map
   }
   if (shift !== 0) for (let k = from; k < count; k++) lineAt[k] += shift;
   if (rec.text.length + shift !== c.metadata.length) throw new Error(`internal: the updated metadata (${c.metadata.length} bytes) does not match the updated lines (${rec.text.length + shift})`);
-  writeCacheFile(file, { commit: c.commit, tree: c.tree, settings: f.settings, count, paths: rec.paths, text: c.metadata, quick, exact, lineAt, pathAt: rec.pathAt, oids, flags });
+  return writeCacheFile(file, { commit: c.commit, tree: c.tree, settings: f.settings, count, paths: rec.paths, text: c.metadata, quick, exact, lineAt, pathAt: rec.pathAt, oids, flags });
 }
 
-function writeCacheFile(
+/**
+ * Written on the thread pool (the caller's work goes on meanwhile; the arrays must stay as they
+ * are until it resolves), to a temp file renamed over the old one.
+ */
+async function writeCacheFile(
   file: string,
   c: { commit: string; tree: string; settings: string; count: number; paths: Buffer; text: Buffer; quick: Float64Array; exact: Buffer; lineAt: Uint32Array; pathAt: Uint32Array; oids: Buffer; flags: Buffer },
-): void {
+): Promise<void> {
   const header = Buffer.from(`${MAGIC}\t${c.commit}\t${c.tree}\t${c.settings}\t${c.count}\t${c.paths.length}\t${c.text.length}\n`);
+  const before = header.length + c.paths.length + c.text.length;
+  const pad = Buffer.alloc(align8(before) - before);
+  const view = (a: Float64Array | Uint32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+  const parts = [header, c.paths, c.text, pad, view(c.quick), c.exact, view(c.lineAt), view(c.pathAt), c.oids, c.flags, END];
   const tmp = `${file}.tmp-${process.pid}`;
-  const fd = fs.openSync(tmp, 'w', 0o600);
+  const fh = await fs.promises.open(tmp, 'w', 0o600);
   try {
-    const before = header.length + c.paths.length + c.text.length;
-    const pad = Buffer.alloc(align8(before) - before);
-    const view = (a: Float64Array | Uint32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-    const parts = [header, c.paths, c.text, pad, view(c.quick), c.exact, view(c.lineAt), view(c.pathAt), c.oids, c.flags, END];
-    const total = parts.reduce((a, b) => a + b.length, 0);
-    const done = fs.writevSync(fd, parts);
-    // writev may stop short (it rarely does on a local file): write the rest plainly.
-    if (done < total) {
-      const rest = Buffer.concat(parts).subarray(done);
-      for (let at = 0; at < rest.length; ) at += fs.writeSync(fd, rest, at);
+    // writev may stop short: go on from where it stopped.
+    let rest = parts.filter((p) => p.length > 0);
+    while (rest.length > 0) {
+      let { bytesWritten: n } = await fh.writev(rest);
+      while (rest.length > 0 && n >= rest[0].length) n -= rest.shift()!.length;
+      if (n > 0) rest[0] = rest[0].subarray(n);
     }
   } finally {
-    fs.closeSync(fd);
+    await fh.close();
   }
-  fs.renameSync(tmp, file);
+  await fs.promises.rename(tmp, file);
 }

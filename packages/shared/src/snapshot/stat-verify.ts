@@ -26,6 +26,8 @@ export const VERIFY_MIN_RECORDS = 20_000;
 export interface StatVerifier {
   /** One byte per cache record, shared with the worker. */
   state: Uint8Array;
+  /** How many records the worker has checked so far. */
+  checked(): number;
   /** Stop the worker (it may still be checking records nobody needs). */
   stop(): void;
 }
@@ -33,6 +35,8 @@ export interface StatVerifier {
 interface VerifyData {
   bytes: SharedArrayBuffer;
   state: SharedArrayBuffer;
+  /** One Int32: records checked, updated now and then. */
+  progress: SharedArrayBuffer;
   count: number;
   pathsAt: number;
   pathsLen: number;
@@ -56,6 +60,8 @@ function verifyInWorker(): void {
   const d = workerData as VerifyData;
   const c = d.constants;
   const state = new Uint8Array(d.state);
+  const progress = new Int32Array(d.progress);
+  let checked = 0;
   const paths = Buffer.from(d.bytes, d.pathsAt, d.pathsLen);
   const quick = new Float64Array(d.bytes, d.quickAt, d.count * 5);
   const pathAt = new Uint32Array(d.bytes, d.pathAtAt, d.count);
@@ -64,7 +70,7 @@ function verifyInWorker(): void {
   for (let i = d.count - 1; i >= 0; i--) {
     const f = flags[i];
     if ((f & c.sigValid) !== 0) {
-      if (state[i] !== c.unseen) return;
+      if (state[i] !== c.unseen) break;
       let st;
       try {
         st = fs.lstatSync(d.prefix + paths.toString('utf8', pathAt[i], end), { throwIfNoEntry: false });
@@ -77,10 +83,12 @@ function verifyInWorker(): void {
       const same =
         st !== undefined && kind &&
         st.mtimeMs === quick[o + 3] && st.ctimeMs === quick[o + 4] && st.size === quick[o + 2] && st.ino === quick[o + 1] && st.dev === quick[o];
-      if (Atomics.compareExchange(state, i, c.unseen, same ? c.match : c.differs) !== c.unseen) return;
+      if (Atomics.compareExchange(state, i, c.unseen, same ? c.match : c.differs) !== c.unseen) break;
+      if (++checked % 1024 === 0) Atomics.store(progress, 0, checked);
     }
     end = pathAt[i] - 1;
   }
+  Atomics.store(progress, 0, checked);
 }
 
 /**
@@ -90,9 +98,11 @@ function verifyInWorker(): void {
 export function startStatVerifier(f: StatCacheFile, prefix: string, maxFileSize: number, onError: (e: Error) => void): StatVerifier | null {
   if (f.count < VERIFY_MIN_RECORDS) return null;
   const shared = new SharedArrayBuffer(f.count);
+  const progress = new SharedArrayBuffer(4);
   const data: VerifyData = {
     bytes: f.bytes,
     state: shared,
+    progress,
     count: f.count,
     pathsAt: f.pathsAt,
     pathsLen: f.pathsLen,
@@ -107,8 +117,10 @@ export function startStatVerifier(f: StatCacheFile, prefix: string, maxFileSize:
   worker.unref();
   // The scan never waits for the worker: whatever it has not done, the scan does itself.
   worker.on('error', onError);
+  const done = new Int32Array(progress);
   return {
     state: new Uint8Array(shared),
+    checked: () => Atomics.load(done, 0),
     stop: () => void worker.terminate(),
   };
 }

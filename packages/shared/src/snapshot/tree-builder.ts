@@ -22,7 +22,8 @@ export function buildTrees(
   order: Node[],
   treeChanged: string[],
   rootRels: string[],
-  pacha: { roots: Buffer; metadata: Buffer },
+  /** The .pacha/roots content and the id of the .pacha/metadata blob (added by the caller). */
+  pacha: { roots: Buffer; metadataId: string },
   add: AddObject,
 ): string {
   const rootSet = new Set(rootRels);
@@ -72,7 +73,7 @@ export function buildTrees(
  * The commit's root tree: .pacha/ and the directories leading to each root, whose own tree (or
  * blob) ids are known. A root directory without a tree (empty) is left out.
  */
-export function buildTopTree(roots: { rel: string; node: Node }[], pacha: { roots: Buffer; metadata: Buffer }, add: AddObject): string {
+export function buildTopTree(roots: { rel: string; node: Node }[], pacha: { roots: Buffer; metadataId: string }, add: AddObject): string {
   interface Dir {
     dirs: Map<string, Dir>;
     leaves: TreeEntry[];
@@ -94,7 +95,7 @@ export function buildTopTree(roots: { rel: string; node: Node }[], pacha: { root
     serializeTree([
       { name: FORMAT_FILE.slice(PACHA_DIR.length + 1), mode: '100644', oid: add('blob', Buffer.from(`pacha-snapshot ${FORMAT_VERSION}\n`)) },
       { name: ROOTS_FILE.slice(PACHA_DIR.length + 1), mode: '100644', oid: add('blob', pacha.roots) },
-      { name: METADATA_FILE.slice(PACHA_DIR.length + 1), mode: '100644', oid: add('blob', pacha.metadata) },
+      { name: METADATA_FILE.slice(PACHA_DIR.length + 1), mode: '100644', oid: pacha.metadataId },
     ]),
   );
   const write = (d: Dir): string => {
