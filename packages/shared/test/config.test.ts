@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig, parseConfig, parseSize } from '@pacha/shared/config';
 import { UsageError } from '@pacha/shared/errors';
 import { hostPath, toHostPath } from '@pacha/shared/paths';
+import { cronProblem } from '@pacha/shared/schedule';
 
 const ORIGINAL = path.resolve(import.meta.dirname, '../../../../shared/fixtures/original-pacha.conf');
 
@@ -43,6 +44,11 @@ describe('configuration', () => {
     expect(() => parse(text)).toThrow(/\/etc\/pacha.conf:4: pacha.ssh.port: "99999" is not a port \(accepted: an integer 1-65535\)/);
     expect(() => parse('[DEFAULT]\npacha.frequency = soon\n')).toThrow(/:2: pacha.frequency: .*accepted/);
     expect(() => parse('[DEFAULT]\npacha.schedule = every hour\n')).toThrow(/pacha.schedule: "every hour" is not a cron expression/);
+    // The shape is checked everywhere; the values by the cron library where the schedule is used.
+    const outOfRange = '[DEFAULT]\npacha.schedule = 61 * * * *\n';
+    expect(parse(outOfRange).schedule).toBe('61 * * * *');
+    expect(() => parseConfig(outOfRange, { file: '/etc/pacha.conf', root: '/', scheduleCheck: cronProblem })).toThrow(/:2: pacha.schedule: "61 \* \* \* \*" is not a cron expression/);
+    expect(parseConfig('[DEFAULT]\npacha.schedule = @daily\n', { file: null, root: '/', scheduleCheck: cronProblem }).schedule).toBe('@daily');
     expect(() => parse('[DEFAULT]\npacha.max_file_size = big\n')).toThrow(/pacha.max_file_size/);
     expect(() => parse('[DEFAULT]\npacha.callback.url = ftp://x\n')).toThrow(/pacha.callback.url/);
     expect(() => parse('[DEFAULT]\npacha.watch = etc/nginx\n')).toThrow(/pacha.watch: "etc\/nginx" is not an absolute path/);

@@ -2,6 +2,7 @@ import type { CommandModule } from 'yargs';
 import fs from 'node:fs';
 import { CONFIG_KEYS, loadConfig } from '@pacha/shared/config';
 import { hostPath } from '@pacha/shared/paths';
+import { cronProblem } from '@pacha/shared/schedule';
 import type { GlobalArgs } from '../context.ts';
 
 // Print the effective configuration and every problem found; exit 1 when there is one.
@@ -10,7 +11,7 @@ export const checkConfigCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'check-config',
   describe: 'print the effective configuration and its problems',
   handler: (argv) => {
-    const config = loadConfig({ configPath: argv.config });
+    const config = loadConfig({ configPath: argv.config, scheduleCheck: cronProblem });
     const problems = config.warnings.map((w) => `${config.file}${w.line ? `:${w.line}` : ''}: ${w.message}`);
     if (config.host === undefined) problems.push('pacha.host is not set: push and rebuild need the master (pacha.host = master.example.com)');
     if (config.sshKeyFile !== undefined && !fs.existsSync(config.sshKeyFile)) problems.push(`pacha.ssh.key: ${config.sshKeyFile} does not exist`);

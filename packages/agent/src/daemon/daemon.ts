@@ -1,5 +1,6 @@
 import v8 from 'node:v8';
 import { loadConfig, type PachaConfig } from '@pacha/shared/config';
+import { cronProblem } from '@pacha/shared/schedule';
 import { errorMessage } from '@pacha/shared/errors';
 import { acquireLock, type PidLock } from '@pacha/shared/lock';
 import { createLogger, type Logger } from '@pacha/shared/log';
@@ -97,7 +98,7 @@ export class Daemon {
 
   constructor(opts: DaemonOptions = {}) {
     this.opts = opts;
-    this.config = loadConfig({ configPath: opts.configPath, env: opts.env });
+    this.config = loadConfig({ configPath: opts.configPath, env: opts.env, scheduleCheck: cronProblem });
     this.log = this.makeLogger(this.config);
     for (const w of this.config.warnings) this.log.warn(`${this.config.file ?? 'config'}${w.line ? `:${w.line}` : ''}: ${w.message}`);
     this.state = statePaths(this.config.stateDir);
@@ -445,7 +446,7 @@ export class Daemon {
     if (this.stopping) return;
     let next: PachaConfig;
     try {
-      next = loadConfig({ configPath: this.opts.configPath, env: this.opts.env });
+      next = loadConfig({ configPath: this.opts.configPath, env: this.opts.env, scheduleCheck: cronProblem });
     } catch (e) {
       this.log.error(`reload: configuration not changed, it has an error: ${errorMessage(e)}`);
       return;
