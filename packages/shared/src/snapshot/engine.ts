@@ -399,7 +399,7 @@ async function quickSnapshot(
   const { config, state, log } = env;
   const { clock, file, head } = c;
   clock.lap('load');
-  const q = quickScan({ file, roots: c.roots, root: config.root, maxFileSize: config.maxFileSize, owners: c.owners, racyNs: c.racyNs, verified: c.verifier?.state });
+  const q = quickScan({ file, roots: c.roots, root: config.root, maxFileSize: config.maxFileSize, ignore: config.ignore, owners: c.owners, racyNs: c.racyNs, verified: c.verifier?.state });
   if (q === null) return null;
   const checkedByWorker = c.verifier?.checked() ?? 0;
   c.verifier?.stop();
@@ -424,7 +424,7 @@ async function quickSnapshot(
     }
     clock.lap('hash');
 
-    const outcome = quickCompare(q.rec, q.jobs.filter((j) => !unreadable.has(j)));
+    const outcome = quickCompare(q.rec, q.jobs.filter((j) => !unreadable.has(j)), q.dirs);
     const metadata = outcome.lines.length === 0 ? q.rec.text : spliceLines(q.rec.text, outcome.lines, q.rec.lineAt);
     const summary: ChangeSummary = { added: 0, changed: outcome.changed, deleted: 0, metadataOnly: outcome.metadataOnly, total: file.count, bytesRead };
     let commit: string | null = null;

@@ -5,7 +5,7 @@ import type { RepoObjects } from '../git/object-store.ts';
 import { patchTree } from '../git/objects.ts';
 import { treePath } from '../paths.ts';
 import type { Owners } from './owners.ts';
-import { entryOf, type HashJob, isRacy, sigOf } from './scan.ts';
+import { entryOf, type HashJob, ignoreMatcher, isRacy, sigOf } from './scan.ts';
 import {
   modeOfLine,
   type Node,
@@ -25,18 +25,19 @@ import {
 } from './stat-cache.ts';
 import { CLAIMED, DIFFERS, localPrefix, MATCH, UNSEEN } from './stat-verify.ts';
 
-// The quick re-scan: a full scan's fast path for its common case, where no directory changed
-// (so no name was added, removed or renamed) and what changed, if anything, is the content or
-// metadata of some files. It works on the stat cache's records as they lie in the file, and
-// makes no object per path: the full scan's 100,000 nodes and their maps cost more than the
-// lstat calls themselves. Whatever else it meets (a directory or symlink that changed, a file
-// gone or no longer a file, a root that appeared) it hands back to the full scan, which
-// reuses the verdicts reached so far.
+// The quick re-scan: a full scan's fast path for its common case, where no name was added,
+// removed or renamed, and what changed, if anything, is the content or metadata of some files
+// (and directories). It works on the stat cache's records as they lie in the file, and makes
+// no object per path: the full scan's 100,000 nodes and their maps cost more than the lstat
+// calls themselves. A directory whose signature is unchanged holds the same names (its mtime
+// moves with every name it gains or loses; one holding names the snapshot skips is never
+// "unchanged", see scan.ts); one that changed is listed and compared with its records (a file
+// renamed over another leaves the same names). Whatever else it meets (a name added or gone, a
+// symlink that changed, a file no longer a file, a root that appeared) it hands back to the
+// full scan, which reuses the verdicts reached so far.
 //
 // A changed file's directory trees are patched: the previous tree object with that entry's id
-// and mode replaced, up to the root. Only an unchanged set of names makes that safe, which is
-// what "no directory changed" guarantees (a directory's mtime moves with every name it gains
-// or loses, and a directory holding names the snapshot skips is never "unchanged", see scan.ts).
+// and mode replaced, up to the root, which an unchanged set of names makes safe.
 
 export interface QuickScanInput {
   file: StatCacheFile;
@@ -45,6 +46,8 @@ export interface QuickScanInput {
   /** config.root (PACHA_ROOT_DIR). */
   root: string;
   maxFileSize: number;
+  /** pacha.ignore */
+  ignore: string[];
   owners: Owners;
   racyNs: bigint;
   /** A stat-verify worker's verdicts on `file`'s records. */
@@ -60,6 +63,8 @@ export interface QuickScan {
   rec: Records;
   /** Files whose lstat differs from their record (or whose record could not say): read again. */
   jobs: QuickJob[];
+  /** Directories that changed but hold the same names (a file renamed over, a chmod): their new lines. */
+  dirs: { index: number; node: Node }[];
   warnings: string[];
 }
 
@@ -77,7 +82,9 @@ export function quickScan(input: QuickScanInput): QuickScan | null {
     if (findRecord(rec, treePath(r)) < 0) return null;
   }
   const { verified } = input;
+  const ignored = ignoreMatcher(input.ignore);
   const jobs: QuickJob[] = [];
+  const dirs: { index: number; node: Node }[] = [];
   for (let i = 0; i < rec.count; i++) {
     const f = rec.flags[i];
     const type = f & TYPE_MASK;
@@ -92,7 +99,14 @@ export function quickScan(input: QuickScanInput): QuickScan | null {
         if (same) continue;
       }
     }
-    // Changed, or stored racily clean (no signature): only a file's content can be read again.
+    // Changed, or stored racily clean (no signature).
+    if (type === TYPE_DIR) {
+      const dir = changedDir(rec, i, prefix, input, ignored);
+      if (dir === null) return null;
+      dirs.push({ index: i, node: dir });
+      continue;
+    }
+    // A symlink that changed is left to the full scan; a file's content is read again.
     if (type !== TYPE_FILE) return null;
     const rel = recordPath(rec, i);
     const local = prefix + rel;
@@ -107,7 +121,62 @@ export function quickScan(input: QuickScanInput): QuickScan | null {
     const node: Node = { path: rel, type: 'file', line: encodeEntry(entry), sig: isRacy(st, input.racyNs) ? '' : sigOf(st), oid: '' };
     jobs.push({ index: i, node, local, entry });
   }
-  return { rec, jobs, warnings };
+  return { rec, jobs, dirs, warnings };
+}
+
+/**
+ * A directory whose signature changed: its new node when it holds exactly the names its
+ * records say (what a file renamed over another or a chmod leaves), else null.
+ */
+function changedDir(rec: Records, i: number, prefix: string, input: QuickScanInput, ignored: (rel: string, name: string) => boolean): Node | null {
+  const rel = recordPath(rec, i);
+  const local = prefix + rel;
+  let st: fs.BigIntStats | undefined;
+  let names: string[];
+  try {
+    st = fs.lstatSync(local, { bigint: true, throwIfNoEntry: false });
+    if (st === undefined || !st.isDirectory()) return null;
+    names = fs.readdirSync(local);
+  } catch {
+    return null;
+  }
+  const kept = names.filter((n) => !ignored(`${rel}/${n}`, n));
+  const known = childNames(rec, rel);
+  // A name that is not valid UTF-8 reads with U+FFFD and matches no record: the full scan skips it.
+  if (kept.length !== known.size || kept.some((n) => !known.has(n))) return null;
+  const line = encodeEntry(entryOf(rel, 'dir', st, input.owners));
+  return { path: rel, type: 'dir', line, sig: isRacy(st, input.racyNs) ? '' : sigOf(st), oid: recordOid(rec, i) };
+}
+
+/** The names of a directory's records' direct children. */
+function childNames(rec: Records, dir: string): Set<string> {
+  const pre = dir + '/';
+  const out = new Set<string>();
+  for (let i = lowerBound(rec, pre); i < rec.count; ) {
+    const p = recordPath(rec, i);
+    if (!p.startsWith(pre)) break;
+    const slash = p.indexOf('/', pre.length);
+    if (slash < 0) {
+      out.add(p.slice(pre.length));
+      i++;
+    } else {
+      // Below a child directory: its records end where its name followed by '0' (after '/') would be.
+      i = lowerBound(rec, p.slice(0, slash) + '0');
+    }
+  }
+  return out;
+}
+
+/** The first record whose path is not before `path` (path byte order). */
+function lowerBound(rec: Records, path: string): number {
+  let lo = 0;
+  let hi = rec.count;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (comparePaths(recordPath(rec, mid), path) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function lstatQuiet(p: string): fs.Stats | undefined {
@@ -126,16 +195,8 @@ function sameKind(type: number, st: fs.Stats, maxFileSize: number): boolean {
 
 /** The record of a path (records are in .pacha/metadata order: path bytes); -1 when none. */
 export function findRecord(rec: Records, path: string): number {
-  let lo = 0;
-  let hi = rec.count;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    const c = comparePaths(recordPath(rec, mid), path);
-    if (c === 0) return mid;
-    if (c < 0) lo = mid + 1;
-    else hi = mid;
-  }
-  return -1;
+  const i = lowerBound(rec, path);
+  return i < rec.count && recordPath(rec, i) === path ? i : -1;
 }
 
 export interface QuickOutcome {
@@ -148,9 +209,18 @@ export interface QuickOutcome {
   treeChanged: QuickJob[];
 }
 
-/** Compare the read files with their records. */
-export function quickCompare(rec: Records, jobs: QuickJob[]): QuickOutcome {
+/** Compare the read files, and the directories that changed, with their records. */
+export function quickCompare(rec: Records, jobs: QuickJob[], dirs: { index: number; node: Node }[] = []): QuickOutcome {
   const out: QuickOutcome = { updates: new Map(), changed: 0, metadataOnly: 0, lines: [], treeChanged: [] };
+  for (const { index: i, node } of dirs) {
+    const u: RecordUpdate = { sig: node.sig };
+    if (node.line !== recordLine(rec, i)) {
+      u.line = node.line;
+      out.lines.push({ index: i, line: node.line });
+      out.metadataOnly++;
+    }
+    out.updates.set(i, u);
+  }
   for (const job of jobs) {
     const i = job.index;
     const { line, oid, sig } = job.node;
