@@ -109,11 +109,9 @@ async function resnap(rows: string[][]): Promise<void> {
       const pr = await pacha(h);
       p.push(pr.ms);
       routes.add((JSON.parse(pr.stdout) as { route: string }).route);
-      if (process.env.TMPDBG) process.stderr.write(`pacha ${pr.ms.toFixed(0)} ${JSON.stringify((JSON.parse(pr.stdout) as { phases: unknown }).phases)}\n`);
       workerShare.push(readReport(h).checkedByWorker / 102_001);
       touchOne(path.join(gdir, 'd0042/f000042.conf'), i);
       g.push((await gitCommit(gdir)).ms);
-      if (process.env.TMPDBG) process.stderr.write(`git ${g[g.length - 1].toFixed(0)}\n`);
       // The daemon's way: the watcher names the changed path, the rest comes from the stat cache.
       touchOne(path.join(h.root, 'data/d0042/f000042.conf'), i + 100);
       const t = performance.now();
@@ -182,7 +180,15 @@ export async function run(args: string[] = []): Promise<string> {
   if (want('b')) await resnap(rows);
   if (want('c')) await bigFile(rows);
   const table = markdownTable(['case', 'pacha', 'native git', 'ratio', 'target'], rows);
-  const text = `# bench: snapshot\n\n${new Date().toISOString()}, ${os.cpus().length} CPUs, node ${process.version}, median of ${RUNS} runs (processes, warm cache)\n\n${table}`;
+  const notes = [
+    '',
+    'Both sides are processes started from a warm page cache, after `sync`. A re-snapshot takes one of two',
+    'routes (docs/snapshot-format.md): **quick** when every directory holds the names the stat cache says',
+    '(contents or metadata changed, files renamed over others): no object per path, a worker thread',
+    'checks about half of the paths on the second core, trees are patched; **full** when a name was added',
+    'or removed: the cache is parsed into one node per path and every root is walked.',
+  ].join('\n');
+  const text = `# bench: snapshot\n\n${new Date().toISOString()}, ${os.cpus().length} CPUs, node ${process.version}, median of ${RUNS} runs (processes, warm cache)\n\n${table}${want('b') ? notes + '\n' : ''}`;
   process.stdout.write(text);
   if (only.length === 0) process.stdout.write(`written to ${saveResult(benchDir, 'snapshot', text)}\n`);
   return text;
