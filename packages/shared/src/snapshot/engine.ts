@@ -87,7 +87,6 @@ function settingsKey(config: PachaConfig, roots: string[], ownersSig: string): s
   return crypto.createHash('sha1').update(s).digest('hex');
 }
 
-/** What the last snapshot holds: from the stat cache when it describes HEAD, else from the commit. */
 /** The stat cache of HEAD, read once, and (for a full scan) the worker checking its records. */
 interface CacheAtHead {
   /** null: no cache, or one for another commit. */
@@ -431,6 +430,7 @@ async function quickSnapshot(
     let bytesWritten = 0;
     if (outcome.changed === 0 && outcome.metadataOnly === 0) {
       packs.abort();
+      for (const w of q.warnings) log.warn(w);
       clock.lap('write');
       // Nothing to commit; the records read again have new signatures worth keeping.
       if (outcome.updates.size > 0) await saveStatCacheUpdate(state.statCache, file, outcome.updates, { commit: head, tree: file.tree, metadata });
@@ -454,7 +454,6 @@ async function quickSnapshot(
       const saveCache = (commit: string) => saveStatCacheUpdate(state.statCache, file, outcome.updates, { commit, tree, metadata });
       ({ commit, bytesWritten } = await land(env, packs, head, tree, summary, opts.message, saveCache, clock.lap));
     }
-    if (commit === null) for (const w of q.warnings) log.warn(w);
     clock.lap('commit');
     return report(state, { commit, parent: head, summary, phases: clock.phases, route: 'quick', warnings: q.warnings }, { bytesRead, bytesWritten, filesRead: q.jobs.length, checkedByWorker });
   } catch (e) {

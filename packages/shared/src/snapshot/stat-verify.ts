@@ -7,10 +7,11 @@ import { readStatCache, SIG_VALID, type StatCacheFile, TYPE_DIR, TYPE_FILE, TYPE
 // records (files, directories, symlinks) from the last backwards while the scan works forwards,
 // and they meet in the middle.
 //
-// They share one byte per cache record. 0: nobody has looked; MATCH/DIFFERS: the worker's lstat
-// agreed/disagreed with the cached signature; CLAIMED: the scan took the record itself. Each
-// side moves a record away from 0 with compareExchange, so every record is looked at once
-// (give or take the one both reach together) and the worker stops where the scan has been.
+// They share one byte per cache record. 0: nobody has looked; MATCH/DIFFERS: an lstat
+// agreed/disagreed with the cached signature; CLAIMED: the scan took the record itself (the
+// quick re-scan then writes its own verdict, for a full scan that may follow). Each side moves a
+// record away from 0 with compareExchange, so every record is looked at once (give or take the
+// one both reach together) and the worker stops where the scan has been.
 //
 // A match is sound whenever it is made: the cached signature was stored only when the file had
 // not changed within the clock tick of its snapshot, so any later write gives another signature.
@@ -136,8 +137,8 @@ export function localPrefix(root: string): string {
 /**
  * The stat cache read, and its files being checked, before the snapshot code is even loaded:
  * a command calls this first thing, so that the worker's start-up and much of its work overlap
- * the loading and parsing that follow. Hand the result to takeSnapshot()/diffLive(), which
- * use it only when it describes the snapshot they start from.
+ * the loading and parsing that follow. Hand the result to takeSnapshot(), which uses it only
+ * when it describes the snapshot it starts from (and stops the worker otherwise).
  */
 export interface StatCachePrefetch {
   file: StatCacheFile | null;
