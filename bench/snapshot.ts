@@ -142,7 +142,7 @@ async function resnap(rows: string[][]): Promise<void> {
       fs.writeFileSync(path.join(gdir, `d0042/added-${i}.conf`), `added ${i}\n`);
       ga.push((await gitCommit(gdir)).ms);
     }
-    rows.push([`(b-add) re-snapshot, 1 file added in 100,000 files (a directory changed: route ${[...fullRoutes].join('/')})`, fmtMs(median(pa)), fmtMs(median(ga)), (median(pa) / median(ga)).toFixed(2), '']);
+    rows.push([`(b-add) re-snapshot, 1 file added in 100,000 files (a name added: route ${[...fullRoutes].join('/')})`, fmtMs(median(pa)), fmtMs(median(ga)), (median(pa) / median(ga)).toFixed(2), '']);
     rows.push(["(b') same change, daemon path (watcher's dirty path, in-process)", fmtMs(median(d)), fmtMs(median(g)), (median(d) / median(g)).toFixed(2), '']);
     const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
     rows.push(["(a') peak RSS, first snapshot of those 100,000 files (`pacha snapshot`)", `${mib((firstBig.maxRssKiB ?? NaN) * 1024)} (${fmtMs(firstBig.ms)})`, '', '', '']);

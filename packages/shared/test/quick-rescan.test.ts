@@ -31,6 +31,7 @@ function host(config: Record<string, string | number> = {}): SnapHost {
   fs.writeFileSync(h.p('/srv/app/lib/deep.d/y'), 'y');
   fs.writeFileSync(h.p('/srv/app/tab\there'), 'tab\n');
   fs.writeFileSync(h.p('/srv/app/.gitmodules'), 'encoded in the tree\n');
+  fs.writeFileSync(h.p('/srv/app/café ☕.conf'), 'utf-8\n');
   fs.writeFileSync(h.p('/srv/app/run.sh'), '#!/bin/sh\n');
   fs.symlinkSync('conf.d/1.conf', h.p('/srv/app/link'));
   fs.mkdirSync(h.p('/srv/app/empty'));
@@ -82,6 +83,7 @@ describe('quick re-scan', () => {
       ['mtime', () => fs.utimesSync(h.p('/srv/app/conf.d/5.conf'), 1_600_000_000, 1_600_000_000), { metadataOnly: 1 }],
       ['deep', () => fs.writeFileSync(h.p('/srv/app/lib/deep/er/data.bin'), Buffer.alloc(3000, 8)), { changed: 1 }],
       ['a file root', () => fs.writeFileSync(h.p('/etc/motd'), 'goodbye\n'), { changed: 1 }],
+      ['a UTF-8 name', () => fs.appendFileSync(h.p('/srv/app/café ☕.conf'), 'more\n'), { changed: 1 }],
       ['escaped names', () => {
         fs.appendFileSync(h.p('/srv/app/tab\there'), 'x');
         fs.appendFileSync(h.p('/srv/app/.gitmodules'), 'x');
@@ -102,10 +104,13 @@ describe('quick re-scan', () => {
       ['a directory chmod', () => fs.chmodSync(h.p('/srv/app/empty'), 0o700), { metadataOnly: 1 }],
       ['a directory with look-alike names, chmod', () => fs.chmodSync(h.p('/srv/app/lib'), 0o750), { metadataOnly: 1 }],
     ];
+    const cwd = process.cwd();
     for (const [name, change, summary] of cases) {
       const { quick } = await bothWays(h, change);
       expect({ name, route: quick.route }).toEqual({ name, route: 'quick' });
       expect(quick.summary).toMatchObject(summary);
+      // The quick scan looks up names from inside their directories, and comes back.
+      expect(process.cwd()).toBe(cwd);
     }
   });
 

@@ -1,3 +1,4 @@
+import { isAscii } from 'node:buffer';
 import fs from 'node:fs';
 import { type EntryType, unescapeField } from './format.ts';
 
@@ -108,6 +109,8 @@ export function modeOfLine(line: string): number {
 export interface Records {
   count: number;
   paths: Buffer;
+  /** latin1 when every path is ASCII: the same strings, decoded faster than UTF-8. */
+  pathEncoding: 'latin1' | 'utf8';
   text: Buffer;
   quick: Float64Array;
   exact: Buffer;
@@ -262,6 +265,7 @@ export function recordsOf(f: StatCacheFile): Records {
   return {
     count,
     paths: buf.subarray(f.pathsAt, f.pathsAt + f.pathsLen),
+    pathEncoding: isAscii(buf.subarray(f.pathsAt, f.pathsAt + f.pathsLen)) ? 'latin1' : 'utf8',
     text: buf.subarray(f.textAt, f.textAt + f.textLen),
     quick: new Float64Array(f.bytes, f.quickAt, count * 5),
     exact: buf.subarray(f.exactAt, f.lineAtAt),
@@ -277,7 +281,7 @@ export function parseStatCache(f: StatCacheFile): StatCache | null {
   const { count } = f;
   const rec = recordsOf(f);
   // One decode and one split for all paths: far cheaper than a string per line.
-  const paths = rec.paths.toString('utf8').split('\0');
+  const paths = rec.paths.toString(rec.pathEncoding).split('\0');
   if (paths.length !== count + 1 || paths[count] !== '') return null;
   if (count > 0 && (rec.lineAt[0] !== 0 || rec.lineAt[count - 1] >= f.textLen || rec.text[f.textLen - 1] !== 10)) return null;
   const nodes: Node[] = new Array(count);
@@ -325,7 +329,7 @@ export function recordType(rec: Records, i: number): EntryType {
 /** The path of record i. */
 export function recordPath(rec: Records, i: number): string {
   const end = i + 1 < rec.count ? rec.pathAt[i + 1] : rec.paths.length;
-  return rec.paths.toString('utf8', rec.pathAt[i], end - 1);
+  return rec.paths.toString(rec.pathEncoding, rec.pathAt[i], end - 1);
 }
 
 /** The record number of a node loaded from a cache file (-1: made since). */

@@ -1,3 +1,4 @@
+import { isAscii } from 'node:buffer';
 import { Worker } from 'node:worker_threads';
 import { hostPath } from '../paths.ts';
 import { readStatCache, SIG_VALID, type StatCacheFile, TYPE_DIR, TYPE_FILE, TYPE_MASK } from './stat-cache.ts';
@@ -46,6 +47,8 @@ interface VerifyData {
   flagAt: number;
   /** Local path of the host root, ending in '/'. */
   prefix: string;
+  /** How the paths decode: latin1 when all are ASCII (faster, the same strings). */
+  encoding: 'latin1' | 'utf8';
   maxFileSize: number;
   constants: { typeMask: number; typeFile: number; typeDir: number; sigValid: number; unseen: number; match: number; differs: number };
 }
@@ -74,7 +77,7 @@ function verifyInWorker(): void {
       if (state[i] !== c.unseen) break;
       let st;
       try {
-        st = fs.lstatSync(d.prefix + paths.toString('utf8', pathAt[i], end), { throwIfNoEntry: false });
+        st = fs.lstatSync(d.prefix + paths.toString(d.encoding, pathAt[i], end), { throwIfNoEntry: false });
       } catch {
         st = undefined; // the scan looks again and reports it
       }
@@ -111,6 +114,7 @@ export function startStatVerifier(f: StatCacheFile, prefix: string, maxFileSize:
     pathAtAt: f.pathAtAt,
     flagAt: f.flagAt,
     prefix,
+    encoding: isAscii(Buffer.from(f.bytes, f.pathsAt, f.pathsLen)) ? 'latin1' : 'utf8',
     maxFileSize,
     constants: { typeMask: TYPE_MASK, typeFile: TYPE_FILE, typeDir: TYPE_DIR, sigValid: SIG_VALID, unseen: UNSEEN, match: MATCH, differs: DIFFERS },
   };
