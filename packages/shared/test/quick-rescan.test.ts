@@ -71,6 +71,14 @@ async function bothWays(h: SnapHost, change: () => void): Promise<{ quick: Snaps
   return { quick, full };
 }
 
+/** What the cache-driven routes built (trees, .pacha/metadata) is what a snapshot without a cache builds. */
+async function fromScratchAgrees(h: SnapHost): Promise<void> {
+  const env = h.env2();
+  fs.rmSync(env.state.statCache);
+  await settle();
+  expect(await takeSnapshot(env)).toMatchObject({ commit: null, route: 'full' });
+}
+
 describe('quick re-scan', () => {
   it('records content, mode and mtime changes exactly as the full scan does', async () => {
     const h = host();
@@ -112,6 +120,7 @@ describe('quick re-scan', () => {
       // The quick scan looks up names from inside their directories, and comes back.
       expect(process.cwd()).toBe(cwd);
     }
+    await fromScratchAgrees(h);
   });
 
   it('leaves a change of paths or a symlink to the full scan', async () => {
@@ -137,6 +146,7 @@ describe('quick re-scan', () => {
       expect({ name, route: quick.route }).toEqual({ name, route: 'full' });
       expect(quick.commit).not.toBeNull();
     }
+    await fromScratchAgrees(h);
   });
 
   it('sees nothing changed without a commit, and takes a racily clean file up again', async () => {

@@ -73,18 +73,27 @@ describe('stat cache file', () => {
 });
 
 describe('metadata blob', () => {
-  it('splices changed lines into the previous blob and equals a blob built whole', () => {
-    const prevNodes = sample();
-    const prev = { nodes: prevNodes, metadata: Buffer.from(prevNodes.map((n) => n.line + '\n').join('')) };
-    expect(metadataBlob(prevNodes.slice(), prev)).toBe(prev.metadata);
-    const order = prevNodes.slice();
-    order[1] = { ...order[1], line: line('srv/a\\tb', 'file', '9.123456789') };
-    order[3] = { ...order[3], line: line('srv/l', 'symlink', '10.0') };
-    const want = order.map((n) => n.line + '\n').join('');
-    expect(metadataBlob(order, prev).toString()).toBe(want);
-    // other paths: built whole
-    const other = [prevNodes[0], prevNodes[2]];
-    expect(metadataBlob(other, prev).toString()).toBe(other.map((n) => n.line + '\n').join(''));
-    expect(metadataBlob([], prev).length).toBe(0);
+  it('copies the lines of unchanged cached nodes in blocks and equals a blob built whole', async () => {
+    const f = path.join(tmp(), 'statcache');
+    await saveStatCache(f, { commit: 'c', tree: 't', settings: 's', nodes: sample() });
+    const c = loadStatCache(f)!;
+    const whole = (nodes: Node[]) => nodes.map((n) => n.line + '\n').join('');
+    // nothing changed: the cache's own text
+    expect(metadataBlob(c.nodes.slice())).toBe(c.metadata);
+    // lines changed in place
+    const order = c.nodes.slice();
+    order[1] = { ...sample()[1], line: line('srv/a\\tb', 'file', '9.123456789') };
+    order[3] = { ...sample()[3], line: line('srv/l', 'symlink', '10.0') };
+    expect(metadataBlob(order).toString()).toBe(whole(order));
+    // paths removed and added
+    const other = [c.nodes[0], { ...sample()[1], path: 'srv/new', line: line('srv/new', 'file', '1.0') }, c.nodes[2], c.nodes[3]];
+    expect(metadataBlob(other).toString()).toBe(whole(other));
+    expect(metadataBlob([c.nodes[1]]).toString()).toBe(whole([c.nodes[1]]));
+    // a new path before every unchanged one
+    const first = [{ ...sample()[0], path: 'aaa', line: line('aaa', 'dir', '1.0') }, ...c.nodes];
+    expect(metadataBlob(first).toString()).toBe(whole(first));
+    // nodes made by a scan (no cache): built whole
+    expect(metadataBlob(sample()).toString()).toBe(whole(sample()));
+    expect(metadataBlob([]).length).toBe(0);
   });
 });

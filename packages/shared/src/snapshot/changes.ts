@@ -1,6 +1,6 @@
 import { type MetadataEntry, comparePaths, decodeEntry, gitMode } from './format.ts';
 import { modeOfLine, type Node } from './stat-cache.ts';
-import type { NodeMap } from './node-map.ts';
+import { type NodeMap, nodeNow } from './node-map.ts';
 
 // What differs between the previous snapshot's nodes and the new ones.
 
@@ -44,14 +44,14 @@ export function orderNodes(nodes: NodeMap, prevOrder: Node[] | undefined, prevMa
   }
   const kept: Node[] = [];
   for (const p of prevOrder ?? []) {
-    const n = nodes.get(p.path);
+    const n = nodeNow(nodes, p);
     if (n) kept.push(n);
   }
   if (kept.length === nodes.size) return kept;
   // Only nodes made in this scan can be new paths.
   const added: Node[] = [];
   for (const n of fresh) if (!prevMap.has(n.path) && nodes.get(n.path) === n) added.push(n);
-  const cmp = pathComparator(nodes.keys());
+  const cmp = pathComparator(allPaths(kept, added));
   added.sort((a, b) => cmp(a.path, b.path));
   if (kept.length === 0) return added;
   const out: Node[] = [];
@@ -64,6 +64,10 @@ export function orderNodes(nodes: NodeMap, prevOrder: Node[] | undefined, prevMa
   while (i < kept.length) out.push(kept[i++]);
   while (j < added.length) out.push(added[j++]);
   return out;
+}
+
+function* allPaths(...lists: Node[][]): Iterable<string> {
+  for (const list of lists) for (const n of list) yield n.path;
 }
 
 /** Binary search by path bytes in a list in .pacha/metadata order; -1 when absent. */

@@ -358,7 +358,7 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
 
     const cmp = compareNodes(prev.nodes, sc.nodes, sc.fresh);
     const order = orderNodes(sc.nodes, prev.cache?.nodes, prev.nodes, sc.fresh, cmp);
-    const metadata = metadataBlob(order, prev.cache);
+    const metadata = metadataBlob(order);
     const rootRels = roots.filter((r) => r !== '/').map(treePath);
     // Added first: its deflate (on the thread pool) overlaps the tree work.
     const metadataId = packs.add('blob', metadata);

@@ -1,30 +1,44 @@
-import type { Node } from './stat-cache.ts';
+import { lineBytes, type Node } from './stat-cache.ts';
 
 // The .pacha/metadata blob of a snapshot. A re-snapshot usually changes a few lines of
-// 100,000: when the paths are the same as last time, the previous blob is copied with only the
-// changed lines encoded again, instead of joining every line into a new string.
+// 100,000: the lines of nodes still as the stat cache holds them are copied from its text in
+// blocks, and only the others are encoded, instead of joining every line into a new string.
 
-/** Above this many changed lines, building the blob from scratch is as cheap. */
-const SPLICE_LIMIT = 4096;
-
-export function metadataBlob(order: Node[], prev: { nodes: Node[]; metadata?: Buffer; lineAt?: Uint32Array } | null): Buffer {
-  const old = prev?.metadata;
-  if (old !== undefined && prev !== null && prev.nodes.length === order.length && order.length > 0) {
-    const changed: number[] = [];
-    for (let i = 0; i < order.length && changed.length <= SPLICE_LIMIT; i++) {
-      const n = order[i];
-      const p = prev.nodes[i];
-      if (n === p) continue;
-      if (n.path !== p.path) {
-        changed.length = SPLICE_LIMIT + 1; // another set of paths: build it whole
-        break;
-      }
-      if (n.line !== p.line) changed.push(i);
+export function metadataBlob(order: Node[]): Buffer {
+  const parts: Buffer[] = [];
+  let block: { text: Buffer; start: number; end: number } | null = null;
+  let fresh: string[] = [];
+  const flushBlock = () => {
+    if (block === null) return;
+    parts.push(block.text.subarray(block.start, block.end));
+    block = null;
+  };
+  const flushFresh = () => {
+    if (fresh.length === 0) return;
+    parts.push(Buffer.from(fresh.join('\n') + '\n'));
+    fresh = [];
+  };
+  for (const n of order) {
+    const r = lineBytes(n);
+    if (r === null) {
+      flushBlock();
+      fresh.push(n.line);
+    } else if (block !== null && r.text === block.text && r.start === block.end) {
+      block.end = r.end;
+    } else {
+      flushBlock();
+      flushFresh();
+      block = r;
     }
-    if (changed.length === 0) return old;
-    if (changed.length <= SPLICE_LIMIT) return spliceLines(old, changed.map((i) => ({ index: i, line: order[i].line })), prev.lineAt);
   }
-  return Buffer.from(order.length === 0 ? '' : order.map((n) => n.line).join('\n') + '\n');
+  if (parts.length === 0 && fresh.length === 0 && block !== null) {
+    const whole: { text: Buffer; start: number; end: number } = block;
+    // Nothing changed: the cache's text itself.
+    if (whole.start === 0 && whole.end === whole.text.length) return whole.text;
+  }
+  flushBlock();
+  flushFresh();
+  return parts.length === 1 ? parts[0] : Buffer.concat(parts);
 }
 
 /**

@@ -4,6 +4,11 @@ import type { Node } from './stat-cache.ts';
 // copying the previous snapshot's Map costs some 30 ms: NodeOverlay records only the changes
 // over the previous Map, which it never modifies. A plain Map is a NodeMap too.
 
+/** The node now at the path of `was` (a node of the previous snapshot); undefined when gone. */
+export function nodeNow(nodes: NodeMap, was: Node): Node | undefined {
+  return nodes instanceof NodeOverlay ? nodes.now(was) : nodes.get(was.path);
+}
+
 export interface NodeMap {
   get(path: string): Node | undefined;
   has(path: string): boolean;
@@ -50,6 +55,13 @@ export class NodeOverlay implements NodeMap {
 
   get size(): number {
     return this.count;
+  }
+
+  /** The node now at the path of `was`, a node of the base (undefined: deleted); one small lookup. */
+  now(was: Node): Node | undefined {
+    const c = this.changes.get(was.path);
+    if (c === undefined) return was;
+    return c ?? undefined;
   }
 
   *keys(): IterableIterator<string> {

@@ -173,6 +173,10 @@ class CachedNode implements Node {
     return this.lineSet === undefined && this.sigSet === undefined && this.oidSet === undefined;
   }
 
+  get pristineLine(): boolean {
+    return this.lineSet === undefined;
+  }
+
   get pristineSig(): boolean {
     return this.sigSet === undefined;
   }
@@ -330,6 +334,16 @@ export function recordType(rec: Records, i: number): EntryType {
 export function recordPath(rec: Records, i: number): string {
   const end = i + 1 < rec.count ? rec.pathAt[i + 1] : rec.paths.length;
   return rec.paths.toString(rec.pathEncoding, rec.pathAt[i], end - 1);
+}
+
+/**
+ * Where a node's line lies in the text of the cache file it was loaded from (its \n included),
+ * or null when it was made since or its line was set again.
+ */
+export function lineBytes(n: Node): { text: Buffer; start: number; end: number } | null {
+  if (!(n instanceof CachedNode) || !n.pristineLine) return null;
+  const { rec, i } = n;
+  return { text: rec.text, start: rec.lineAt[i], end: i + 1 < rec.count ? rec.lineAt[i + 1] : rec.text.length };
 }
 
 /** The record number of a node loaded from a cache file (-1: made since). */
