@@ -73,6 +73,10 @@ export interface ReportEntry {
   objects?: number;
   commits?: number;
   commit?: string | null;
+  /** Snapshots: quick, full or dirty (see engine.ts). */
+  route?: string;
+  /** Snapshots: records a stat-verify worker thread checked. */
+  checkedByWorker?: number;
   [extra: string]: unknown;
 }
 

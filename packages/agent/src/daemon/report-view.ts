@@ -1,7 +1,7 @@
 import type { ReportEntry, ReportFile } from '@pacha/shared/status';
 
 // `pacha report`: one table of the last snapshot, push and rebuild, phase by phase, then the
-// sizes involved. Phases are whatever the writer recorded (snapshot: scan, hash, write, commit;
+// sizes involved. Phases are whatever the writer recorded (snapshot: load, scan, hash, write, commit;
 // push: connect, negotiate, pack, upload, ref; rebuild: fetch, validate, hooks, restore, ...).
 
 const SIZE_KEYS = ['files', 'bytes', 'objects', 'commits'] as const;
@@ -36,6 +36,9 @@ export function formatReport(report: ReportFile): string {
     rows.push([first ? op : '', 'total', fmtMs(total), '']);
     const sizes = SIZE_KEYS.filter((k) => typeof e[k] === 'number').map((k) => (k === 'bytes' ? fmtBytes(e[k] as number) : `${e[k]} ${k}`));
     const when = typeof e.time === 'string' ? ` at ${e.time}` : '';
+    // A snapshot says how it looked at the files (quick, full, dirty) and what the worker thread did.
+    if (typeof e.route === 'string') sizes.push(`${e.route} route`);
+    if (typeof e.checkedByWorker === 'number' && e.checkedByWorker > 0) sizes.push(`${e.checkedByWorker} paths checked by a worker thread`);
     notes.push(`${op}${when}: ${sizes.length > 0 ? sizes.join(', ') : 'no sizes recorded'}`);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
