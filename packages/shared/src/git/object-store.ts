@@ -3,6 +3,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { PachaError } from '../errors.ts';
 import { hashObject, isOid, type ObjectType, type TreeEntry } from './objects.ts';
+import type { PackIndex } from './pack-index.ts';
 import { PackReader, type GitObject } from './pack-reader.ts';
 
 // RepoObjects: reading a repository's objects (packs, whole or delta, and loose objects, each
@@ -49,13 +50,17 @@ const TYPES: Record<string, ObjectType> = { commit: 'commit', tree: 'tree', blob
 export class RepoObjects {
   readonly gitdir: string;
   private packs: PackReader[] | undefined;
+  private indexes: PackIndex[] | undefined;
 
-  constructor(gitdir: string) {
+  /** `indexes`: the repository's pack indexes when already loaded (an ObjectStore's), not read again. */
+  constructor(gitdir: string, indexes?: PackIndex[]) {
     this.gitdir = gitdir;
+    this.indexes = indexes;
   }
 
   /** Open every pack with its index (lazily, once; refresh() picks up new ones). */
   packReaders(): PackReader[] {
+    if (!this.packs && this.indexes) this.packs = this.indexes.map((ix) => new PackReader(ix.packFile, ix));
     if (!this.packs) {
       const dir = path.join(this.gitdir, 'objects', 'pack');
       let names: string[] = [];
@@ -73,6 +78,7 @@ export class RepoObjects {
   }
 
   refresh(): void {
+    this.indexes = undefined; // read the pack directory again
     this.close();
   }
 

@@ -39,11 +39,12 @@ export class PackReader {
   /** Small cache of delta bases, so chains are not inflated again and again. */
   private readonly baseCache = new Map<number, GitObject>();
 
-  constructor(packFile: string, idxFile = packFile.replace(/\.pack$/, '.idx')) {
+  /** `index`: the pack's .idx when already loaded (else it is read from the file next to the pack). */
+  constructor(packFile: string, index?: PackIndex) {
     this.packFile = packFile;
-    this.idxFile = idxFile;
+    this.idxFile = index?.idxFile ?? packFile.replace(/\.pack$/, '.idx');
     try {
-      this.index = PackIndex.load(idxFile);
+      this.index = index ?? PackIndex.load(this.idxFile);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code) throw e;
       throw new PackFormatError((e as Error).message);

@@ -1,4 +1,4 @@
-import { type MetadataEntry, comparePaths, decodeEntry, gitMode } from './format.ts';
+import { type MetadataEntry, comparePaths, decodeEntry, gitMode, lowerBoundPath } from './format.ts';
 import { modeOfLine, type Node } from './stat-cache.ts';
 import { type NodeMap, nodeNow } from './node-map.ts';
 
@@ -72,16 +72,8 @@ function* allPaths(...lists: Node[][]): Iterable<string> {
 
 /** Binary search by path bytes in a list in .pacha/metadata order; -1 when absent. */
 function findPath(list: Node[], p: string): number {
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    const c = comparePaths(list[mid].path, p);
-    if (c === 0) return mid;
-    if (c < 0) lo = mid + 1;
-    else hi = mid;
-  }
-  return -1;
+  const i = lowerBoundPath(list.length, (k) => list[k].path, p);
+  return i < list.length && list[i].path === p ? i : -1;
 }
 
 export interface Comparison {

@@ -226,11 +226,14 @@ class SnapshotPacks {
   private big: PackWriter | undefined;
   private readonly packDir: string;
   private readonly known: (oid: string) => boolean;
+  /** The repository's objects as they were when the snapshot began. */
+  readonly objects: ObjectStore;
 
   constructor(repo: string) {
     const objects = path.join(repo, 'objects');
     this.packDir = path.join(objects, 'pack');
     const store = new ObjectStore(objects);
+    this.objects = store;
     this.known = (oid) => store.has(oid);
     this.pack = PackWriter.create(this.packDir, { known: this.known });
   }
@@ -438,7 +441,8 @@ async function quickSnapshot(
       const rootRels = c.roots.filter((r) => r !== '/').map(treePath);
       // Added first: its deflate (on the thread pool) overlaps the tree work.
       const metadataId = packs.add('blob', metadata);
-      const objects = new RepoObjects(state.repo);
+      // Reads the previous trees through the pack indexes the writer loaded already.
+      const objects = new RepoObjects(state.repo, packs.objects.packs);
       let tree: string | null;
       try {
         tree = quickTrees(q.rec, outcome, rootRels, { roots: Buffer.from(encodeRoots(c.roots)), metadataId }, objects, packs.add);

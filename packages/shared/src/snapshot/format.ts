@@ -160,6 +160,18 @@ export function comparePaths(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
+/** In a list of `count` paths in path byte order (pathAt(i) the i-th), the first not before `p`. */
+export function lowerBoundPath(count: number, pathAt: (i: number) => string, p: string): number {
+  let lo = 0;
+  let hi = count;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (comparePaths(pathAt(mid), p) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 export function encodeMetadata(entries: Iterable<MetadataEntry>): string {
   const sorted = [...entries].sort((x, y) => comparePaths(x.path, y.path));
   let out = '';

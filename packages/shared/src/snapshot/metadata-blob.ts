@@ -41,29 +41,13 @@ export function metadataBlob(order: Node[]): Buffer {
   return parts.length === 1 ? parts[0] : Buffer.concat(parts);
 }
 
-/**
- * `old` with line `index` replaced by `line` for each change (ascending indexes). lineAt, when
- * known, says where each line starts; else the lines are counted.
- */
-export function spliceLines(old: Buffer, changes: { index: number; line: string }[], lineAt?: Uint32Array): Buffer {
+/** `old` with line `index` replaced by `line` for each change (ascending indexes); lineAt says where each line starts. */
+export function spliceLines(old: Buffer, changes: { index: number; line: string }[], lineAt: Uint32Array): Buffer {
   const parts: Buffer[] = [];
-  let line = 0;
-  let at = 0; // start of `line` in old
   let copied = 0; // old is copied up to here
-  for (const { index: i, line: text } of changes) {
-    if (lineAt !== undefined) at = lineAt[i];
-    else {
-      while (line < i) {
-        at = old.indexOf(10, at) + 1;
-        line++;
-      }
-    }
-    const end = lineAt !== undefined ? (i + 1 < lineAt.length ? lineAt[i + 1] : old.length) : old.indexOf(10, at) + 1;
-    if (end === 0) throw new Error('internal: .pacha/metadata has fewer lines than its paths');
-    parts.push(old.subarray(copied, at), Buffer.from(text + '\n'));
-    copied = end;
-    at = end;
-    line = i + 1;
+  for (const { index: i, line } of changes) {
+    parts.push(old.subarray(copied, lineAt[i]), Buffer.from(line + '\n'));
+    copied = i + 1 < lineAt.length ? lineAt[i + 1] : old.length;
   }
   parts.push(old.subarray(copied));
   return Buffer.concat(parts);

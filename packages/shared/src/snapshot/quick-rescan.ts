@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { isMainThread } from 'node:worker_threads';
 import { type AddObject, buildTopTree } from './tree-builder.ts';
-import { comparePaths, encodeEntry, gitMode, gitName } from './format.ts';
+import { encodeEntry, gitMode, gitName, lowerBoundPath } from './format.ts';
 import type { RepoObjects } from '../git/object-store.ts';
 import { patchTree } from '../git/objects.ts';
 import { treePath } from '../paths.ts';
@@ -181,14 +181,7 @@ function childNames(rec: Records, dir: string): Set<string> {
 
 /** The first record whose path is not before `path` (path byte order). */
 function lowerBound(rec: Records, path: string): number {
-  let lo = 0;
-  let hi = rec.count;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (comparePaths(recordPath(rec, mid), path) < 0) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
+  return lowerBoundPath(rec.count, (i) => recordPath(rec, i), path);
 }
 
 /**

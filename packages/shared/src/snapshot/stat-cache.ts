@@ -1,6 +1,6 @@
 import { isAscii } from 'node:buffer';
 import fs from 'node:fs';
-import { type EntryType, unescapeField } from './format.ts';
+import type { EntryType } from './format.ts';
 
 // The stat cache: what the last snapshot knew about every path, so that a re-snapshot of an
 // unchanged file reads no content. Per path, in the order of .pacha/metadata: its metadata line,
@@ -71,8 +71,6 @@ export interface StatCache {
   byPath: Map<string, Node>;
   /** The metadata lines as stored (each ending in \n): the .pacha/metadata blob of `commit`. */
   metadata?: Buffer;
-  /** Where line i of `metadata` starts (when loaded from a file). */
-  lineAt?: Uint32Array;
 }
 
 const MAGIC = 'pacha-statcache 3';
@@ -87,16 +85,6 @@ export const TYPE_FILE = 0;
 export const TYPE_DIR = 1;
 export const SIG_VALID = 4;
 const HAS_OID = 8;
-
-export function typeOfLine(line: string): EntryType {
-  const a = line.indexOf('\t');
-  const b = line.indexOf('\t', a + 1);
-  return line.slice(a + 1, b) as EntryType;
-}
-
-export function pathOfLine(line: string): string {
-  return unescapeField(line.slice(0, line.indexOf('\t')));
-}
 
 /** Permission bits of a metadata line (third field). */
 export function modeOfLine(line: string): number {
@@ -297,7 +285,7 @@ export function parseStatCache(f: StatCacheFile): StatCache | null {
     nodes[i] = node;
     byPath.set(node.path, node);
   }
-  return { commit: f.commit, tree: f.tree, settings: f.settings, nodes, byPath, metadata: rec.text, lineAt: rec.lineAt };
+  return { commit: f.commit, tree: f.tree, settings: f.settings, nodes, byPath, metadata: rec.text };
 }
 
 /** Load the cache; null when it is missing, torn or of another format. */

@@ -1,6 +1,6 @@
 import type { ObjectType, TreeEntry } from '../git/objects.ts';
 import { serializeTree } from '../git/objects.ts';
-import { FORMAT_FILE, FORMAT_VERSION, METADATA_FILE, PACHA_DIR, ROOTS_FILE, comparePaths, gitName, gitPath } from './format.ts';
+import { FORMAT_FILE, FORMAT_VERSION, METADATA_FILE, PACHA_DIR, ROOTS_FILE, gitName, gitPath, lowerBoundPath } from './format.ts';
 import { nodeGitMode } from './changes.ts';
 import type { Node } from './stat-cache.ts';
 import type { NodeMap } from './node-map.ts';
@@ -44,7 +44,7 @@ export function buildTrees(
     for (const d of dirty) {
       const pre = d + '/';
       const list: Node[] = [];
-      for (let i = lowerBound(order, pre); i < order.length && order[i].path.startsWith(pre); i++) {
+      for (let i = lowerBoundPath(order.length, (i) => order[i].path, pre); i < order.length && order[i].path.startsWith(pre); i++) {
         if (order[i].path.indexOf('/', pre.length) < 0) list.push(order[i]);
       }
       kids.set(d, list);
@@ -107,17 +107,6 @@ export function buildTopTree(roots: { rel: string; node: Node }[], pacha: { root
   return write(top);
 }
 
-/** First index whose path is not below `p` in byte order. */
-function lowerBound(list: Node[], p: string): number {
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (comparePaths(list[mid].path, p) < 0) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
 
 function depth(p: string): number {
   let n = 0;
