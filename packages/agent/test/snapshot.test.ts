@@ -53,6 +53,16 @@ describe('pacha snapshot', () => {
     expect(fs.existsSync(h.p('/var/lib/pacha/repo/refs/heads/main'))).toBe(false);
   });
 
+  it('a command line yargs refuses runs nothing: exit 2, the usage error alone', async () => {
+    const h = host({ 'pacha.watch': '/etc' });
+    for (const args of [['snapshot', '--bogus'], ['snapshot', 'extra']]) {
+      const r = await h.pacha(args);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/^error: .*\n\(pacha --help shows the usage\)\n$/);
+      expect(fs.existsSync(h.p('/var/lib/pacha/repo'))).toBe(false);
+    }
+  });
+
   it('refuses to run while another pacha holds the lock', async () => {
     const h = host({ 'pacha.watch': '/etc' });
     fs.mkdirSync(h.p('/var/lib/pacha'), { recursive: true });

@@ -64,6 +64,9 @@ export function quickArgs(spec: CliSpec, argv: string[]): { command: QuickComman
   return { command, args };
 }
 
+/** yargs refused the command line (unknown option, missing command, bad value). */
+class CommandLineError extends Error {}
+
 /** An error as the user sees it, and its exit code. */
 function reportError(err: unknown): number {
   if (err instanceof PachaError) {
@@ -91,7 +94,6 @@ export async function runCli(spec: CliSpec, argv: string[]): Promise<number> {
     }
   }
   const yargs = (await import('yargs')).default;
-  let usageFailed = false;
   let parser: Argv<any> = yargs(argv)
     .scriptName(spec.name)
     .usage(`$0 <command> [options]\n\n${spec.usage}`)
@@ -106,17 +108,19 @@ export async function runCli(spec: CliSpec, argv: string[]): Promise<number> {
     .alias('help', 'h')
     .version(false)
     .wrap(Math.min(110, process.stdout.columns ?? 100))
+    // Throwing stops yargs: a command line it refuses must not run its command's handler.
     .fail((msg, err) => {
-      if (err) throw err;
-      usageFailed = true;
-      process.stderr.write(`error: ${msg}\n(${spec.name} --help shows the usage)\n`);
+      throw err ?? new CommandLineError(msg);
     })
     .exitProcess(false);
   try {
     await parser.parseAsync();
-    if (usageFailed) return 2;
     return exitCodeSet();
   } catch (err) {
+    if (err instanceof CommandLineError) {
+      process.stderr.write(`error: ${err.message}\n(${spec.name} --help shows the usage)\n`);
+      return 2;
+    }
     return reportError(err);
   }
 }
