@@ -2,7 +2,7 @@
 // file (page cache warm and cold-ish), and how fast SSH moves bytes over loopback.
 import fs from 'node:fs';
 import path from 'node:path';
-import { startSshd } from '../test-support/sshd.ts';
+import { startSshd } from '@pacha/test-support/sshd';
 import { median, runProc } from './lib/measure.ts';
 import { markdownTable, saveResult } from './lib/table.ts';
 import { generateBigFile, generateTree, removeTree, tempDir } from './lib/tree.ts';

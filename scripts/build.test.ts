@@ -2,8 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runNode, REPO_DIR } from '../test-support/cli.ts';
-import { makeTestHost, type TestHost } from '../test-support/host.ts';
+import { runNode, REPO_DIR } from '@pacha/test-support/cli';
+import { makeTestHost, type TestHost } from '@pacha/test-support/host';
 import { compareTrees } from './tree-compare.ts';
 
 // The bundled files (npm run build) must work on a host with nothing but Node 24:

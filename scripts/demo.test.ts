@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
-import { runNode, REPO_DIR } from '../test-support/cli.ts';
+import { runNode, REPO_DIR } from '@pacha/test-support/cli';
 
 // The README's first command must keep working: run the whole demo as a newcomer would.
 describe('npm run demo', () => {

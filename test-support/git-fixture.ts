@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { encodeMetadata, encodeRoots, gitMode, gitPath, type MetadataEntry } from '../packages/shared/src/snapshot/format.ts';
+import { encodeMetadata, encodeRoots, gitMode, gitPath, type MetadataEntry } from '@pacha/shared/snapshot/format';
 
 // Snapshot repositories built with native git plumbing (hash-object, mktree, commit-tree,
 // update-ref), following packages/shared/src/snapshot/format.ts: tests of the rebuild do not

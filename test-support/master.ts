@@ -5,8 +5,8 @@ import path from 'node:path';
 import { MASTER_BIN, REPO_DIR } from './cli.ts';
 import { generateKey, killOnExit, stopChild, type ClientKey, type SshdHandle } from './sshd.ts';
 import type { TestHost } from './host.ts';
-import { authorizeHost } from '../packages/master/src/authorized-keys.ts';
-import { masterLayout, DEFAULT_VIRTUAL_HOSTS_PATH } from '../packages/master/src/layout.ts';
+import { authorizeHost } from '@pacha/master/authorized-keys';
+import { masterLayout, DEFAULT_VIRTUAL_HOSTS_PATH } from '@pacha/master/layout';
 
 // The embedded master (`pacha-master serve`) as a child process on a free loopback port, in a
 // temporary folder, with client keys generated and authorised per host on demand.

@@ -3,8 +3,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMaster, embeddedTarget, opensshTarget, writeAgentConfig, type MasterHandle } from '../../../test-support/master.ts';
-import { startSshd, type SshdHandle } from '../../../test-support/sshd.ts';
+import { startMaster, embeddedTarget, opensshTarget, writeAgentConfig, type MasterHandle } from '@pacha/test-support/master';
+import { startSshd, type SshdHandle } from '@pacha/test-support/sshd';
 import { makeAgentHost, fsckOk, refOf, commitCount, type AgentHost } from './push-helpers.ts';
 
 // Crash consistency of `pacha push`: the agent is killed with SIGKILL at many points of a push

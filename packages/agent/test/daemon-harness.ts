@@ -2,8 +2,8 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { PACHA_BIN, REPO_DIR } from '../../../test-support/cli.ts';
-import type { TestHost } from '../../../test-support/host.ts';
+import { PACHA_BIN, REPO_DIR } from '@pacha/test-support/cli';
+import type { TestHost } from '@pacha/test-support/host';
 
 // Runs `pacha daemon` as a real background process of a test host and reads the master's
 // repository with native git. Shared by the daemon, status and report tests.

@@ -1,9 +1,9 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { makeTestHost, type TestHost } from '../../../test-support/host.ts';
-import { embeddedTarget, opensshTarget, startMaster, writeAgentConfig, type MasterHandle, type SftpTarget } from '../../../test-support/master.ts';
-import { startSshd, type SshdHandle } from '../../../test-support/sshd.ts';
+import { makeTestHost, type TestHost } from '@pacha/test-support/host';
+import { embeddedTarget, opensshTarget, startMaster, writeAgentConfig, type MasterHandle, type SftpTarget } from '@pacha/test-support/master';
+import { startSshd, type SshdHandle } from '@pacha/test-support/sshd';
 import { git, killAll, startDaemon, tryGit, until } from './daemon-harness.ts';
 
 // The daemon against real SFTP masters: the embedded `pacha-master serve` and OpenSSH's sshd

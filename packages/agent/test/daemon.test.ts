@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { makeTestHost, type TestHost } from '../../../test-support/host.ts';
+import { makeTestHost, type TestHost } from '@pacha/test-support/host';
 import { diskBlobs, git, killAll, repoBlobs, sleep, startDaemon, tryGit, until, writeWatchList } from './daemon-harness.ts';
 
 // `pacha daemon` as a real process under a temporary root, with the master as a local folder

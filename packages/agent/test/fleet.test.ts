@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startMaster, embeddedTarget, opensshTarget, writeAgentConfig, type SftpTarget } from '../../../test-support/master.ts';
-import { startSshd } from '../../../test-support/sshd.ts';
+import { startMaster, embeddedTarget, opensshTarget, writeAgentConfig, type SftpTarget } from '@pacha/test-support/master';
+import { startSshd } from '@pacha/test-support/sshd';
 import { makeAgentHost, fsckOk, refOf, commitCount, type AgentHost } from './push-helpers.ts';
 
 // Fleet load: 50 agents (separate processes, each with its own key) push at the same moment to

@@ -4,8 +4,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { writeHook } from '../../../test-support/git-fixture.ts';
-import { PACHA_BIN, REPO_DIR } from '../../../test-support/cli.ts';
+import { writeHook } from '@pacha/test-support/git-fixture';
+import { PACHA_BIN, REPO_DIR } from '@pacha/test-support/cli';
 import { SVC_GID, SVC_UID, addUserHook, makeWorld, type RebuildWorld } from './rebuild-helpers.ts';
 
 // Hooks: order, failure stops the rebuild before any file is restored, the journal lets a

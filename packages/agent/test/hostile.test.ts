@@ -2,9 +2,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { commitSnapshot, git, initBareRepo, masterHostDir, packRepo, type FixtureFile } from '../../../test-support/git-fixture.ts';
-import { makeTestHost, type TestHost } from '../../../test-support/host.ts';
-import { encodeMetadata } from '../../../packages/shared/src/snapshot/format.ts';
+import { commitSnapshot, git, initBareRepo, masterHostDir, packRepo, type FixtureFile } from '@pacha/test-support/git-fixture';
+import { makeTestHost, type TestHost } from '@pacha/test-support/host';
+import { encodeMetadata } from '@pacha/shared/snapshot/format';
 import { listTree, uniqueTop } from './rebuild-helpers.ts';
 
 // Damaged and hostile repositories, built with native git plumbing: each is refused with a

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { makeTestHost, type TestHost } from '../../../test-support/host.ts';
+import { makeTestHost, type TestHost } from '@pacha/test-support/host';
 
 let hosts: TestHost[] = [];
 afterEach(() => {

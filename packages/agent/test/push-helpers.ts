@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { makeTestHost, type TestHost } from '../../../test-support/host.ts';
-import { commitSnapshot, initBareRepo, type FixtureFile } from '../../../test-support/git-fixture.ts';
+import { makeTestHost, type TestHost } from '@pacha/test-support/host';
+import { commitSnapshot, initBareRepo, type FixtureFile } from '@pacha/test-support/git-fixture';
 
 // Agent hosts for the push, crash and fleet tests: a fake host under a temporary PACHA_ROOT_DIR
 // whose local repository (state dir /var/lib/pacha) is filled with native git, so these tests

@@ -3,9 +3,9 @@ import type { AddressInfo } from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMaster, embeddedTarget, opensshTarget, writeAgentConfig, type MasterHandle, type SftpTarget } from '../../../test-support/master.ts';
-import { startSshd, type SshdHandle } from '../../../test-support/sshd.ts';
-import { runMaster } from '../../../test-support/cli.ts';
+import { startMaster, embeddedTarget, opensshTarget, writeAgentConfig, type MasterHandle, type SftpTarget } from '@pacha/test-support/master';
+import { startSshd, type SshdHandle } from '@pacha/test-support/sshd';
+import { runMaster } from '@pacha/test-support/cli';
 import { makeAgentHost, fsckOk, refOf, commitCount, type AgentHost } from './push-helpers.ts';
 
 // `pacha push` as an operator runs it, against the three masters: a local folder (file://), the

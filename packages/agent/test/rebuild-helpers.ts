@@ -2,8 +2,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { commitSnapshot, initBareRepo, masterHostDir, packRepo, writeHook, type FixtureFile } from '../../../test-support/git-fixture.ts';
-import { makeTestHost, type TestHost } from '../../../test-support/host.ts';
+import { commitSnapshot, initBareRepo, masterHostDir, packRepo, writeHook, type FixtureFile } from '@pacha/test-support/git-fixture';
+import { makeTestHost, type TestHost } from '@pacha/test-support/host';
 
 // Shared by the rebuild tests: a snapshot history with everything the original Pacha got
 // wrong, a master folder holding it, a fresh host to rebuild it on, and full listings.

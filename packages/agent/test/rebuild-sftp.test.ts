@@ -2,10 +2,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { git, writeHook } from '../../../test-support/git-fixture.ts';
-import { makeTestHost, type TestHost } from '../../../test-support/host.ts';
-import { embeddedTarget, opensshTarget, startMaster, writeAgentConfig, type MasterHandle, type SftpTarget } from '../../../test-support/master.ts';
-import { startSshd, type SshdHandle } from '../../../test-support/sshd.ts';
+import { git, writeHook } from '@pacha/test-support/git-fixture';
+import { makeTestHost, type TestHost } from '@pacha/test-support/host';
+import { embeddedTarget, opensshTarget, startMaster, writeAgentConfig, type MasterHandle, type SftpTarget } from '@pacha/test-support/master';
+import { startSshd, type SshdHandle } from '@pacha/test-support/sshd';
 import { SVC_GID, SVC_UID, addUserHook, listTree, uniqueTop } from './rebuild-helpers.ts';
 
 // The whole story over SFTP, against the embedded master and a real OpenSSH sshd: a host

@@ -3,8 +3,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { commitSnapshot, packRepo, writeHook } from '../../../test-support/git-fixture.ts';
-import { PACHA_BIN } from '../../../test-support/cli.ts';
+import { commitSnapshot, packRepo, writeHook } from '@pacha/test-support/git-fixture';
+import { PACHA_BIN } from '@pacha/test-support/cli';
 import { SVC_GID, SVC_UID, addUserHook, expectedListing, listTree, makeWorld, type RebuildWorld } from './rebuild-helpers.ts';
 
 // End to end through the CLI, against a master folder (LocalTransport, pacha.host = file://).

@@ -2,8 +2,8 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PACHA_BIN, REPO_DIR } from '../../../test-support/cli.ts';
-import { makeTestHost, type TestHost } from '../../../test-support/host.ts';
+import { PACHA_BIN, REPO_DIR } from '@pacha/test-support/cli';
+import { makeTestHost, type TestHost } from '@pacha/test-support/host';
 
 let hosts: TestHost[] = [];
 afterEach(() => {

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { makeTestHost, type TestHost } from '../../../test-support/host.ts';
+import { makeTestHost, type TestHost } from '@pacha/test-support/host';
 import { git, killAll, startDaemon, tryGit, until } from './daemon-harness.ts';
 
 // `pacha status` against a real daemon process, a stopped one, a stale lock and a broken state.

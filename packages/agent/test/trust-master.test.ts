@@ -5,9 +5,9 @@ import { loadConfig } from '@pacha/shared/config';
 import { silentLogger } from '@pacha/shared/log';
 import { openTransport } from '@pacha/shared/transport/open';
 import { HostKeyError } from '@pacha/shared/transport/sftp';
-import { embeddedTarget, opensshTarget, startMaster, writeAgentConfig, type MasterHandle, type SftpTarget } from '../../../test-support/master.ts';
-import { startSshd, type SshdHandle } from '../../../test-support/sshd.ts';
-import { makeTestHost, type TestHost } from '../../../test-support/host.ts';
+import { embeddedTarget, opensshTarget, startMaster, writeAgentConfig, type MasterHandle, type SftpTarget } from '@pacha/test-support/master';
+import { startSshd, type SshdHandle } from '@pacha/test-support/sshd';
+import { makeTestHost, type TestHost } from '@pacha/test-support/host';
 
 // Host keys are always verified: unknown and wrong keys are refused with the fingerprint shown;
 // `pacha trust-master` records the key, after which the agent connects. Against both masters.
@@ -109,7 +109,7 @@ describe('trust-master on a terminal', () => {
   const hasScript = fs.existsSync('/usr/bin/script');
   it.skipIf(!hasScript)('asks "Record this key ...? [y/N]": n records nothing, y records the key', async () => {
     const { spawn } = await import('node:child_process');
-    const { PACHA_BIN } = await import('../../../test-support/cli.ts');
+    const { PACHA_BIN } = await import('@pacha/test-support/cli');
     const m = await startMaster();
     const h = makeTestHost({ name: 'tty1' });
     try {

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { makeTestHost, type TestHost } from '../../../test-support/host.ts';
+import { makeTestHost, type TestHost } from '@pacha/test-support/host';
 
 let host: TestHost;
 afterEach(() => host?.cleanup());

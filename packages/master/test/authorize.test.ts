@@ -5,9 +5,9 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '@pacha/shared/log';
 import { SftpTransport } from '@pacha/shared/transport/sftp';
-import { runMaster } from '../../../test-support/cli.ts';
-import { generateKey } from '../../../test-support/sshd.ts';
-import { startMaster } from '../../../test-support/master.ts';
+import { runMaster } from '@pacha/test-support/cli';
+import { generateKey } from '@pacha/test-support/sshd';
+import { startMaster } from '@pacha/test-support/master';
 
 // `pacha-master authorize HOST PUBKEY-FILE`: validates the host name and the key, keeps the key
 // outside the host's folder, creates the host's folder, and works without a restart.

@@ -7,7 +7,7 @@ import type { SFTPWrapper } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '@pacha/shared/log';
 import { SftpTransport } from '@pacha/shared/transport/sftp';
-import { startMaster, type MasterHandle } from '../../../test-support/master.ts';
+import { startMaster, type MasterHandle } from '@pacha/test-support/master';
 
 // What a host (possibly compromised) can do on the embedded master: only its own folder,
 // write only under repo/, hooks read-only, history append-only. Each refusal is checked on

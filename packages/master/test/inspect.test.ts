@@ -1,10 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runMaster } from '../../../test-support/cli.ts';
-import { pushSnapshots } from '../../shared/src/push/push.ts';
-import { silentLogger } from '../../shared/src/log.ts';
-import { gitIn, makePushFixture, type PushFixture } from '../../shared/test/push-support.ts';
+import { runMaster } from '@pacha/test-support/cli';
+import { pushSnapshots } from '@pacha/shared/push/push';
+import { silentLogger } from '@pacha/shared/log';
+import { gitIn, makePushFixture, type PushFixture } from '@pacha/test-support/push';
 
 // `pacha-master hosts | log | show` over a host tree written by real pushes.
 

@@ -6,7 +6,7 @@ import ssh2 from 'ssh2';
 import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '@pacha/shared/log';
 import { SftpTransport } from '@pacha/shared/transport/sftp';
-import { startMaster, type MasterHandle } from '../../../test-support/master.ts';
+import { startMaster, type MasterHandle } from '@pacha/test-support/master';
 
 // pacha-master serve as a process: host key kept across restarts, and the limits that protect
 // it (failed authentications, login grace, idle sessions, connection count).

@@ -3,10 +3,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runMaster } from '../../../test-support/cli.ts';
-import { pushSnapshots } from '../../shared/src/push/push.ts';
-import { silentLogger } from '../../shared/src/log.ts';
-import { gitIn, makePushFixture, packFiles, type PushFixture } from '../../shared/test/push-support.ts';
+import { runMaster } from '@pacha/test-support/cli';
+import { pushSnapshots } from '@pacha/shared/push/push';
+import { silentLogger } from '@pacha/shared/log';
+import { gitIn, makePushFixture, packFiles, type PushFixture } from '@pacha/test-support/push';
 
 // `pacha-master verify`: a sound repository passes; each kind of damage is found and named,
 // and native git agrees that it is damage.

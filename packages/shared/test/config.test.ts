@@ -7,7 +7,7 @@ import { UsageError } from '@pacha/shared/errors';
 import { hostPath, toHostPath } from '@pacha/shared/paths';
 import { cronProblem } from '@pacha/shared/schedule';
 
-const ORIGINAL = path.resolve(import.meta.dirname, '../../../../shared/fixtures/original-pacha.conf');
+const ORIGINAL = path.resolve(import.meta.dirname, 'fixtures/original-pacha.conf');
 
 function parse(text: string, env: NodeJS.ProcessEnv = {}) {
   return parseConfig(text, { file: '/etc/pacha.conf', root: '/', env: { HOME: '/root', ...env } });

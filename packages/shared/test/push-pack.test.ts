@@ -6,7 +6,7 @@ import { PackReader } from '../src/git/pack-reader.ts';
 import { RepoObjects, hashObject } from '../src/git/object-store.ts';
 import { buildPack } from '../src/push/pack-build.ts';
 import { commitsAfter, selectObjects } from '../src/push/pack-select.ts';
-import { gitIn, makePushFixture, type PushFixture } from './push-support.ts';
+import { gitIn, makePushFixture, type PushFixture } from '@pacha/test-support/push';
 
 // The pack reader against packs native git wrote (with deltas), and the pack writer against
 // native git's own reading of what it wrote.

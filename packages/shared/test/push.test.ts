@@ -10,7 +10,7 @@ import { selectObjects, commitsAfter } from '../src/push/pack-select.ts';
 import { buildPack } from '../src/push/pack-build.ts';
 import { isTransient } from '../src/push/retry.ts';
 import { PachaError } from '../src/errors.ts';
-import { fsck, gitIn, makePushFixture, masterHead, packFiles, type PushFixture } from './push-support.ts';
+import { fsck, gitIn, makePushFixture, masterHead, packFiles, type PushFixture } from '@pacha/test-support/push';
 
 // Push over the Transport interface to a master host tree in a local folder. The SFTP targets
 // (embedded master, OpenSSH) run the same protocol in packages/agent/test/push-sftp.test.ts.

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { commitSnapshot, git, initBareRepo, packRepo } from '../../../test-support/git-fixture.ts';
+import { commitSnapshot, git, initBareRepo, packRepo } from '@pacha/test-support/git-fixture';
 import { silentLogger, type Logger } from '../src/log.ts';
 import { BlobSource } from '../src/rebuild/blob-source.ts';
 import { appendRun, hookStatus, readJournal, type HookRun } from '../src/rebuild/journal.ts';

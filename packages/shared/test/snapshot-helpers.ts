@@ -4,7 +4,7 @@ import { loadConfig } from '../src/config.ts';
 import { silentLogger } from '../src/log.ts';
 import { ensureStateDir, statePaths } from '../src/state.ts';
 import type { SnapshotEnv } from '../src/snapshot/engine.ts';
-import { makeTestHost, type TestHost } from '../../../test-support/host.ts';
+import { makeTestHost, type TestHost } from '@pacha/test-support/host';
 
 // A fake host with a watched tree and an in-process snapshot environment for it.
 export interface SnapHost extends TestHost {

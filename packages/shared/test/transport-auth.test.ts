@@ -5,8 +5,8 @@ import { loadConfig } from '@pacha/shared/config';
 import { silentLogger } from '@pacha/shared/log';
 import { openTransport } from '@pacha/shared/transport/open';
 import { resolveAuth } from '@pacha/shared/transport/ssh-auth';
-import { embeddedTarget, startMaster, writeAgentConfig, type MasterHandle } from '../../../test-support/master.ts';
-import { makeTestHost, type TestHost } from '../../../test-support/host.ts';
+import { embeddedTarget, startMaster, writeAgentConfig, type MasterHandle } from '@pacha/test-support/master';
+import { makeTestHost, type TestHost } from '@pacha/test-support/host';
 
 // Which key the agent logs in with, and the errors an operator sees when it cannot.
 

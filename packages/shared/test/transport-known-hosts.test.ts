@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { appendKnownHost, checkHostKey, fingerprintSha256, keyTypeOfBlob, knownHostsLine, knownHostsName } from '@pacha/shared/transport/known-hosts';
-import { generateKey } from '../../../test-support/sshd.ts';
+import { generateKey } from '@pacha/test-support/sshd';
 
 // known_hosts is read as ssh(1) reads it; entries written or hashed by OpenSSH's own tools
 // are the reference.

@@ -4,8 +4,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '@pacha/shared/log';
 import { SftpTransport } from '@pacha/shared/transport/sftp';
-import { startMaster } from '../../../test-support/master.ts';
-import { startSshd } from '../../../test-support/sshd.ts';
+import { startMaster } from '@pacha/test-support/master';
+import { startSshd } from '@pacha/test-support/sshd';
 
 // A master that stops answering (SIGSTOP: the TCP connection stays open, nothing comes back)
 // must fail the operation within its deadline instead of hanging the agent.

@@ -5,8 +5,8 @@ import { afterAll } from 'vitest';
 import { LocalTransport } from '@pacha/shared/transport/local';
 import { SftpTransport } from '@pacha/shared/transport/sftp';
 import { silentLogger } from '@pacha/shared/log';
-import { startMaster } from '../../../test-support/master.ts';
-import { startSshd } from '../../../test-support/sshd.ts';
+import { startMaster } from '@pacha/test-support/master';
+import { startSshd } from '@pacha/test-support/sshd';
 import { transportSuite } from './transport-suite.ts';
 
 // The one transport suite against its three targets. OpenSSH is mandatory in CI (the harness

@@ -2,9 +2,9 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseConfig, type PachaConfig } from '../src/config.ts';
-import { statePaths, type StatePaths } from '../src/state.ts';
-import { commitSnapshot, initBareRepo, type FixtureFile } from '../../../test-support/git-fixture.ts';
+import { parseConfig, type PachaConfig } from '@pacha/shared/config';
+import { statePaths, type StatePaths } from '@pacha/shared/state';
+import { commitSnapshot, initBareRepo, type FixtureFile } from '@pacha/test-support/git-fixture';
 
 // A host whose local repository is built with native git (so push is tested without pacha's own
 // snapshot writer) and a master host tree in a local folder (pacha.host = file://).
