@@ -5,10 +5,12 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMaster, embeddedTarget, opensshTarget, writeAgentConfig, type MasterHandle } from '@pacha/test-support/master';
 import { startSshd, type SshdHandle } from '@pacha/test-support/sshd';
+import { runNode } from '@pacha/test-support/cli';
+import { CRASH_PUSH } from '@pacha/test-support/crash-push';
 import { makeAgentHost, fsckOk, refOf, commitCount, type AgentHost } from './push-helpers.ts';
 
-// Crash consistency of `pacha push`: the agent is killed with SIGKILL at many points of a push
-// (PACHA_TEST_CRASH_AT, see packages/shared/src/push/crash-hook.ts), and the connection is cut
+// Crash consistency of `pacha push`: the push is killed with SIGKILL at many points (its transport
+// wrapped in a faulty one by test-support/crash-push.ts), and the connection is cut
 // mid-upload. Every time the master's repository is valid (native git fsck) at the old or the
 // new snapshot, and the next push completes.
 
@@ -28,12 +30,15 @@ afterAll(async () => {
   for (const h of hosts) h.cleanup();
 });
 
+/** `pacha push` killed at `point` (see CRASH_POINTS in test-support/crash-push.ts). */
+const crashPush = (h: AgentHost, point: string) => runNode(CRASH_PUSH, [point], { env: h.env });
+
 async function crashLoop(h: AgentHost, repo: string, points: string[]): Promise<number> {
   let killed = 0;
   for (const [i, point] of points.entries()) {
     const old = refOf(repo);
     const next = h.snapshot(30, i + 1);
-    const crashed = await h.pacha(['push'], { env: { PACHA_TEST_CRASH_AT: point } });
+    const crashed = await crashPush(h, point);
     if (crashed.code === 128) killed++;
     else expect(crashed.code, `${point}: ${crashed.stderr}`).toBe(0); // the point lies past the end of this push
     const now = refOf(repo);
@@ -71,7 +76,7 @@ describe('pacha push killed with SIGKILL', () => {
       h.writeConfig({ 'pacha.host': 'file://', 'pacha.hosts.path': hostsPath });
       const repo = path.join(hostsPath, h.name, 'repo');
       const head = h.snapshot(10, 0);
-      const r = await h.pacha(['push'], { env: { PACHA_TEST_CRASH_AT: point } });
+      const r = await crashPush(h, point);
       expect(r.code, point).toBe(128);
       expect([null, head]).toContain(refOf(repo));
       const again = await h.pacha(['push']);

@@ -12,7 +12,6 @@ import { buildPack } from './pack-build.ts';
 import { acquireRemoteLock } from './remote-lock.ts';
 import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.ts';
 import { clearLeftovers, ensureRemoteRepo, randomTag, readRemoteHead, writeRemoteHead, TMP_PACK_PREFIX, TMP_IDX_PREFIX, isNotFound } from './remote-repo.ts';
-import { crashPoint, crashTestTransport } from './crash-hook.ts';
 
 // `pacha push`: send the snapshots the master lacks (docs/push-protocol.md).
 //   connect → lock → negotiate (read the master's ref) → pack (one pack of the missing objects)
@@ -140,8 +139,7 @@ async function pushOnce(
   const phases = new Phases();
   phases.start('connect');
   const own = opts.transport === undefined;
-  const t = crashTestTransport(opts.transport ?? (await openTransport(config, log)));
-  crashPoint('connected');
+  const t = opts.transport ?? (await openTransport(config, log));
   const tmpDir = path.join(state.dir, 'push-tmp');
   try {
     phases.start('negotiate');
@@ -155,13 +153,10 @@ async function pushOnce(
       await t.mkdirp(remote.repo);
       lock = await acquireRemoteLock(t, remote.lock, config.hostname, log);
     }
-    crashPoint('locked');
     try {
       const leftovers = await clearLeftovers(t, remote, log);
       if (leftovers > 0) log.info(`removed ${leftovers} temporary file(s) of an interrupted push`);
-      crashPoint('cleared');
       if (await ensureRemoteRepo(t, remote)) log.info(`created ${remote.repo} on the master`);
-      crashPoint('repo-ready');
       const remoteHead = await readRemoteHead(t, remote);
       log.debug(`master ${t.description} has ${remote.repo} at ${remoteHead ?? '(no snapshot)'}; local head ${localHead}`);
       if (remoteHead === localHead) {
@@ -171,13 +166,11 @@ async function pushOnce(
       }
       const commits = commitsAfter(store, localHead, remoteHead, `${remote.repo} (refs/heads/main)`);
       setPending(commits.length);
-      crashPoint('negotiated');
 
       phases.start('pack');
       const sel = selectObjects(store, commits);
       const pack = await buildPack(store, sel.objects, tmpDir, (done, total) => log.progress(`packing ${done}/${total} objects`));
       log.debug(`pack of ${pack.objects} objects, ${pack.bytes} bytes (${pack.copied} copied as stored, ${pack.deflated} deflated)`);
-      crashPoint('packed');
 
       phases.start('upload');
       const name = `pack-${pack.checksum}`;
@@ -188,17 +181,14 @@ async function pushOnce(
       log.progress(`uploading ${pack.bytes} bytes to ${t.description}`);
       // Both files go up together (neither is visible to git under its temporary name).
       await Promise.all([
-        t.upload(pack.packFile, tmpPack).then(() => crashPoint('pack-uploaded')),
-        t.upload(pack.idxFile, tmpIdx).then(() => crashPoint('idx-uploaded')),
+        t.upload(pack.packFile, tmpPack),
+        t.upload(pack.idxFile, tmpIdx),
       ]);
       await Promise.all([checkUploaded(t, tmpPack, pack.packFile), checkUploaded(t, tmpIdx, pack.idxFile)]);
-      crashPoint('upload-checked');
       // A pack of the same name is the same content (named by its checksum): an earlier,
       // interrupted push already put it in place; keep it (the master never overwrites objects).
       await placeFile(t, tmpPack, `${dir}/${name}.pack`);
-      crashPoint('pack-renamed');
       await placeFile(t, tmpIdx, `${dir}/${name}.idx`);
-      crashPoint('idx-renamed');
 
       phases.start('ref');
       const now = await readRemoteHead(t, remote);
@@ -207,16 +197,13 @@ async function pushOnce(
           hint: 'run pacha push again; it negotiates afresh',
         });
       }
-      crashPoint('ref-checked');
       await writeRemoteHead(t, remote, localHead);
-      crashPoint('ref-written');
       setPending(0);
       phases.stop();
       log.info(`pushed ${commits.length} snapshot(s), ${pack.objects} objects, ${pack.bytes} bytes to ${t.description}`);
       return { commits: commits.length, objects: pack.objects, bytes: pack.bytes, remoteHead: localHead, phases: phases.ms };
     } finally {
       await lock.release().catch((e: unknown) => log.debug(`could not release ${remote.lock}: ${errorMessage(e)}`));
-      crashPoint('unlocked');
     }
   } finally {
     fs.rmSync(tmpDir, { recursive: true, force: true });
