@@ -20,27 +20,73 @@ export interface Accounts {
 export function parseIdNames(text: string): IdNames {
   const byName = new Map<string, number>();
   const byId = new Map<number, string>();
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#') || line.trim() === '') continue;
-    const f = line.split(':');
-    if (f.length < 3 || f[0] === '' || !/^\d+$/.test(f[2])) continue;
+  for (const f of entryFields(text, 3)) {
     const id = Number(f[2]);
-    if (!Number.isSafeInteger(id)) continue;
     if (!byName.has(f[0])) byName.set(f[0], id);
     if (!byId.has(id)) byId.set(id, f[0]);
   }
   return { byName, byId };
 }
 
-/** One database file; a missing file is an empty database. */
-export function readIdNames(file: string): IdNames {
-  let text = '';
+/** A database file's text; a missing file is an empty database. */
+function readDb(file: string): string {
   try {
-    text = fs.readFileSync(file, 'utf8');
+    return fs.readFileSync(file, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    return '';
   }
-  return parseIdNames(text);
+}
+
+/** One database file; a missing file is an empty database. */
+export function readIdNames(file: string): IdNames {
+  return parseIdNames(readDb(file));
+}
+
+/** A passwd line without its password field (pacha never reads or records password hashes). */
+export interface UserEntry {
+  name: string;
+  uid: number;
+  gid: number;
+  gecos: string;
+  home: string;
+  shell: string;
+}
+
+/** A group line without its password field. */
+export interface GroupEntry {
+  name: string;
+  gid: number;
+  members: string[];
+}
+
+/** The lines of passwd or group text that parseIdNames accepts, split into fields. */
+function entryFields(text: string, min: number): string[][] {
+  const out: string[][] = [];
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || line.trim() === '') continue;
+    const f = line.split(':');
+    if (f.length < min || f[0] === '' || !/^\d+$/.test(f[2]) || !Number.isSafeInteger(Number(f[2]))) continue;
+    out.push(f);
+  }
+  return out;
+}
+
+/** Parse /etc/passwd: name:password:uid:gid:gecos:home:shell (the password field is dropped). */
+export function parsePasswd(text: string): UserEntry[] {
+  return entryFields(text, 7)
+    .filter((f) => /^\d+$/.test(f[3]))
+    .map((f) => ({ name: f[0], uid: Number(f[2]), gid: Number(f[3]), gecos: f[4], home: f[5], shell: f.slice(6).join(':') }));
+}
+
+/** Parse /etc/group: name:password:gid:members (the password field is dropped). */
+export function parseGroup(text: string): GroupEntry[] {
+  return entryFields(text, 3).map((f) => ({ name: f[0], gid: Number(f[2]), members: (f[3] ?? '').split(',').filter((m) => m !== '') }));
+}
+
+/** Every entry of the root dir's /etc/passwd and /etc/group (shadow files are never read). */
+export function loadAccountEntries(root: string): { users: UserEntry[]; groups: GroupEntry[] } {
+  return { users: parsePasswd(readDb(hostPath('/etc/passwd', root))), groups: parseGroup(readDb(hostPath('/etc/group', root))) };
 }
 
 /** Users and groups of the host under root. */
