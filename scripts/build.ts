@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { build } from 'esbuild-wasm';
+import { npmBinaries } from '../packages/shared/src/xattr/native.ts';
 
 const repo = path.resolve(import.meta.dirname, '..');
 // `--out DIR` builds elsewhere (the tests build into a temporary folder).
@@ -44,6 +45,12 @@ for (const p of programs) {
   fs.chmodSync(outfile, 0o755);
   process.stdout.write(`built ${outfile} (${Math.round(fs.statSync(outfile).size / 1024)} KiB)\n`);
 }
+
+// koffi's native module (extended attributes, packages/shared/src/xattr/native.ts) cannot be inside
+// the bundle: it is loaded from beside it.
+const koffi = npmBinaries().find((f) => fs.existsSync(f));
+if (koffi) fs.copyFileSync(koffi, path.join(dist, 'koffi.node'));
+else process.stdout.write('warning: koffi.node not found: the bundle will record no extended attributes\n');
 
 for (const unit of ['packages/agent/pacha.service', 'packages/master/pacha-master.service']) {
   const src = path.join(repo, unit);

@@ -1,0 +1,124 @@
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+
+// The libc calls behind extended attributes (Node has none), through koffi's native module.
+// koffi is an FFI whose npm package carries prebuilt binaries per platform (no compiler, nothing
+// downloaded at install); see docs/architecture.md for why it was chosen over @napi-rs/xattr and
+// getfattr/setfattr (it alone gives the f* calls the fd-based restore needs, and errno codes).
+//
+// We load koffi's `.node` file ourselves with process.dlopen instead of importing koffi's
+// JavaScript, so that the same code works from the sources, from the esbuild bundle (koffi.node
+// copied next to dist/pacha.mjs) and from a single executable installed by the .deb
+// (/usr/lib/pacha/koffi.node beside /usr/bin/pacha): see candidates().
+
+type Koffi = typeof import('koffi');
+
+/** The system calls, as koffi binds them: -1 and errno() on failure. */
+export interface XattrCalls {
+  llistxattr(path: string, list: Buffer | null, size: number): number;
+  lgetxattr(path: string, name: string, value: Buffer | null, size: number): number;
+  lsetxattr(path: string, name: string, value: Buffer, size: number, flags: number): number;
+  lremovexattr(path: string, name: string): number;
+  flistxattr(fd: number, list: Buffer | null, size: number): number;
+  fgetxattr(fd: number, name: string, value: Buffer | null, size: number): number;
+  fsetxattr(fd: number, name: string, value: Buffer, size: number, flags: number): number;
+  fremovexattr(fd: number, name: string): number;
+  /** errno of the last call, as its code ('ENODATA', 'ENOTSUP', ...). */
+  errorCode(): string;
+}
+
+export type NativeXattr = { ok: true; calls: XattrCalls; from: string } | { ok: false; reason: string };
+
+let cached: NativeXattr | undefined;
+
+/** koffi.node files of koffi's npm package for this platform (glibc first, then musl); [] without it. */
+export function npmBinaries(): string[] {
+  try {
+    const koffiMain = createRequire(import.meta.url).resolve('koffi');
+    const pkg = createRequire(koffiMain).resolve(`@koromix/koffi-${process.platform}-${process.arch}/package.json`);
+    const dir = path.dirname(pkg);
+    const out = [path.join(dir, `${process.platform}_${process.arch}`, 'koffi.node')];
+    if (process.platform === 'linux') out.push(path.join(dir, `musl_${process.arch}`, 'koffi.node'));
+    return out;
+  } catch {
+    return []; // not installed from npm (the bundle or the .deb)
+  }
+}
+
+/** Where koffi.node may be, most specific first. */
+export function candidates(): string[] {
+  const out: string[] = [];
+  // Next to the running bundle (scripts/build.ts copies it there). In the sources this is
+  // src/xattr/, where there is none.
+  const here = typeof import.meta.dirname === 'string' ? import.meta.dirname : undefined;
+  if (here) out.push(path.join(here, 'koffi.node'));
+  // The .deb: /usr/bin/pacha (single executable) and /usr/lib/pacha/koffi.node.
+  out.push(path.resolve(path.dirname(process.execPath), '../lib/pacha/koffi.node'));
+  // A musl system fails to load the glibc file and takes the next one.
+  out.push(...npmBinaries());
+  return out;
+}
+
+function errnoNames(): Map<number, string> {
+  const m = new Map<number, string>();
+  for (const [name, n] of Object.entries(os.constants.errno)) if (!m.has(n)) m.set(n, name);
+  // Linux has one number for both; callers test for ENOTSUP.
+  if (os.constants.errno.EOPNOTSUPP !== undefined) m.set(os.constants.errno.EOPNOTSUPP, 'ENOTSUP');
+  return m;
+}
+
+function bind(koffi: Koffi): XattrCalls {
+  const libc = koffi.load('libc.so.6');
+  const names = errnoNames();
+  const f = libc.func.bind(libc);
+  const calls = {
+    llistxattr: f('intptr_t llistxattr(const char *path, void *list, size_t size)'),
+    lgetxattr: f('intptr_t lgetxattr(const char *path, const char *name, void *value, size_t size)'),
+    lsetxattr: f('int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)'),
+    lremovexattr: f('int lremovexattr(const char *path, const char *name)'),
+    flistxattr: f('intptr_t flistxattr(int fd, void *list, size_t size)'),
+    fgetxattr: f('intptr_t fgetxattr(int fd, const char *name, void *value, size_t size)'),
+    fsetxattr: f('int fsetxattr(int fd, const char *name, const void *value, size_t size, int flags)'),
+    fremovexattr: f('int fremovexattr(int fd, const char *name)'),
+  };
+  return {
+    ...(calls as unknown as Omit<XattrCalls, 'errorCode'>),
+    errorCode: () => {
+      const n = koffi.errno();
+      return names.get(n) ?? `errno ${n}`;
+    },
+  };
+}
+
+/** The calls, or why they are not available (one warning for the caller to show). Loaded once. */
+export function nativeXattr(): NativeXattr {
+  if (cached) return cached;
+  if (process.platform !== 'linux') {
+    cached = { ok: false, reason: `extended attributes are supported on Linux only (this is ${process.platform})` };
+    return cached;
+  }
+  const tried: string[] = [];
+  for (const file of candidates()) {
+    if (!fs.existsSync(file)) continue;
+    try {
+      const mod = { exports: {} as Koffi };
+      process.dlopen(mod, file);
+      const koffi = mod.exports;
+      if (typeof koffi.load !== 'function' || typeof koffi.errno !== 'function') throw new Error('not a koffi module');
+      cached = { ok: true, calls: bind(koffi), from: file };
+      return cached;
+    } catch (e) {
+      tried.push(`${file}: ${(e as Error).message}`);
+    }
+  }
+  cached = {
+    ok: false,
+    reason:
+      tried.length > 0
+        ? `cannot load koffi.node (${tried.join('; ')})`
+        : 'koffi.node not found (looked next to the program, in ../lib/pacha/ beside the executable and in node_modules)',
+  };
+  return cached;
+}
