@@ -31,6 +31,7 @@ describe('bundled pacha.mjs and pacha-master.mjs', () => {
     expect(m.code).toBe(0);
     expect(m.stdout).toMatch(/pacha-master serve/);
     expect(fs.existsSync(path.join(out, 'pacha.service'))).toBe(true);
+    expect(fs.existsSync(path.join(out, 'koffi.node'))).toBe(true); // extended attributes, loaded from beside the bundle
   });
 
   it('takes a snapshot, pushes it and rebuilds the host', async () => {
