@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -166,6 +167,37 @@ describe('TreeWatcher (real inotify)', () => {
     expect([...dirty].some((h) => h.startsWith('/outside'))).toBe(false);
     expect(dirty.has('/')).toBe(false); // the parent of a single-file root is not inside a root
     expect(trouble).toEqual([]);
+  });
+});
+
+describe('TreeWatcher and attribute-only changes (real inotify)', () => {
+  let root: string | undefined;
+  let watcher: TreeWatcher | undefined;
+  afterEach(async () => {
+    await watcher?.close();
+    if (root) fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  it('a setfattr, a setfacl on a directory, a setcap and a chmod each mark the path dirty', async () => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'pacha-watch-attr-'));
+    const p = (h: string) => path.join(root!, h);
+    fs.mkdirSync(p('/srv/share/sub'), { recursive: true });
+    for (const f of ['a', 'b', 'c']) fs.writeFileSync(p(`/srv/share/sub/${f}`), f);
+    fs.writeFileSync(p('/single.conf'), 'v1');
+    const dirty = new Set<string>();
+    watcher = new TreeWatcher({ root, roots: ['/srv/share', '/single.conf'], ignore: [], onDirty: (h) => dirty.add(h), onTrouble: () => {} });
+    await watcher.start();
+    const step = async (cmd: string, args: string[], hp: string) => {
+      execFileSync(cmd, [...args, p(hp)]);
+      await until(() => dirty.has(hp));
+    };
+    await step('setfattr', ['-n', 'user.tag', '-v', '1'], '/srv/share/sub/a');
+    await step('setfacl', ['-m', 'g:4343:rwx'], '/srv/share/sub');
+    await step('setcap', ['cap_net_raw+ep'], '/srv/share/sub/b');
+    await step('chmod', ['0600'], '/srv/share/sub/c');
+    await step('setfattr', ['-n', 'user.tag', '-v', '1'], '/srv/share');
+    await step('setfattr', ['-n', 'user.tag', '-v', '1'], '/single.conf');
+    expect([...dirty].filter((h) => !fs.existsSync(p(h)))).toEqual([]);
   });
 });
 

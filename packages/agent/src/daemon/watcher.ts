@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import { hostPath, toHostPath } from '@pacha/shared/paths';
@@ -5,9 +6,10 @@ import { isWithin } from '@pacha/shared/watchlist';
 import { ignoreMatcher } from './ignore.ts';
 
 // Watches the roots with chokidar (native inotify, no polling). Events only mark host paths
-// dirty: they carry no data, because chokidar can miss events and never reports a chmod/chown
-// alone — the reconcile scan covers those. An add or unlink also marks the parent directory
-// (its listing and mtime changed), as long as the parent is inside a root.
+// dirty: they carry no data, because chokidar can miss events (the reconcile scan covers those).
+// An add or unlink also marks the parent directory (its listing and mtime changed), as long as
+// the parent is inside a root. chokidar reports a change only when size, mtime or inode moved:
+// a chmod, chown, setfacl, setcap or setfattr (inotify IN_ATTRIB) reaches us as a raw event.
 
 export interface WatcherOptions {
   /** PACHA_ROOT_DIR ('/' on a real host). */
@@ -57,6 +59,19 @@ export class TreeWatcher {
         const parent = path.posix.dirname(hp);
         if (parent !== hp && insideRoots(parent)) onDirty(parent);
       }
+    });
+    watcher.on('raw', (event, name, details) => {
+      const dir = (details as { watchedPath?: unknown } | undefined)?.watchedPath;
+      // A directory's IN_ATTRIB comes as 'rename' (inotify adds IN_ISDIR, which Node reads so).
+      if ((event !== 'change' && event !== 'rename') || typeof name !== 'string' || typeof dir !== 'string') return;
+      const mark = (local: string) => {
+        const hp = host(local);
+        if (hp !== null && insideRoots(hp) && (roots.includes(hp) || !ignored(hp))) onDirty(hp);
+      };
+      const child = path.join(dir, name);
+      if (fs.existsSync(child)) mark(child);
+      // The watched directory (or single file) itself: inotify names it by its base name.
+      if (path.basename(dir) === name) mark(dir);
     });
     watcher.on('error', (err) => onTrouble(`watcher error: ${(err as Error)?.message ?? String(err)}`));
     return new Promise((resolve) => watcher.once('ready', () => resolve()));
