@@ -47,7 +47,7 @@ describe('pacha watch / unwatch / watched / check-config', () => {
   it('check-config prints the effective configuration and its problems', async () => {
     host = makeTestHost({ config: { 'pacha.frequency': 12, 'pacha.colour': 'blue' } });
     const r = await host.pacha(['check-config']);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(0); // only warnings (check-config.test.ts has the rest)
     expect(r.stdout).toMatch(/pacha.frequency\s+= 12/);
     expect(r.stdout).toMatch(/pacha.hostname\s+= testhost/);
     expect(r.stdout).toMatch(/unknown key pacha.colour/);

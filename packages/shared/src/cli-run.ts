@@ -1,6 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { PachaError, errorMessage } from './errors.ts';
 import { redact } from './log.ts';
+import { escapeTerminal } from './terminal.ts';
 
 // The one CLI frame of `pacha` and `pacha-master`: yargs with strict parsing, errors turned
 // into messages and exit codes (0 ok, 1 failure, 2 usage). Commands stay thin.
@@ -69,12 +70,13 @@ class CommandLineError extends Error {}
 
 /** An error as the user sees it, and its exit code. */
 function reportError(err: unknown): number {
+  const shown = (s: string) => escapeTerminal(redact(s), { composed: true });
   if (err instanceof PachaError) {
-    process.stderr.write(`error: ${redact(err.message)}\n`);
-    if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);
+    process.stderr.write(`error: ${shown(err.message)}\n`);
+    if (err.hint) process.stderr.write(`hint: ${shown(err.hint)}\n`);
     return err.exitCode;
   }
-  process.stderr.write(`error: ${redact(errorMessage(err))}\n`);
+  process.stderr.write(`error: ${shown(errorMessage(err))}\n`);
   if (process.env.PACHA_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
   return 1;
 }

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import ini from 'ini';
+import { callbackRequest, maskUrl } from './callback.ts';
 import { UsageError } from './errors.ts';
 import { expandHome, hostPath, rootDir } from './paths.ts';
 
@@ -178,10 +179,11 @@ export function parseConfig(text: string, ctx: { file: string | null; root: stri
     try {
       const u = new URL(callbackUrl);
       ok = u.protocol === 'http:' || u.protocol === 'https:';
+      callbackRequest(callbackUrl); // its password is registered with the logger as a secret
     } catch {
       ok = false;
     }
-    if (!ok) fail('pacha.callback.url', `"${callbackUrl}" is not a URL (accepted: http:// or https:// URL)`);
+    if (!ok) fail('pacha.callback.url', `"${maskUrl(callbackUrl)}" is not a URL (accepted: http:// or https:// URL, credentials as https://user:password@host/...)`);
   }
   const hostsPath = get('pacha.hosts.path')!;
   if (!hostsPath.startsWith('/')) fail('pacha.hosts.path', `"${hostsPath}" is not an absolute path on the master (accepted: /absolute/path)`);
@@ -200,7 +202,8 @@ export function parseConfig(text: string, ctx: { file: string | null; root: stri
   const effective: Record<string, string> = {};
   for (const k of Object.keys(CONFIG_KEYS)) {
     const v = k === 'pacha.hostname' ? hostname : get(k);
-    if (v !== undefined) effective[k] = v;
+    // Shown by check-config (and --json): the callback's credentials never are.
+    if (v !== undefined) effective[k] = k === 'pacha.callback.url' ? maskUrl(v) : v;
   }
   return {
     file: ctx.file,

@@ -1,11 +1,13 @@
 import fs from 'node:fs';
+import { escapeTerminal } from './terminal.ts';
 
 export type Level = 'error' | 'warn' | 'info' | 'debug';
 const rank: Record<Level, number> = { error: 0, warn: 1, info: 2, debug: 3 };
 
 // One readable line per event on stderr (journald adds its own timestamps), and the same
 // lines with a timestamp in pacha.log.path. Secrets never reach here: redact() strips the
-// usual shapes of them in case a message carries one by accident.
+// usual shapes of them, and the values registered with registerSecret, in case a message
+// carries one by accident. Every line is escaped for the terminal (terminal.ts) on its way out.
 export interface Logger {
   error(msg: string): void;
   warn(msg: string): void;
@@ -23,12 +25,24 @@ export interface LoggerOptions {
   stream?: NodeJS.WritableStream;
 }
 
-const SECRET = /(-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)|((?:passphrase|password|token|secret)=)\S+/gi;
+const SECRET = /(-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)|((?:passphrase|password|token|secret)=)\S+|(\b[a-z][a-z0-9+.-]*:\/\/)[^\s/?#@]+@/gi;
+
+// Secrets known by value (the key passphrase, the callback URL's password): masked wherever
+// they appear, e.g. in a hook's output. Short values are left out: masking "ab" everywhere
+// would garble every message and hide nothing worth hiding.
+const MIN_SECRET_LENGTH = 6;
+const secrets = new Set<string>();
+
+export function registerSecret(value: string | undefined): void {
+  if (value !== undefined && value.length >= MIN_SECRET_LENGTH) secrets.add(value);
+}
 
 export function redact(s: string): string {
-  return s.replace(SECRET, (_m, key: string | undefined, assign: string | undefined) =>
-    key ? '[private key redacted]' : `${assign}[redacted]`,
+  let out = s.replace(SECRET, (_m, key: string | undefined, assign: string | undefined, scheme: string | undefined) =>
+    key ? '[private key redacted]' : assign ? `${assign}[redacted]` : `${scheme}***@`,
   );
+  for (const v of secrets) if (out.includes(v)) out = out.split(v).join('***');
+  return out;
 }
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
@@ -43,7 +57,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     }
   }
   const emit = (level: Level, msg: string) => {
-    const line = redact(msg);
+    const line = escapeTerminal(redact(msg), { composed: true });
     if (rank[level] <= rank[max]) {
       const prefix = level === 'error' ? 'error: ' : level === 'warn' ? 'warning: ' : '';
       stream.write(`${prefix}${line}\n`);
@@ -61,8 +75,9 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     debug: (m) => emit('debug', m),
     progress: (m) => {
       if (opts.quiet) return;
-      if (tty) stream.write(`\r\x1b[K${m}`);
-      else if (opts.verbose) stream.write(`${m}\n`);
+      const line = escapeTerminal(redact(m));
+      if (tty) stream.write(`\r\x1b[K${line}`);
+      else if (opts.verbose) stream.write(`${line}\n`);
     },
   };
 }

@@ -1,13 +1,14 @@
 import type { CommandModule } from 'yargs';
 import type { PathChange } from '@pacha/shared/snapshot/changes';
-import { escapeField, formatMode } from '@pacha/shared/snapshot/format';
+import { formatMode } from '@pacha/shared/snapshot/format';
+import { escapeTerminal } from '@pacha/shared/terminal';
 import { createContext, type GlobalArgs } from '../context.ts';
 
 // Read-only: the exit code is 0 whether or not there are differences (like `git status`, not
 // `git diff --exit-code`); scripts read --json.
 
 function describe(c: PathChange): string {
-  const p = '/' + escapeField(c.path);
+  const p = '/' + escapeTerminal(c.path);
   if (c.kind === 'added') return `added    ${p}`;
   if (c.kind === 'deleted') return `deleted  ${p}`;
   const a = c.before!;
@@ -17,11 +18,11 @@ function describe(c: PathChange): string {
       case 'mode':
         return `mode ${formatMode(a.mode)} -> ${formatMode(b.mode)}`;
       case 'owner':
-        return `owner ${a.user || '?'}:${a.uid} -> ${b.user || '?'}:${b.uid}`;
+        return `owner ${escapeTerminal(a.user || '?')}:${a.uid} -> ${escapeTerminal(b.user || '?')}:${b.uid}`;
       case 'group':
-        return `group ${a.group || '?'}:${a.gid} -> ${b.group || '?'}:${b.gid}`;
+        return `group ${escapeTerminal(a.group || '?')}:${a.gid} -> ${escapeTerminal(b.group || '?')}:${b.gid}`;
       case 'target':
-        return `target ${escapeField(a.target ?? '')} -> ${escapeField(b.target ?? '')}`;
+        return `target ${escapeTerminal(a.target ?? '')} -> ${escapeTerminal(b.target ?? '')}`;
       case 'type':
         return `type ${a.type} -> ${b.type}`;
       default:

@@ -1,6 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '@pacha/shared/errors';
 import { isValidHostName } from '@pacha/shared/config';
+import { escapeTerminal } from '@pacha/shared/terminal';
 import { createContext, type GlobalArgs } from '../context.ts';
 
 interface HooksArgs extends GlobalArgs {
@@ -32,7 +33,8 @@ export const hooksCommand: CommandModule<GlobalArgs, HooksArgs> = {
       const last = h.last
         ? `last run ${h.last.end} ${h.last.ok ? 'ok' : h.last.timedOut ? 'timed out' : h.last.signal ? `killed by ${h.last.signal}` : `exit ${h.last.exitCode}`}${h.last.sha256 !== h.sha256 ? ' (older content)' : ''}`
         : 'never run here';
-      lines.push(`  ${h.phase.padEnd(4)} ${h.name.padEnd(24)} ${h.status.padEnd(8)} ${last}`);
+      // Hook names come from the master's folder: escaped for the terminal.
+      lines.push(`  ${h.phase.padEnd(4)} ${escapeTerminal(h.name).padEnd(24)} ${h.status.padEnd(8)} ${last}`);
     }
     ctx.print(lines.join('\n'));
   },

@@ -3,6 +3,7 @@ import { UsageError } from '@pacha/shared/errors';
 import { isValidHostName } from '@pacha/shared/config';
 import type { SnapshotInfo } from '@pacha/shared/snapshot/read';
 import type { ChangeSummary } from '@pacha/shared/snapshot/engine';
+import { escapeTerminal } from '@pacha/shared/terminal';
 import { createContext, type GlobalArgs } from '../context.ts';
 
 interface Args extends GlobalArgs {
@@ -17,7 +18,8 @@ function summaryLine(s: Pick<ChangeSummary, 'added' | 'changed' | 'deleted' | 'm
 
 function line(s: SnapshotInfo): string {
   const first = s.message.split('\n')[0];
-  return `${s.time.toISOString()}  ${s.commit.slice(0, 12)}  ${s.summary ? summaryLine(s.summary) : first}`;
+  // The message comes from the repository: escaped for the terminal (--json keeps it exact).
+  return `${s.time.toISOString()}  ${s.commit.slice(0, 12)}  ${s.summary ? summaryLine(s.summary) : escapeTerminal(first)}`;
 }
 
 export const logCommand: CommandModule<GlobalArgs, Args> = {

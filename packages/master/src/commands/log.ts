@@ -1,4 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
+import { escapeTerminal } from '@pacha/shared/terminal';
 import { masterLayout } from '../layout.ts';
 import { hostLog } from '../inspect.ts';
 import { hostsPathOption } from './hosts.ts';
@@ -28,6 +29,7 @@ export const logCommand: CommandModule<Args, Args> = {
       process.stdout.write(`${args.host} has no snapshot yet\n`);
       return;
     }
-    for (const e of entries) process.stdout.write(`${e.commit.slice(0, 12)}  ${e.time}  ${e.message.split('\n')[0]}\n`);
+    // A host writes its own commit messages: escaped before they reach the operator's terminal.
+    for (const e of entries) process.stdout.write(`${e.commit.slice(0, 12)}  ${e.time}  ${escapeTerminal(e.message.split('\n')[0])}\n`);
   },
 };

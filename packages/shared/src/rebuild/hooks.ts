@@ -3,7 +3,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { PachaError } from '../errors.ts';
-import type { Logger } from '../log.ts';
+import { redact, type Logger } from '../log.ts';
+import { escapeTerminal } from '../terminal.ts';
 import { comparePaths } from '../snapshot/format.ts';
 import { appendRun, hookStatus, readJournal, type HookPhase, type HookRun } from './journal.ts';
 
@@ -13,6 +14,16 @@ import { appendRun, hookStatus, readJournal, type HookPhase, type HookRun } from
 // code, signal or timeout) stops the rebuild and shows the end of the hook's output.
 
 export const DEFAULT_HOOK_TIMEOUT_SECONDS = 600;
+
+/** Secrets of pacha's own environment, never handed to code from the master (hooks, follow-up command). */
+export const SECRET_ENV = ['PACHA_SSH_PASSPHRASE'];
+
+/** The environment without pacha's secrets. */
+export function withoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out = { ...env };
+  for (const k of SECRET_ENV) delete out[k];
+  return out;
+}
 const TAIL_BYTES = 4096;
 const KILL_GRACE_MS = 5000;
 
@@ -65,7 +76,7 @@ export async function runHooks(hooks: Hook[], opts: HookRunOptions): Promise<Hoo
   for (const h of hooks) {
     const journal = readJournal(opts.journalDir, opts.host);
     if (!opts.rerun && hookStatus(journal, h.phase, h.name, h.sha256).status === 'applied') {
-      opts.log.info(`hook ${h.phase} ${h.name}: already applied with this content, skipped (--rerun-hooks runs it again)`);
+      opts.log.info(`hook ${h.phase} ${escapeTerminal(h.name)}: already applied with this content, skipped (--rerun-hooks runs it again)`);
       out.skipped.push(h.name);
       continue;
     }
@@ -78,8 +89,14 @@ export async function runHooks(hooks: Hook[], opts: HookRunOptions): Promise<Hoo
         : run.signal
           ? `killed by ${run.signal}`
           : `exited with code ${run.exitCode}`;
-      const tail = run.outputTail.trimEnd();
-      throw new PachaError(`pacha_${h.phase} hook ${h.name} failed: ${why}${tail ? `\n--- last output of ${h.name} ---\n${tail}` : ' (no output)'}`, {
+      // The hook's output and name come from the master: escaped line by line for the terminal.
+      const tail = run.outputTail
+        .trimEnd()
+        .split('\n')
+        .map((l) => escapeTerminal(l))
+        .join('\n');
+      const name = escapeTerminal(h.name);
+      throw new PachaError(`pacha_${h.phase} hook ${name} failed: ${why}${tail ? `\n--- last output of ${name} ---\n${tail}` : ' (no output)'}`, {
         hint: `fix the cause, then run the same rebuild again: hooks that succeeded are skipped (journal: ${path.join(opts.journalDir, `${opts.host}.json`)})`,
       });
     }
@@ -90,7 +107,7 @@ export async function runHooks(hooks: Hook[], opts: HookRunOptions): Promise<Hoo
 function runHook(h: Hook, opts: HookRunOptions): Promise<HookRun> {
   fs.chmodSync(h.file, 0o700);
   const start = new Date();
-  const label = `[${h.phase} ${h.name}]`;
+  const label = `[${h.phase} ${escapeTerminal(h.name)}]`;
   opts.log.info(`${label} running`);
   return new Promise((resolve) => {
     let tail = '';
@@ -100,8 +117,7 @@ function runHook(h: Hook, opts: HookRunOptions): Promise<HookRun> {
     const child = spawn(h.file, [], {
       cwd: opts.stagingDir,
       env: {
-        ...process.env,
-        ...opts.env,
+        ...withoutSecrets({ ...process.env, ...opts.env }),
         PACHA_HOST: opts.host,
         PACHA_STAGING_DIR: opts.stagingDir,
         PACHA_COMMIT: opts.commit,
@@ -117,7 +133,7 @@ function runHook(h: Hook, opts: HookRunOptions): Promise<HookRun> {
       tail = (tail + s).slice(-TAIL_BYTES);
       const lines = (partial[key] + s).split('\n');
       partial[key] = lines.pop()!;
-      for (const l of lines) opts.log.info(`${label} ${l}`);
+      for (const l of lines) opts.log.info(`${label} ${escapeTerminal(l)}`);
     };
     child.stdout.on('data', onData('out'));
     child.stderr.on('data', onData('err'));
@@ -152,7 +168,7 @@ function runHook(h: Hook, opts: HookRunOptions): Promise<HookRun> {
       process.off('SIGTERM', onSignal);
       clearTimeout(timer);
       if (killer) clearTimeout(killer);
-      for (const k of ['out', 'err']) if (partial[k]) opts.log.info(`${label} ${partial[k]}`);
+      for (const k of ['out', 'err']) if (partial[k]) opts.log.info(`${label} ${escapeTerminal(partial[k])}`);
       if (spawnError) tail = (tail + spawnError + '\n').slice(-TAIL_BYTES);
       const ok = !timedOut && !spawnError && code === 0;
       opts.log.info(`${label} ${ok ? 'done' : 'FAILED'} (${((Date.now() - start.getTime()) / 1000).toFixed(1)} s)`);
@@ -167,7 +183,8 @@ function runHook(h: Hook, opts: HookRunOptions): Promise<HookRun> {
         signal,
         timedOut,
         ok,
-        outputTail: tail,
+        // The journal keeps what the hook printed, never a secret it may have come across.
+        outputTail: redact(tail),
       });
     };
     child.on('error', (e) => {

@@ -1,6 +1,7 @@
 import type { Accounts } from '../accounts.ts';
 import { hostPath } from '../paths.ts';
 import type { Logger } from '../log.ts';
+import { escapeTerminal } from '../terminal.ts';
 
 // Owners are resolved by *name* on the rebuilt host, from its own /etc/passwd and /etc/group
 // (under the root dir, see accounts.ts), read after the pre hooks have had the chance to create
@@ -42,8 +43,8 @@ export function ownerResolver(accounts: Accounts, root: string): OwnerResolver {
       const out: string[] = [];
       const say = (kind: 'user' | 'group', db: string, m: Map<string, { id: number; files: string[] }>) => {
         for (const [name, { id, files }] of m) {
-          const list = files.slice(0, 5).join(', ') + (files.length > 5 ? ` and ${files.length - 5} more` : '');
-          const msg = `${kind} "${name}" does not exist in ${hostPath(db, root)}: ${list} ${files.length === 1 ? 'gets' : 'get'} the recorded numeric ${kind === 'user' ? 'uid' : 'gid'} ${id} (create the ${kind} in a pacha_pre hook to fix this)`;
+          const list = files.slice(0, 5).map((f) => escapeTerminal(f)).join(', ') + (files.length > 5 ? ` and ${files.length - 5} more` : '');
+          const msg = `${kind} "${escapeTerminal(name)}" does not exist in ${hostPath(db, root)}: ${list} ${files.length === 1 ? 'gets' : 'get'} the recorded numeric ${kind === 'user' ? 'uid' : 'gid'} ${id} (create the ${kind} in a pacha_pre hook to fix this)`;
           log.warn(msg);
           out.push(msg);
         }

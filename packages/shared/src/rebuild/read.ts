@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PachaError, UsageError } from '../errors.ts';
 import type { CommitInfo, RepoObjects } from '../git/object-store.ts';
+import { escapeTerminal } from '../terminal.ts';
 import { FORMAT_VERSION, PACHA_DIR, decodeMetadata, decodeRoots, realName, type MetadataEntry } from '../snapshot/format.ts';
 
 // Reading the snapshot to rebuild from the staged copy of the master's repository: the ref,
@@ -143,7 +144,7 @@ export function readStagedSnapshot(repoDir: string, objects: RepoObjects, commit
       try {
         name = realName(e.name);
       } catch (err) {
-        throw new PachaError(`the repository is damaged: /${prefix}${e.name}: ${(err as Error).message}`);
+        throw new PachaError(`the repository is damaged: ${escapeTerminal(`/${prefix}${e.name}`)}: ${(err as Error).message}`);
       }
       const p = prefix + name;
       tree.set(p, { path: p, mode: e.mode, oid: e.oid, kind });

@@ -13,6 +13,7 @@ import { toHostPath } from '../paths.ts';
 import { openTransport, isLocalMaster } from '../transport/open.ts';
 import type { Transport } from '../transport/transport.ts';
 import { postCallback } from '../callback.ts';
+import { escapeTerminal } from '../terminal.ts';
 import { createStagingDir, fetchHostTree, removeStagingDir, type Staging } from './fetch.ts';
 import { DEFAULT_HOOK_TIMEOUT_SECONDS, listHooks, runHooks } from './hooks.ts';
 import { BlobSource } from './blob-source.ts';
@@ -141,7 +142,8 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     const makePlan = () => time('plan', () => planRestore(valid, { root: config.root, resolver: ownerResolver(loadAccounts(config.root), config.root), deleteExtra: opts.deleteExtra === true }));
     let plan: Plan = await makePlan();
     out(`Snapshot: ${commit} (${new Date(snap.timeMs).toISOString()})${opts.at ? ` chosen by --at ${opts.at}` : ' (newest)'}`);
-    out(`Restoring: ${valid.scope.join(', ')}`);
+    // Names below come from the repository and the master: escaped for the terminal.
+    out(`Restoring: ${valid.scope.map((r) => escapeTerminal(r)).join(', ')}`);
     out(`Files to create: ${plan.counts.create}`);
     out(`Files to replace: ${plan.counts.replace} (kept under ${state.replacedDir}/<time>/ first)`);
     out(`Files to leave: ${plan.counts.unchanged}${plan.counts.metadata ? ` (${plan.counts.metadata} of them with owner, mode or mtime fixed)` : ''}`);
@@ -151,9 +153,9 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     if (opts.dryRun) {
       const differences = describePlan(plan);
       out(differences.length ? `Differences (${differences.length}):` : 'No differences: the host already matches the snapshot.');
-      for (const d of differences) out(`  ${d}`);
-      for (const h of preHooks) out(`  would run pacha_pre hook ${h.name}`);
-      for (const h of postHooks) out(`  would run pacha_post hook ${h.name}`);
+      for (const d of differences) out(`  ${escapeTerminal(d)}`);
+      for (const h of preHooks) out(`  would run pacha_pre hook ${escapeTerminal(h.name)}`);
+      for (const h of postHooks) out(`  would run pacha_post hook ${escapeTerminal(h.name)}`);
       removeStagingDir(staging.dir);
       return {
         host,

@@ -6,6 +6,7 @@ import { comparePaths, type MetadataEntry } from '../snapshot/format.ts';
 import { isWithin, normaliseHostPath } from '../watchlist.ts';
 import type { StagedSnapshot } from './read.ts';
 import type { BlobSource } from './blob-source.ts';
+import { escapeTerminal } from '../terminal.ts';
 
 // Everything is checked before anything is written: a damaged or hostile repository, or a
 // target host whose existing symlinks would redirect a write, is refused with every problem
@@ -51,7 +52,8 @@ function badRootReason(r: string): string | null {
 }
 
 function fail(problems: string[], what: string): never {
-  const shown = problems.slice(0, MAX_LISTED).map((p) => `  ${p}`).join('\n');
+  // One line per problem: the names in it come from the repository, escaped for the terminal.
+  const shown = problems.slice(0, MAX_LISTED).map((p) => `  ${escapeTerminal(p)}`).join('\n');
   const more = problems.length > MAX_LISTED ? `\n  ... and ${problems.length - MAX_LISTED} more` : '';
   throw new PachaError(`${what}; nothing was written:\n${shown}${more}`);
 }

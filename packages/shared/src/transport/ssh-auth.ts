@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import ssh2 from 'ssh2';
 import type { PachaConfig } from '../config.ts';
 import { PachaError } from '../errors.ts';
+import { registerSecret } from '../log.ts';
 import { expandHome, hostPath } from '../paths.ts';
 
 // How the agent proves who it is to the master, in the order of the design:
@@ -21,6 +22,7 @@ export interface SshAuth {
 
 export function resolveAuth(config: PachaConfig, env: NodeJS.ProcessEnv = process.env): SshAuth {
   const passphrase = env.PACHA_SSH_PASSPHRASE && env.PACHA_SSH_PASSPHRASE.length > 0 ? env.PACHA_SSH_PASSPHRASE : undefined;
+  registerSecret(passphrase);
   if (config.sshKeyFile !== undefined) {
     return loadKey(config.sshKeyFile, passphrase, 'pacha.ssh.key');
   }
@@ -38,13 +40,31 @@ export function resolveAuth(config: PachaConfig, env: NodeJS.ProcessEnv = proces
   });
 }
 
+/**
+ * As OpenSSH: a private key that group or others can get at is refused, not used. The fix is
+ * in the message itself (the daemon logs messages without hints). Null when the mode is fine.
+ */
+export function keyModeProblem(file: string, mode: number): string | null {
+  if ((mode & 0o077) === 0) return null;
+  return `has mode ${(mode & 0o7777).toString(8).padStart(4, '0')}: group or others can access it, so it is refused as OpenSSH does; fix: chmod 600 ${file}`;
+}
+
 function loadKey(file: string, passphrase: string | undefined, what: string): SshAuth {
   let data: Buffer;
+  let mode: number;
   try {
-    data = fs.readFileSync(file);
+    const fd = fs.openSync(file, 'r');
+    try {
+      mode = fs.fstatSync(fd).mode & 0o7777;
+      data = fs.readFileSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
   } catch (e) {
     throw new PachaError(`cannot read the SSH key ${file} (${what}): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+  const unsafe = keyModeProblem(file, mode);
+  if (unsafe) throw new PachaError(`the SSH key ${file} (${what}) ${unsafe}`);
   const parsed = ssh2.utils.parseKey(data, passphrase);
   if (parsed instanceof Error) {
     if (/encrypted|passphrase|bad decrypt/i.test(parsed.message)) {
