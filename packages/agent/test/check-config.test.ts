@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '@pacha/shared/config';
 import { resolveAuth } from '@pacha/shared/transport/ssh-auth';
-import { makeTestHost, type TestHost } from '../../../test-support/host.ts';
+import { makeTestHost, type TestHost } from '@pacha/test-support/host';
 
 // check-config: exit 0 when the file is valid (warnings are said to be warnings), 1 when a
 // value is invalid (said to be an error); a private key others can read is an error here and

@@ -4,10 +4,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { embeddedTarget, startMaster, writeAgentConfig, type MasterHandle } from '../../../test-support/master.ts';
-import { makeTestHost, type TestHost } from '../../../test-support/host.ts';
-import { writeHook } from '../../../test-support/git-fixture.ts';
-import type { RunResult } from '../../../test-support/cli.ts';
+import { embeddedTarget, startMaster, writeAgentConfig, type MasterHandle } from '@pacha/test-support/master';
+import { makeTestHost, type TestHost } from '@pacha/test-support/host';
+import { writeHook } from '@pacha/test-support/git-fixture';
+import type { RunResult } from '@pacha/test-support/cli';
 
 // Written as an attacker looking for secrets: a full run (snapshot, push, a push that fails,
 // a rebuild with hooks from the master, check-config, status, hooks) with a callback URL that

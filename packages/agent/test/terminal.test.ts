@@ -2,9 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { escapeTerminal } from '@pacha/shared/terminal';
-import { commitSnapshot, packRepo, writeHook } from '../../../test-support/git-fixture.ts';
-import { makeTestHost, type TestHost } from '../../../test-support/host.ts';
-import { runMaster, type RunResult } from '../../../test-support/cli.ts';
+import { commitSnapshot, packRepo, writeHook } from '@pacha/test-support/git-fixture';
+import { makeTestHost, type TestHost } from '@pacha/test-support/host';
+import { runMaster, type RunResult } from '@pacha/test-support/cli';
 import { makeWorld, type RebuildWorld } from './rebuild-helpers.ts';
 
 // Written as the owner of a hostile repository or master folder: names, commit messages, link
