@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeTestHost, type TestHost } from '@pacha/test-support/host';
-import { formatReport } from '../src/daemon/report-view.ts';
+import { formatReport } from '../src/status/report-view.ts';
 import { killAll, startDaemon } from './daemon-harness.ts';
 
 let host: TestHost | undefined;

@@ -4,7 +4,7 @@
 
 export * as config from './config.ts';              // /etc/pacha.conf: parse, check, defaults
 export * as paths from './paths.ts';                // host paths under PACHA_ROOT_DIR
-export * as state from './state.ts';                // the agent's state dir and its JSON files
+export * as state from './state.ts';                // the agent's state dir layout, atomic writes
 export * as errors from './errors.ts';              // PachaError and its kinds, each with a stable code
 export * as log from './log.ts';                    // the logger (secrets redacted)
 export * as lock from './lock.ts';                  // the pid lock shared by every long operation

@@ -11,7 +11,7 @@ export interface StatePaths {
   watchList: string;
   /** Stat cache of the last snapshot (lets an unchanged file be skipped without reading it). */
   statCache: string;
-  /** Last snapshot / push / error, daemon heartbeat: read by `pacha status`. */
+  /** Last snapshot / push / error, daemon heartbeat: written by the agent (status-files.ts), read by `pacha status`. */
   status: string;
   /** Phase timings of the last snapshot, push and rebuild: read by `pacha report`. */
   report: string;
@@ -62,12 +62,4 @@ export function readJson<T>(file: string): T | undefined {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
-}
-
-/** Merge fields into a JSON status file (status.json, report.json). */
-export function updateJson<T extends object>(file: string, patch: Partial<T>): T {
-  const cur = readJson<T>(file) ?? ({} as T);
-  const next = { ...cur, ...patch } as T;
-  writeFileAtomic(file, JSON.stringify(next, null, 2) + '\n');
-  return next;
 }

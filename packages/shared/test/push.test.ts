@@ -80,19 +80,15 @@ describe('push to a local-folder master', () => {
     });
     const heads = [fx.snapshot(30, 1), fx.snapshot(30, 2), fx.snapshot(31, 3)];
     await expect(pushSnapshots(env(fx), { transport: down, retry: fast })).rejects.toThrow(/ECONNREFUSED/);
-    const status = JSON.parse(fs.readFileSync(fx.state.status, 'utf8'));
-    expect(status.lastError.message).toMatch(/ECONNREFUSED/);
-    expect(status.pending).toBe(3);
     const r = await pushSnapshots(env(fx));
     expect(r.commits).toBe(3);
+    expect(r.remoteHead).toBe(heads[2]);
+    expect(r.bytes).toBeGreaterThan(0);
     expect(masterHead(fx.masterRepo)).toBe(heads[2]);
     expect(gitIn(fx.masterRepo, ['rev-list', 'main']).trim().split('\n').slice(0, 3).reverse()).toEqual(heads);
     fsck(fx.masterRepo);
-    const after = JSON.parse(fs.readFileSync(fx.state.status, 'utf8'));
-    expect(after).toMatchObject({ pending: 0, lastError: null, lastPush: { commit: heads[2], commits: 3 } });
-    const report = JSON.parse(fs.readFileSync(fx.state.report, 'utf8'));
-    expect(report.push.commits).toBe(3);
-    expect(report.push.bytes).toBeGreaterThan(0);
+    // The library writes no status file: the agent records the result (status-files.test.ts).
+    expect(fs.existsSync(fx.state.status)).toBe(false);
   });
 
   it('copies stored entries from local packs and resolves deltas of a repacked repository', async () => {

@@ -1,8 +1,9 @@
 import readline from 'node:readline';
 import type { Argv, CommandModule } from 'yargs';
-import { UsageError } from '@pacha/shared/errors';
+import { UsageError, errorMessage } from '@pacha/shared/errors';
 import { DEFAULT_HOOK_TIMEOUT_SECONDS } from '@pacha/shared/rebuild/hooks';
 import { createContext, type GlobalArgs } from '../context.ts';
+import { recordRebuild } from '../status/status-files.ts';
 
 interface RebuildArgs extends GlobalArgs {
   host: string;
@@ -74,6 +75,13 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
         hookTimeoutSeconds: args['hook-timeout'],
         confirm: interactive ? askEnter : undefined,
         out: ctx.json ? () => undefined : (l) => process.stdout.write(l + '\n'),
+        onOutcome: (r) => {
+          try {
+            recordRebuild(ctx.state, r);
+          } catch (e) {
+            ctx.log.warn(`cannot record the ${r.outcome === 'ok' ? '' : 'failed '}rebuild in ${ctx.state.status}: ${errorMessage(e)}`);
+          }
+        },
       },
     );
     if (ctx.json) ctx.print('', result);

@@ -1,8 +1,8 @@
 import type { CommandModule } from 'yargs';
 import { PachaError, errorMessage } from '@pacha/shared/errors';
-import { readReport, type ReportFile } from '@pacha/shared/status';
+import { readReport, type ReportFile } from '../status/status-files.ts';
 import { createContext, type GlobalArgs } from '../context.ts';
-import { formatReport } from '../daemon/report-view.ts';
+import { formatReport } from '../status/report-view.ts';
 
 export const reportCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'report',

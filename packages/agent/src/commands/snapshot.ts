@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { acquireLock } from '@pacha/shared/lock';
 import { createContext, type GlobalArgs } from '../context.ts';
+import { recordSnapshot } from '../status/status-files.ts';
 
 interface Args extends GlobalArgs {
   message?: string;
@@ -20,6 +21,7 @@ export const snapshotCommand: CommandModule<GlobalArgs, Args> = {
       const prefetch = prefetchStatCache(ctx.state.statCache, ctx.config.root, ctx.config.maxFileSize, (e) => ctx.log.debug(`stat-verify worker: ${e.message}`));
       const { summaryLine, takeSnapshot } = await import('@pacha/shared/snapshot/engine');
       const r = await takeSnapshot(ctx, { message: args.message, prefetch });
+      recordSnapshot(ctx.state, r);
       const text = r.commit ? `${r.commit} ${summaryLine(r.summary)}` : 'no changes';
       ctx.print(text, r);
     } finally {

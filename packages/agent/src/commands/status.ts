@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { PachaError, errorMessage } from '@pacha/shared/errors';
-import { readStatus } from '@pacha/shared/status';
+import { readStatus } from '../status/status-files.ts';
 import { createContext, type GlobalArgs } from '../context.ts';
 
 export const statusCommand: CommandModule<GlobalArgs, GlobalArgs> = {
@@ -8,7 +8,7 @@ export const statusCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   describe: 'daemon alive, watched paths, last snapshot, last push, pending, last error',
   handler: async (args) => {
     // Loaded on use: keeps start-up of the other commands short.
-    const { gatherStatus, formatStatus } = await import('../daemon/status-view.ts');
+    const { gatherStatus, formatStatus } = await import('../status/status-view.ts');
     const ctx = createContext(args, { ensureState: false });
     try {
       readStatus(ctx.state);

@@ -5,11 +5,9 @@ import { errorMessage } from '@pacha/shared/errors';
 import { acquireLock, type PidLock } from '@pacha/shared/lock';
 import { createLogger, type Logger } from '@pacha/shared/log';
 import { ensureStateDir, statePaths, type StatePaths } from '@pacha/shared/state';
-import { readStatus, recordError, updateStatus, type DaemonState } from '@pacha/shared/status';
 import { effectiveRoots } from '@pacha/shared/watchlist';
 import { takeSnapshot, type SnapshotResult } from '@pacha/shared/snapshot/engine';
 import { pushSnapshots, type PushResult } from '@pacha/shared/push/push';
-import { isLocalMaster } from '@pacha/shared/transport/open';
 import { PACHA_VERSION } from '@pacha/shared/version';
 import { Backoff, backoffFromEnv } from './backoff.ts';
 import { DirtyBatcher, type Batch } from './batcher.ts';
@@ -17,39 +15,22 @@ import { PushHealth } from './callback-notify.ts';
 import { postCallback } from '@pacha/shared/callback';
 import { MasterConnection } from './connection.ts';
 import { takeSnapshotIsolated } from './isolated-snapshot.ts';
-import { countPending } from './pending.ts';
 import { ReconcileSchedule } from './scheduler.ts';
 import { TreeWatcher } from './watcher.ts';
+import { HEARTBEAT_MS } from './heartbeat.ts';
+import { bytes, describeMaster, seconds } from '../format.ts';
+import { recordError, recordHeartbeat, recordPush, recordPushFailure, recordSnapshot, type DaemonState } from '../status/status-files.ts';
 
 // `pacha daemon`: one process, one pid lock for its whole life, one step at a time.
 // Steps, in priority order: a full reconcile when asked for (start, schedule, reload, watcher
 // trouble), a snapshot of the dirty paths once their batch is due, a push when there is
 // something to send and no backoff is running. Snapshots never wait for the master.
 
-export const HEARTBEAT_MS = 5_000;
-
 export interface DaemonOptions {
   /** --config, taken as given. */
   configPath?: string;
   verbose?: boolean;
   env?: NodeJS.ProcessEnv;
-}
-
-export function describeMaster(config: PachaConfig): string {
-  if (config.host === undefined) return '(no master: pacha.host is not set)';
-  if (isLocalMaster(config)) return `file://${config.hostsPath}`;
-  return `sftp://${config.sshUser}@${config.host}:${config.sshPort}${config.hostsPath}`;
-}
-
-function seconds(ms: number): string {
-  return ms < 10_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.round(ms / 1000)}s`;
-}
-
-function bytes(n: number | undefined): string {
-  if (n === undefined) return '?';
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 ** 2).toFixed(1)} MiB`;
 }
 
 function masterChanged(a: PachaConfig, b: PachaConfig): boolean {
@@ -271,7 +252,7 @@ export class Daemon {
       const res = full
         ? await takeSnapshotIsolated(env, { message: reconcile ? `reconcile (${reconcile})` : undefined })
         : await takeSnapshot(env, { dirty: batch.paths });
-      if (full) this.repairLastSnapshot(res);
+      this.record(() => recordSnapshot(this.state, res));
       this.snapshotBackoff.reset();
       this.snapshotNotBefore = 0;
       const ms = Date.now() - t0;
@@ -299,7 +280,7 @@ export class Daemon {
       this.snapshotNotBefore = Date.now() + delay;
       this.log.error(`snapshot failed: ${msg} (retry in ${seconds(delay)})`);
       this.log.debug((e as Error)?.stack ?? '');
-      recordError(this.state, full ? 'reconcile' : 'snapshot', msg);
+      this.record(() => recordError(this.state, full ? 'reconcile' : 'snapshot', msg));
       // Nothing is dropped: the same paths (or the full scan) are tried again.
       if (full) this.reconcileReason ??= reconcile ?? 'retry';
       else for (const p of batch.paths!) this.batcher.mark(p);
@@ -307,18 +288,12 @@ export class Daemon {
     this.heartbeat();
   }
 
-  /**
-   * The worker wrote lastSnapshot into status.json while this thread may have been writing its
-   * heartbeat there: in the rare case the heartbeat's read-modify-write undid it, write it again.
-   */
-  private repairLastSnapshot(res: SnapshotResult): void {
-    if (!res.commit) return;
+  /** Write a step's result to the status files; a failure to do so is no reason to stop. */
+  private record(write: () => void): void {
     try {
-      if (readStatus(this.state).lastSnapshot?.commit !== res.commit) {
-        updateStatus(this.state, { lastSnapshot: { commit: res.commit, time: new Date().toISOString(), summary: res.summary } });
-      }
+      write();
     } catch (e) {
-      this.log.debug(`cannot check status.json: ${errorMessage(e)}`);
+      this.log.debug(`cannot write ${this.state.status}: ${errorMessage(e)}`);
     }
   }
 
@@ -327,6 +302,7 @@ export class Daemon {
     const t0 = Date.now();
     try {
       const res = await this.pushOverConnection();
+      this.record(() => recordPush(this.state, res));
       const recovered = this.pushBackoff.failures;
       this.pushNeeded = false;
       this.pushBackoff.reset();
@@ -351,12 +327,11 @@ export class Daemon {
       this.pushNotBefore = Date.now() + delay;
       let pending = 0;
       try {
-        pending = (await countPending(this.state.repo, this.lastPushedCommit())).count;
-      } catch {
-        // the count is informative only
+        pending = (await recordPushFailure(this.state, msg)) ?? 0;
+      } catch (e) {
+        this.log.debug(`cannot write ${this.state.status}: ${errorMessage(e)}`);
       }
       this.log.warn(`push failed: ${msg} (retry in ${seconds(delay)}, ${pending} snapshot${pending === 1 ? '' : 's'} pending)`);
-      recordError(this.state, 'push', msg);
       this.health.failed(msg, pending);
     }
     this.heartbeat();
@@ -393,14 +368,6 @@ export class Daemon {
     return r.res!;
   }
 
-  private lastPushedCommit(): string | null {
-    try {
-      return readStatus(this.state).lastPush?.commit ?? null;
-    } catch {
-      return null;
-    }
-  }
-
   // ---- heartbeat ----
 
   private setState(s: DaemonState): void {
@@ -412,18 +379,16 @@ export class Daemon {
   private heartbeat(): void {
     try {
       const failures = this.pushBackoff.failures;
-      updateStatus(this.state, {
-        daemon: {
-          pid: process.pid,
-          version: PACHA_VERSION,
-          startedAt: this.startedAt.toISOString(),
-          heartbeat: new Date().toISOString(),
-          state: this.current,
-          watching: this.roots,
-          consecutivePushFailures: failures,
-          nextPushAttempt: failures > 0 ? new Date(this.pushNotBefore).toISOString() : undefined,
-          nextReconcile: this.schedule.nextRun()?.toISOString(),
-        },
+      recordHeartbeat(this.state, {
+        pid: process.pid,
+        version: PACHA_VERSION,
+        startedAt: this.startedAt.toISOString(),
+        heartbeat: new Date().toISOString(),
+        state: this.current,
+        watching: this.roots,
+        consecutivePushFailures: failures,
+        nextPushAttempt: failures > 0 ? new Date(this.pushNotBefore).toISOString() : undefined,
+        nextReconcile: this.schedule.nextRun()?.toISOString(),
       });
     } catch (e) {
       this.log.debug(`cannot write heartbeat: ${errorMessage(e)}`);

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { PachaConfig } from '../config.ts';
 import { PachaError, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { updateJson, type StatePaths } from '../state.ts';
+import type { StatePaths } from '../state.ts';
 import { masterHostPaths, type MasterHostPaths, type Transport } from '../transport/transport.ts';
 import { openTransport } from '../transport/open.ts';
 import { RepoObjects } from '../git/object-store.ts';
@@ -43,12 +43,6 @@ export interface PushOptions {
   retry?: Partial<RetryPolicy>;
 }
 
-export interface PushStatus {
-  lastPush?: { time: string; commit: string | null; commits: number; bytes: number };
-  pending?: number;
-  lastError?: { time: string; operation: string; message: string } | null;
-}
-
 class Phases {
   readonly ms: Record<string, number> = {};
   private t = performance.now();
@@ -70,60 +64,15 @@ export async function pushSnapshots(env: PushEnv, opts: PushOptions = {}): Promi
   const remote = masterHostPaths(config.hostsPath, host);
   const store = new RepoObjects(state.repo);
   const policy = { ...DEFAULT_RETRY, ...opts.retry };
-  let pending: number | undefined;
   try {
     const localHead = fs.existsSync(state.repo) ? store.readRef('refs/heads/main') : null;
     if (localHead === null) {
       log.info('no local snapshots yet: nothing to push');
       return { commits: 0, objects: 0, bytes: 0, remoteHead: null, phases: {} };
     }
-    const result = await withRetry(`push to ${config.host ?? 'the master'}`, policy, log, async () => {
-      const r = await pushOnce(env, store, localHead, remote, opts, (n) => (pending = n));
-      return r;
-    }, opts.signal);
-    const now = new Date().toISOString();
-    const prev = readStatus(state);
-    updateJson<PushStatus>(state.status, {
-      lastPush: { time: now, commit: result.remoteHead, commits: result.commits, bytes: result.bytes },
-      pending: 0,
-      ...(prev.lastError?.operation === 'push' ? { lastError: null } : {}),
-    });
-    updateJson(state.report, { push: { time: now, phases: result.phases, bytes: result.bytes, objects: result.objects, commits: result.commits } });
-    return result;
-  } catch (err) {
-    try {
-      // Master unreachable: count what is waiting from the last commit known to be there.
-      if (pending === undefined) pending = pendingSinceLastPush(store, state);
-      updateJson<PushStatus>(state.status, {
-        ...(pending !== undefined ? { pending } : {}),
-        lastError: { time: new Date().toISOString(), operation: 'push', message: errorMessage(err) },
-      });
-    } catch (e) {
-      log.debug(`could not record the push failure in ${state.status}: ${errorMessage(e)}`);
-    }
-    throw err;
+    return await withRetry(`push to ${config.host ?? 'the master'}`, policy, log, () => pushOnce(env, store, localHead, remote, opts), opts.signal);
   } finally {
     store.close();
-  }
-}
-
-function pendingSinceLastPush(store: RepoObjects, state: StatePaths): number | undefined {
-  try {
-    const head = store.readRef('refs/heads/main');
-    const pushed = readStatus(state).lastPush?.commit ?? null;
-    if (head === null) return 0;
-    if (pushed !== null && !store.has(pushed)) return undefined;
-    return commitsAfter(store, head, pushed, 'last pushed commit').length;
-  } catch {
-    return undefined;
-  }
-}
-
-function readStatus(state: StatePaths): PushStatus {
-  try {
-    return JSON.parse(fs.readFileSync(state.status, 'utf8')) as PushStatus;
-  } catch {
-    return {};
   }
 }
 
@@ -133,7 +82,6 @@ async function pushOnce(
   localHead: string,
   remote: MasterHostPaths,
   opts: PushOptions,
-  setPending: (n: number) => void,
 ): Promise<PushResult> {
   const { config, state, log } = env;
   const phases = new Phases();
@@ -160,12 +108,10 @@ async function pushOnce(
       const remoteHead = await readRemoteHead(t, remote);
       log.debug(`master ${t.description} has ${remote.repo} at ${remoteHead ?? '(no snapshot)'}; local head ${localHead}`);
       if (remoteHead === localHead) {
-        setPending(0);
         phases.stop();
         return { commits: 0, objects: 0, bytes: 0, remoteHead, phases: phases.ms };
       }
       const commits = commitsAfter(store, localHead, remoteHead, `${remote.repo} (refs/heads/main)`);
-      setPending(commits.length);
 
       phases.start('pack');
       const sel = selectObjects(store, commits);
@@ -198,7 +144,6 @@ async function pushOnce(
         });
       }
       await writeRemoteHead(t, remote, localHead);
-      setPending(0);
       phases.stop();
       log.info(`pushed ${commits.length} snapshot(s), ${pack.objects} objects, ${pack.bytes} bytes to ${t.description}`);
       return { commits: commits.length, objects: pack.objects, bytes: pack.bytes, remoteHead: localHead, phases: phases.ms };

@@ -7,7 +7,6 @@ import { PachaError, UsageError, errorMessage } from '../errors.ts';
 import { acquireLock, type PidLock } from '../lock.ts';
 import type { Logger } from '../log.ts';
 import { ensureStateDir, writeFileAtomic, type StatePaths } from '../state.ts';
-import { recordError, updateReport, updateStatus } from '../status.ts';
 import { readWatchList } from '../watchlist.ts';
 import { toHostPath } from '../paths.ts';
 import { openTransport, isLocalMaster } from '../transport/open.ts';
@@ -54,6 +53,21 @@ export interface RebuildOptions {
   transport?: Transport;
   /** Extra environment for the hooks. */
   hookEnv?: NodeJS.ProcessEnv;
+  /** Told once what a rebuild that ran (not a dry run) did, ok or failed: the agent records it. */
+  onOutcome?: (r: RebuildRecord) => void;
+}
+
+/** What a rebuild did, for the operator's status files (the agent writes them). */
+export interface RebuildRecord {
+  time: string;
+  host: string;
+  /** null when it failed before a snapshot was chosen. */
+  commit: string | null;
+  outcome: 'ok' | 'failed';
+  phases: Record<string, number>;
+  counts: RebuildCounts;
+  seconds: number;
+  error?: string;
 }
 
 export type RebuildCounts = RestoreCounts;
@@ -242,9 +256,7 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
       seededLocalRepo: seeded,
       keptUnder: res.kept.length ? keepDir : undefined,
     };
-    const now = new Date().toISOString();
-    updateReport(state, { rebuild: { time: now, host, commit, phases, files: counts.created + counts.replaced, bytes: counts.bytes, counts, seconds: result.seconds } });
-    updateStatus(state, { lastRebuild: { time: now, host, commit, outcome: 'ok', counts, seconds: result.seconds } });
+    opts.onOutcome?.({ time: new Date().toISOString(), host, commit, outcome: 'ok', phases, counts, seconds: result.seconds });
     removeStagingDir(staging.dir);
     lock?.release();
     lock = undefined;
@@ -252,16 +264,7 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     return result;
   } catch (err) {
     const seconds = (Date.now() - started) / 1000;
-    if (!opts.dryRun && fs.existsSync(config.stateDir)) {
-      try {
-        const now = new Date().toISOString();
-        updateReport(state, { rebuild: { time: now, host, commit: commit || null, phases, files: counts.created + counts.replaced, bytes: counts.bytes, counts, seconds, error: errorMessage(err) } });
-        updateStatus(state, { lastRebuild: { time: now, host, commit: commit || undefined, outcome: 'failed', error: errorMessage(err), counts, seconds } });
-        recordError(state, 'rebuild', errorMessage(err));
-      } catch (e) {
-        log.warn(`cannot record the failed rebuild in ${state.status}: ${errorMessage(e)}`);
-      }
-    }
+    if (!opts.dryRun) opts.onOutcome?.({ time: new Date().toISOString(), host, commit: commit || null, outcome: 'failed', phases, counts, seconds, error: errorMessage(err) });
     if (stagingDir) {
       if (opts.dryRun) removeStagingDir(stagingDir);
       else log.info(`the staging directory is kept for inspection: ${stagingDir}`);

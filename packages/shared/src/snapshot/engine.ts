@@ -4,7 +4,6 @@ import path from 'node:path';
 import type { PachaConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { StatePaths } from '../state.ts';
-import { updateJson } from '../state.ts';
 import { effectiveRoots } from '../watchlist.ts';
 import { UsageError } from '../errors.ts';
 import { treePath } from '../paths.ts';
@@ -67,6 +66,12 @@ export interface SnapshotResult {
    */
   route: 'quick' | 'full' | 'dirty';
   warnings: string[];
+  /** Bytes added to the local repository. */
+  bytesWritten: number;
+  /** Files whose contents were read. */
+  filesRead: number;
+  /** Records a stat-verify worker thread checked (the second core's share of the lstat calls). */
+  checkedByWorker: number;
 }
 
 export function summaryLine(s: Pick<ChangeSummary, 'added' | 'changed' | 'deleted' | 'metadataOnly'>): string {
@@ -302,16 +307,7 @@ async function land(
   updateHead(state.repo, commit);
   const merged = await consolidatePacks(state.repo);
   if (merged) log.debug(`merged ${merged.packs} packs into one (${merged.objects} objects)`);
-  updateJson(state.status, { lastSnapshot: { commit, time: new Date(now * 1000).toISOString(), summary } });
   return { commit, bytesWritten };
-}
-
-/** extra.checkedByWorker: records a stat-verify worker checked (the second core's share of the lstat calls). */
-function report(state: StatePaths, r: SnapshotResult, extra: { bytesRead: number; bytesWritten: number; filesRead: number; checkedByWorker: number }): SnapshotResult {
-  updateJson(state.report, {
-    snapshot: { time: new Date().toISOString(), commit: r.commit, route: r.route, phases: r.phases, ...extra, files: r.summary.total, warnings: r.warnings.length },
-  });
-  return r;
 }
 
 export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {}): Promise<SnapshotResult> {
@@ -381,7 +377,7 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
     }
     clock.lap('commit');
     const route = full ? 'full' : 'dirty';
-    return report(state, { commit, parent: head, summary, phases: clock.phases, route, warnings: sc.warnings }, { bytesRead, bytesWritten, filesRead: sc.toHash.length, checkedByWorker });
+    return { commit, parent: head, summary, phases: clock.phases, route, warnings: sc.warnings, bytesWritten, filesRead: sc.toHash.length, checkedByWorker };
   } catch (e) {
     packs.abort();
     throw e;
@@ -459,7 +455,7 @@ async function quickSnapshot(
       ({ commit, bytesWritten } = await land(env, packs, head, tree, summary, opts.message, saveCache, clock.lap));
     }
     clock.lap('commit');
-    return report(state, { commit, parent: head, summary, phases: clock.phases, route: 'quick', warnings: q.warnings }, { bytesRead, bytesWritten, filesRead: q.jobs.length, checkedByWorker });
+    return { commit, parent: head, summary, phases: clock.phases, route: 'quick', warnings: q.warnings, bytesWritten, filesRead: q.jobs.length, checkedByWorker };
   } catch (e) {
     packs.abort();
     throw e;

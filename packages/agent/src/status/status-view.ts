@@ -1,13 +1,14 @@
 import type { PachaConfig } from '@pacha/shared/config';
 import { processAlive, readLock } from '@pacha/shared/lock';
 import type { StatePaths } from '@pacha/shared/state';
-import { normaliseError, readStatus, type LastError, type LastPush, type LastSnapshot } from '@pacha/shared/status';
+import { readStatus, type LastError, type LastPush, type LastSnapshot } from './status-files.ts';
 import { effectiveRoots } from '@pacha/shared/watchlist';
-import { describeMaster, HEARTBEAT_MS } from './daemon.ts';
+import { HEARTBEAT_MS } from '../daemon/heartbeat.ts';
+import { describeMaster } from '../format.ts';
 import { countPending } from './pending.ts';
 
 // What `pacha status` shows: gathered from the lock file (is a daemon alive?), status.json
-// (written by the daemon, the snapshot engine and push) and the local repository (pending).
+// (written by the agent's commands and daemon) and the local repository (pending).
 
 export interface StatusView {
   host: string;
@@ -84,7 +85,7 @@ export async function gatherStatus(config: PachaConfig, state: StatePaths, now =
     lastSnapshot: status.lastSnapshot,
     lastPush: status.lastPush,
     pending,
-    lastError: normaliseError(status.lastError),
+    lastError: status.lastError ?? undefined,
     lastRebuild: status.lastRebuild,
   };
 }

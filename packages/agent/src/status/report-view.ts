@@ -1,17 +1,11 @@
-import type { ReportEntry, ReportFile } from '@pacha/shared/status';
+import { bytes } from '../format.ts';
+import type { ReportEntry, ReportFile } from './status-files.ts';
 
 // `pacha report`: one table of the last snapshot, push and rebuild, phase by phase, then the
 // sizes involved. Phases are whatever the writer recorded (snapshot: load, scan, hash, write, commit;
 // push: connect, negotiate, pack, upload, ref; rebuild: fetch, validate, hooks, restore, ...).
 
 const SIZE_KEYS = ['files', 'bytes', 'objects', 'commits'] as const;
-
-function fmtBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
-  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
-}
 
 function fmtMs(ms: number): string {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`;
@@ -34,7 +28,7 @@ export function formatReport(report: ReportFile): string {
       first = false;
     }
     rows.push([first ? op : '', 'total', fmtMs(total), '']);
-    const sizes = SIZE_KEYS.filter((k) => typeof e[k] === 'number').map((k) => (k === 'bytes' ? fmtBytes(e[k] as number) : `${e[k]} ${k}`));
+    const sizes = SIZE_KEYS.filter((k) => typeof e[k] === 'number').map((k) => (k === 'bytes' ? bytes(e[k] as number) : `${e[k]} ${k}`));
     const when = typeof e.time === 'string' ? ` at ${e.time}` : '';
     // A snapshot says how it looked at the files (quick, full, dirty) and what the worker thread did.
     if (typeof e.route === 'string') sizes.push(`${e.route} route`);
