@@ -1,11 +1,14 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { encodeMetadata, encodeRoots, gitMode, gitPath, type MetadataEntry } from '@pacha/shared/snapshot/format';
+import { encodeMetadataV1, type MetadataEntry } from '@pacha/shared/format/entry';
+import { gitMode, gitPath } from '@pacha/shared/format/names';
+import { encodeRoots } from '@pacha/shared/format/snapshot';
 
-// Snapshot repositories built with native git plumbing (hash-object, mktree, commit-tree,
-// update-ref), following packages/shared/src/snapshot/format.ts: tests of the rebuild do not
-// depend on pacha's own writer, and hostile repositories can be built just as easily.
+// Snapshot repositories in format 1 built with native git plumbing (hash-object, mktree,
+// commit-tree, update-ref), following docs/snapshot-format.md: tests of the rebuild do not
+// depend on pacha's own writer, hostile repositories can be built just as easily, and this is
+// the kept writer of format 1 that the format 1 -> 2 tests start from.
 
 export interface FixtureFile {
   /** Host path, absolute: /etc/app/a.conf */
@@ -100,12 +103,12 @@ export function commitSnapshot(gitDir: string, snap: FixtureSnapshot): string {
   for (const e of snap.entries) {
     const m = metadataOf(e);
     meta.push(m);
-    if (e.type === 'file') insert(root, gitPath(m.path), gitMode(m), hashBlob(gitDir, e.content ?? ''));
-    else if (e.type === 'symlink') insert(root, gitPath(m.path), '120000', hashBlob(gitDir, e.target ?? ''));
+    if (e.type === 'file') insert(root, gitPath(m.path, 1), gitMode(m), hashBlob(gitDir, e.content ?? ''));
+    else if (e.type === 'symlink') insert(root, gitPath(m.path, 1), '120000', hashBlob(gitDir, e.target ?? ''));
   }
   insert(root, '.pacha/format', '100644', hashBlob(gitDir, 'pacha-snapshot 1\n'));
   insert(root, '.pacha/roots', '100644', hashBlob(gitDir, encodeRoots(snap.roots)));
-  insert(root, '.pacha/metadata', '100644', hashBlob(gitDir, snap.metadataText ?? encodeMetadata(meta)));
+  insert(root, '.pacha/metadata', '100644', hashBlob(gitDir, snap.metadataText ?? encodeMetadataV1(meta)));
   for (const [p, c] of Object.entries(snap.extraBlobs ?? {})) insert(root, p, '100644', hashBlob(gitDir, c));
   const tree = writeTree(gitDir, root);
   let parent: string | undefined;

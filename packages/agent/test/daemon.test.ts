@@ -177,8 +177,8 @@ describe('pacha daemon: reconcile schedule and the master away', () => {
     setup({ 'pacha.schedule': '* * * * * *' });
     const d = startDaemon(host);
     await until('initial snapshot on the master', () => masterHas('etc/app/main.conf', 'listen 80'));
-    const meta = () => tryGit(masterRepo(), ['show', 'refs/heads/main:.pacha/metadata']) ?? '';
-    const line = () => meta().split('\n').find((l) => l.startsWith('etc/app/main.conf\t')) ?? '';
+    const meta = () => tryGit(masterRepo(), ['show', 'refs/heads/main:etc/app/.pacha']) ?? '';
+    const line = () => meta().split('\n').find((l) => l.startsWith('main.conf\t')) ?? '';
     expect(line().split('\t')[2]).toBe('0644');
     // inotify reports a chmod only to the watch on the directory the chmod went through: done
     // through a hard link outside the watched tree, the watcher misses it, as it can miss others.

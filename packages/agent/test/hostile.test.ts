@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { commitSnapshot, git, initBareRepo, masterHostDir, packRepo, type FixtureFile } from '@pacha/test-support/git-fixture';
 import { makeTestHost, type TestHost } from '@pacha/test-support/host';
-import { encodeMetadata } from '@pacha/shared/snapshot/format';
+import { encodeMetadataV1 } from '@pacha/shared/format/entry';
 import { listTree, uniqueTop } from './rebuild-helpers.ts';
 
 // Damaged and hostile repositories, built with native git plumbing: each is refused with a
@@ -67,7 +67,7 @@ describe('hostile and damaged repositories are refused, nothing written', () => 
 
   it('a ".." component in the metadata', async () => {
     const c = setup((repo, top) => {
-      const meta = encodeMetadata([
+      const meta = encodeMetadataV1([
         { path: `${top.slice(1)}/app`, type: 'dir', mode: 0o755, user: 'root', uid: 0, group: 'root', gid: 0, mtimeNs: 0n, size: 0 },
         { path: `${top.slice(1)}/app/../../escape`, type: 'dir', mode: 0o755, user: 'root', uid: 0, group: 'root', gid: 0, mtimeNs: 0n, size: 0 },
       ]);
@@ -98,7 +98,7 @@ describe('hostile and damaged repositories are refused, nothing written', () => 
 
   it('a path below a symlink that the restore itself would create', async () => {
     const c = setup((repo, top) => {
-      const meta = encodeMetadata([
+      const meta = encodeMetadataV1([
         { path: `${top.slice(1)}/app`, type: 'dir', mode: 0o755, user: 'root', uid: 0, group: 'root', gid: 0, mtimeNs: 0n, size: 0 },
         { path: `${top.slice(1)}/app/link`, type: 'symlink', mode: 0o777, user: 'root', uid: 0, group: 'root', gid: 0, mtimeNs: 0n, size: 4, target: '/etc' },
         { path: `${top.slice(1)}/app/link/shadow`, type: 'file', mode: 0o644, user: 'root', uid: 0, group: 'root', gid: 0, mtimeNs: 0n, size: 2 },
@@ -141,7 +141,7 @@ describe('hostile and damaged repositories are refused, nothing written', () => 
   it('metadata naming a file the tree does not hold', async () => {
     const c = setup((repo, top) => {
       const entries = good(top);
-      const meta = encodeMetadata([
+      const meta = encodeMetadataV1([
         { path: `${top.slice(1)}/app`, type: 'dir', mode: 0o755, user: 'root', uid: 0, group: 'root', gid: 0, mtimeNs: 0n, size: 0 },
         { path: `${top.slice(1)}/app/a.conf`, type: 'file', mode: 0o644, user: 'root', uid: 0, group: 'root', gid: 0, mtimeNs: 0n, size: 2 },
         { path: `${top.slice(1)}/app/ghost`, type: 'file', mode: 0o644, user: 'root', uid: 0, group: 'root', gid: 0, mtimeNs: 0n, size: 2 },

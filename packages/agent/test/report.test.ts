@@ -19,7 +19,7 @@ afterEach(() => {
 describe('pacha report', () => {
   it('formats each operation phase by phase with shares, totals and sizes', () => {
     const text = formatReport({
-      snapshot: { time: '2026-01-01T00:00:00Z', phases: { scan: 12, hash: 30, write: 8, commit: 50 }, bytes: 2048, files: 3, route: 'quick', checkedByWorker: 51000 },
+      snapshot: { time: '2026-01-01T00:00:00Z', phases: { scan: 12, hash: 30, write: 8, commit: 50 }, bytes: 2048, files: 3, route: 'full' },
       push: { phases: { connect: 1500, upload: 500 }, bytes: 5 * 1024 * 1024, objects: 7 },
     });
     const lines = text.split('\n');
@@ -29,7 +29,7 @@ describe('pacha report', () => {
     expect(text).toMatch(/^ +total +100 ms$/m);
     expect(text).toMatch(/^push +connect +1.50 s +75%$/m);
     expect(text).toMatch(/^rebuild +\(none yet\)$/m);
-    expect(text).toContain('snapshot at 2026-01-01T00:00:00Z: 3 files, 2.0 KiB, quick route, 51000 paths checked by a worker thread');
+    expect(text).toContain('snapshot at 2026-01-01T00:00:00Z: 3 files, 2.0 KiB, full route');
     expect(text).toContain('push: 5.0 MiB, 7 objects');
   });
 

@@ -99,10 +99,10 @@ describe('pacha snapshot', () => {
     expect(j.warnings).toHaveLength(1);
     const repo = h.p('/home/u/state/repo');
     const { execFileSync } = await import('node:child_process');
-    const meta = execFileSync('git', ['--git-dir', repo, 'show', 'HEAD:.pacha/metadata'], { encoding: 'utf8' });
-    expect(meta).toMatch(/^home\/u\/app\/mine\tfile\t0644\tnobody:65534\tnogroup:65534\t/m);
-    expect(meta).toMatch(/^home\/u\/app\/sub\tdir\t0755\tnobody:65534\tnogroup:65534\t/m);
-    expect(meta).not.toContain('secret');
+    const meta = (dir: string) => execFileSync('git', ['--git-dir', repo, 'show', `HEAD:${dir}/.pacha`], { encoding: 'utf8' });
+    expect(meta('home/u/app')).toMatch(/^mine\tfile\t0644\tnobody:65534\tnogroup:65534\t/m);
+    expect(meta('home/u/app/sub')).toMatch(/^\.\tdir\t0755\tnobody:65534\tnogroup:65534\t/m);
+    expect(meta('home/u/app')).not.toContain('secret');
     expect(fs.statSync(path.join(repo, 'HEAD')).uid).toBe(65534);
     // a file that was snapshotted and became unreadable keeps its previous version
     fs.chmodSync(h.p('/home/u/app/mine'), 0o000);

@@ -3,7 +3,9 @@ import path from 'node:path';
 import { PachaError, UsageError, errorMessage } from '@pacha/shared/errors';
 import { PackReader } from '@pacha/shared/git/pack-reader';
 import { CorruptObjectError, RepoObjects, parseCommit, readRefIn, type CommitInfo } from '@pacha/shared/git/object-store';
-import { METADATA_FILE, decodeEntry, escapeField, gitPath } from '@pacha/shared/snapshot/format';
+import { encodeFields, escapeField } from '@pacha/shared/format/entry';
+import { gitPath } from '@pacha/shared/format/names';
+import { readEntry, readPachaDir, type TreeSource } from '@pacha/shared/format/snapshot';
 
 // The master's view of its host tree, read locally (no SFTP): what `pacha-master hosts`, `log`,
 // `show` and `verify` print. Everything here only reads.
@@ -151,7 +153,7 @@ export interface ShownFile {
   /** File content, or the target for a symlink. */
   content: Buffer;
   type: 'file' | 'symlink';
-  /** The path's line of .pacha/metadata, when present. */
+  /** The path's metadata record as one line, path first, when present. */
   metadata?: string;
 }
 
@@ -164,16 +166,13 @@ export function showFile(hostsPath: string, host: string, hostAbs: string, at?: 
     const commit = resolveAt(store, head, at);
     const info = store.readCommit(commit);
     const rel = path.posix.normalize(hostAbs).replace(/^\/+/, '');
-    const entry = lookupPath(store, info.tree, gitPath(rel));
+    const source: TreeSource = { readTree: (oid) => store.readTree(oid), readBlob: (oid) => store.read(oid).content };
+    const entry = lookupPath(store, info.tree, gitPath(rel, readPachaDir(source, info.tree).version));
     if (!entry) throw new PachaError(`${hostAbs} is not in ${host}'s snapshot ${commit.slice(0, 12)}`);
     if (entry.mode === '40000') throw new PachaError(`${hostAbs} is a directory in that snapshot: name a file`);
-    const meta = lookupPath(store, info.tree, METADATA_FILE);
-    let metadata: string | undefined;
-    if (meta) {
-      const want = escapeField(rel);
-      metadata = store.read(meta.oid).content.toString('utf8').split('\n').find((l) => l.split('\t')[0] === want);
-      if (metadata) decodeEntry(metadata); // a line that does not parse is damage worth seeing
-    }
+    // A record that does not parse is damage worth seeing: readEntry throws then.
+    const record = readEntry(source, info.tree, rel);
+    const metadata = record === null ? undefined : `${escapeField(rel)}\t${encodeFields(record)}`;
     return {
       commit,
       time: new Date(info.time * 1000).toISOString(),

@@ -5,7 +5,7 @@ import { hostPath } from './paths.ts';
 import type { PachaConfig } from './config.ts';
 import type { StatePaths } from './state.ts';
 import { writeFileAtomic } from './state.ts';
-import { comparePaths } from './snapshot/format.ts';
+import { comparePaths } from './format/entry.ts';
 
 // The watch list: host paths (absolute, normalised) of directories and single files.
 // Stored one per line in the state dir; merged with pacha.watch from the config.

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadAccountEntries, loadAccounts, parseGroup, parseIdNames, parsePasswd } from '../src/accounts.ts';
 import { collectAccounts, decodeAccounts, diffAccounts, encodeAccounts, ownerIdsOfMetadataLines } from '../src/host/accounts-file.ts';
-import { encodeMetadata, type MetadataEntry } from '../src/snapshot/format.ts';
+import { encodeMetadataV1, type MetadataEntry } from '../src/format/entry.ts';
 
 // The one reader of the root dir's /etc/passwd and /etc/group.
 
@@ -119,7 +119,7 @@ describe('.pacha/accounts', () => {
       { path: 'etc/c', type: 'symlink', mode: 0o777, user: '', uid: 4242, group: 'a:b', gid: 33, mtimeNs: 1n, size: 1, target: 'x' },
       { path: 'etc', type: 'dir', mode: 0o755, user: 'root', uid: 0, group: 'root', gid: 0, mtimeNs: 1n, size: 0 },
     ];
-    const ids = ownerIdsOfMetadataLines(Buffer.from(encodeMetadata(entries)));
+    const ids = ownerIdsOfMetadataLines(Buffer.from(encodeMetadataV1(entries)));
     expect([...ids.uids].sort((a, b) => a - b)).toEqual([0, 106, 4242]);
     expect([...ids.gids].sort((a, b) => a - b)).toEqual([0, 33, 110]);
     expect(ownerIdsOfMetadataLines(Buffer.from('')).uids.size).toBe(0);

@@ -5,7 +5,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { diffLive, takeSnapshot } from '../src/snapshot/engine.ts';
 import { listSnapshots, readSnapshot, resolveAt } from '../src/snapshot/read.ts';
 import { readHead } from '../src/git/repo.ts';
-import { decodeMetadata, type MetadataEntry } from '../src/snapshot/format.ts';
+import type { MetadataEntry } from '../src/format/entry.ts';
+import { decodeDirMetadata } from '../src/format/snapshot.ts';
 import { settle, snapHost, type SnapHost } from './snapshot-helpers.ts';
 
 let hosts: SnapHost[] = [];
@@ -58,7 +59,7 @@ describe('takeSnapshot', () => {
     expect(h.git(['ls-tree', '-r', 'HEAD', 'srv/app/dangling'])).toMatch(/^120000 blob /);
     expect(h.git(['show', 'HEAD:srv/app/a.conf'])).toBe('hello\n');
     expect(h.git(['show', 'HEAD:.pacha/roots'])).toBe('/srv/app\n');
-    expect(h.git(['show', 'HEAD:.pacha/format'])).toBe('pacha-snapshot 1\n');
+    expect(h.git(['show', 'HEAD:.pacha/format'])).toBe('pacha-snapshot 2\n');
     const msg = h.git(['log', '-1', '--format=%an <%ae>%n%B']);
     expect(msg).toContain('pacha <pacha@testhost>');
     expect(msg).toContain('5 added, 0 changed, 0 deleted, 0 metadata-only');
@@ -96,11 +97,13 @@ describe('takeSnapshot', () => {
     fs.chownSync(f, 1000, 1000);
     const b = await takeSnapshot(h.env2());
     expect(b.summary).toMatchObject({ metadataOnly: 1, changed: 0 });
-    const patch = h.git(['log', '-p', '-2', '--', '.pacha/metadata']);
-    expect(patch).toMatch(/^-srv\/app\/x\tfile\t0644\troot:0\troot:0\t/m);
-    expect(patch).toMatch(/^\+srv\/app\/x\tfile\t4755\troot:0\troot:0\t/m);
+    // The directory's own metadata file, nothing else, changed: a one-line diff per change.
+    const patch = h.git(['log', '-p', '-2', '--', 'srv/app/.pacha']);
+    expect(patch).toMatch(/^-x\tfile\t0644\troot:0\troot:0\t/m);
+    expect(patch).toMatch(/^\+x\tfile\t4755\troot:0\troot:0\t/m);
     // (chown clears the setuid bit, as the kernel does)
-    expect(patch).toMatch(/^\+srv\/app\/x\tfile\t0755\talice:1000\tstaff:1000\t/m);
+    expect(patch).toMatch(/^\+x\tfile\t0755\talice:1000\tstaff:1000\t/m);
+    expect(h.git(['diff', '--stat', 'HEAD~1', 'HEAD']).trim().split('\n')).toHaveLength(2);
     expect((await meta(h)).get('srv/app/x')).toMatchObject({ mode: 0o755, uid: 1000, user: 'alice', gid: 1000, group: 'staff' });
     fsck(h);
   });
@@ -185,10 +188,11 @@ describe('takeSnapshot', () => {
     expect(paths.has('srv/app/repo/.git/refs')).toBe(true);
     expect((await snap.readBlob('srv/app/.GIT/config')).toString()).toBe('[core]\n');
     // one line per path: the newline in a name is escaped
-    const text = h.git(['show', 'HEAD:.pacha/metadata']);
-    expect(text.split('\n').filter(Boolean)).toHaveLength(snap.entries.length);
-    expect(text).toContain('srv/app/new\\nline\tfile');
-    expect(decodeMetadata(text).map((e) => e.path)).toEqual(snap.entries.map((e) => e.path));
+    const text = h.git(['show', 'HEAD:srv/app/.pacha']);
+    const inApp = snap.entries.filter((e) => e.path === 'srv/app' || (/^srv\/app\/[^/]+$/.test(e.path) && e.type !== 'dir'));
+    expect(text.split('\n').filter(Boolean)).toHaveLength(inApp.length);
+    expect(text).toContain('new\\nline\tfile');
+    expect(decodeDirMetadata('srv/app', text, 'srv/app/.pacha').map((e) => e.path)).toEqual(inApp.map((e) => e.path));
   });
 
   it('skips a name that is not valid UTF-8 with a warning', async () => {

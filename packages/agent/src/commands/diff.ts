@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import type { PathChange } from '@pacha/shared/snapshot/changes';
-import { formatMode } from '@pacha/shared/snapshot/format';
+import { formatMode } from '@pacha/shared/format/entry';
 import { escapeTerminal } from '@pacha/shared/terminal';
 import { createContext, type GlobalArgs } from '../context.ts';
 

@@ -15,12 +15,10 @@ export const snapshotCommand: CommandModule<GlobalArgs, Args> = {
     const ctx = createContext(args);
     const lock = acquireLock(ctx.state.lock, 'snapshot', ctx.log);
     try {
-      // First the stat cache, whose files a worker thread starts checking on another core while
-      // the snapshot code loads (loaded here, not at start-up: other commands need none of it).
-      const { prefetchStatCache } = await import('@pacha/shared/snapshot/stat-verify');
-      const prefetch = prefetchStatCache(ctx.state.statCache, ctx.config.root, ctx.config.maxFileSize, (e) => ctx.log.debug(`stat-verify worker: ${e.message}`));
-      const { summaryLine, takeSnapshot } = await import('@pacha/shared/snapshot/engine');
-      const r = await takeSnapshot(ctx, { message: args.message, prefetch });
+      // Loaded here, not at start-up: other commands need none of it.
+      const { takeSnapshot } = await import('@pacha/shared/snapshot/engine');
+      const { summaryLine } = await import('@pacha/shared/format/snapshot');
+      const r = await takeSnapshot(ctx, { message: args.message });
       recordSnapshot(ctx.state, r);
       const text = r.commit ? `${r.commit} ${summaryLine(r.summary)}` : 'no changes';
       ctx.print(text, r);

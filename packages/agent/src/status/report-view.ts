@@ -32,7 +32,6 @@ export function formatReport(report: ReportFile): string {
     const when = typeof e.time === 'string' ? ` at ${e.time}` : '';
     // A snapshot says how it looked at the files (quick, full, dirty) and what the worker thread did.
     if (typeof e.route === 'string') sizes.push(`${e.route} route`);
-    if (typeof e.checkedByWorker === 'number' && e.checkedByWorker > 0) sizes.push(`${e.checkedByWorker} paths checked by a worker thread`);
     notes.push(`${op}${when}: ${sizes.length > 0 ? sizes.join(', ') : 'no sizes recorded'}`);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));

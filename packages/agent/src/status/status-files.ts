@@ -79,8 +79,6 @@ export interface ReportEntry {
   commit?: string | null;
   /** Snapshots: how the files were looked at (see SnapshotResult.route). */
   route?: string;
-  /** Snapshots: records a stat-verify worker thread checked. */
-  checkedByWorker?: number;
   [extra: string]: unknown;
 }
 
@@ -133,7 +131,6 @@ export function recordSnapshot(state: StatePaths, r: SnapshotResult): void {
       bytesRead: r.summary.bytesRead,
       bytesWritten: r.bytesWritten,
       filesRead: r.filesRead,
-      checkedByWorker: r.checkedByWorker,
       files: r.summary.total,
       warnings: r.warnings.length,
     },

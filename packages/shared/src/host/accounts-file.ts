@@ -1,5 +1,5 @@
 import { loadAccountEntries, type GroupEntry, type UserEntry } from '../accounts.ts';
-import { FormatError, comparePaths, escapeField, unescapeField } from '../snapshot/format.ts';
+import { FormatError, comparePaths, escapeField, unescapeField } from '../format/entry.ts';
 
 // `.pacha/accounts`: the passwd and group entries (never a password or its hash: shadow files
 // are never read) of every user and group that owns a recorded path, of the primary groups of

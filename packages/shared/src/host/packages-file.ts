@@ -1,4 +1,4 @@
-import { FormatError, comparePaths } from '../snapshot/format.ts';
+import { FormatError, comparePaths } from '../format/entry.ts';
 
 // `.pacha/packages`: the host's package manifest, one line per installed package, sorted by
 // name then architecture (byte order), so that `git log -p` shows an install, a removal or an

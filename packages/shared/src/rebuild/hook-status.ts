@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import type { Logger } from '../log.ts';
-import { comparePaths } from '../snapshot/format.ts';
+import { comparePaths } from '../format/entry.ts';
 import { masterHostPaths, type Transport } from '../transport/transport.ts';
 import { hookStatus, readJournal, type HookPhase, type HookRun, type HookStatus } from './journal.ts';
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { PachaError } from '../errors.ts';
 import { redact, type Logger } from '../log.ts';
 import { escapeTerminal } from '../terminal.ts';
-import { comparePaths } from '../snapshot/format.ts';
+import { comparePaths } from '../format/entry.ts';
 import { appendRun, hookStatus, readJournal, type HookPhase, type HookRun } from './journal.ts';
 
 // pacha_pre / pacha_post hooks: every regular file of the staged hook folder, in byte order

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { objectHeader } from '../git/objects.ts';
 import { hostPath } from '../paths.ts';
-import { comparePaths, formatMode } from '../snapshot/format.ts';
+import { comparePaths, formatMode } from '../format/entry.ts';
 import { isWithin } from '../watchlist.ts';
 import type { OwnerResolver } from './owners.ts';
 import type { RestoreItem, ValidatedSnapshot } from './validate.ts';

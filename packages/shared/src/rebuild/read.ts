@@ -3,21 +3,16 @@ import path from 'node:path';
 import { PachaError, UsageError } from '../errors.ts';
 import type { CommitInfo, RepoObjects } from '../git/object-store.ts';
 import { escapeTerminal } from '../terminal.ts';
-import { FORMAT_VERSION, PACHA_DIR, decodeMetadata, decodeRoots, realName, type MetadataEntry } from '../snapshot/format.ts';
+import type { MetadataEntry } from '../format/entry.ts';
+import { FormatError, UnsupportedFormatError } from '../format/entry.ts';
+import { readSnapshotTree, type SnapshotItem } from '../format/snapshot.ts';
 
 // Reading the snapshot to rebuild from the staged copy of the master's repository: the ref,
 // the commit, every tree and the .pacha files, through RepoObjects (positioned reads of single
 // objects, so a pack holding a huge file is never loaded whole). Every failure names the object
 // or ref and says the repository is damaged, so the rebuild stops before anything is written.
 
-export interface TreeItem {
-  /** Real host path without the leading slash. */
-  path: string;
-  /** Git tree mode, six digits: 100644, 100755, 120000, 040000, 160000. */
-  mode: string;
-  oid: string;
-  kind: 'blob' | 'tree' | 'commit';
-}
+export type TreeItem = SnapshotItem;
 
 export interface StagedSnapshot {
   repoDir: string;
@@ -104,17 +99,7 @@ export function resolveAt(repoDir: string, objects: RepoObjects, at: string | un
   return hit.oid;
 }
 
-function readText(objects: RepoObjects, oid: string, what: string): string {
-  try {
-    const o = objects.read(oid);
-    if (o.type !== 'blob') throw new Error(`it is a ${o.type}, not a blob`);
-    return o.content.toString('utf8');
-  } catch (e) {
-    throw damaged(`cannot read ${what} (${oid})`, e);
-  }
-}
-
-/** Read the commit: roots, metadata and the full tree (trees are read, file contents are not). */
+/** Read the commit: roots, metadata (either format) and the full tree (trees are read, file contents are not). */
 export function readStagedSnapshot(repoDir: string, objects: RepoObjects, commit: string): StagedSnapshot {
   let c: CommitInfo;
   try {
@@ -122,52 +107,33 @@ export function readStagedSnapshot(repoDir: string, objects: RepoObjects, commit
   } catch (e) {
     throw damaged(`cannot read commit ${commit}`, e);
   }
-  const readTreeObject = (oid: string, where: string) => {
-    try {
-      // Six-digit modes (040000), as TreeItem promises.
-      return objects.readTree(oid).map((e) => ({ ...e, mode: e.mode.padStart(6, '0') }));
-    } catch (e) {
-      throw damaged(`cannot read the tree of ${where} (${oid})`, e);
-    }
-  };
-  const tree = new Map<string, TreeItem>();
-  const pacha = new Map<string, string>();
-  const walk = (oid: string, prefix: string): void => {
-    for (const e of readTreeObject(oid, `/${prefix}`)) {
-      const kind = e.mode === '040000' ? 'tree' : e.mode === '160000' ? 'commit' : 'blob';
-      if (prefix === '' && e.name === PACHA_DIR) {
-        if (kind !== 'tree') throw new PachaError(`the repository is damaged: .pacha is not a directory in commit ${commit}`);
-        for (const f of readTreeObject(e.oid, '/.pacha')) pacha.set(f.name, f.oid);
-        continue;
-      }
-      let name: string;
+  const source = {
+    readTree: (oid: string) => {
       try {
-        name = realName(e.name);
-      } catch (err) {
-        throw new PachaError(`the repository is damaged: ${escapeTerminal(`/${prefix}${e.name}`)}: ${(err as Error).message}`);
+        return objects.readTree(oid);
+      } catch (e) {
+        throw damaged(`cannot read the tree ${oid}`, e);
       }
-      const p = prefix + name;
-      tree.set(p, { path: p, mode: e.mode, oid: e.oid, kind });
-      if (kind === 'tree') walk(e.oid, p + '/');
-    }
+    },
+    readBlob: (oid: string) => {
+      try {
+        const o = objects.read(oid);
+        if (o.type !== 'blob') throw new Error(`it is a ${o.type}, not a blob`);
+        return o.content;
+      } catch (e) {
+        throw damaged(`cannot read the blob ${oid}`, e);
+      }
+    },
   };
-  walk(c.tree, '');
-  for (const f of ['format', 'roots', 'metadata']) {
-    if (!pacha.has(f)) throw new PachaError(`the repository is damaged: commit ${commit} has no .pacha/${f}: it is not a pacha snapshot`);
-  }
-  const format = (readText(objects, pacha.get('format')!, '.pacha/format')).trim();
-  if (format !== `pacha-snapshot ${FORMAT_VERSION}`) {
-    throw new PachaError(`commit ${commit}: .pacha/format is "${format}", this pacha reads "pacha-snapshot ${FORMAT_VERSION}"`, {
-      hint: 'install the pacha version that wrote this snapshot (or a newer one)',
+  try {
+    const snap = readSnapshotTree(source, c.tree);
+    const entries: MetadataEntry[] = snap.entries;
+    return { repoDir, commit, timeMs: c.time * 1000, message: c.message, roots: snap.roots, entries, tree: snap.tree };
+  } catch (e) {
+    if (!(e instanceof FormatError)) throw e;
+    // The message may quote names from the repository: escaped for the terminal.
+    throw new PachaError(`the repository is damaged: commit ${commit}: ${escapeTerminal(e.message)}`, {
+      hint: e instanceof UnsupportedFormatError ? 'install the pacha version that wrote this snapshot (or a newer one)' : undefined,
     });
   }
-  const roots = decodeRoots(readText(objects, pacha.get('roots')!, '.pacha/roots'));
-  let entries: MetadataEntry[];
-  try {
-    entries = decodeMetadata(readText(objects, pacha.get('metadata')!, '.pacha/metadata'));
-  } catch (e) {
-    if (e instanceof PachaError) throw e;
-    throw new PachaError(`the repository is damaged: commit ${commit}: ${(e as Error).message}`);
-  }
-  return { repoDir, commit, timeMs: c.time * 1000, message: c.message, roots, entries, tree };
 }

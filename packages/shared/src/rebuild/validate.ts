@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PachaError, UsageError } from '../errors.ts';
 import { hostPath } from '../paths.ts';
-import { comparePaths, type MetadataEntry } from '../snapshot/format.ts';
+import { comparePaths, type MetadataEntry } from '../format/entry.ts';
 import { isWithin, normaliseHostPath } from '../watchlist.ts';
 import type { StagedSnapshot } from './read.ts';
 import type { BlobSource } from './blob-source.ts';

@@ -1,5 +1,5 @@
 import { hostPath } from '../paths.ts';
-import { formatMode } from '../snapshot/format.ts';
+import { formatMode } from '../format/entry.ts';
 import type { OwnerResolver } from './owners.ts';
 import { blobIdOfFile, lstatExisting } from './plan.ts';
 import type { RestoreItem } from './validate.ts';

@@ -1,5 +1,7 @@
-import { type MetadataEntry, comparePaths, decodeEntry, gitMode, lowerBoundPath } from './format.ts';
-import { modeOfLine, type Node } from './stat-cache.ts';
+import { type MetadataEntry, comparePaths, decodeFields, lowerBoundPath, modeOfFields } from '../format/entry.ts';
+import { gitMode } from '../format/names.ts';
+import { pathComparator } from '../format/snapshot.ts';
+import type { Node } from './stat-cache.ts';
 import { type NodeMap, nodeNow } from './node-map.ts';
 
 // What differs between the previous snapshot's nodes and the new ones.
@@ -16,16 +18,10 @@ export interface PathChange {
 }
 
 export function nodeGitMode(n: Node): string {
-  return gitMode({ type: n.type, mode: n.type === 'file' ? modeOfLine(n.line) : 0 });
+  return gitMode({ type: n.type, mode: n.type === 'file' ? modeOfFields(n.line) : 0 });
 }
 
-/** Paths with a high code point sort differently in UTF-16 and UTF-8: compare bytes then. */
-export function pathComparator(paths: Iterable<string>): (a: string, b: string) => number {
-  for (const p of paths) if (/[\ud800-\uffff]/.test(p)) return comparePaths;
-  return (a, b) => (a < b ? -1 : a > b ? 1 : 0);
-}
-
-/** The new nodes in .pacha/metadata order, reusing the previous order when possible. */
+/** The new nodes in path byte order, reusing the previous order when possible. */
 export function orderNodes(nodes: NodeMap, prevOrder: Node[] | undefined, prevMap: Map<string, Node>, fresh: Node[], cmp0?: Comparison): Node[] {
   if (prevOrder && cmp0 && cmp0.added === 0 && cmp0.deleted === 0 && prevOrder.length === nodes.size) {
     // Same paths as before: the previous order with the changed nodes put in their places.
@@ -70,7 +66,7 @@ function* allPaths(...lists: Node[][]): Iterable<string> {
   for (const list of lists) for (const n of list) yield n.path;
 }
 
-/** Binary search by path bytes in a list in .pacha/metadata order; -1 when absent. */
+/** Binary search by path bytes in a list in path byte order; -1 when absent. */
 function findPath(list: Node[], p: string): number {
   const i = lowerBoundPath(list.length, (k) => list[k].path, p);
   return i < list.length && list[i].path === p ? i : -1;
@@ -81,13 +77,13 @@ export interface Comparison {
   changed: number;
   deleted: number;
   metadataOnly: number;
-  /** Paths whose place in the git tree changed (content, type, x bit, presence). */
-  treeChanged: string[];
+  /** Paths that differ in any way (content, type, metadata, presence): their directories' trees change. */
+  touched: string[];
 }
 
 /** Count changes; only nodes made in this scan (fresh) can differ from the previous ones. */
 export function compareNodes(prev: Map<string, Node>, next: NodeMap, fresh: Node[]): Comparison {
-  const c: Comparison = { added: 0, changed: 0, deleted: 0, metadataOnly: 0, treeChanged: [] };
+  const c: Comparison = { added: 0, changed: 0, deleted: 0, metadataOnly: 0, touched: [] };
   for (const n of fresh) {
     const path = n.path;
     if (next.get(path) !== n) continue;
@@ -95,13 +91,13 @@ export function compareNodes(prev: Map<string, Node>, next: NodeMap, fresh: Node
     if (p === n) continue;
     if (!p) {
       c.added++;
-      c.treeChanged.push(path);
+      c.touched.push(path);
     } else if (p.type !== n.type || (n.type !== 'dir' && p.oid !== n.oid)) {
       c.changed++;
-      c.treeChanged.push(path);
+      c.touched.push(path);
     } else if (p.line !== n.line) {
       c.metadataOnly++;
-      if (n.type === 'file' && nodeGitMode(p) !== nodeGitMode(n)) c.treeChanged.push(path);
+      c.touched.push(path);
     }
   }
   // Every path of next is either new (counted above) or was in prev: the rest of prev is gone.
@@ -109,7 +105,7 @@ export function compareNodes(prev: Map<string, Node>, next: NodeMap, fresh: Node
     for (const path of prev.keys()) {
       if (!next.has(path)) {
         c.deleted++;
-        c.treeChanged.push(path);
+        c.touched.push(path);
       }
     }
   }
@@ -123,12 +119,12 @@ export function describeChanges(prev: Map<string, Node>, next: NodeMap): PathCha
     const p = prev.get(path);
     if (p === n) continue;
     if (!p) {
-      out.push({ path, kind: 'added', details: [], after: decodeEntry(n.line) });
+      out.push({ path, kind: 'added', details: [], after: decodeFields(path, n.line) });
       continue;
     }
     if (p.line === n.line && p.oid === n.oid) continue;
-    const a = decodeEntry(p.line);
-    const b = decodeEntry(n.line);
+    const a = decodeFields(path, p.line);
+    const b = decodeFields(path, n.line);
     const details: string[] = [];
     if (a.type !== b.type) details.push('type');
     else if (a.type === 'symlink' && a.target !== b.target) details.push('target');
@@ -137,10 +133,11 @@ export function describeChanges(prev: Map<string, Node>, next: NodeMap): PathCha
     if (a.uid !== b.uid || a.user !== b.user) details.push('owner');
     if (a.gid !== b.gid || a.group !== b.group) details.push('group');
     if (a.mtimeNs !== b.mtimeNs) details.push('mtime');
+    if ((a.xattrs ?? '') !== (b.xattrs ?? '')) details.push('xattrs');
     if (details.length === 0) continue;
     const kind: ChangeKind = details.some((d) => d === 'type' || d === 'target' || d === 'content') ? 'changed' : 'metadata';
     out.push({ path, kind, details, before: a, after: b });
   }
-  for (const [path, p] of prev) if (!next.has(path)) out.push({ path, kind: 'deleted', details: [], before: decodeEntry(p.line) });
+  for (const [path, p] of prev) if (!next.has(path)) out.push({ path, kind: 'deleted', details: [], before: decodeFields(path, p.line) });
   return out.sort((x, y) => comparePaths(x.path, y.path));
 }

@@ -12,15 +12,13 @@ import { RepoObjects } from '../git/object-store.ts';
 import { ObjectStore } from '../git/pack-index.ts';
 import { consolidatePacks } from '../git/consolidate.ts';
 import { FileChangedError, hashFile, PackWriter, STREAM_THRESHOLD } from '../git/pack-writer.ts';
-import { clearGitCache, gitCache, initRepo, readHead, updateHead } from '../git/repo.ts';
-import { encodeEntry, encodeRoots } from './format.ts';
+import { initRepo, readHead, updateHead } from '../git/repo.ts';
+import { encodeFields } from '../format/entry.ts';
+import { type ChangeCounts, checkExtraName, encodeRoots, FORMAT_NAME, FORMAT_VERSION, METADATA_V1_NAME, PACHA_DIR, readSnapshotTree, ROOTS_NAME, snapshotMessage, TOP_METADATA_NAME, type TreeSource } from '../format/snapshot.ts';
 import { compareNodes, describeChanges, orderNodes, type PathChange } from './changes.ts';
-import { loadOwners, type Owners } from './owners.ts';
-import { metadataBlob, spliceLines } from './metadata-blob.ts';
+import { loadOwners } from './owners.ts';
 import { type HashJob, scan, type ScanOutput } from './scan.ts';
-import { type Node, parseStatCache, readStatCache, saveStatCache, saveStatCacheUpdate, type StatCache, type StatCacheFile } from './stat-cache.ts';
-import { type QuickJob, quickCompare, quickScan, quickTrees } from './quick-rescan.ts';
-import { localPrefix, type StatCachePrefetch, startStatVerifier, type StatVerifier } from './stat-verify.ts';
+import { loadStatCache, type Node, saveStatCache, type StatCache } from './stat-cache.ts';
 import { buildTrees } from './tree-builder.ts';
 
 // One snapshot: scan the roots, read what changed, write one pack (large files in a pack of
@@ -37,17 +35,14 @@ export interface SnapshotOptions {
   message?: string;
   /** Host paths the watcher saw change since the last snapshot; undefined = full reconcile scan. */
   dirty?: string[];
-  /** The stat cache as read at the command's start (prefetchStatCache); used when it still applies. */
-  prefetch?: StatCachePrefetch;
-  /** false: never the quick re-scan (tests compare it with the full scan). */
-  quick?: boolean;
+  /**
+   * Generated files for the snapshot's .pacha/ directory by name (a package manifest, the
+   * accounts); null removes one. Names not given are carried over from the previous snapshot.
+   */
+  extraFiles?: ReadonlyMap<string, Buffer | null>;
 }
 
-export interface ChangeSummary {
-  added: number;
-  changed: number;
-  deleted: number;
-  metadataOnly: number;
+export interface ChangeSummary extends ChangeCounts {
   /** Paths in the snapshot. */
   total: number;
   bytesRead: number;
@@ -60,97 +55,66 @@ export interface SnapshotResult {
   summary: ChangeSummary;
   /** Milliseconds per phase: load, scan, hash, write, commit. */
   phases: Record<string, number>;
-  /**
-   * How the files were looked at: quick (the stat cache's records, nothing but contents and
-   * metadata changed), full (every path walked), dirty (the watcher's paths only).
-   */
-  route: 'quick' | 'full' | 'dirty';
+  /** How the files were looked at: full (every root walked), dirty (the watcher's paths only). */
+  route: 'full' | 'dirty';
   warnings: string[];
   /** Bytes added to the local repository. */
   bytesWritten: number;
   /** Files whose contents were read. */
   filesRead: number;
-  /** Records a stat-verify worker thread checked (the second core's share of the lstat calls). */
-  checkedByWorker: number;
-}
-
-export function summaryLine(s: Pick<ChangeSummary, 'added' | 'changed' | 'deleted' | 'metadataOnly'>): string {
-  return `${s.added} added, ${s.changed} changed, ${s.deleted} deleted, ${s.metadataOnly} metadata-only`;
 }
 
 interface Previous {
   nodes: Map<string, Node>;
   cache: StatCache | null;
   tree: string | null;
+  /** The cache was made with the same settings: its listings and records still apply. */
   trusted: boolean;
-  /** Checking the cached files' signatures on another core (full scans of large trees). */
-  verifier?: StatVerifier | null;
+  /** Format version of the previous snapshot (FORMAT_VERSION when there is none). */
+  version: number;
 }
 
 function settingsKey(config: PachaConfig, roots: string[], ownersSig: string): string {
-  const s = JSON.stringify([config.root, roots, config.ignore, config.maxFileSize, ownersSig]);
+  const s = JSON.stringify([FORMAT_VERSION, config.root, roots, config.ignore, config.maxFileSize, ownersSig]);
   return crypto.createHash('sha1').update(s).digest('hex');
 }
 
-/** The stat cache of HEAD, read once, and (for a full scan) the worker checking its records. */
-interface CacheAtHead {
-  /** null: no cache, or one for another commit. */
-  file: StatCacheFile | null;
-  /** Made with the same roots, ignore patterns, size limit and users: its lines are still right. */
-  trusted: boolean;
-  verifier: StatVerifier | null;
-}
-
-function openCacheAtHead(
-  state: StatePaths,
-  head: string | null,
-  settings: string,
-  log: Logger,
-  /** Given for a full scan: check the cached records on another core when there are many. */
-  verify?: { root: string; maxFileSize: number; prefetch?: StatCachePrefetch },
-): CacheAtHead {
-  const early = verify?.prefetch;
-  const file = head === null ? null : early ? early.file : readStatCache(state.statCache);
-  if (file === null || file.commit !== head) {
-    early?.verifier?.stop();
-    return { file: null, trusted: false, verifier: null };
-  }
-  const trusted = file.settings === settings;
-  if (verify === undefined || !trusted) {
-    early?.verifier?.stop();
-    return { file, trusted, verifier: null };
-  }
-  const onError = (e: Error) => log.debug(`stat-verify worker: ${e.message}`);
-  return { file, trusted, verifier: early ? early.verifier : startStatVerifier(file, localPrefix(verify.root), verify.maxFileSize, onError) };
+/** Objects of the local repository as the format module reads them. */
+function treeSource(objects: RepoObjects): TreeSource {
+  return {
+    readTree: (oid) => objects.readTree(oid),
+    readBlob: (oid) => {
+      const o = objects.read(oid);
+      if (o.type !== 'blob') throw new Error(`${oid} is a ${o.type}, not a blob`);
+      return o.content;
+    },
+  };
 }
 
 /** What the last snapshot holds: from the stat cache when it describes HEAD, else from the commit. */
-async function loadPrevious(state: StatePaths, head: string | null, at: CacheAtHead, log: Logger): Promise<Previous> {
-  if (head === null) return { nodes: new Map(), cache: null, tree: null, trusted: false };
-  if (at.file !== null) {
-    const cache = parseStatCache(at.file);
-    if (cache) return { nodes: cache.byPath, cache, tree: cache.tree, trusted: at.trusted, verifier: at.verifier };
-    at.verifier?.stop();
-  }
+function loadPrevious(state: StatePaths, head: string | null, settings: string, log: Logger): Previous {
+  if (head === null) return { nodes: new Map(), cache: null, tree: null, trusted: false, version: FORMAT_VERSION };
+  const cache = loadStatCache(state.statCache);
+  if (cache !== null && cache.commit === head) return { nodes: cache.byPath, cache, tree: cache.tree, trusted: cache.settings === settings, version: FORMAT_VERSION };
   log.debug(`stat cache does not describe ${head.slice(0, 12)}: reading the snapshot instead`);
-  // Loaded only here: with a valid stat cache a snapshot never reads git objects this way.
-  const git = (await import('isomorphic-git')).default;
-  const { readSnapshot, SnapshotReader } = await import('./read.ts');
-  const snap = await readSnapshot(state.repo, head);
-  const reader = new SnapshotReader(state.repo);
-  const rootTree = (await git.readCommit({ fs, gitdir: state.repo, oid: head, cache: gitCache })).commit.tree;
-  const blobs = await reader.blobIds(rootTree);
-  const trees = await reader.treeIds(rootTree);
-  const nodes = new Map<string, Node>();
-  const order: Node[] = [];
-  for (const e of snap.entries) {
-    const oid = e.type === 'dir' ? (trees.get(e.path) ?? '') : (blobs.get(e.path) ?? '');
-    const n: Node = { path: e.path, type: e.type, line: encodeEntry(e), sig: '', oid };
-    nodes.set(e.path, n);
-    order.push(n);
+  const objects = new RepoObjects(state.repo);
+  try {
+    const rootTree = objects.readCommit(head).tree;
+    const snap = readSnapshotTree(treeSource(objects), rootTree);
+    const nodes = new Map<string, Node>();
+    const order: Node[] = [];
+    for (const e of snap.entries) {
+      const item = snap.tree.get(e.path);
+      // Format 1 kept no tree for an empty directory and no metadata in the trees: build them all again.
+      const oid = snap.version < 2 && e.type === 'dir' ? '' : (item?.oid ?? '');
+      const n: Node = { path: e.path, type: e.type, line: encodeFields(e), sig: null, oid };
+      nodes.set(e.path, n);
+      order.push(n);
+    }
+    return { nodes, cache: { commit: head, tree: rootTree, settings: '', nodes: order, byPath: nodes }, tree: rootTree, trusted: false, version: snap.version };
+  } finally {
+    objects.close();
   }
-  clearGitCache();
-  return { nodes, cache: { commit: head, tree: rootTree, settings: '', nodes: order, byPath: nodes }, tree: rootTree, trusted: false };
 }
 
 /** A ctime from the state dir's filesystem clock: entries changed at or after it are racy. */
@@ -191,8 +155,8 @@ export async function readContents(
         job.entry.size = r.size;
         job.entry.mtimeNs = st.mtimeNs;
         job.entry.mode = Number(st.mode) & 0o7777;
-        job.node.line = encodeEntry(job.entry);
-        job.node.sig = '';
+        job.node.line = encodeFields(job.entry);
+        job.node.sig = null;
       }
     } catch (e) {
       bytesRead += (e as { bytesRead?: number }).bytesRead ?? 0;
@@ -279,9 +243,8 @@ function phaseClock(): { phases: Record<string, number>; lap: (name: string) => 
 }
 
 /**
- * Commit `tree` and move the branch. The stat cache is saved (by `saveCache`, on the thread
- * pool) while the packs are completed: a cache is used only when HEAD names its commit, so if
- * the packs never land it is simply ignored.
+ * Commit `tree` and move the branch. The stat cache is saved while the packs are completed: a
+ * cache is used only when HEAD names its commit, so if the packs never land it is simply ignored.
  */
 async function land(
   env: SnapshotEnv,
@@ -296,9 +259,7 @@ async function land(
   const { config, state, log } = env;
   const now = Math.floor(Date.now() / 1000);
   const host = config.hostname;
-  let message = summaryLine(summary) + '\n';
-  if (note && note.trim() !== '') message += `\n${note.trim()}\n`;
-  message += `\nPacha-Host: ${host}\n`;
+  const message = snapshotMessage(summary, host, note);
   const commit = packs.pack.addObject('commit', serializeCommit({ tree, parent: head, author: `pacha <pacha@${host}>`, time: now, message }));
   const saving = saveCache(commit);
   const bytesWritten = await packs.finish();
@@ -310,43 +271,51 @@ async function land(
   return { commit, bytesWritten };
 }
 
+/**
+ * The generated files of the new snapshot's .pacha/ (by name -> blob id): the previous
+ * snapshot's, with the caller's added, replaced or (null) removed.
+ */
+function extraFiles(packs: SnapshotPacks, repo: string, head: string | null, given: ReadonlyMap<string, Buffer | null> | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  if (head !== null) {
+    // Reads the previous trees through the pack indexes the writer loaded already.
+    const objects = new RepoObjects(repo, packs.objects.packs);
+    try {
+      const pacha = objects.readTree(objects.readCommit(head).tree).find((e) => e.name === PACHA_DIR);
+      const own = new Set([FORMAT_NAME, ROOTS_NAME, METADATA_V1_NAME, TOP_METADATA_NAME]);
+      if (pacha !== undefined) for (const f of objects.readTree(pacha.oid)) if (!own.has(f.name) && f.mode !== '40000') out.set(f.name, f.oid);
+    } finally {
+      objects.close();
+    }
+  }
+  for (const [name, content] of given ?? []) {
+    checkExtraName(name);
+    if (content === null) out.delete(name);
+    else out.set(name, packs.add('blob', content));
+  }
+  return out;
+}
+
 export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {}): Promise<SnapshotResult> {
   const { config, state, log } = env;
   const clock = phaseClock();
-
-  // A dirty scan starts from the cache in memory: a prefetch's worker has nothing to do for it.
-  if (opts.dirty !== undefined) opts.prefetch?.verifier?.stop();
   const roots = effectiveRoots(config, state);
   // An empty watch list (never set, or its file lost) must not become a snapshot that records
   // every file as deleted: a rebuild from it would restore nothing.
   if (roots.length === 0) {
-    opts.prefetch?.verifier?.stop();
     throw new UsageError('nothing is watched: add paths with `pacha watch PATH...` or pacha.watch in the config', 'pacha watched lists what is watched');
   }
   await initRepo(state.repo);
   const head = await readHead(state.repo);
   const owners = loadOwners(config.root);
   const settings = settingsKey(config, roots, owners.signature);
-  const full = opts.dirty === undefined;
-  const at = openCacheAtHead(state, head, settings, log, full ? { root: config.root, maxFileSize: config.maxFileSize, prefetch: opts.prefetch } : undefined);
   const racyNs = racyStamp(state);
-  if (full && opts.quick !== false && head !== null && at.file !== null && at.trusted) {
-    const quick = await quickSnapshot(env, opts, { head, file: at.file, verifier: at.verifier, roots, owners, racyNs, clock });
-    if (quick !== null) return quick;
-  }
-  const prev = await loadPrevious(state, head, at, log);
+  const prev = loadPrevious(state, head, settings, log);
   clock.lap('load');
-  let sc: ScanOutput;
-  let checkedByWorker = 0;
-  try {
-    sc = scan(
-      { root: config.root, roots, ignore: config.ignore, maxFileSize: config.maxFileSize, prev: prev.cache, trusted: prev.trusted, owners, racyNs, dirty: opts.dirty, verified: prev.verifier?.state },
-      (data) => hashObject('blob', data),
-    );
-    checkedByWorker = prev.verifier?.checked() ?? 0;
-  } finally {
-    prev.verifier?.stop();
-  }
+  const sc = scan(
+    { root: config.root, roots, ignore: config.ignore, maxFileSize: config.maxFileSize, prev: prev.cache, trusted: prev.trusted, owners, racyNs, dirty: opts.dirty },
+    (data) => hashObject('blob', data),
+  );
   clock.lap('scan');
 
   const packs = new SnapshotPacks(state.repo);
@@ -357,105 +326,27 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
 
     const cmp = compareNodes(prev.nodes, sc.nodes, sc.fresh);
     const order = orderNodes(sc.nodes, prev.cache?.nodes, prev.nodes, sc.fresh, cmp);
-    const metadata = metadataBlob(order);
     const rootRels = roots.filter((r) => r !== '/').map(treePath);
-    // Added first: its deflate (on the thread pool) overlaps the tree work.
-    const metadataId = packs.add('blob', metadata);
-    const tree = buildTrees(sc.nodes, order, cmp.treeChanged, rootRels, { roots: Buffer.from(encodeRoots(roots)), metadataId }, packs.add);
+    const migrating = head !== null && prev.version < FORMAT_VERSION;
+    const pacha = { roots: Buffer.from(encodeRoots(roots)), extra: extraFiles(packs, state.repo, head, opts.extraFiles) };
+    const tree = buildTrees(sc.nodes, order, cmp.touched, rootRels, pacha, packs.add, migrating);
     const summary: ChangeSummary = { added: cmp.added, changed: cmp.changed, deleted: cmp.deleted, metadataOnly: cmp.metadataOnly, total: sc.nodes.size, bytesRead };
     for (const w of sc.warnings) log.warn(w);
 
     let commit: string | null = null;
     let bytesWritten = 0;
-    const saveCache = (described: string) => saveStatCache(state.statCache, { commit: described, tree, settings, nodes: order, metadata });
+    const saveCache = (described: string) => saveStatCache(state.statCache, { commit: described, tree, settings, nodes: order });
     if (tree === prev.tree || (head === null && sc.nodes.size === 0)) {
       packs.abort();
       clock.lap('write');
       if (head !== null) await saveCache(head);
     } else {
-      ({ commit, bytesWritten } = await land(env, packs, head, tree, summary, opts.message, saveCache, clock.lap));
+      const note = [opts.message?.trim(), migrating ? `snapshot format ${prev.version} -> ${FORMAT_VERSION}` : undefined].filter((x) => x).join('\n\n');
+      ({ commit, bytesWritten } = await land(env, packs, head, tree, summary, note, saveCache, clock.lap));
     }
     clock.lap('commit');
-    const route = full ? 'full' : 'dirty';
-    return { commit, parent: head, summary, phases: clock.phases, route, warnings: sc.warnings, bytesWritten, filesRead: sc.toHash.length, checkedByWorker };
-  } catch (e) {
-    packs.abort();
-    throw e;
-  }
-}
-
-/**
- * The full scan's fast path (quick-rescan.ts) for a trusted cache of HEAD: null when the full
- * scan must run instead (then nothing was written, and the verdicts reached so far stay in the
- * verifier's state for it).
- */
-async function quickSnapshot(
-  env: SnapshotEnv,
-  opts: SnapshotOptions,
-  c: { head: string; file: StatCacheFile; verifier: StatVerifier | null; roots: string[]; owners: Owners; racyNs: bigint; clock: ReturnType<typeof phaseClock> },
-): Promise<SnapshotResult | null> {
-  const { config, state, log } = env;
-  const { clock, file, head } = c;
-  clock.lap('load');
-  const q = quickScan({ file, roots: c.roots, root: config.root, maxFileSize: config.maxFileSize, ignore: config.ignore, owners: c.owners, racyNs: c.racyNs, verified: c.verifier?.state });
-  if (q === null) return null;
-  const checkedByWorker = c.verifier?.checked() ?? 0;
-  c.verifier?.stop();
-  clock.lap('scan');
-
-  const packs = new SnapshotPacks(state.repo);
-  try {
-    let gone = false;
-    const unreadable = new Set<QuickJob>();
-    const bytesRead = await readContents(q.jobs, log, packs.store, (job, why) => {
-      if (why.missing) gone = true;
-      else {
-        // Its previous version is kept: the record stays as it is.
-        q.warnings.push(`cannot read /${job.node.path}: ${why.message}; its previous version is kept`);
-        unreadable.add(job as QuickJob);
-      }
-    });
-    if (gone) {
-      // A file vanished between its lstat and its read: a change of paths, for the full scan.
-      packs.abort();
-      return null;
-    }
-    clock.lap('hash');
-
-    const outcome = quickCompare(q.rec, q.jobs.filter((j) => !unreadable.has(j)), q.dirs);
-    const metadata = outcome.lines.length === 0 ? q.rec.text : spliceLines(q.rec.text, outcome.lines, q.rec.lineAt);
-    const summary: ChangeSummary = { added: 0, changed: outcome.changed, deleted: 0, metadataOnly: outcome.metadataOnly, total: file.count, bytesRead };
-    let commit: string | null = null;
-    let bytesWritten = 0;
-    if (outcome.changed === 0 && outcome.metadataOnly === 0) {
-      packs.abort();
-      for (const w of q.warnings) log.warn(w);
-      clock.lap('write');
-      // Nothing to commit; the records read again have new signatures worth keeping.
-      if (outcome.updates.size > 0) await saveStatCacheUpdate(state.statCache, file, outcome.updates, { commit: head, tree: file.tree, metadata });
-    } else {
-      const rootRels = c.roots.filter((r) => r !== '/').map(treePath);
-      // Added first: its deflate (on the thread pool) overlaps the tree work.
-      const metadataId = packs.add('blob', metadata);
-      // Reads the previous trees through the pack indexes the writer loaded already.
-      const objects = new RepoObjects(state.repo, packs.objects.packs);
-      let tree: string | null;
-      try {
-        tree = quickTrees(q.rec, outcome, rootRels, { roots: Buffer.from(encodeRoots(c.roots)), metadataId }, objects, packs.add);
-      } finally {
-        objects.close();
-      }
-      if (tree === null) {
-        log.debug('quick re-scan: a tree is not what the stat cache says; scanning fully');
-        packs.abort();
-        return null;
-      }
-      for (const w of q.warnings) log.warn(w);
-      const saveCache = (commit: string) => saveStatCacheUpdate(state.statCache, file, outcome.updates, { commit, tree, metadata });
-      ({ commit, bytesWritten } = await land(env, packs, head, tree, summary, opts.message, saveCache, clock.lap));
-    }
-    clock.lap('commit');
-    return { commit, parent: head, summary, phases: clock.phases, route: 'quick', warnings: q.warnings, bytesWritten, filesRead: q.jobs.length, checkedByWorker };
+    const route = opts.dirty === undefined ? 'full' : 'dirty';
+    return { commit, parent: head, summary, phases: clock.phases, route, warnings: sc.warnings, bytesWritten, filesRead: sc.toHash.length };
   } catch (e) {
     packs.abort();
     throw e;
@@ -475,17 +366,11 @@ export async function diffLive(env: SnapshotEnv): Promise<LiveDiff> {
   const roots = effectiveRoots(config, state);
   const head = await readHead(state.repo);
   const owners = loadOwners(config.root);
-  const at = openCacheAtHead(state, head, settingsKey(config, roots, owners.signature), log, { root: config.root, maxFileSize: config.maxFileSize });
-  const prev = await loadPrevious(state, head, at, log);
-  let sc: ScanOutput;
-  try {
-    sc = scan(
-      { root: config.root, roots, ignore: config.ignore, maxFileSize: config.maxFileSize, prev: prev.cache, trusted: prev.trusted, owners, racyNs: 0n, verified: prev.verifier?.state },
-      (data) => hashObject('blob', data),
-    );
-  } finally {
-    prev.verifier?.stop();
-  }
+  const prev = loadPrevious(state, head, settingsKey(config, roots, owners.signature), log);
+  const sc = scan(
+    { root: config.root, roots, ignore: config.ignore, maxFileSize: config.maxFileSize, prev: prev.cache, trusted: prev.trusted, owners, racyNs: 0n },
+    (data) => hashObject('blob', data),
+  );
   await readContents(sc.toHash, log, async (job) => hashFile(job.local), keepPrevious(sc, prev.nodes));
   return { base: head, changes: describeChanges(prev.nodes, sc.nodes), warnings: sc.warnings };
 }

@@ -8,19 +8,16 @@ import { PachaError, UsageError } from '../errors.ts';
 import { objectHeader, TYPE_OF_PACK } from '../git/objects.ts';
 import { ObjectStore } from '../git/pack-index.ts';
 import { gitCache, MAIN_REF, readHead } from '../git/repo.ts';
-import { METADATA_FILE, type MetadataEntry, PACHA_DIR, ROOTS_FILE, decodeMetadata, decodeRoots, gitPath, realName } from './format.ts';
+import type { MetadataEntry } from '../format/entry.ts';
+import { type ChangeCounts, readSnapshotTree, snapshotTrailers } from '../format/snapshot.ts';
+import { RepoObjects } from '../git/object-store.ts';
 
 // Reading snapshots (rebuild, log, diff): commits, trees and small blobs through isomorphic-git
 // with one shared cache; file contents can be streamed straight out of a pack so that restoring
 // a large file does not hold it in memory. Works on any repository with whole objects or deltas
 // (deltas and loose objects are read through isomorphic-git).
 
-export interface ChangeCounts {
-  added: number;
-  changed: number;
-  deleted: number;
-  metadataOnly: number;
-}
+export type { ChangeCounts };
 
 export interface Snapshot {
   commit: string;
@@ -28,8 +25,12 @@ export interface Snapshot {
   time: Date;
   message: string;
   host: string | null;
+  /** Format version of the snapshot. */
+  version: number;
   roots: string[];
   entries: MetadataEntry[];
+  /** Files of the top .pacha/ directory: name -> blob id. */
+  pachaFiles: Map<string, string>;
   /** Blob id of a file or symlink (real path without leading slash), null when absent. */
   blobId(p: string): Promise<string | null>;
   readBlob(p: string): Promise<Buffer>;
@@ -42,20 +43,8 @@ export interface SnapshotInfo {
   time: Date;
   message: string;
   host: string | null;
+  /** The counts the commit carries (null for commits without them, written before they were carried as data). */
   summary: ChangeCounts | null;
-}
-
-const SUMMARY = /(\d+) added, (\d+) changed, (\d+) deleted, (\d+) metadata-only/;
-
-export function parseSummary(message: string): ChangeCounts | null {
-  const m = SUMMARY.exec(message.split('\n')[0]);
-  if (!m) return null;
-  return { added: Number(m[1]), changed: Number(m[2]), deleted: Number(m[3]), metadataOnly: Number(m[4]) };
-}
-
-export function parseHost(message: string): string | null {
-  const m = /^Pacha-Host: (.+)$/m.exec(message);
-  return m ? m[1].trim() : null;
 }
 
 type TreeItem = { mode: string; path: string; oid: string; type: string };
@@ -79,58 +68,9 @@ export class SnapshotReader {
     return t;
   }
 
-  /** The item at a real path inside a root tree. */
-  async lookup(rootTree: string, realPath: string): Promise<TreeItem | null> {
-    return this.lookupStored(rootTree, gitPath(realPath));
-  }
-
-  /** The item at a path as stored in the tree (e.g. .pacha/metadata). */
-  async lookupStored(rootTree: string, storedPath: string): Promise<TreeItem | null> {
-    const parts = storedPath.split('/');
-    let cur = rootTree;
-    for (let i = 0; i < parts.length; i++) {
-      const item = (await this.tree(cur)).get(parts[i]);
-      if (!item) return null;
-      if (i === parts.length - 1) return item;
-      if (item.type !== 'tree') return null;
-      cur = item.oid;
-    }
-    return null;
-  }
-
   async readBlobOid(oid: string): Promise<Buffer> {
     const r = await git.readBlob({ fs, gitdir: this.repoDir, oid, cache: gitCache });
     return Buffer.from(r.blob);
-  }
-
-  /** Every file and symlink below the root tree: real path -> blob id (the .pacha dir excluded). */
-  async blobIds(rootTree: string): Promise<Map<string, string>> {
-    const out = new Map<string, string>();
-    const walk = async (oid: string, prefix: string) => {
-      for (const item of (await this.tree(oid)).values()) {
-        if (prefix === '' && item.path === PACHA_DIR) continue;
-        const p = prefix + realName(item.path);
-        if (item.type === 'tree') await walk(item.oid, p + '/');
-        else if (item.type === 'blob') out.set(p, item.oid);
-      }
-    };
-    await walk(rootTree, '');
-    return out;
-  }
-
-  /** Tree ids of every directory below the root tree, by real path. */
-  async treeIds(rootTree: string): Promise<Map<string, string>> {
-    const out = new Map<string, string>();
-    const walk = async (oid: string, prefix: string) => {
-      for (const item of (await this.tree(oid)).values()) {
-        if (item.type !== 'tree' || (prefix === '' && item.path === PACHA_DIR)) continue;
-        const p = prefix + realName(item.path);
-        out.set(p, item.oid);
-        await walk(item.oid, p + '/');
-      }
-    };
-    await walk(rootTree, '');
-    return out;
   }
 
   /** Stream a blob into a file; whole objects in packs are inflated as a stream. */
@@ -198,17 +138,22 @@ export async function readSnapshot(repoDir: string, commit: string): Promise<Sna
   } catch (e) {
     throw new PachaError(`cannot read snapshot ${commit} in ${repoDir}: ${(e as Error).message}`);
   }
-  const rootTree = c.commit.tree;
-  const readText = async (p: string): Promise<string> => {
-    const item = await reader.lookupStored(rootTree, p);
-    if (!item) throw new PachaError(`snapshot ${commit} has no ${p}: not a pacha snapshot`);
-    return (await reader.readBlobOid(item.oid)).toString('utf8');
-  };
-  const rootsText = await readText(ROOTS_FILE);
-  const entries = decodeMetadata(await readText(METADATA_FILE));
-  const blobOf = async (p: string): Promise<string> => {
-    const item = await reader.lookup(rootTree, p);
-    if (!item || item.type !== 'blob') throw new PachaError(`snapshot ${commit.slice(0, 12)} holds no file at /${p}`);
+  const objects = new RepoObjects(repoDir);
+  let contents;
+  try {
+    contents = readSnapshotTree(
+      {
+        readTree: (oid) => objects.readTree(oid),
+        readBlob: (oid) => objects.read(oid).content,
+      },
+      c.commit.tree,
+    );
+  } finally {
+    objects.close();
+  }
+  const blobOf = (p: string): string => {
+    const item = contents.tree.get(p);
+    if (!item || item.kind !== 'blob') throw new PachaError(`snapshot ${commit.slice(0, 12)} holds no file at /${p}`);
     return item.oid;
   };
   return {
@@ -216,25 +161,24 @@ export async function readSnapshot(repoDir: string, commit: string): Promise<Sna
     parent: c.commit.parent[0] ?? null,
     time: new Date(c.commit.committer.timestamp * 1000),
     message: c.commit.message,
-    host: parseHost(c.commit.message),
-    roots: decodeRoots(rootsText),
-    entries,
-    blobId: async (p) => (await reader.lookup(rootTree, p))?.oid ?? null,
-    readBlob: async (p) => reader.readBlobOid(await blobOf(p)),
-    writeBlobTo: async (p, localFile) => reader.writeBlob(await blobOf(p), localFile),
+    host: snapshotTrailers(c.commit.message).host,
+    version: contents.version,
+    roots: contents.roots,
+    entries: contents.entries,
+    pachaFiles: contents.pachaFiles,
+    blobId: async (p) => contents.tree.get(p)?.oid ?? null,
+    readBlob: async (p) => reader.readBlobOid(blobOf(p)),
+    writeBlobTo: async (p, localFile) => reader.writeBlob(blobOf(p), localFile),
   };
 }
 
 export async function listSnapshots(repoDir: string, limit?: number): Promise<SnapshotInfo[]> {
   if ((await readHead(repoDir)) === null) return [];
   const commits = await git.log({ fs, gitdir: repoDir, ref: MAIN_REF, depth: limit, cache: gitCache });
-  return commits.map((c) => ({
-    commit: c.oid,
-    time: new Date(c.commit.committer.timestamp * 1000),
-    message: c.commit.message,
-    host: parseHost(c.commit.message),
-    summary: parseSummary(c.commit.message),
-  }));
+  return commits.map((c) => {
+    const t = snapshotTrailers(c.commit.message);
+    return { commit: c.oid, time: new Date(c.commit.committer.timestamp * 1000), message: c.commit.message, host: t.host, summary: t.counts };
+  });
 }
 
 /** A commit id (full or abbreviated) or an ISO time (the newest snapshot at or before it). */

@@ -1,15 +1,16 @@
 import fs from 'node:fs';
-import picomatch from 'picomatch';
 import { hostPath, treePath } from '../paths.ts';
-import { type EntryType, type MetadataEntry, encodeEntry } from './format.ts';
+import { type EntryType, type MetadataEntry, encodeFields } from '../format/entry.ts';
 import type { Owners } from './owners.ts';
-import { cacheIndex, type Node, quickMatches, type StatCache } from './stat-cache.ts';
+import { ignoreMatcher } from './ignore.ts';
+import { type Node, sameStat, sigOf, type StatCache } from './stat-cache.ts';
 import { type NodeMap, NodeOverlay } from './node-map.ts';
-import { CLAIMED, DIFFERS, localPrefix, MATCH, UNSEEN } from './stat-verify.ts';
 
-// Walks the roots and produces the new set of nodes. Unchanged entries (same stat signature)
-// are the cached Node objects themselves, so later stages tell "unchanged" by identity.
-// Files whose content must be read are listed in `toHash`; symlink targets are read here.
+// Walks the roots and produces the new set of nodes. Unchanged entries (same stat signature,
+// stat-cache.ts sameStat) are the cached Node objects themselves, so later stages tell
+// "unchanged" by identity. Files whose content must be read are listed in `toHash`; symlink
+// targets are read here. Every path costs one plain lstat; only a changed one gets a second,
+// exact (bigint) lstat for its record.
 //
 // Full scan: every root is walked; a directory whose own signature is unchanged is not listed
 // again (its entries come from the cache: adding or removing a name changes the directory's
@@ -29,8 +30,6 @@ export interface ScanInput {
   /** Entries changed at or after this ctime are stored with an empty signature (racy). */
   racyNs: bigint;
   dirty?: string[];
-  /** Shared with a stat-verify worker: one byte per record of `prev` (see stat-verify.ts). */
-  verified?: Uint8Array;
 }
 
 export interface HashJob {
@@ -52,10 +51,6 @@ export interface ScanOutput {
 }
 
 type Mode = 'deep' | 'listed' | 'path';
-
-export function sigOf(st: fs.BigIntStats): string {
-  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-}
 
 function parentOf(rel: string): string {
   return rel.slice(0, Math.max(0, rel.lastIndexOf('/')));
@@ -79,6 +74,14 @@ export function entryOf(rel: string, type: EntryType, st: fs.BigIntStats, owners
   };
 }
 
+/**
+ * What goes before a host path (without its leading slash) to name it here: hostPath() without
+ * its normalising, because the scan's paths are already clean and it runs once per path.
+ */
+export function localPrefix(root: string): string {
+  return root === '/' ? '/' : hostPath('/', root).replace(/\/$/, '') + '/';
+}
+
 /** Changed at or after the snapshot's start stamp: its signature cannot be trusted later. */
 export function isRacy(st: fs.BigIntStats, racyNs: bigint): boolean {
   return st.ctimeNs >= racyNs || st.mtimeNs >= racyNs;
@@ -96,8 +99,6 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
   const warn = (m: string) => out.warnings.push(m);
   const prevMap = prev?.byPath ?? new Map<string, Node>();
   const ignored = ignoreMatcher(input.ignore);
-  // The worker's verdicts describe prev's records: only a trusted full scan may use them.
-  const verified = !isDirty && input.trusted ? input.verified : undefined;
 
   // Children of a directory in the cache (the cached nodes), computed once when a listing is reused.
   let childIndex: Map<string, Node[]> | undefined;
@@ -173,7 +174,7 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
   // cannot say when such a name becomes one to keep (a file that shrank, a fifo made a file).
   const unverifiable = (dir: string) => {
     const n = nodes.get(dir);
-    if (n !== undefined && n.type === 'dir' && n.sig !== '') put({ path: n.path, type: 'dir', line: n.line, sig: '', oid: n.oid });
+    if (n !== undefined && n.type === 'dir' && n.sig !== null) put({ path: n.path, type: 'dir', line: n.line, sig: null, oid: n.oid });
   };
   /** An unchanged node: already there when the scan started from the cache. */
   const keep = (rel: string, n: Node) => {
@@ -184,36 +185,40 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
     out.fresh.push(n);
   };
   /** admitted: the name comes from a cached listing made under the same ignore patterns. */
+  /** The exact (bigint) lstat of a path that changed; undefined when it is gone meanwhile. */
+  const exact = (local: string): fs.BigIntStats | undefined => fs.lstatSync(local, { bigint: true, throwIfNoEntry: false });
+  const sigUnlessRacy = (st: fs.BigIntStats) => (racy(st) ? null : sigOf(st));
+  /** admitted: the name comes from a cached listing made under the same ignore patterns. */
   const visit = (rel: string, mode: Mode, isRoot: boolean, admitted = false): void => {
     if (isDirty) visited.add(rel);
     const local = prefix + rel;
-    let st: fs.BigIntStats;
+    let st: fs.Stats | undefined;
+    let bst: fs.BigIntStats | undefined;
     try {
-      st = fs.lstatSync(local, { bigint: true });
+      st = fs.lstatSync(local, { throwIfNoEntry: false });
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') {
-        if (isRoot) warn(`watched path /${rel} does not exist: its files are recorded as deleted`);
-        remove(rel, true);
-      } else {
-        warn(`cannot stat /${rel}: ${(e as Error).message}; its previous version is kept`);
-        out.kept++;
-        keepPrevSubtree(rel);
-      }
+      warn(`cannot stat /${rel}: ${(e as Error).message}; its previous version is kept`);
+      out.kept++;
+      keepPrevSubtree(rel);
       return;
     }
-    if (!isRoot && !admitted && ignored(rel, rel.slice(rel.lastIndexOf('/') + 1))) {
+    if (st === undefined) {
+      if (isRoot) warn(`watched path /${rel} does not exist: its files are recorded as deleted`);
+      remove(rel, true);
+      return;
+    }
+    if (!isRoot && !admitted && ignored('/' + rel)) {
       remove(rel, true);
       return;
     }
     const p = prevMap.get(rel);
     if (p && p.type === 'dir' && !st.isDirectory()) remove(rel, false);
-    const sig = sigOf(st);
-    // Same signature: same content. Trusted: the cached line (names, settings) is still right too.
-    const sameSig = p !== undefined && p.sig !== '' && p.sig === sig;
+    // Same signature: same content. Trusted: the cached record (names, settings) is still right too.
+    const sameSig = p !== undefined && sameStat(p, st);
     const same = sameSig && input.trusted;
+    const gone = () => void remove(rel, true);
     if (st.isFile()) {
-      if (Number(st.size) > input.maxFileSize) {
+      if (st.size > input.maxFileSize) {
         warn(`skipped /${rel}: ${st.size} bytes is over pacha.max_file_size (${input.maxFileSize})`);
         unverifiable(parentOf(rel));
         remove(rel, true);
@@ -223,12 +228,13 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
         keep(rel, p);
         return;
       }
-      const entry = makeEntry(rel, 'file', st);
+      if ((bst = exact(local)) === undefined) return gone();
+      const entry = makeEntry(rel, 'file', bst);
       if (sameSig && p.type === 'file') {
-        put({ path: rel, type: 'file', line: encodeEntry(entry), sig, oid: p.oid });
+        put({ path: rel, type: 'file', line: encodeFields(entry), sig: p.sig, oid: p.oid });
         return;
       }
-      const node: Node = { path: rel, type: 'file', line: encodeEntry(entry), sig: racy(st) ? '' : sig, oid: '' };
+      const node: Node = { path: rel, type: 'file', line: encodeFields(entry), sig: sigUnlessRacy(bst), oid: '' };
       put(node);
       out.toHash.push({ node, local, entry });
     } else if (st.isSymbolicLink()) {
@@ -238,6 +244,7 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
       }
       let raw: Buffer;
       try {
+        if ((bst = exact(local)) === undefined) return gone();
         raw = fs.readlinkSync(local, { encoding: 'buffer' });
       } catch (e) {
         warn(`cannot read symlink /${rel}: ${(e as Error).message}; its previous version is kept`);
@@ -252,17 +259,20 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
         remove(rel, true);
         return;
       }
-      const entry = makeEntry(rel, 'symlink', st, target);
+      const entry = makeEntry(rel, 'symlink', bst, target);
       const oid = blobId(raw);
       out.smallBlobs.set(oid, raw);
-      put({ path: rel, type: 'symlink', line: encodeEntry(entry), sig: racy(st) ? '' : sig, oid });
+      put({ path: rel, type: 'symlink', line: encodeFields(entry), sig: sigUnlessRacy(bst), oid });
     } else if (st.isDirectory()) {
-      const node: Node =
-        same && p.type === 'dir'
-          ? p
-          : { path: rel, type: 'dir', line: encodeEntry(makeEntry(rel, 'dir', st)), sig: racy(st) ? '' : sig, oid: p?.type === 'dir' ? p.oid : '' };
-      if (node === p) keep(rel, node);
-      else put(node);
+      let node: Node;
+      if (same && p.type === 'dir') {
+        node = p;
+        keep(rel, node);
+      } else {
+        if ((bst = exact(local)) === undefined) return gone();
+        node = { path: rel, type: 'dir', line: encodeFields(makeEntry(rel, 'dir', bst)), sig: sigUnlessRacy(bst), oid: p?.type === 'dir' ? p.oid : '' };
+        put(node);
+      }
       const fresh = p === undefined || p.type !== 'dir';
       if (mode === 'deep' || fresh) {
         if (same && p.type === 'dir' && !isDirty) {
@@ -270,24 +280,14 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
           // the copy (same implies a trusted cache). Only the ones that changed are visited.
           for (const cp of cachedChildNodes(rel)) {
             if (cp.type === 'file') {
-              if (verified !== undefined) {
-                const i = cacheIndex(cp);
-                const v = i < 0 ? UNSEEN : Atomics.compareExchange(verified, i, UNSEEN, CLAIMED);
-                if (v === MATCH) continue;
-                if (v === DIFFERS) {
-                  visit(cp.path, 'deep', false, true);
-                  continue;
-                }
-              }
-              // The common case, inline: a plain lstat (no BigInts to allocate) compared number
-              // by number with the cached signature.
+              // The common case, inline: one plain lstat compared with the cached signature.
               let cst: fs.Stats | undefined;
               try {
                 cst = fs.lstatSync(prefix + cp.path, { throwIfNoEntry: false });
               } catch {
                 cst = undefined; // visit() below reports it
               }
-              if (cst !== undefined && cst.isFile() && cst.size <= input.maxFileSize && quickMatches(cp, cst)) continue;
+              if (cst !== undefined && cst.isFile() && cst.size <= input.maxFileSize && sameStat(cp, cst)) continue;
             }
             visit(cp.path, 'deep', false, true);
           }
@@ -389,20 +389,4 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
     }
   }
   return out;
-}
-
-/**
- * pacha.ignore: a pattern without '/' matches a base name anywhere; a pattern with '/' matches
- * the whole host path (a leading '/' is implied). Patterns are compiled into two regexes.
- */
-export function ignoreMatcher(patterns: string[]): (rel: string, name: string) => boolean {
-  const names: string[] = [];
-  const paths: string[] = [];
-  for (const p of patterns) {
-    if (p.includes('/')) paths.push(picomatch.makeRe(p.startsWith('/') || p.startsWith('*') ? p : '/' + p, { dot: true }).source);
-    else names.push(picomatch.makeRe(p, { dot: true }).source);
-  }
-  const nameRe = names.length > 0 ? new RegExp(names.map((s) => `(?:${s})`).join('|')) : null;
-  const pathRe = paths.length > 0 ? new RegExp(paths.map((s) => `(?:${s})`).join('|')) : null;
-  return (rel, name) => (nameRe !== null && nameRe.test(name)) || (pathRe !== null && pathRe.test('/' + rel));
 }

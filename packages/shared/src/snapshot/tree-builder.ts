@@ -1,112 +1,135 @@
 import type { ObjectType, TreeEntry } from '../git/objects.ts';
 import { serializeTree } from '../git/objects.ts';
-import { FORMAT_FILE, FORMAT_VERSION, METADATA_FILE, PACHA_DIR, ROOTS_FILE, gitName, gitPath, lowerBoundPath } from './format.ts';
+import { lowerBoundPath } from '../format/entry.ts';
+import { gitName, PACHA_NAME } from '../format/names.ts';
+import { dirLine, FORMAT_NAME, FORMAT_VERSION, formatText, ROOTS_NAME, SELF, TOP_METADATA_NAME } from '../format/snapshot.ts';
 import { nodeGitMode } from './changes.ts';
 import type { Node } from './stat-cache.ts';
 import type { NodeMap } from './node-map.ts';
 
-// Builds the commit's tree. Only directories with a change below them are serialised again;
-// the others keep the tree id remembered in the stat cache. Directories that end up empty have
-// no tree (git cannot hold them) and live in .pacha/metadata only.
+// Builds the commit's tree in format 2 (format/snapshot.ts). Every recorded directory is a
+// tree holding its entries and its `.pacha` (its own record and its files' and symlinks'). Only
+// directories with a change in or below them are serialised again; the others keep the tree id
+// remembered in the stat cache, and git shares their objects with the previous snapshot.
 
 export type AddObject = (type: ObjectType, data: Buffer) => string;
+
+/** The top .pacha/ directory's content besides the format file. */
+export interface PachaFiles {
+  /** .pacha/roots */
+  roots: Buffer;
+  /** Further generated files by name -> blob id (a package manifest, accounts; names checked by the caller). */
+  extra: ReadonlyMap<string, string>;
+}
 
 function parentOf(p: string): string {
   const i = p.lastIndexOf('/');
   return i < 0 ? '' : p.slice(0, i);
 }
 
+function baseName(p: string): string {
+  return p.slice(p.lastIndexOf('/') + 1);
+}
+
 export function buildTrees(
   nodes: NodeMap,
-  /** The same nodes in .pacha/metadata order. */
+  /** The same nodes in path byte order. */
   order: Node[],
-  treeChanged: string[],
+  /** Paths that differ from the previous snapshot (added, changed, deleted, metadata). */
+  touched: string[],
   rootRels: string[],
-  /** The .pacha/roots content and the id of the .pacha/metadata blob (added by the caller). */
-  pacha: { roots: Buffer; metadataId: string },
+  pacha: PachaFiles,
   add: AddObject,
+  /** Build every directory's tree again (the previous snapshot is of another format). */
+  everything = false,
 ): string {
   const rootSet = new Set(rootRels);
   const dirty = new Set<string>();
-  for (const p of treeChanged) {
+  const mark = (p: string) => {
+    // A directory's record is in its own .pacha, a file's in its directory's; walk up to the
+    // root the path belongs to (containers above the roots are always built again).
     let cur = nodes.get(p)?.type === 'dir' ? p : parentOf(p);
-    // Walk up to the root this path belongs to; containers above the roots are always rebuilt.
     while (cur !== '' && !dirty.has(cur)) {
       if (nodes.get(cur)?.type !== 'dir') break;
       dirty.add(cur);
       if (rootSet.has(cur)) break;
       cur = parentOf(cur);
     }
-  }
+  };
+  if (everything) {
+    for (const n of order) if (n.type === 'dir') dirty.add(n.path);
+  } else for (const p of touched) mark(p);
   if (dirty.size > 0) {
-    // Children of each dirty directory: the paths below d/ form one run in metadata (byte) order.
-    const kids = new Map<string, Node[]>();
-    for (const d of dirty) {
-      const pre = d + '/';
-      const list: Node[] = [];
-      for (let i = lowerBoundPath(order.length, (i) => order[i].path, pre); i < order.length && order[i].path.startsWith(pre); i++) {
-        if (order[i].path.indexOf('/', pre.length) < 0) list.push(order[i]);
-      }
-      kids.set(d, list);
-    }
     const deepestFirst = [...dirty].sort((a, b) => depth(b) - depth(a));
     for (const d of deepestFirst) {
-      const entries: TreeEntry[] = [];
-      for (const c of kids.get(d)!) {
-        if (c.type === 'dir' && c.oid === '') continue;
-        entries.push({ name: gitName(c.path.slice(c.path.lastIndexOf('/') + 1)), mode: nodeGitMode(c), oid: c.oid });
-      }
       const node = nodes.get(d)!;
-      node.oid = entries.length === 0 ? '' : add('tree', serializeTree(entries));
+      const lines = [dirLine(SELF, node.line)];
+      const entries: TreeEntry[] = [];
+      // The paths below d/ form one run in path byte order; its direct children in name order.
+      const pre = d + '/';
+      for (let i = lowerBoundPath(order.length, (k) => order[k].path, pre); i < order.length && order[i].path.startsWith(pre); i++) {
+        const c = order[i];
+        if (c.path.indexOf('/', pre.length) >= 0) continue;
+        const name = c.path.slice(pre.length);
+        if (c.type === 'dir' && c.oid === '') throw new Error(`internal: /${c.path} has no tree`);
+        entries.push({ name: gitName(name, FORMAT_VERSION), mode: nodeGitMode(c), oid: c.oid });
+        if (c.type !== 'dir') lines.push(dirLine(name, c.line));
+      }
+      entries.push({ name: PACHA_NAME, mode: '100644', oid: add('blob', Buffer.from(lines.join('\n') + '\n')) });
+      node.oid = add('tree', serializeTree(entries));
     }
   }
 
-  const rootNodes: { rel: string; node: Node }[] = [];
+  const rootNodes: Node[] = [];
   for (const r of rootRels) {
     const n = nodes.get(r);
-    if (n) rootNodes.push({ rel: r, node: n });
+    if (n) rootNodes.push(n);
   }
   return buildTopTree(rootNodes, pacha, add);
 }
 
 /**
- * The commit's root tree: .pacha/ and the directories leading to each root, whose own tree (or
- * blob) ids are known. A root directory without a tree (empty) is left out.
+ * The commit's root tree: .pacha/ and the containers leading to each root (whose own tree or
+ * blob ids are known). A container holding watched files or symlinks gets a .pacha with their
+ * records (the top directory's go to .pacha/top).
  */
-export function buildTopTree(roots: { rel: string; node: Node }[], pacha: { roots: Buffer; metadataId: string }, add: AddObject): string {
+export function buildTopTree(roots: Node[], pacha: PachaFiles, add: AddObject): string {
   interface Dir {
     dirs: Map<string, Dir>;
     leaves: TreeEntry[];
+    lines: string[];
   }
-  const top: Dir = { dirs: new Map(), leaves: [] };
-  for (const { rel, node: n } of roots) {
-    if (n.type === 'dir' && n.oid === '') continue;
-    const parts = gitPath(rel).split('/');
+  const newDir = (): Dir => ({ dirs: new Map(), leaves: [], lines: [] });
+  const top = newDir();
+  for (const n of roots) {
+    const parts = n.path.split('/');
     let cur = top;
-    for (const part of parts.slice(0, -1)) {
-      let next = cur.dirs.get(part);
-      if (!next) cur.dirs.set(part, (next = { dirs: new Map(), leaves: [] }));
+    parts.slice(0, -1).forEach((part, i) => {
+      const name = gitName(part, FORMAT_VERSION, i === 0);
+      let next = cur.dirs.get(name);
+      if (!next) cur.dirs.set(name, (next = newDir()));
       cur = next;
-    }
-    cur.leaves.push({ name: parts[parts.length - 1], mode: nodeGitMode(n), oid: n.oid });
+    });
+    const name = baseName(n.path);
+    cur.leaves.push({ name: gitName(name, FORMAT_VERSION, parts.length === 1), mode: nodeGitMode(n), oid: n.oid });
+    if (n.type !== 'dir') cur.lines.push(dirLine(name, n.line));
   }
-  const pachaTree = add(
-    'tree',
-    serializeTree([
-      { name: FORMAT_FILE.slice(PACHA_DIR.length + 1), mode: '100644', oid: add('blob', Buffer.from(`pacha-snapshot ${FORMAT_VERSION}\n`)) },
-      { name: ROOTS_FILE.slice(PACHA_DIR.length + 1), mode: '100644', oid: add('blob', pacha.roots) },
-      { name: METADATA_FILE.slice(PACHA_DIR.length + 1), mode: '100644', oid: pacha.metadataId },
-    ]),
-  );
-  const write = (d: Dir): string => {
+  const metadata = (d: Dir) => Buffer.from(d.lines.join('\n') + '\n');
+  const files: TreeEntry[] = [
+    { name: FORMAT_NAME, mode: '100644', oid: add('blob', Buffer.from(formatText())) },
+    { name: ROOTS_NAME, mode: '100644', oid: add('blob', pacha.roots) },
+  ];
+  if (top.lines.length > 0) files.push({ name: TOP_METADATA_NAME, mode: '100644', oid: add('blob', metadata(top)) });
+  for (const [name, oid] of pacha.extra) files.push({ name, mode: '100644', oid });
+  const write = (d: Dir, isTop: boolean): string => {
     const entries = [...d.leaves];
-    for (const [name, sub] of d.dirs) entries.push({ name, mode: '040000', oid: write(sub) });
+    for (const [name, sub] of d.dirs) entries.push({ name, mode: '040000', oid: write(sub, false) });
+    if (!isTop && d.lines.length > 0) entries.push({ name: PACHA_NAME, mode: '100644', oid: add('blob', metadata(d)) });
     return add('tree', serializeTree(entries));
   };
-  top.leaves.push({ name: PACHA_DIR, mode: '040000', oid: pachaTree });
-  return write(top);
+  top.leaves.push({ name: PACHA_NAME, mode: '040000', oid: add('tree', serializeTree(files)) });
+  return write(top, true);
 }
-
 
 function depth(p: string): number {
   let n = 0;

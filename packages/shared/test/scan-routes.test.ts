@@ -4,12 +4,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { takeSnapshot, type SnapshotResult } from '../src/snapshot/engine.ts';
 import { readHead, updateHead } from '../src/git/repo.ts';
 import { loadStatCache } from '../src/snapshot/stat-cache.ts';
-import { prefetchStatCache, VERIFY_MIN_RECORDS } from '../src/snapshot/stat-verify.ts';
 import { settle, snapHost, type SnapHost } from './snapshot-helpers.ts';
 
-// The quick re-scan (quick-rescan.ts) must give exactly what the full scan gives: each case
-// takes a snapshot both ways from the same starting point (HEAD and stat cache put back in
-// between) and compares the trees, the summaries and the stat caches written.
+// A snapshot made incrementally (the stat cache tells unchanged paths, only changed
+// directories' trees and metadata are built again) must give exactly what one made from
+// scratch gives (no stat cache: every file read, the previous snapshot read from its commit):
+// each case takes a snapshot both ways from the same starting point and compares the trees,
+// the summaries and the stat caches written.
 
 let hosts: SnapHost[] = [];
 afterEach(() => {
@@ -42,36 +43,35 @@ function tree(h: SnapHost, commit: string): string {
   return h.git(['rev-parse', `${commit}^{tree}`]).trim();
 }
 
-function cacheRows(h: SnapHost): string[][] {
+function cacheRows(h: SnapHost): unknown[][] {
   const c = loadStatCache(h.env2().state.statCache)!;
   return c.nodes.map((n) => [n.path, n.type, n.line, n.sig, n.oid]);
 }
 
-/** The snapshot after `change`, taken quick and full from the same start; both results. */
-async function bothWays(h: SnapHost, change: () => void): Promise<{ quick: SnapshotResult; full: SnapshotResult }> {
+/** The snapshot after `change`, taken incrementally and from scratch from the same start; both results. */
+async function bothWays(h: SnapHost, change: () => void): Promise<{ incremental: SnapshotResult; scratch: SnapshotResult }> {
   const env = h.env2();
   await settle();
   expect((await takeSnapshot(env)).commit).toBeNull(); // a settled start: nothing racy left
   const start = (await readHead(env.state.repo))!;
-  const cache = fs.readFileSync(env.state.statCache);
   change();
   await settle();
-  const quick = await takeSnapshot(env);
-  const quickTree = quick.commit ? tree(h, quick.commit) : null;
-  const quickCache = cacheRows(h);
+  const incremental = await takeSnapshot(env);
+  const incTree = incremental.commit ? tree(h, incremental.commit) : null;
+  const incCache = cacheRows(h);
   updateHead(env.state.repo, start);
-  fs.writeFileSync(env.state.statCache, cache);
-  const full = await takeSnapshot(env, { quick: false });
-  expect(full.route).toBe('full');
-  expect(quick.commit === null).toBe(full.commit === null);
-  if (full.commit) expect(quickTree).toBe(tree(h, full.commit));
-  expect(quick.summary).toEqual(full.summary);
-  expect(quickCache).toEqual(cacheRows(h));
+  fs.rmSync(env.state.statCache);
+  const scratch = await takeSnapshot(env);
+  expect(scratch.summary.bytesRead).toBeGreaterThan(incremental.summary.bytesRead);
+  expect(incremental.commit === null).toBe(scratch.commit === null);
+  if (scratch.commit) expect(incTree).toBe(tree(h, scratch.commit));
+  expect(incremental.summary).toEqual({ ...scratch.summary, bytesRead: incremental.summary.bytesRead });
+  expect(incCache).toEqual(cacheRows(h));
   execFileSync('git', ['--git-dir', env.state.repo, 'fsck', '--full', '--strict', '--no-dangling'], { stdio: 'pipe' });
-  return { quick, full };
+  return { incremental, scratch };
 }
 
-/** What the cache-driven routes built (trees, .pacha/metadata) is what a snapshot without a cache builds. */
+/** What the incremental snapshots built (trees, metadata) is what a snapshot without a cache builds. */
 async function fromScratchAgrees(h: SnapHost): Promise<void> {
   const env = h.env2();
   fs.rmSync(env.state.statCache);
@@ -79,8 +79,8 @@ async function fromScratchAgrees(h: SnapHost): Promise<void> {
   expect(await takeSnapshot(env)).toMatchObject({ commit: null, route: 'full' });
 }
 
-describe('quick re-scan', () => {
-  it('records content, mode and mtime changes exactly as the full scan does', async () => {
+describe('one scan route: incremental and from scratch agree', () => {
+  it('records content, mode and mtime changes', async () => {
     const h = host();
     await takeSnapshot(h.env2());
     const cases: [string, () => void, Partial<SnapshotResult['summary']>][] = [
@@ -112,18 +112,15 @@ describe('quick re-scan', () => {
       ['a directory chmod', () => fs.chmodSync(h.p('/srv/app/empty'), 0o700), { metadataOnly: 1 }],
       ['a directory with look-alike names, chmod', () => fs.chmodSync(h.p('/srv/app/lib'), 0o750), { metadataOnly: 1 }],
     ];
-    const cwd = process.cwd();
     for (const [name, change, summary] of cases) {
-      const { quick } = await bothWays(h, change);
-      expect({ name, route: quick.route }).toEqual({ name, route: 'quick' });
-      expect(quick.summary).toMatchObject(summary);
-      // The quick scan looks up names from inside their directories, and comes back.
-      expect(process.cwd()).toBe(cwd);
+      const { incremental } = await bothWays(h, change);
+      expect({ name, route: incremental.route }).toEqual({ name, route: 'full' });
+      expect({ name, summary: incremental.summary }).toMatchObject({ name, summary });
     }
     await fromScratchAgrees(h);
   });
 
-  it('leaves a change of paths or a symlink to the full scan', async () => {
+  it('records a change of paths or a symlink', async () => {
     const h = host();
     await takeSnapshot(h.env2());
     const cases: [string, () => void][] = [
@@ -142,9 +139,8 @@ describe('quick re-scan', () => {
       ['a watched file root back', () => fs.writeFileSync(h.p('/etc/motd'), 'back\n')],
     ];
     for (const [name, change] of cases) {
-      const { quick } = await bothWays(h, change);
-      expect({ name, route: quick.route }).toEqual({ name, route: 'full' });
-      expect(quick.commit).not.toBeNull();
+      const { incremental } = await bothWays(h, change);
+      expect({ name, committed: incremental.commit !== null }).toEqual({ name, committed: true });
     }
     await fromScratchAgrees(h);
   });
@@ -155,7 +151,7 @@ describe('quick re-scan', () => {
     await takeSnapshot(env);
     await settle();
     const calm = await takeSnapshot(env);
-    expect(calm).toMatchObject({ commit: null, route: 'quick', summary: { changed: 0, metadataOnly: 0 } });
+    expect(calm).toMatchObject({ commit: null, route: 'full', summary: { changed: 0, metadataOnly: 0, bytesRead: 0 } });
     // Changed and snapshotted within one clock tick: stored without a signature, so the next
     // snapshot reads it again and finds it unchanged.
     fs.appendFileSync(h.p('/srv/app/conf.d/8.conf'), 'racy\n');
@@ -181,33 +177,5 @@ describe('quick re-scan', () => {
     const r = await takeSnapshot(env);
     expect(r.summary.added).toBe(1);
     expect(h.git(['show', 'HEAD:srv/app/conf.d/big.conf'])).toBe('x'.repeat(10));
-  });
-
-  it('uses a stat-verify worker on a large tree, and its verdicts agree with the scan', async () => {
-    const h = host();
-    const n = VERIFY_MIN_RECORDS + 500;
-    for (let d = 0; d < 50; d++) {
-      fs.mkdirSync(h.p(`/srv/app/many/${d}`), { recursive: true });
-      for (let i = 0; i < n / 50; i++) fs.writeFileSync(h.p(`/srv/app/many/${d}/${i}`), `${d}/${i}`);
-    }
-    const env = h.env2();
-    await takeSnapshot(env);
-    await settle();
-    expect((await takeSnapshot(env)).commit).toBeNull();
-    fs.appendFileSync(h.p('/srv/app/many/49/7'), '!');
-    fs.appendFileSync(h.p('/srv/app/many/0/3'), '!');
-    await settle();
-    const prefetch = prefetchStatCache(env.state.statCache, env.config.root, env.config.maxFileSize, (e) => {
-      throw e;
-    });
-    expect(prefetch.verifier).not.toBeNull();
-    // Let the worker start (a thread of its own, some tens of ms) so that it has a share.
-    for (let waited = 0; prefetch.verifier!.checked() === 0 && waited < 10_000; waited += 5) await settle(5);
-    const r = await takeSnapshot(env, { prefetch });
-    expect(r).toMatchObject({ route: 'quick', summary: { changed: 2 } });
-    // The worker took its share of the records (it starts before the scan, from the end).
-    expect(r.checkedByWorker).toBeGreaterThan(0);
-    expect(h.git(['show', 'HEAD:srv/app/many/49/7'])).toBe('49/7!');
-    expect(h.git(['show', 'HEAD:srv/app/many/0/3'])).toBe('0/3!');
   });
 });
