@@ -9,7 +9,7 @@ import { BlobSource } from '../src/rebuild/blob-source.ts';
 import { appendRun, hookStatus, readJournal, type HookRun } from '../src/rebuild/journal.ts';
 import { loadAccounts as loadIdTable } from '../src/accounts.ts';
 import { ownerResolver } from '../src/rebuild/owners.ts';
-import { blobIdOfFile } from '../src/rebuild/plan.ts';
+import { holdsBlob } from '../src/rebuild/plan.ts';
 import { seconds } from '../src/rebuild/restore.ts';
 import { badPathReason } from '../src/rebuild/validate.ts';
 import { verifyRestored } from '../src/rebuild/verify.ts';
@@ -132,10 +132,11 @@ describe('BlobSource', () => {
 });
 
 describe('content ids and --verify', () => {
-  it('blobIdOfFile is git hash-object', async () => {
+  it('holdsBlob agrees with git hash-object', () => {
     const f = path.join(tmp(), 'f');
     fs.writeFileSync(f, 'hello\n');
-    expect(await blobIdOfFile(f, 6)).toBe(execFileSync('git', ['hash-object', f]).toString().trim());
+    expect(holdsBlob(f, execFileSync('git', ['hash-object', f]).toString().trim())).toBe(true);
+    expect(holdsBlob(f, execFileSync('git', ['hash-object', '--stdin'], { input: 'hello' }).toString().trim())).toBe(false);
   });
 
   it('seconds() keeps well under a microsecond', () => {

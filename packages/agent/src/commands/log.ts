@@ -2,18 +2,13 @@ import type { CommandModule } from 'yargs';
 import { UsageError } from '@pacha/shared/errors';
 import { isValidHostName } from '@pacha/shared/config';
 import type { SnapshotInfo } from '@pacha/shared/snapshot/read';
-import type { ChangeSummary } from '@pacha/shared/snapshot/engine';
+import { summaryLine } from '@pacha/shared/format/snapshot';
 import { escapeTerminal } from '@pacha/shared/terminal';
 import { createContext, type GlobalArgs } from '../context.ts';
 
 interface Args extends GlobalArgs {
   host?: string;
   n?: number;
-}
-
-// Same words as the commit's first line (kept here so that loading this command stays light).
-function summaryLine(s: Pick<ChangeSummary, 'added' | 'changed' | 'deleted' | 'metadataOnly'>): string {
-  return `${s.added} added, ${s.changed} changed, ${s.deleted} deleted, ${s.metadataOnly} metadata-only`;
 }
 
 function line(s: SnapshotInfo): string {

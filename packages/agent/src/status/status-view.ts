@@ -6,6 +6,7 @@ import { effectiveRoots } from '@pacha/shared/watchlist';
 import { HEARTBEAT_MS } from '../daemon/heartbeat.ts';
 import { describeMaster } from '../format.ts';
 import { countPending } from './pending.ts';
+import { summaryLine } from '@pacha/shared/format/snapshot';
 
 // What `pacha status` shows: gathered from the lock file (is a daemon alive?), status.json
 // (written by the agent's commands and daemon) and the local repository (pending).
@@ -119,7 +120,7 @@ export function formatStatus(v: StatusView, now = Date.now()): string {
   const ls = v.lastSnapshot;
   if (ls) {
     const sum = ls.summary;
-    const counts = sum ? ` (${sum.added ?? 0} added, ${sum.changed ?? 0} changed, ${sum.deleted ?? 0} deleted, ${sum.metadataOnly ?? 0} metadata-only)` : '';
+    const counts = sum ? ` (${summaryLine({ added: sum.added ?? 0, changed: sum.changed ?? 0, deleted: sum.deleted ?? 0, metadataOnly: sum.metadataOnly ?? 0 })})` : '';
     row('last snapshot', `${ls.commit ? ls.commit.slice(0, 12) : 'no changes'} ${ago(ls.time, now)}${counts}`);
   } else row('last snapshot', 'none yet');
   const lp = v.lastPush;

@@ -1,7 +1,6 @@
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { objectHeader } from '../git/objects.ts';
+import { FileChangedError, hashFile } from '../git/pack-writer.ts';
 import { hostPath } from '../paths.ts';
 import { comparePaths, formatMode } from '../format/entry.ts';
 import { isWithin } from '../watchlist.ts';
@@ -46,12 +45,18 @@ export interface Plan {
   bytes: number;
 }
 
-/** Git's blob id of a local file, read as a stream: equal ids mean equal content. */
-export async function blobIdOfFile(file: string, size: number): Promise<string> {
-  const h = crypto.createHash('sha1');
-  h.update(objectHeader('blob', size));
-  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
+/**
+ * Does a local file hold the blob `oid`? Hashed by the snapshot's own hashFile (read again when
+ * it changes while read); one that keeps changing holds nothing we can vouch for.
+ */
+export function holdsBlob(file: string, oid: string | undefined): boolean {
+  if (oid === undefined) return false;
+  try {
+    return hashFile(file).oid === oid;
+  } catch (e) {
+    if (e instanceof FileChangedError) return false;
+    throw e;
+  }
 }
 
 export function lstatExisting(local: string): Existing | undefined {
@@ -105,7 +110,7 @@ export async function planRestore(v: ValidatedSnapshot, opts: PlanOptions): Prom
       action = 'replace';
       changes.push(`type ${ex.type} -> ${it.type}`);
     } else if (it.type === 'file') {
-      const same = ex.size === it.size && (await blobIdOfFile(local, ex.size)) === it.oid;
+      const same = ex.size === it.size && holdsBlob(local, it.oid);
       action = same ? 'unchanged' : 'replace';
       if (!same) changes.push(`content (${ex.size} -> ${it.size} bytes)`);
     } else if (it.type === 'symlink') {

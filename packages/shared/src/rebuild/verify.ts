@@ -1,7 +1,7 @@
 import { hostPath } from '../paths.ts';
 import { formatMode } from '../format/entry.ts';
 import type { OwnerResolver } from './owners.ts';
-import { blobIdOfFile, lstatExisting } from './plan.ts';
+import { holdsBlob, lstatExisting } from './plan.ts';
 import type { RestoreItem } from './validate.ts';
 
 // --verify: read back every restored path and compare it with the snapshot: type, content
@@ -20,7 +20,7 @@ export async function verifyRestored(items: RestoreItem[], root: string, resolve
       problems.push(`${it.hostPath}: is a ${ex.type}, the snapshot has a ${it.type}`);
       continue;
     }
-    if (it.type === 'file' && (ex.size !== it.size || (await blobIdOfFile(local, ex.size)) !== it.oid)) problems.push(`${it.hostPath}: content differs from the snapshot`);
+    if (it.type === 'file' && (ex.size !== it.size || !holdsBlob(local, it.oid))) problems.push(`${it.hostPath}: content differs from the snapshot`);
     if (it.type === 'symlink' && ex.target !== it.target) problems.push(`${it.hostPath}: points to ${ex.target}, the snapshot has ${it.target}`);
     if (it.type !== 'symlink' && ex.mode !== it.mode) problems.push(`${it.hostPath}: mode ${formatMode(ex.mode)}, the snapshot has ${formatMode(it.mode)}`);
     const uid = resolver.uid(it.user, it.uid, it.hostPath);
