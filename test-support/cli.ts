@@ -21,8 +21,13 @@ export interface RunOptions {
 }
 
 export function runNode(script: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  return runProgram(process.execPath, [script, ...args], opts);
+}
+
+/** Run any program (e.g. the packaged /usr/bin/pacha) the way runNode runs a script. */
+export function runProgram(program: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, ...args], {
+    const child = spawn(program, args, {
       env: { ...process.env, ...opts.env },
       cwd: opts.cwd ?? REPO_DIR,
       stdio: ['pipe', 'pipe', 'pipe'],

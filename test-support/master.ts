@@ -48,6 +48,8 @@ export interface StartMasterOptions {
   env?: NodeJS.ProcessEnv;
   /** Reuse a folder (restart tests): hosts/, keys/ and the host key are kept there. */
   dir?: string;
+  /** The program to run instead of this checkout's bin (the packaged one): argv before `serve`. */
+  command?: string[];
 }
 
 export async function startMaster(opts: StartMasterOptions = {}): Promise<MasterHandle> {
@@ -69,8 +71,9 @@ export async function startMaster(opts: StartMasterOptions = {}): Promise<Master
   };
   for (const h of opts.hosts ?? []) clientKey(h);
 
-  const args = [MASTER_BIN, 'serve', '--listen', '127.0.0.1:0', '--hosts-path', layout.hostsPath, '--keys-dir', layout.keysDir, '--host-key', layout.hostKeyFile, ...(opts.args ?? [])];
-  const child: ChildProcess = spawn(process.execPath, args, { cwd: REPO_DIR, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [program, ...programArgs] = opts.command ?? [process.execPath, MASTER_BIN];
+  const args = [...programArgs, 'serve', '--listen', '127.0.0.1:0', '--hosts-path', layout.hostsPath, '--keys-dir', layout.keysDir, '--host-key', layout.hostKeyFile, ...(opts.args ?? [])];
+  const child: ChildProcess = spawn(program, args, { cwd: REPO_DIR, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   killOnExit(child);
   let output = '';
   const waiters = new Set<() => void>();

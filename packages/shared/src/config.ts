@@ -38,6 +38,8 @@ export interface PachaConfig {
   ignore: string[];
   stateDir: string;
   logFile: string | undefined;
+  /** node_exporter textfile (pacha.metrics.path), resolved under the root dir; unset: no metrics. */
+  metricsFile: string | undefined;
   callbackUrl: string | undefined;
   maxFileSize: number;
   /** Effective values by key, as shown by `pacha check-config`. */
@@ -66,6 +68,7 @@ export const CONFIG_KEYS: Record<string, KeySpec> = {
   'pacha.log.path': { default: undefined, help: 'log file' },
   'pacha.callback.url': { default: undefined, help: 'URL receiving a JSON POST after push failures and rebuilds' },
   'pacha.max_file_size': { default: '256MiB', help: 'larger files are skipped with a warning' },
+  'pacha.metrics.path': { default: undefined, help: 'node_exporter textfile the agent writes its metrics to' },
 };
 
 export interface LoadOptions {
@@ -199,6 +202,7 @@ export function parseConfig(text: string, ctx: { file: string | null; root: stri
   const knownHosts = absKey('pacha.ssh.known_hosts')!;
   const state = absKey('pacha.state.path')!;
   const logPath = absKey('pacha.log.path');
+  const metricsPath = absKey('pacha.metrics.path');
   const effective: Record<string, string> = {};
   for (const k of Object.keys(CONFIG_KEYS)) {
     const v = k === 'pacha.hostname' ? hostname : get(k);
@@ -221,6 +225,7 @@ export function parseConfig(text: string, ctx: { file: string | null; root: stri
     ignore: splitList(get('pacha.ignore')!),
     stateDir: local(state),
     logFile: logPath ? local(logPath) : undefined,
+    metricsFile: metricsPath ? local(metricsPath) : undefined,
     callbackUrl,
     maxFileSize: maxFileSize!,
     effective,
