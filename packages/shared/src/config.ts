@@ -42,6 +42,8 @@ export interface PachaConfig {
   metricsFile: string | undefined;
   callbackUrl: string | undefined;
   maxFileSize: number;
+  /** User and group names from pacha.accounts, recorded in .pacha/accounts besides the owners of recorded paths. */
+  accounts: string[];
   /** Effective values by key, as shown by `pacha check-config`. */
   effective: Record<string, string>;
   warnings: ConfigProblem[];
@@ -69,6 +71,7 @@ export const CONFIG_KEYS: Record<string, KeySpec> = {
   'pacha.callback.url': { default: undefined, help: 'URL receiving a JSON POST after push failures and rebuilds' },
   'pacha.max_file_size': { default: '256MiB', help: 'larger files are skipped with a warning' },
   'pacha.metrics.path': { default: undefined, help: 'node_exporter textfile the agent writes its metrics to' },
+  'pacha.accounts': { default: '', help: 'comma-separated user and group names recorded in .pacha/accounts besides the owners of recorded paths' },
 };
 
 export interface LoadOptions {
@@ -198,6 +201,11 @@ export function parseConfig(text: string, ctx: { file: string | null; root: stri
     return path.posix.normalize(e).replace(/(.)\/+$/, '$1');
   });
 
+  const accounts = splitList(get('pacha.accounts')!);
+  for (const a of accounts) {
+    if (!ACCOUNT_NAME.test(a)) fail('pacha.accounts', `"${a}" is not a user or group name (accepted: comma-separated names of letters, digits, '_', '.', '-', not starting with '-')`);
+  }
+
   const sshKey = absKey('pacha.ssh.key');
   const knownHosts = absKey('pacha.ssh.known_hosts')!;
   const state = absKey('pacha.state.path')!;
@@ -228,6 +236,7 @@ export function parseConfig(text: string, ctx: { file: string | null; root: stri
     metricsFile: metricsPath ? local(metricsPath) : undefined,
     callbackUrl,
     maxFileSize: maxFileSize!,
+    accounts,
     effective,
     warnings,
   };
@@ -239,6 +248,9 @@ export function splitList(v: string): string[] {
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
 }
+
+// What useradd and groupadd accept on Debian and Fedora (a trailing $ for Samba machine accounts).
+const ACCOUNT_NAME = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?$/;
 
 export function isValidHostName(name: string): boolean {
   return /^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}$/.test(name);

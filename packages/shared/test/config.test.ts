@@ -98,4 +98,10 @@ describe('configuration', () => {
       fs.rmSync(root, { recursive: true, force: true });
     }
   });
+
+  it('pacha.accounts: a list of user and group names', () => {
+    expect(parse('[DEFAULT]\npacha.accounts = postgres, www-data,backup$\n').accounts).toEqual(['postgres', 'www-data', 'backup$']);
+    expect(parse('[DEFAULT]\n').accounts).toEqual([]);
+    expect(() => parse('[DEFAULT]\npacha.accounts = postgres, bad:name\n')).toThrow(/:2: pacha.accounts: "bad:name" is not a user or group name \(accepted: comma-separated names/);
+  });
 });
