@@ -39,10 +39,24 @@ export const diffCommand: CommandModule<GlobalArgs, GlobalArgs> = {
     const ctx = createContext(args, { ensureState: false });
     const { diffLive } = await import('@pacha/shared/snapshot/engine');
     const d = await diffLive(ctx);
-    const text = d.changes.length === 0 ? 'no differences' : d.changes.map(describe).join('\n');
+    // The package database and the accounts against the snapshot's .pacha/packages and .pacha/accounts.
+    const { liveHostChanges, hostChangeLines } = await import('@pacha/shared/host/history');
+    const { RepoObjects } = await import('@pacha/shared/git/object-store');
+    const objects = d.base ? new RepoObjects(ctx.state.repo) : null;
+    let host;
+    try {
+      const after = d.changes.filter((c) => c.after).map((c) => c.after!);
+      host = liveHostChanges(objects, d.base, ctx.config, { uids: after.map((e) => e.uid), gids: after.map((e) => e.gid) });
+    } finally {
+      objects?.close();
+    }
+    const lines = [...d.changes.map(describe), ...hostChangeLines(host, '')];
+    const text = lines.length === 0 ? 'no differences' : lines.join('\n');
     ctx.print(text, {
       base: d.base,
       changes: d.changes.map((c) => ({ path: '/' + c.path, kind: c.kind, details: c.details })),
+      packages: host.packages,
+      accounts: host.accounts,
       warnings: d.warnings,
     });
   },

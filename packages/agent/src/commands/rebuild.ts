@@ -15,6 +15,8 @@ interface RebuildArgs extends GlobalArgs {
   delete?: boolean;
   verify?: boolean;
   'hook-timeout'?: number;
+  packages?: boolean;
+  accounts?: boolean;
   '--'?: (string | number)[];
 }
 
@@ -43,6 +45,8 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
       .option('rerun-hooks', { type: 'boolean', describe: 'run every hook, even those that already succeeded with the same content' })
       .option('delete', { type: 'boolean', describe: 'also remove what is under the roots but not in the snapshot (kept under <state>/replaced/ first)' })
       .option('verify', { type: 'boolean', describe: 'read back every restored path and compare it with the snapshot' })
+      .option('accounts', { type: 'boolean', default: true, describe: 'create the recorded users and groups the host lacks (--no-accounts: skip)' })
+      .option('packages', { type: 'boolean', default: true, describe: 'install the recorded manual packages the host lacks, pinned where the archive has the version (--no-packages: skip)' })
       .option('hook-timeout', { type: 'number', default: DEFAULT_HOOK_TIMEOUT_SECONDS, describe: 'seconds a hook may run before it is stopped' })
       .example('$0 rebuild web1', 'rebuild web1 from the newest snapshot, asking first')
       .example('$0 rebuild web1 --yes -- /usr/sbin/nginx -g "daemon off;"', 'rebuild, then run a container entrypoint') as Argv<RebuildArgs>,
@@ -73,6 +77,8 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
         deleteExtra: args.delete === true,
         verify: args.verify === true,
         hookTimeoutSeconds: args['hook-timeout'],
+        noAccounts: args.accounts === false,
+        noPackages: args.packages === false,
         confirm: interactive ? askEnter : undefined,
         out: ctx.json ? () => undefined : (l) => process.stdout.write(l + '\n'),
         onOutcome: (r) => {

@@ -157,31 +157,30 @@ function describeUser(u: UserEntry): string {
  *   -group docker
  *   user postgres: uid 106 → 107, shell /bin/sh → /bin/bash
  *   group ssl-cert: members postgres → postgres,www-data
- * A missing list (null) counts as empty. Names are escaped for the terminal.
+ * A missing list (null) counts as empty. The text is as recorded: escape it for a terminal.
  */
 export function diffAccounts(before: AccountsManifest | null, after: AccountsManifest | null): string[] {
   const out: string[] = [];
-  const e = escapeField;
   const section = <T extends { name: string }>(kind: string, a: T[], b: T[], desc: (x: T) => string, fields: (x: T, y: T) => string[]) => {
     const ma = new Map(a.map((x) => [x.name, x]));
     const mb = new Map(b.map((x) => [x.name, x]));
     for (const name of [...new Set([...ma.keys(), ...mb.keys()])].sort(comparePaths)) {
       const x = ma.get(name);
       const y = mb.get(name);
-      if (!x) out.push(`+${kind} ${e(name)} ${desc(y!)}`);
-      else if (!y) out.push(`-${kind} ${e(name)}`);
+      if (!x) out.push(`+${kind} ${name} ${desc(y!)}`);
+      else if (!y) out.push(`-${kind} ${name}`);
       else {
         const d = fields(x, y);
-        if (d.length) out.push(`${kind} ${e(name)}: ${d.join(', ')}`);
+        if (d.length) out.push(`${kind} ${name}: ${d.join(', ')}`);
       }
     }
   };
-  const change = (label: string, a: string | number, b: string | number) => (a === b ? [] : [`${label} ${e(String(a)) || '""'} → ${e(String(b)) || '""'}`]);
-  section('group', before?.groups ?? [], after?.groups ?? [], (g) => `${g.gid}${g.members.length ? ' ' + e(g.members.join(',')) : ''}`, (x, y) => [
+  const change = (label: string, a: string | number, b: string | number) => (a === b ? [] : [`${label} ${String(a) || '""'} → ${String(b) || '""'}`]);
+  section('group', before?.groups ?? [], after?.groups ?? [], (g) => `${g.gid}${g.members.length ? ' ' + g.members.join(',') : ''}`, (x, y) => [
     ...change('gid', x.gid, y.gid),
     ...change('members', x.members.join(','), y.members.join(',')),
   ]);
-  section('user', before?.users ?? [], after?.users ?? [], (u) => e(describeUser(u)), (x, y) => [
+  section('user', before?.users ?? [], after?.users ?? [], (u) => describeUser(u), (x, y) => [
     ...change('uid', x.uid, y.uid),
     ...change('gid', x.gid, y.gid),
     ...change('gecos', x.gecos, y.gecos),

@@ -6,7 +6,8 @@ import { readJson, writeFileAtomic } from '../state.ts';
 // <state>/hooks/<HOST>.json. A rerun after a failure skips the hooks whose last run
 // succeeded with the same content (sha256), so fixing one hook does not replay the others.
 
-export type HookPhase = 'pre' | 'post';
+// 'step': the rebuild's built-in steps (accounts, packages; host/rebuild-steps.ts).
+export type HookPhase = 'pre' | 'post' | 'step';
 
 export interface HookRun {
   name: string;

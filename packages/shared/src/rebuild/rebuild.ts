@@ -22,6 +22,7 @@ import { readStagedSnapshot, resolveAt } from './read.ts';
 import { restorePlan, type RestoreCounts, type RestoreResult } from './restore.ts';
 import { checkTargetAncestors, validateSnapshot } from './validate.ts';
 import { verifyRestored } from './verify.ts';
+import { HostSteps } from '../host/rebuild-steps.ts';
 
 // The rebuild pipeline (DESIGN.md "Rebuild pipeline"): connect, fetch into a private staging
 // dir, read the snapshot, validate, show the plan and confirm, pre hooks, restore, owners and
@@ -55,6 +56,9 @@ export interface RebuildOptions {
   hookEnv?: NodeJS.ProcessEnv;
   /** Told once what a rebuild that ran (not a dry run) did, ok or failed: the agent records it. */
   onOutcome?: (r: RebuildRecord) => void;
+  /** Skip the built-in steps (host/rebuild-steps.ts). */
+  noAccounts?: boolean;
+  noPackages?: boolean;
 }
 
 /** What a rebuild did, for the operator's status files (the agent writes them). */
@@ -87,6 +91,9 @@ export interface RebuildResult {
   warnings: string[];
   seededLocalRepo: boolean;
   keptUnder?: string;
+  /** The built-in steps: "group x", "user y" created; apt specs ("hello=2.10-3") installed. */
+  accountsCreated?: string[];
+  packagesInstalled?: string[];
 }
 
 function connectionLines(config: PachaConfig, t: Transport): string[] {
@@ -149,6 +156,7 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
       const valid = await validateSnapshot(snap, { root: config.root, only: opts.only, blobs, exclude });
       return { snap, valid };
     });
+    const steps = new HostSteps(blobs!.objects, commit, { root: config.root, roots: snap.roots, entries: snap.entries }, { noAccounts: opts.noAccounts, noPackages: opts.noPackages });
     const preHooks = listHooks(staging.pre, 'pre');
     const postHooks = listHooks(staging.post, 'post');
 
@@ -163,6 +171,9 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     out(`Files to leave: ${plan.counts.unchanged}${plan.counts.metadata ? ` (${plan.counts.metadata} of them with owner, mode or mtime fixed)` : ''}`);
     if (opts.deleteExtra) out(`Files to delete: ${plan.counts.delete} (kept under ${state.replacedDir}/<time>/ first)`);
     out(`Hooks: ${preHooks.length} pacha_pre, ${postHooks.length} pacha_post`);
+    const stepPlan = steps.planLines(opts.dryRun === true);
+    for (const l of stepPlan.lines) out(l);
+    for (const w of stepPlan.warnings) log.warn(w);
 
     if (opts.dryRun) {
       const differences = describePlan(plan);
@@ -200,11 +211,13 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
       env: opts.hookEnv,
     };
     const pre = await time('hooks', () => runHooks(preHooks, hookOpts));
+    // 4b. the built-in steps: accounts, then packages (what is still missing after the hooks).
+    const built = await time('steps', () => steps.run({ journalDir: state.hookJournalDir, host, commit, log }));
 
     // 5-6. restore with owners as the host now knows them. The hooks may have installed
     // packages (new files, maybe symlinks): check and plan again against what is there now.
     const resolver = ownerResolver(loadAccounts(config.root), config.root);
-    if (pre.ran.length > 0) {
+    if (pre.ran.length > 0 || built.changed) {
       checkTargetAncestors(valid.items, config.root);
       plan = await makePlan();
     }
@@ -212,7 +225,7 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     const res: RestoreResult = await restorePlan(plan, { root: config.root, keepDir, resolver, log, blobs: blobs! });
     phases.restore = res.phases.restore;
     phases.metadata = res.phases.metadata;
-    const warnings = resolver.reportMissing(log);
+    const warnings = [...built.warnings, ...resolver.reportMissing(log)];
     counts = { created: res.created, replaced: res.replaced, unchanged: res.unchanged, deleted: res.deleted, metadataFixed: res.metadataFixed, bytes: res.bytes };
 
     if (opts.verify) {
@@ -255,6 +268,8 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
       warnings,
       seededLocalRepo: seeded,
       keptUnder: res.kept.length ? keepDir : undefined,
+      accountsCreated: built.accounts?.created ?? [],
+      packagesInstalled: built.packages?.installed ?? [],
     };
     opts.onOutcome?.({ time: new Date().toISOString(), host, commit, outcome: 'ok', phases, counts, seconds: result.seconds });
     removeStagingDir(staging.dir);
