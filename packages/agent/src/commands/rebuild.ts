@@ -96,6 +96,8 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
       ctx.print(
         `Rebuilt ${result.host} at ${result.commit.slice(0, 12)}: ${c.created} created, ${c.replaced} replaced, ${c.unchanged} unchanged, ${c.deleted} deleted, ` +
           `${c.bytes} bytes in ${result.seconds.toFixed(1)} s` +
+          (result.accountsCreated?.length ? `\nAccounts created: ${result.accountsCreated.join(', ')}` : '') +
+          (result.packagesInstalled?.length ? `\nPackages installed: ${result.packagesInstalled.join(' ')}` : '') +
           (result.keptUnder ? `\nReplaced and deleted files are kept under ${result.keptUnder}` : ''),
       );
     }

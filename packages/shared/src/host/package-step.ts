@@ -73,7 +73,7 @@ export function packagesPlanEmpty(p: PackagesPlan): boolean {
 
 export function describePackagesPlan(p: PackagesPlan): string[] {
   return [
-    ...p.missing.map((x) => `install ${x.name}${x.arch === 'all' ? '' : `:${x.arch}`} ${x.version}${x.held ? ' (held)' : ''}`),
+    ...p.missing.map((x) => `install ${x.name} ${x.version}${x.held ? ' (held)' : ''}`),
     ...p.markManual.map((x) => `mark ${x.name} manual`),
     ...p.hold.filter((x) => !p.missing.includes(x)).map((x) => `hold ${x.name}`),
   ];
