@@ -2,7 +2,7 @@ import type { PachaConfig } from '../config.ts';
 import { PachaError } from '../errors.ts';
 import { RepoObjects } from '../git/object-store.ts';
 import { loadAccountEntries } from '../accounts.ts';
-import { PACHA_DIR } from '../snapshot/format.ts';
+import { PACHA_DIR } from '../format/snapshot.ts';
 import { escapeTerminal } from '../terminal.ts';
 import { ACCOUNTS_FILE, decodeAccounts, diffAccounts, type AccountsManifest } from './accounts-file.ts';
 import { PACKAGES_FILE, decodePackages, diffPackages, type PackageManifest } from './packages-file.ts';

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { loadAccountEntries } from '../accounts.ts';
 import type { RepoObjects } from '../git/object-store.ts';
 import type { Logger } from '../log.ts';
-import type { MetadataEntry } from '../snapshot/format.ts';
+import type { MetadataEntry } from '../format/entry.ts';
 import { appendRun } from '../rebuild/journal.ts';
 import { escapeTerminal } from '../terminal.ts';
 import { accountsPlanEmpty, describeAccountsPlan, planAccounts, runAccountsStep, type AccountsPlan, type AccountsStepResult } from './account-step.ts';
