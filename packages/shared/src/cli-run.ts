@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { PachaError, errorMessage } from './errors.ts';
-import { redact } from './log.ts';
+import { levelLines, redact, stderrIsJournal } from './log.ts';
 import { escapeTerminal } from './terminal.ts';
 
 // The one CLI frame of `pacha` and `pacha-master`: yargs with strict parsing, errors turned
@@ -71,12 +71,14 @@ class CommandLineError extends Error {}
 /** An error as the user sees it, and its exit code. */
 function reportError(err: unknown): number {
   const shown = (s: string) => escapeTerminal(redact(s), { composed: true });
+  const journal = stderrIsJournal();
+  const write = (text: string) => process.stderr.write(levelLines('error', text, journal));
   if (err instanceof PachaError) {
-    process.stderr.write(`error: ${shown(err.message)}\n`);
-    if (err.hint) process.stderr.write(`hint: ${shown(err.hint)}\n`);
+    write(`error: ${shown(err.message)}\n`);
+    if (err.hint) write(`hint: ${shown(err.hint)}\n`);
     return err.exitCode;
   }
-  process.stderr.write(`error: ${shown(errorMessage(err))}\n`);
+  write(`error: ${shown(errorMessage(err))}\n`);
   if (process.env.PACHA_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
   return 1;
 }

@@ -23,6 +23,34 @@ export interface LoggerOptions {
   quiet?: boolean;
   file?: string;
   stream?: NodeJS.WritableStream;
+  /** Prefix each line with its syslog priority; default: when stderr is the journal (stderrIsJournal). */
+  journal?: boolean;
+}
+
+// Under systemd, a "<N>" at the start of a line gives journald its priority (sd-daemon(3));
+// journald stamps the time itself.
+const PRIORITY: Record<Level, number> = { error: 3, warn: 4, info: 6, debug: 7 };
+
+/**
+ * True when standard error is connected to the journal: systemd sets JOURNAL_STREAM to the
+ * device and inode of the stream it hands the service, and a child whose stderr was redirected
+ * inherits the variable but not the stream (systemd.exec(5) says to compare them).
+ */
+export function stderrIsJournal(env: NodeJS.ProcessEnv = process.env): boolean {
+  const m = /^(\d+):(\d+)$/.exec(env.JOURNAL_STREAM ?? '');
+  if (!m) return false;
+  try {
+    const st = fs.fstatSync(2, { bigint: true });
+    return st.dev === BigInt(m[1]) && st.ino === BigInt(m[2]);
+  } catch {
+    return false;
+  }
+}
+
+/** Text for standard error at a level: every line with its priority when `journal`. */
+export function levelLines(level: Level, text: string, journal: boolean): string {
+  if (!journal) return text;
+  return text.replace(/^(?=.)/gm, `<${PRIORITY[level]}>`);
 }
 
 const SECRET = /(-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)|((?:passphrase|password|token|secret)=)\S+|(\b[a-z][a-z0-9+.-]*:\/\/)[^\s/?#@]+@/gi;
@@ -47,20 +75,21 @@ export function redact(s: string): string {
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const stream = opts.stream ?? process.stderr;
+  const journal = opts.journal ?? (stream === process.stderr && stderrIsJournal());
   const max: Level = opts.verbose ? 'debug' : opts.quiet ? 'warn' : 'info';
   let fd: number | undefined;
   if (opts.file) {
     try {
       fd = fs.openSync(opts.file, 'a', 0o640);
     } catch (e) {
-      stream.write(`pacha: warning: cannot open log file ${opts.file}: ${(e as Error).message}\n`);
+      stream.write(levelLines('warn', `pacha: warning: cannot open log file ${opts.file}: ${(e as Error).message}\n`, journal));
     }
   }
   const emit = (level: Level, msg: string) => {
     const line = escapeTerminal(redact(msg), { composed: true });
     if (rank[level] <= rank[max]) {
       const prefix = level === 'error' ? 'error: ' : level === 'warn' ? 'warning: ' : '';
-      stream.write(`${prefix}${line}\n`);
+      stream.write(levelLines(level, `${prefix}${line}\n`, journal));
     }
     if (fd !== undefined && (level !== 'debug' || opts.verbose)) {
       fs.writeSync(fd, `${new Date().toISOString()} ${level} ${line}\n`);
@@ -77,7 +106,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       if (opts.quiet) return;
       const line = escapeTerminal(redact(m));
       if (tty) stream.write(`\r\x1b[K${line}`);
-      else if (opts.verbose) stream.write(`${line}\n`);
+      else if (opts.verbose) stream.write(levelLines('info', `${line}\n`, journal));
     },
   };
 }
