@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { decodeAcl, encodeAcl, parseAclText, aclText } from '../src/xattr/acl.ts';
 import { capsText, decodeCaps, encodeCaps, parseCapsText } from '../src/xattr/capability.ts';
-import { formatXattrs, fromRaw, parseXattrs, toBytes, XattrFormatError, type IdMap, type IdNames, type Xattr } from '../src/xattr/encode.ts';
+import { formatXattrs, fromRaw, parseXattrs, toBytes, xattrChanges, XattrFormatError, type IdMap, type IdNames, type Xattr } from '../src/xattr/encode.ts';
 import { nativeXattr } from '../src/xattr/native.ts';
 import {
   applyXattrs,
@@ -161,6 +161,14 @@ describe('the encodings', () => {
     const named = fromRaw({ name: 'user.we ird=name', value: Buffer.from('é ok') }, names);
     expect(formatXattrs([named])).toBe('user.we\\x20ird\\x3dname="é ok"');
     expect(parseXattrs(formatXattrs([named, latin, nl]))).toEqual([named, latin, nl]);
+  });
+
+  it('xattrChanges names what was added, removed and changed', () => {
+    const a = parseXattrs('security.capability=cap:v2;e;p=cap_net_raw;i= user.a="1" user.b="2"');
+    const b = parseXattrs('system.posix_acl_access=acl:u::rw-,g::r--,o::r-- user.a="1" user.b="3"');
+    expect(xattrChanges(a, b)).toBe('-security.capability +system.posix_acl_access ~user.b');
+    expect(xattrChanges(a, a)).toBe('');
+    expect(xattrChanges(undefined, [])).toBe('');
   });
 
   it('bad fields are refused with what is accepted', () => {

@@ -182,3 +182,21 @@ export function parseXattrs(field: string): Xattr[] {
   }
   return out;
 }
+
+/**
+ * What changed between two attribute lists, for `pacha diff` and the rebuild's plan:
+ * `+name` added, `-name` removed, `~name` changed. '' when equal.
+ */
+export function xattrChanges(before: readonly Xattr[] | undefined, after: readonly Xattr[] | undefined): string {
+  const a = new Map((before ?? []).map((x) => [x.name, formatValue(x)]));
+  const b = new Map((after ?? []).map((x) => [x.name, formatValue(x)]));
+  const names = [...new Set([...a.keys(), ...b.keys()])].sort();
+  const out: string[] = [];
+  for (const n of names) {
+    const va = a.get(n);
+    const vb = b.get(n);
+    if (va === vb) continue;
+    out.push(`${va === undefined ? '+' : vb === undefined ? '-' : '~'}${escapeName(n)}`);
+  }
+  return out.join(' ');
+}
