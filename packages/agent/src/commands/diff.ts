@@ -2,6 +2,7 @@ import type { CommandModule } from 'yargs';
 import type { PathChange } from '@pacha/shared/snapshot/changes';
 import { formatMode } from '@pacha/shared/format/entry';
 import { escapeTerminal } from '@pacha/shared/terminal';
+import { xattrFieldChanges } from '@pacha/shared/xattr/encode';
 import { createContext, type GlobalArgs } from '../context.ts';
 
 // Read-only: the exit code is 0 whether or not there are differences (like `git status`, not
@@ -25,6 +26,8 @@ function describe(c: PathChange): string {
         return `target ${escapeTerminal(a.target ?? '')} -> ${escapeTerminal(b.target ?? '')}`;
       case 'type':
         return `type ${a.type} -> ${b.type}`;
+      case 'xattrs':
+        return `xattrs ${escapeTerminal(xattrFieldChanges(a.xattrs, b.xattrs))}`;
       default:
         return d;
     }

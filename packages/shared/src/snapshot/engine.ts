@@ -17,6 +17,7 @@ import { encodeFields } from '../format/entry.ts';
 import { type ChangeCounts, checkExtraName, encodeRoots, FORMAT_NAME, FORMAT_VERSION, METADATA_V1_NAME, PACHA_DIR, readSnapshotTree, ROOTS_NAME, snapshotMessage, TOP_METADATA_NAME, type TreeSource } from '../format/snapshot.ts';
 import { compareNodes, describeChanges, orderNodes, type PathChange } from './changes.ts';
 import { loadOwners } from './owners.ts';
+import { XattrReader } from '../xattr/xattr.ts';
 import { type HashJob, scan, type ScanOutput } from './scan.ts';
 import { loadStatCache, type Node, saveStatCache, type StatCache } from './stat-cache.ts';
 import { buildTrees } from './tree-builder.ts';
@@ -74,8 +75,10 @@ interface Previous {
   version: number;
 }
 
-function settingsKey(config: PachaConfig, roots: string[], ownersSig: string): string {
-  const s = JSON.stringify([FORMAT_VERSION, config.root, roots, config.ignore, config.maxFileSize, ownersSig]);
+// xattrs: whether attributes can be read at all (koffi.node found); a cache made without them
+// would keep records that lack them.
+function settingsKey(config: PachaConfig, roots: string[], ownersSig: string, xattrs: XattrReader): string {
+  const s = JSON.stringify([FORMAT_VERSION, config.root, roots, config.ignore, config.maxFileSize, ownersSig, xattrs.available]);
   return crypto.createHash('sha1').update(s).digest('hex');
 }
 
@@ -308,14 +311,16 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
   await initRepo(state.repo);
   const head = await readHead(state.repo);
   const owners = loadOwners(config.root);
-  const settings = settingsKey(config, roots, owners.signature);
+  const xattrs = new XattrReader();
+  const settings = settingsKey(config, roots, owners.signature, xattrs);
   const racyNs = racyStamp(state);
   const prev = loadPrevious(state, head, settings, log);
   clock.lap('load');
   const sc = scan(
-    { root: config.root, roots, ignore: config.ignore, maxFileSize: config.maxFileSize, prev: prev.cache, trusted: prev.trusted, owners, racyNs, dirty: opts.dirty },
+    { root: config.root, roots, ignore: config.ignore, maxFileSize: config.maxFileSize, prev: prev.cache, trusted: prev.trusted, owners, racyNs, dirty: opts.dirty, xattrs },
     (data) => hashObject('blob', data),
   );
+  sc.warnings.push(...xattrs.warnings.messages());
   clock.lap('scan');
 
   const packs = new SnapshotPacks(state.repo);
@@ -366,11 +371,13 @@ export async function diffLive(env: SnapshotEnv): Promise<LiveDiff> {
   const roots = effectiveRoots(config, state);
   const head = await readHead(state.repo);
   const owners = loadOwners(config.root);
-  const prev = loadPrevious(state, head, settingsKey(config, roots, owners.signature), log);
+  const xattrs = new XattrReader();
+  const prev = loadPrevious(state, head, settingsKey(config, roots, owners.signature, xattrs), log);
   const sc = scan(
-    { root: config.root, roots, ignore: config.ignore, maxFileSize: config.maxFileSize, prev: prev.cache, trusted: prev.trusted, owners, racyNs: 0n },
+    { root: config.root, roots, ignore: config.ignore, maxFileSize: config.maxFileSize, prev: prev.cache, trusted: prev.trusted, owners, racyNs: 0n, xattrs },
     (data) => hashObject('blob', data),
   );
+  sc.warnings.push(...xattrs.warnings.messages());
   await readContents(sc.toHash, log, async (job) => hashFile(job.local), keepPrevious(sc, prev.nodes));
   return { base: head, changes: describeChanges(prev.nodes, sc.nodes), warnings: sc.warnings };
 }

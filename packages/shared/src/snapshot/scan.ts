@@ -5,6 +5,8 @@ import type { Owners } from './owners.ts';
 import { ignoreMatcher } from './ignore.ts';
 import { type Node, sameStat, sigOf, type StatCache } from './stat-cache.ts';
 import { type NodeMap, NodeOverlay } from './node-map.ts';
+import { formatXattrs } from '../xattr/encode.ts';
+import { readXattrs, type XattrReader } from '../xattr/xattr.ts';
 
 // Walks the roots and produces the new set of nodes. Unchanged entries (same stat signature,
 // stat-cache.ts sameStat) are the cached Node objects themselves, so later stages tell
@@ -30,6 +32,8 @@ export interface ScanInput {
   /** Entries changed at or after this ctime are stored with an empty signature (racy). */
   racyNs: bigint;
   dirty?: string[];
+  /** Reads the extended attributes of each path whose record is made anew (absent: none recorded). */
+  xattrs?: XattrReader;
 }
 
 export interface HashJob {
@@ -140,7 +144,16 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
     for (const n of prev.nodes) if (n.path === rel || n.path.startsWith(pre)) nodes.set(n.path, n);
   };
 
-  const makeEntry = (rel: string, type: EntryType, st: fs.BigIntStats, target?: string) => entryOf(rel, type, st, owners, target);
+  // A record is made anew only for a path whose stat signature changed: a setfattr, setfacl or
+  // setcap changes the ctime, so unchanged records keep the attributes they had.
+  const makeEntry = (rel: string, type: EntryType, st: fs.BigIntStats, target?: string) => {
+    const e = entryOf(rel, type, st, owners, target);
+    if (input.xattrs) {
+      const x = readXattrs(input.xattrs, prefix + rel, owners);
+      if (x.length > 0) e.xattrs = formatXattrs(x);
+    }
+    return e;
+  };
   const racy = (st: fs.BigIntStats) => isRacy(st, input.racyNs);
 
   const listDir = (local: string, rel: string): string[] | null => {

@@ -200,3 +200,12 @@ export function xattrChanges(before: readonly Xattr[] | undefined, after: readon
   }
   return out.join(' ');
 }
+
+/** xattrChanges() of two metadata fields; a field that does not parse is named as a whole. */
+export function xattrFieldChanges(before: string | undefined, after: string | undefined): string {
+  try {
+    return xattrChanges(parseXattrs(before ?? ''), parseXattrs(after ?? ''));
+  } catch {
+    return 'changed';
+  }
+}
