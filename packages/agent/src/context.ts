@@ -22,7 +22,7 @@ export function createContext(args: GlobalArgs, opts: { ensureState?: boolean } 
   const config = loadConfig({ configPath: args.config });
   const json = args.json === true;
   const log = createLogger({ verbose: args.verbose === true, file: config.logFile });
-  for (const w of config.warnings) log.warn(`${config.file ?? 'config'}${w.line ? `:${w.line}` : ''}: ${w.message}`);
+  logConfigWarnings(config, log);
   const state = statePaths(config.stateDir);
   if (opts.ensureState !== false) ensureStateDir(config.stateDir);
   return {
@@ -35,4 +35,9 @@ export function createContext(args: GlobalArgs, opts: { ensureState?: boolean } 
       else if (text.length > 0) process.stdout.write(text.endsWith('\n') ? text : text + '\n');
     },
   };
+}
+
+/** The configuration's warnings (unknown keys and the like), each naming the file and line. */
+export function logConfigWarnings(config: PachaConfig, log: Logger): void {
+  for (const w of config.warnings) log.warn(`${config.file ?? 'config'}${w.line ? `:${w.line}` : ''}: ${w.message}`);
 }

@@ -10,9 +10,11 @@ import { Backoff, backoffFromEnv } from '../src/daemon/backoff.ts';
 import { DirtyBatcher, MIN_SETTLE_MS } from '../src/daemon/batcher.ts';
 import { PushHealth, FAILURES_BEFORE_NOTICE, type PushNotice } from '../src/daemon/callback-notify.ts';
 import { postCallback } from '@pacha/shared/callback';
-import { ReconcileSchedule } from '../src/daemon/scheduler.ts';
+import { ReconcileSchedule } from '../src/daemon/reconcile-schedule.ts';
 import { TreeWatcher } from '../src/daemon/watcher.ts';
 import { ignoreMatcher } from '../src/daemon/ignore.ts';
+import { diffConfig, loadDaemonConfig } from '../src/daemon/config-reload.ts';
+import { StepGate, WakeTimer } from '../src/daemon/step-scheduler.ts';
 
 // The daemon's parts one by one, with real timers, a real inotify watcher and a real HTTP server.
 
@@ -45,6 +47,63 @@ describe('Backoff', () => {
   it('reads overrides from the environment and ignores nonsense', () => {
     expect(backoffFromEnv({ PACHA_RETRY_INITIAL_MS: '200', PACHA_RETRY_MAX_MS: '1000' })).toEqual({ initialMs: 200, maxMs: 1000 });
     expect(backoffFromEnv({ PACHA_RETRY_INITIAL_MS: 'soon', PACHA_RETRY_MAX_MS: '-4' })).toEqual({ initialMs: undefined, maxMs: undefined });
+  });
+});
+
+describe('StepGate and WakeTimer', () => {
+  it('a failed step waits out the backoff; success opens it at once', () => {
+    const g = new StepGate({ initialMs: 1000, jitter: 0 });
+    expect(g.isOpen(0)).toBe(true);
+    expect(g.failed(10_000)).toBe(1000);
+    expect(g.opensAt).toBe(11_000);
+    expect(g.isOpen(10_999)).toBe(false);
+    expect(g.isOpen(11_000)).toBe(true);
+    expect(g.failed(11_000)).toBe(2000);
+    expect(g.failures).toBe(2);
+    g.succeeded();
+    expect(g.failures).toBe(0);
+    expect(g.isOpen(0)).toBe(true);
+  });
+
+  it('wakes once at the earliest future time, not for past ones; clear() cancels', async () => {
+    let woke = 0;
+    const t = new WakeTimer(() => woke++);
+    const now = Date.now();
+    t.arm([now - 5, 0]);
+    t.arm([now + 60_000, now + 30, now - 1]);
+    await until(() => woke === 1);
+    t.arm([Date.now() + 20]);
+    t.clear();
+    t.arm([]);
+    await sleep(60);
+    expect(woke).toBe(1);
+  });
+});
+
+describe('diffConfig (reload)', () => {
+  let dir: string | undefined;
+  afterEach(() => {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    dir = undefined;
+  });
+
+  it('says what changed key by key, hides the callback URL, and tells what must be redone', () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pacha-reload-'));
+    const load = (lines: string[]) => {
+      const file = path.join(dir!, 'pacha.conf');
+      fs.writeFileSync(file, ['[DEFAULT]', 'pacha.hostname = web1', ...lines].join('\n') + '\n');
+      return loadDaemonConfig({ configPath: file, env: { PACHA_ROOT_DIR: dir } });
+    };
+    const a = load(['pacha.host = master', 'pacha.frequency = 60', 'pacha.callback.url = https://hooks.example/x?token=s3cr3t']);
+    const same = diffConfig(a, a, ['/etc'], ['/etc']);
+    expect(same).toEqual({ lines: [], rewatch: false, master: false, schedule: false, logFile: false });
+    const b = load(['pacha.host = master2', 'pacha.frequency = 10', 'pacha.callback.url = https://hooks.example/x?token=other', 'pacha.schedule = */5 * * * *']);
+    const d = diffConfig(a, b, ['/etc', '/srv/old'], ['/etc', '/srv/new']);
+    expect(d.lines).toEqual(expect.arrayContaining(['pacha.host: master -> master2', 'pacha.frequency: 60 -> 10', 'pacha.callback.url changed', 'now watching /srv/new', 'no longer watching /srv/old']));
+    expect(d.lines.join('\n')).not.toContain('s3cr3t');
+    expect(d).toMatchObject({ rewatch: true, master: true, schedule: true, logFile: false });
+    const c = load(['pacha.host = master', 'pacha.frequency = 60', 'pacha.callback.url = https://hooks.example/x?token=s3cr3t', 'pacha.ignore = *.tmp']);
+    expect(diffConfig(a, c, ['/etc'], ['/etc'])).toMatchObject({ rewatch: true, master: false, lines: [expect.stringMatching(/^pacha\.ignore: /)] });
   });
 });
 

@@ -2,7 +2,7 @@ import type { CommandModule } from 'yargs';
 import { acquireLock } from '@pacha/shared/lock';
 import { errorMessage } from '@pacha/shared/errors';
 import { createContext, type GlobalArgs } from '../context.ts';
-import { recordPush, recordPushFailure } from '../status/status-files.ts';
+import { pendingSinceLastPush, recordPush, recordPushFailure } from '../status/status-files.ts';
 
 export const pushCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'push',
@@ -20,7 +20,11 @@ export const pushCommand: CommandModule<GlobalArgs, GlobalArgs> = {
         : `pushed ${r.commits} snapshot(s): ${r.objects} objects, ${r.bytes} bytes; master at ${r.remoteHead!.slice(0, 12)}`;
       ctx.print(text, { upToDate: r.commits === 0, ...r });
     } catch (err) {
-      await recordPushFailure(ctx.state, errorMessage(err)).catch((e: unknown) => ctx.log.debug(`could not record the push failure in ${ctx.state.status}: ${errorMessage(e)}`));
+      try {
+        recordPushFailure(ctx.state, errorMessage(err), await pendingSinceLastPush(ctx.state));
+      } catch (e) {
+        ctx.log.debug(`could not record the push failure in ${ctx.state.status}: ${errorMessage(e)}`);
+      }
       // The design's promise: pacha.callback.url hears of every failed push (the snapshots stay local).
       const { postCallback } = await import('@pacha/shared/callback');
       await postCallback(ctx.config.callbackUrl, { host: ctx.config.hostname, event: 'push-failed', error: errorMessage(err), time: new Date().toISOString() }, ctx.log, { what: 'push' });

@@ -58,13 +58,6 @@ export class DirtyBatcher {
     this.arm();
   }
 
-  /** Too much to list (e.g. the watcher lost events): the next batch is a full scan. */
-  markAll(): void {
-    this.overflow = true;
-    this.paths.clear();
-    this.arm();
-  }
-
   /** Take the current batch (due or not) and start a new one. */
   take(): Batch | undefined {
     if (this.isEmpty) {

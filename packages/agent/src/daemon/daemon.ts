@@ -1,48 +1,40 @@
-import v8 from 'node:v8';
-import { loadConfig, type PachaConfig } from '@pacha/shared/config';
-import { cronProblem } from '@pacha/shared/schedule';
+import type { PachaConfig } from '@pacha/shared/config';
 import { errorMessage } from '@pacha/shared/errors';
 import { acquireLock, type PidLock } from '@pacha/shared/lock';
 import { createLogger, type Logger } from '@pacha/shared/log';
 import { ensureStateDir, statePaths, type StatePaths } from '@pacha/shared/state';
 import { effectiveRoots } from '@pacha/shared/watchlist';
-import { takeSnapshot, type SnapshotResult } from '@pacha/shared/snapshot/engine';
-import { pushSnapshots, type PushResult } from '@pacha/shared/push/push';
-import { PACHA_VERSION } from '@pacha/shared/version';
-import { Backoff, backoffFromEnv } from './backoff.ts';
-import { DirtyBatcher, type Batch } from './batcher.ts';
-import { PushHealth } from './callback-notify.ts';
 import { postCallback } from '@pacha/shared/callback';
-import { MasterConnection } from './connection.ts';
-import { takeSnapshotIsolated } from './isolated-snapshot.ts';
-import { ReconcileSchedule } from './scheduler.ts';
+import { PACHA_VERSION } from '@pacha/shared/version';
+import { logConfigWarnings } from '../context.ts';
+import { describeMaster, plural, seconds } from '../format.ts';
+import type { DaemonState } from '../status/status-files.ts';
+import { backoffFromEnv } from './backoff.ts';
+import { DirtyBatcher } from './batcher.ts';
+import { diffConfig, loadDaemonConfig } from './config-reload.ts';
+import { Heartbeat } from './heartbeat.ts';
+import { PushStep } from './push-step.ts';
+import { ReconcileSchedule } from './reconcile-schedule.ts';
+import { handleSignals } from './signals.ts';
+import { snapshotStep, type SnapshotWork } from './snapshot-step.ts';
+import { StepGate, WakeTimer } from './step-scheduler.ts';
+import { recordStep, type StepResult } from './steps.ts';
+import { favourSmallHeap } from './v8-flags.ts';
 import { TreeWatcher } from './watcher.ts';
-import { HEARTBEAT_MS } from './heartbeat.ts';
-import { bytes, describeMaster, seconds } from '../format.ts';
-import { recordError, recordHeartbeat, recordPush, recordPushFailure, recordSnapshot, type DaemonState } from '../status/status-files.ts';
 
 // `pacha daemon`: one process, one pid lock for its whole life, one step at a time.
-// Steps, in priority order: a full reconcile when asked for (start, schedule, reload, watcher
-// trouble), a snapshot of the dirty paths once their batch is due, a push when there is
-// something to send and no backoff is running. Snapshots never wait for the master.
+// This module is the lifecycle (start, reload, stop) and the step loop. Steps, in priority
+// order: a full reconcile when asked for (start, schedule, reload, watcher trouble), a snapshot
+// of the dirty paths once their batch is due, a push when there is something to send and no
+// backoff is running. Snapshots never wait for the master.
 
 export interface DaemonOptions {
   /** --config, taken as given. */
   configPath?: string;
   verbose?: boolean;
   env?: NodeJS.ProcessEnv;
-}
-
-function masterChanged(a: PachaConfig, b: PachaConfig): boolean {
-  return (
-    a.host !== b.host || a.hostsPath !== b.hostsPath || a.sshPort !== b.sshPort || a.sshUser !== b.sshUser ||
-    a.sshKeyFile !== b.sshKeyFile || a.knownHostsFile !== b.knownHostsFile || a.hostname !== b.hostname
-  );
-}
-
-/** The daemon logs one line per push itself: the library's own summary lines become detail (-v). */
-function quieter(log: Logger): Logger {
-  return { ...log, verbose: log.verbose, info: (m) => log.debug(m) };
+  /** Told every step's result, after the daemon recorded it in the status files. */
+  onStep?: (r: StepResult) => void;
 }
 
 export class Daemon {
@@ -55,41 +47,50 @@ export class Daemon {
   private watcher: TreeWatcher | undefined;
   private readonly batcher: DirtyBatcher;
   private readonly schedule: ReconcileSchedule;
-  private readonly pushBackoff: Backoff;
-  private readonly snapshotBackoff: Backoff;
-  private readonly health: PushHealth;
-  private readonly connection = new MasterConnection();
+  private readonly snapshotGate: StepGate;
+  private readonly push: PushStep;
+  private readonly heartbeat: Heartbeat;
+  private readonly wakeTimer = new WakeTimer(() => this.wake());
   private reconcileReason: string | undefined = 'start';
   private pushNeeded = true;
-  private pushNotBefore = 0;
-  private snapshotNotBefore = 0;
-  private wakeTimer: NodeJS.Timeout | undefined;
-  private heartbeatTimer: NodeJS.Timeout | undefined;
   private pumping: Promise<void> | undefined;
   private reloading: Promise<void> = Promise.resolve();
   private reloadAfterStart = false;
   private current: DaemonState = 'starting';
   private stopping = false;
   private readonly abort = new AbortController();
-  private readonly startedAt = new Date();
   private resolveStopped!: () => void;
   /** Resolves once the daemon has stopped and released its lock. */
   readonly stopped: Promise<void>;
-  private readonly onSignal: Record<string, () => void> = {};
+  private removeSignalHandlers: (() => void) | undefined;
 
   constructor(opts: DaemonOptions = {}) {
     this.opts = opts;
-    this.config = loadConfig({ configPath: opts.configPath, env: opts.env, scheduleCheck: cronProblem });
+    this.config = loadDaemonConfig(opts);
     this.log = this.makeLogger(this.config);
-    for (const w of this.config.warnings) this.log.warn(`${this.config.file ?? 'config'}${w.line ? `:${w.line}` : ''}: ${w.message}`);
+    logConfigWarnings(this.config, this.log);
     this.state = statePaths(this.config.stateDir);
     this.batcher = new DirtyBatcher(this.config.frequencySeconds * 1000, () => this.wake());
     this.schedule = new ReconcileSchedule(() => this.requestReconcile('schedule'));
-    const retry = backoffFromEnv(opts.env ?? process.env);
-    this.pushBackoff = new Backoff(retry);
-    this.snapshotBackoff = new Backoff(retry);
-    this.health = new PushHealth(this.config.hostname, async (n) => {
-      await postCallback(this.config.callbackUrl, n, this.log, { what: 'daemon' });
+    const backoff = backoffFromEnv(opts.env ?? process.env);
+    this.snapshotGate = new StepGate(backoff);
+    this.push = new PushStep({
+      hostname: this.config.hostname,
+      backoff,
+      signal: this.abort.signal,
+      notify: async (n) => {
+        await postCallback(this.config.callbackUrl, n, this.log, { what: 'daemon' });
+      },
+    });
+    this.heartbeat = new Heartbeat(this.state, () => this.log, () => {
+      const failures = this.push.gate.failures;
+      return {
+        state: this.current,
+        watching: this.roots,
+        consecutivePushFailures: failures,
+        nextPushAttempt: failures > 0 ? new Date(this.push.gate.opensAt).toISOString() : undefined,
+        nextReconcile: this.schedule.nextRun()?.toISOString(),
+      };
     });
     this.stopped = new Promise((r) => (this.resolveStopped = r));
   }
@@ -97,6 +98,8 @@ export class Daemon {
   private makeLogger(config: PachaConfig): Logger {
     return createLogger({ verbose: this.opts.verbose === true, file: config.logFile });
   }
+
+  // ---- starting ----
 
   async start(): Promise<void> {
     ensureStateDir(this.config.stateDir);
@@ -106,7 +109,7 @@ export class Daemon {
     } catch (e) {
       // Do not leave a lock or open watches behind a daemon that could not start.
       await this.stopWatcher().catch(() => undefined);
-      for (const [sig, fn] of Object.entries(this.onSignal)) process.off(sig, fn);
+      this.removeSignalHandlers?.();
       this.lock?.release();
       this.lock = undefined;
       throw e;
@@ -114,24 +117,18 @@ export class Daemon {
   }
 
   private async startLocked(): Promise<void> {
-    for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-      this.onSignal[sig] = () => void this.stop(sig);
-      process.on(sig, this.onSignal[sig]);
-    }
-    this.onSignal.SIGHUP = () => this.requestReload();
-    process.on('SIGHUP', this.onSignal.SIGHUP);
-
+    this.removeSignalHandlers = handleSignals({ stop: (sig) => void this.stop(sig), reload: () => this.requestReload() });
     const c = this.config;
     this.log.info(
       `pacha ${PACHA_VERSION} daemon started (pid ${process.pid}, host ${c.hostname}, master ${describeMaster(c)}, ` +
         `frequency ${c.frequencySeconds}s, reconcile "${c.schedule}")`,
     );
     if (c.host === undefined) this.log.warn('pacha.host is not set: snapshots are kept locally and not pushed');
-    this.heartbeat();
+    this.heartbeat.beat();
     await this.startWatcher();
     if (this.stopping) return;
     this.schedule.arm(c.schedule);
-    this.heartbeatTimer = setInterval(() => this.heartbeat(), HEARTBEAT_MS);
+    this.heartbeat.start();
     this.wake();
     if (this.reloadAfterStart) this.requestReload();
   }
@@ -158,9 +155,9 @@ export class Daemon {
     this.watcher = watcher;
     await watcher.start();
     this.log.info(
-      `watching ${this.roots.length} path${this.roots.length === 1 ? '' : 's'} (${watcher.watchedDirectories()} directories, ready in ${Date.now() - t0} ms): ${this.roots.join(', ')}`,
+      `watching ${plural(this.roots.length, 'path')} (${watcher.watchedDirectories()} directories, ready in ${Date.now() - t0} ms): ${this.roots.join(', ')}`,
     );
-    this.heartbeat();
+    this.heartbeat.beat();
   }
 
   private async stopWatcher(): Promise<void> {
@@ -182,224 +179,100 @@ export class Daemon {
   // ---- the step loop ----
 
   private wake(): void {
-    if (this.stopping || (this.current === 'starting' && this.heartbeatTimer === undefined)) return;
-    if (this.pumping) return;
+    // Before start-up completes the loop waits: the start reconcile runs once the watcher is ready.
+    if (this.stopping || !this.heartbeat.running || this.pumping) return;
     this.pumping = this.pump().finally(() => {
       this.pumping = undefined;
-      if (!this.stopping && this.hasDueWork()) this.wake();
+      if (this.stopping) return;
+      if (this.nextStep() !== undefined) this.wake();
       else this.armWakeTimer();
     });
   }
 
-  private hasDueWork(): boolean {
-    const now = Date.now();
-    const snapshotDue = (this.reconcileReason !== undefined && this.roots.length > 0) || this.batcher.isDue;
-    if (snapshotDue && now >= this.snapshotNotBefore) return true;
-    return this.pushNeeded && this.config.host !== undefined && now >= this.pushNotBefore;
+  /** The step that may run now, if any. */
+  private nextStep(now = Date.now()): 'reconcile' | 'snapshot' | 'push' | undefined {
+    if (this.snapshotGate.isOpen(now)) {
+      if (this.reconcileReason !== undefined && this.roots.length > 0) return 'reconcile';
+      if (this.batcher.isDue) return 'snapshot';
+    }
+    if (this.pushNeeded && this.config.host !== undefined && this.push.gate.isOpen(now)) return 'push';
+    return undefined;
   }
 
   private async pump(): Promise<void> {
     while (!this.stopping) {
-      const now = Date.now();
-      if (now >= this.snapshotNotBefore) {
-        if (this.reconcileReason !== undefined && this.roots.length > 0) {
-          const reason = this.reconcileReason;
-          this.reconcileReason = undefined;
-          // The full scan covers everything marked so far; later events start a new batch.
-          this.batcher.clear();
-          await this.snapshotStep({ paths: undefined, firstChangeAt: now }, reason);
-          continue;
-        }
+      // A reconcile asked for while nothing is watched is moot.
+      if (this.roots.length === 0) this.reconcileReason = undefined;
+      const step = this.nextStep();
+      if (step === 'reconcile') {
+        const reason = this.reconcileReason;
         this.reconcileReason = undefined;
-        if (this.batcher.isDue) {
-          const batch = this.batcher.take();
-          if (batch) await this.snapshotStep(batch, batch.paths === undefined ? 'too many changes' : undefined);
-          continue;
-        }
-      }
-      if (this.pushNeeded && this.config.host !== undefined && now >= this.pushNotBefore) {
-        await this.pushStep();
-        continue;
-      }
-      break;
+        // The full scan covers everything marked so far; later events start a new batch.
+        this.batcher.clear();
+        await this.snapshot({ paths: undefined, firstChangeAt: Date.now(), reason });
+      } else if (step === 'snapshot') {
+        const batch = this.batcher.take();
+        if (batch) await this.snapshot({ ...batch, reason: batch.paths === undefined ? 'too many changes' : undefined });
+      } else if (step === 'push') {
+        this.setState('push');
+        const r = await this.push.run({ config: this.config, state: this.state, log: this.log });
+        if (r?.ok) this.pushNeeded = false;
+        if (r) this.stepDone(r);
+      } else break;
     }
     if (!this.stopping) this.setState('idle');
   }
 
   private armWakeTimer(): void {
-    if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer);
-    this.wakeTimer = undefined;
-    if (this.stopping) return;
-    const now = Date.now();
     const times: number[] = [];
-    if (this.pushNeeded && this.config.host !== undefined && this.pushNotBefore > now) times.push(this.pushNotBefore);
-    if ((this.reconcileReason !== undefined || this.batcher.isDue) && this.snapshotNotBefore > now) times.push(this.snapshotNotBefore);
-    if (times.length === 0) return;
-    this.wakeTimer = setTimeout(() => {
-      this.wakeTimer = undefined;
-      this.wake();
-    }, Math.min(...times) - now);
+    if (this.pushNeeded && this.config.host !== undefined) times.push(this.push.gate.opensAt);
+    if (this.reconcileReason !== undefined || this.batcher.isDue) times.push(this.snapshotGate.opensAt);
+    this.wakeTimer.arm(times);
   }
 
-  /** A snapshot of the batch's paths, or a full reconcile when `reconcile` names why. */
-  private async snapshotStep(batch: Batch, reconcile: string | undefined): Promise<void> {
-    const full = batch.paths === undefined;
+  private async snapshot(work: SnapshotWork): Promise<void> {
+    const full = work.paths === undefined;
     this.setState(full ? 'reconcile' : 'snapshot');
     const t0 = Date.now();
     try {
-      const env = { config: this.config, state: this.state, log: this.log };
-      // Full scans in a worker thread (their peak memory leaves with it); small ones in place.
-      const res = full
-        ? await takeSnapshotIsolated(env, { message: reconcile ? `reconcile (${reconcile})` : undefined })
-        : await takeSnapshot(env, { dirty: batch.paths });
-      this.record(() => recordSnapshot(this.state, res));
-      this.snapshotBackoff.reset();
-      this.snapshotNotBefore = 0;
-      const ms = Date.now() - t0;
-      const what = full ? `reconcile (${reconcile ?? 'full scan'})` : `${batch.paths!.length} changed path${batch.paths!.length === 1 ? '' : 's'}`;
-      const s = res.summary;
-      if (res.commit) {
-        this.log.info(
-          `snapshot ${res.commit.slice(0, 12)}: ${s.added} added, ${s.changed} changed, ${s.deleted} deleted, ${s.metadataOnly} metadata-only ` +
-            `(${what}, ${bytes(s.bytesRead)} read, ${ms} ms${full ? '' : `, ${Date.now() - batch.firstChangeAt} ms after the first change`})`,
-        );
-        this.pushNeeded = true;
-      } else if (full) {
-        this.log.info(`${what}: no changes (${s.total} paths checked, ${ms} ms)`);
-      } else {
-        this.log.debug(`no changes in ${what} (${ms} ms)`);
-      }
-      for (const w of res.warnings) this.log.debug(`snapshot warning: ${w}`);
-      if (this.log.verbose) {
-        const m = process.memoryUsage();
-        this.log.debug(`memory: rss ${(m.rss / 2 ** 20).toFixed(0)} MiB, heap used ${(m.heapUsed / 2 ** 20).toFixed(0)} MiB`);
-      }
+      const result = await snapshotStep({ config: this.config, state: this.state, log: this.log }, work);
+      this.snapshotGate.succeeded();
+      if (result.commit) this.pushNeeded = true;
+      this.stepDone({ step: 'snapshot', full, ms: Date.now() - t0, ok: true, result });
     } catch (e) {
       const msg = errorMessage(e);
-      const delay = this.snapshotBackoff.next();
-      this.snapshotNotBefore = Date.now() + delay;
+      const delay = this.snapshotGate.failed();
       this.log.error(`snapshot failed: ${msg} (retry in ${seconds(delay)})`);
       this.log.debug((e as Error)?.stack ?? '');
-      this.record(() => recordError(this.state, full ? 'reconcile' : 'snapshot', msg));
       // Nothing is dropped: the same paths (or the full scan) are tried again.
-      if (full) this.reconcileReason ??= reconcile ?? 'retry';
-      else for (const p of batch.paths!) this.batcher.mark(p);
+      if (full) this.reconcileReason ??= work.reason ?? 'retry';
+      else for (const p of work.paths!) this.batcher.mark(p);
+      this.stepDone({ step: 'snapshot', full, ms: Date.now() - t0, ok: false, error: msg });
     }
-    this.heartbeat();
   }
 
-  /** Write a step's result to the status files; a failure to do so is no reason to stop. */
-  private record(write: () => void): void {
+  /** A step finished: its result goes to the status files, then to whoever listens. */
+  private stepDone(r: StepResult): void {
     try {
-      write();
+      recordStep(this.state, r);
     } catch (e) {
       this.log.debug(`cannot write ${this.state.status}: ${errorMessage(e)}`);
     }
+    this.opts.onStep?.(r);
+    this.heartbeat.beat();
   }
-
-  private async pushStep(): Promise<void> {
-    this.setState('push');
-    const t0 = Date.now();
-    try {
-      const res = await this.pushOverConnection();
-      this.record(() => recordPush(this.state, res));
-      const recovered = this.pushBackoff.failures;
-      this.pushNeeded = false;
-      this.pushBackoff.reset();
-      this.pushNotBefore = 0;
-      if (res.commits > 0) {
-        this.log.info(
-          `pushed ${res.commits} snapshot${res.commits === 1 ? '' : 's'} to ${describeMaster(this.config)} ` +
-            `(${res.objects} objects, ${bytes(res.bytes)}, ${Date.now() - t0} ms); master at ${res.remoteHead?.slice(0, 12) ?? '?'}`,
-        );
-      } else {
-        this.log.debug(`master is up to date (${Date.now() - t0} ms)`);
-      }
-      if (recovered > 0) this.log.info(`push recovered after ${recovered} failed attempt${recovered === 1 ? '' : 's'}`);
-      this.health.succeeded(0);
-    } catch (e) {
-      const msg = errorMessage(e);
-      if (this.stopping) {
-        this.log.info(`push abandoned: stopping (${msg}); the next start pushes it`);
-        return;
-      }
-      const delay = this.pushBackoff.next();
-      this.pushNotBefore = Date.now() + delay;
-      let pending = 0;
-      try {
-        pending = (await recordPushFailure(this.state, msg)) ?? 0;
-      } catch (e) {
-        this.log.debug(`cannot write ${this.state.status}: ${errorMessage(e)}`);
-      }
-      this.log.warn(`push failed: ${msg} (retry in ${seconds(delay)}, ${pending} snapshot${pending === 1 ? '' : 's'} pending)`);
-      this.health.failed(msg, pending);
-    }
-    this.heartbeat();
-  }
-
-  /**
-   * Push over the kept connection. A kept connection may have died while idle (the master
-   * restarted, a NAT forgot it): then one immediate retry on a fresh connection, not a backoff.
-   */
-  private async pushOverConnection(): Promise<PushResult> {
-    const log = quieter(this.log);
-    const attempt = async () => {
-      const { transport, reused } = await this.connection.get(this.config, log);
-      try {
-        const res = await pushSnapshots({ config: this.config, state: this.state, log }, {
-          transport,
-          signal: this.abort.signal,
-          // The daemon's own backoff spaces the attempts; no second retry loop inside.
-          retry: { attempts: 1 },
-        });
-        this.connection.release();
-        return { res, reused, error: undefined };
-      } catch (e) {
-        await this.connection.close();
-        return { res: undefined, reused, error: e };
-      }
-    };
-    let r = await attempt();
-    if (r.error !== undefined && r.reused && !this.stopping) {
-      this.log.debug(`push on the kept connection failed (${errorMessage(r.error)}); reconnecting`);
-      r = await attempt();
-    }
-    if (r.error !== undefined) throw r.error;
-    return r.res!;
-  }
-
-  // ---- heartbeat ----
 
   private setState(s: DaemonState): void {
     if (this.current === s) return;
     this.current = s;
-    this.heartbeat();
-  }
-
-  private heartbeat(): void {
-    try {
-      const failures = this.pushBackoff.failures;
-      recordHeartbeat(this.state, {
-        pid: process.pid,
-        version: PACHA_VERSION,
-        startedAt: this.startedAt.toISOString(),
-        heartbeat: new Date().toISOString(),
-        state: this.current,
-        watching: this.roots,
-        consecutivePushFailures: failures,
-        nextPushAttempt: failures > 0 ? new Date(this.pushNotBefore).toISOString() : undefined,
-        nextReconcile: this.schedule.nextRun()?.toISOString(),
-      });
-    } catch (e) {
-      this.log.debug(`cannot write heartbeat: ${errorMessage(e)}`);
-    }
+    this.heartbeat.beat();
   }
 
   // ---- reload ----
 
   requestReload(): void {
     if (this.stopping) return;
-    if (this.heartbeatTimer === undefined) {
+    if (!this.heartbeat.running) {
       // Still starting (the watcher may be scanning a big tree): reload once started.
       this.reloadAfterStart = true;
       return;
@@ -411,46 +284,30 @@ export class Daemon {
     if (this.stopping) return;
     let next: PachaConfig;
     try {
-      next = loadConfig({ configPath: this.opts.configPath, env: this.opts.env, scheduleCheck: cronProblem });
+      next = loadDaemonConfig(this.opts);
     } catch (e) {
       this.log.error(`reload: configuration not changed, it has an error: ${errorMessage(e)}`);
       return;
     }
     const prev = this.config;
-    const changes: string[] = [];
-    for (const k of new Set([...Object.keys(prev.effective), ...Object.keys(next.effective)])) {
-      const a = prev.effective[k];
-      const b = next.effective[k];
-      if (a === b) continue;
-      // A callback URL may carry a token: say that it changed, not what it is.
-      changes.push(k === 'pacha.callback.url' ? `${k} changed` : `${k}: ${a ?? '(unset)'} -> ${b ?? '(unset)'}`);
-    }
-    const nextRoots = effectiveRoots(next, this.state);
-    const added = nextRoots.filter((r) => !this.roots.includes(r));
-    const removed = this.roots.filter((r) => !nextRoots.includes(r));
-    if (added.length > 0) changes.push(`now watching ${added.join(', ')}`);
-    if (removed.length > 0) changes.push(`no longer watching ${removed.join(', ')}`);
-
-    if (next.logFile !== prev.logFile) this.log = this.makeLogger(next);
+    const changes = diffConfig(prev, next, this.roots, effectiveRoots(next, this.state));
+    if (changes.logFile) this.log = this.makeLogger(next);
     this.config = next;
-    for (const w of next.warnings) this.log.warn(`${next.file ?? 'config'}${w.line ? `:${w.line}` : ''}: ${w.message}`);
-    this.log.info(`reload: ${changes.length > 0 ? changes.join('; ') : 'nothing changed'}`);
+    logConfigWarnings(next, this.log);
+    this.log.info(`reload: ${changes.lines.length > 0 ? changes.lines.join('; ') : 'nothing changed'}`);
     this.batcher.setDelay(next.frequencySeconds * 1000);
-    if (next.schedule !== prev.schedule) this.schedule.arm(next.schedule);
-    const ignoreChanged = next.ignore.join(',') !== prev.ignore.join(',');
-    if (added.length > 0 || removed.length > 0 || ignoreChanged || this.watcher === undefined) {
+    if (changes.schedule) this.schedule.arm(next.schedule);
+    if (changes.rewatch || this.watcher === undefined) {
       await this.stopWatcher();
       if (this.stopping) return;
       await this.startWatcher();
       this.requestReconcile('reload');
     }
-    if (masterChanged(prev, next)) {
-      await this.connection.close();
+    if (changes.master) {
+      await this.push.masterChanged();
       this.pushNeeded = true;
-      this.pushBackoff.reset();
-      this.pushNotBefore = 0;
     }
-    this.heartbeat();
+    this.heartbeat.beat();
     this.wake();
   }
 
@@ -465,22 +322,22 @@ export class Daemon {
     this.stopping = true;
     this.log.info(`stopping (${signal})${this.current !== 'idle' ? `: letting the current ${this.current} finish` : ''}`);
     this.current = 'stopping';
-    this.heartbeat();
+    this.heartbeat.beat();
     this.abort.abort();
     this.schedule.stop();
-    if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer);
-    if (this.heartbeatTimer !== undefined) clearInterval(this.heartbeatTimer);
+    this.wakeTimer.clear();
+    this.heartbeat.stop();
     this.batcher.clear();
     await this.stopWatcher().catch(() => undefined);
     await this.pumping?.catch(() => undefined);
     await this.reloading.catch(() => undefined);
-    await this.connection.close();
+    await this.push.close();
     this.current = 'stopped';
-    this.heartbeat();
+    this.heartbeat.beat();
     this.lock?.release();
     this.lock = undefined;
-    for (const [sig, fn] of Object.entries(this.onSignal)) process.off(sig, fn);
-    // SIGTERM/SIGINT handlers stay away from here on, but a late second signal should still end us.
+    // From here a late signal finds no handler and ends the process the default way.
+    this.removeSignalHandlers?.();
     this.log.info('stopped');
     this.resolveStopped();
   }
@@ -488,10 +345,7 @@ export class Daemon {
 
 /** Run the daemon until SIGTERM/SIGINT. Throws (before starting) when another pacha holds the lock. */
 export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
-  // A long-lived process that mostly waits: have V8 favour a small heap over peak speed. Watching
-  // 100,000 files drops from ~480 MiB to ~130 MiB resident (bench/results/daemon.md). Full scans
-  // run in a child process without this flag.
-  if (process.env.PACHA_DAEMON_V8_DEFAULTS !== '1') v8.setFlagsFromString('--optimize-for-size');
+  favourSmallHeap();
   const d = new Daemon(opts);
   const started = d.start();
   // A SIGTERM during start-up (e.g. while the watcher scans a big tree) ends the daemon

@@ -149,22 +149,22 @@ export function recordPush(state: StatePaths, r: PushResult): void {
   updateReport(state, { push: { time, phases: r.phases, bytes: r.bytes, objects: r.objects, commits: r.commits } });
 }
 
-/**
- * A push that failed: the error, and how many local snapshots wait for the master (counted
- * from the last commit known to be there). Returns that count, undefined when it cannot be told.
- */
-export async function recordPushFailure(state: StatePaths, message: string): Promise<number | undefined> {
-  let pending: number | undefined;
+/** Local snapshots the master lacks, counted from the last push recorded; undefined when that cannot be told. */
+export async function pendingSinceLastPush(state: StatePaths): Promise<number | undefined> {
   try {
-    pending = (await countPending(state.repo, readStatus(state).lastPush?.commit ?? null)).count;
+    return (await countPending(state.repo, readStatus(state).lastPush?.commit ?? null)).count;
   } catch {
-    // A repository that cannot be read (or a status.json that cannot) leaves the count unknown.
+    // A repository (or a status.json) that cannot be read leaves the count unknown.
+    return undefined;
   }
+}
+
+/** A push that failed: the error, and how many snapshots wait for the master when known. */
+export function recordPushFailure(state: StatePaths, message: string, pending: number | undefined): void {
   updateStatus(state, {
     ...(pending !== undefined ? { pending } : {}),
     lastError: { time: new Date().toISOString(), operation: 'push', message },
   });
-  return pending;
 }
 
 /** A rebuild that ran (dry runs record nothing), ok or failed. */
