@@ -12,7 +12,6 @@ import { PushHealth, FAILURES_BEFORE_NOTICE, type PushNotice } from '../src/daem
 import { postCallback } from '@pacha/shared/callback';
 import { ReconcileSchedule } from '../src/daemon/reconcile-schedule.ts';
 import { TreeWatcher } from '../src/daemon/watcher.ts';
-import { ignoreMatcher } from '../src/daemon/ignore.ts';
 import { diffConfig, loadDaemonConfig } from '../src/daemon/config-reload.ts';
 import { StepGate, WakeTimer } from '../src/daemon/step-scheduler.ts';
 
@@ -173,18 +172,8 @@ describe('ReconcileSchedule', () => {
   });
 });
 
-describe('ignoreMatcher', () => {
-  it('matches base names without a slash and host paths with one', () => {
-    const m = ignoreMatcher(['*.swp', '*~', '/etc/secret/**', 'var/cache/*']);
-    expect(m('/var/cache/x')).toBe(true);
-    expect(m('/etc/nginx/.nginx.conf.swp')).toBe(true);
-    expect(m('/etc/hosts~')).toBe(true);
-    expect(m('/etc/secret/key')).toBe(true);
-    expect(m('/etc/nginx/nginx.conf')).toBe(false);
-    expect(ignoreMatcher([])('/etc/a.swp')).toBe(false);
-  });
-});
-
+// pacha.ignore's matcher is shared with the snapshot's scan and tested with it (shared/test/format.test.ts);
+// the watcher's use of it is tested below.
 describe('TreeWatcher (real inotify)', () => {
   let root: string | undefined;
   let watcher: TreeWatcher | undefined;

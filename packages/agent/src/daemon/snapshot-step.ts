@@ -1,5 +1,6 @@
 import type { Logger } from '@pacha/shared/log';
-import { summaryLine, takeSnapshot, type SnapshotEnv, type SnapshotResult } from '@pacha/shared/snapshot/engine';
+import { summaryLine } from '@pacha/shared/format/snapshot';
+import { takeSnapshot, type SnapshotEnv, type SnapshotResult } from '@pacha/shared/snapshot/engine';
 import { bytes, plural } from '../format.ts';
 import { takeSnapshotIsolated } from './isolated-snapshot.ts';
 

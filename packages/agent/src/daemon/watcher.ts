@@ -3,7 +3,7 @@ import path from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import { hostPath, toHostPath } from '@pacha/shared/paths';
 import { isWithin } from '@pacha/shared/watchlist';
-import { ignoreMatcher } from './ignore.ts';
+import { ignoreMatcher } from '@pacha/shared/snapshot/ignore';
 
 // Watches the roots with chokidar (native inotify, no polling). Events only mark host paths
 // dirty: they carry no data, because chokidar can miss events (the reconcile scan covers those).
