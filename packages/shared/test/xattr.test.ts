@@ -15,6 +15,7 @@ import {
   selinuxEnabled,
   XattrReader,
   XattrRestoreLog,
+  XattrRestorer,
   XattrWarnings,
   type XattrPolicy,
 } from '../src/xattr/xattr.ts';
@@ -308,6 +309,28 @@ describe('restoring through a descriptor', () => {
     } finally {
       execFileSync('umount', [mnt]);
     }
+  });
+});
+
+describe('XattrRestorer (the rebuild step)', () => {
+  it('applies a record, tells differences, and leaves a format 1 path as it is', () => {
+    const f = file('f');
+    sh('setfattr', '-n', 'user.old', '-v', 'o', f);
+    const v1 = new XattrRestorer(sameIds, allOn, false);
+    const fd = fs.openSync(f, 'r');
+    v1.apply({ fd }, undefined, '/f');
+    expect([...getfattr(f).keys()]).toEqual(['user.old']);
+    expect(v1.differences(f, undefined, '/f', names)).toBe('');
+
+    const r = new XattrRestorer(otherHost, allOn, true);
+    const field = 'system.posix_acl_access=acl:u::rw-,u:alice:4242:r--,g::r--,m::r--,o::r-- user.new="n"';
+    expect(r.differences(f, field, '/f', names)).toBe('+system.posix_acl_access +user.new -user.old');
+    r.apply({ fd }, field, '/f');
+    expect(r.differences(f, field, '/f', names)).toBe('');
+    expect(sh('getfacl', '-n', '-c', f)).toContain('user:5001:r--');
+    r.apply({ fd }, 'user.x=bad', '/f');
+    fs.closeSync(fd);
+    expect(r.messages()).toEqual(['/f: bad value of extended attribute user.x: expected "text", 0s<base64>, acl:... (ACLs) or cap:... (security.capability)']);
   });
 });
 

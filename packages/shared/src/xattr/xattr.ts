@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { hostPath } from '../paths.ts';
 import { CAPABILITY } from './capability.ts';
-import { formatValue, fromRaw, toBytes, type IdMap, type IdNames, type RawXattr, type Xattr } from './encode.ts';
+import { formatValue, fromRaw, parseXattrs, toBytes, type IdMap, type IdNames, type RawXattr, type Xattr } from './encode.ts';
 import { nativeXattr, type XattrCalls } from './native.ts';
 
 // Reading and writing the extended attributes of real files. Paths are read without following
@@ -215,11 +215,17 @@ function ops(c: XattrCalls, t: XattrTarget) {
   };
 }
 
+// One pair of buffers for every readTarget() (synchronous, so never in use twice at once).
+let buffers: { list: Buffer; value: Buffer } | undefined;
+function targetBuffers(): { list: Buffer; value: Buffer } {
+  return (buffers ??= { list: Buffer.allocUnsafe(MAX), value: Buffer.allocUnsafe(MAX) });
+}
+
 /** The live attributes of a target (throws with the errno code on a failure other than ENOTSUP). */
 export function readTarget(t: XattrTarget): RawXattr[] {
   const c = callsOrThrow();
   const o = ops(c, t);
-  const list = Buffer.allocUnsafe(MAX);
+  const { list, value } = targetBuffers();
   const len = o.list(list, MAX);
   if (len < 0) {
     const code = c.errorCode();
@@ -227,7 +233,6 @@ export function readTarget(t: XattrTarget): RawXattr[] {
     throw Object.assign(new Error(`cannot list extended attributes (${code})`), { code });
   }
   const out: RawXattr[] = [];
-  const value = Buffer.allocUnsafe(MAX);
   let start = 0;
   for (let i = 0; i < len; i++) {
     if (list[i] !== 0) continue;
@@ -303,4 +308,76 @@ export function applyXattrs(t: XattrTarget, want: readonly Xattr[], ids: IdMap, 
     else changed.push(w.name);
   }
   return changed;
+}
+
+/**
+ * The restore's view of extended attributes for one rebuild: applies a snapshot record's xattrs
+ * field to each path (after its owner, before its times and mode), and reports, once each, what
+ * it could not do. A format 1 snapshot recorded no attributes: paths are then left as they are.
+ */
+export class XattrRestorer {
+  readonly log = new XattrRestoreLog();
+  private readonly unavailable: string | undefined;
+  private readonly missed: string[] = [];
+
+  private readonly ids: IdMap;
+  readonly policy: XattrPolicy;
+  /** The snapshot has an xattrs field (format 2 and later): an empty one means none. */
+  private readonly recorded: boolean;
+
+  constructor(ids: IdMap, policy: XattrPolicy, recorded: boolean) {
+    this.ids = ids;
+    this.policy = policy;
+    this.recorded = recorded;
+    const n = nativeXattr();
+    this.unavailable = n.ok ? undefined : n.reason;
+  }
+
+  /** The metadata step: make the target's attributes the record's. Never throws. */
+  apply(t: XattrTarget, field: string | undefined, hostPath: string): void {
+    if (!this.recorded) return;
+    if (this.unavailable !== undefined) {
+      if (field) this.missed.push(hostPath);
+      return;
+    }
+    let want: Xattr[];
+    try {
+      want = parseXattrs(field ?? '');
+    } catch (e) {
+      this.log.noteProblem(`${hostPath}: ${(e as Error).message}`);
+      return;
+    }
+    applyXattrs(t, want, this.ids, this.policy, hostPath, this.log);
+  }
+
+  /**
+   * How a live path's attributes differ from the record (for the plan, --dry-run and --verify):
+   * "+name -name ~name", '' when they agree or cannot be compared.
+   */
+  differences(local: string, field: string | undefined, hostPath: string, liveNames: IdNames): string {
+    if (!this.recorded || this.unavailable !== undefined) return '';
+    let live: RawXattr[];
+    let want: Xattr[];
+    try {
+      live = readTarget({ linkPath: local });
+      want = parseXattrs(field ?? '');
+    } catch {
+      return '';
+    }
+    return compareXattrs(live, want, this.ids, this.policy, hostPath, liveNames)
+      .map((d) => (d.kind === 'added' ? '+' : d.kind === 'removed' ? '-' : '~') + d.name)
+      .join(' ');
+  }
+
+  /** One message per kind of problem (for the rebuild's summary). */
+  messages(): string[] {
+    const out = this.log.messages();
+    if (this.missed.length > 0) {
+      const l = this.missed;
+      out.unshift(
+        `extended attributes not restored on ${l.slice(0, 3).join(', ')}${l.length > 3 ? ` and ${l.length - 3} more` : ''}: ${this.unavailable}`,
+      );
+    }
+    return out;
+  }
 }
