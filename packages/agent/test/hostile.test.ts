@@ -151,3 +151,42 @@ describe('hostile and damaged repositories are refused, nothing written', () => 
     await expectRefused(c, /app\/ghost: metadata says file, the tree has nothing/);
   });
 });
+
+describe('a repository that lies about its contents', () => {
+  it('wrong sizes, a wrong type and a missing blob: every problem listed, nothing written', async () => {
+    let missing = '';
+    const c = setup((repo, top) => {
+      // 300 files: the lies sit at the end, after more than a batch of honest files.
+      const files = Array.from({ length: 300 }, (_, i) => ({ path: `${top}/app/f${String(i).padStart(3, '0')}.conf`, type: 'file' as const, content: `file ${i}\n` }));
+      const entries: FixtureFile[] = [{ path: `${top}/app`, type: 'dir' }, ...files, { path: `${top}/app/zz-link`, type: 'symlink', target: 'f000.conf' }];
+      const meta = entries.map((e) => ({
+        path: e.path.slice(1),
+        type: e.type,
+        mode: e.type === 'dir' ? 0o755 : e.type === 'symlink' ? 0o777 : 0o644,
+        user: 'root',
+        uid: 0,
+        group: 'root',
+        gid: 0,
+        mtimeNs: 0n,
+        size: e.type === 'file' ? Buffer.byteLength(e.content as string) : e.type === 'symlink' ? 9 : 0,
+        target: e.type === 'symlink' ? e.target : undefined,
+      }));
+      meta[290].size = 4096; // bigger than it is
+      meta[299].size = 1; // smaller than it is
+      meta[301] = { ...meta[301], type: 'file', size: 9, target: undefined }; // the tree holds a symlink
+      commitSnapshot(repo, { roots: [`${top}/app`], entries, metadataText: encodeMetadataV1(meta) });
+      missing = git(repo, ['rev-parse', `main:${top.slice(1)}/app/f295.conf`]).trim();
+      fs.rmSync(path.join(repo, 'objects', missing.slice(0, 2), missing.slice(2)));
+    });
+    const before = targetListing(c.host);
+    const r = await c.host.pacha(['rebuild', 'evil', '--yes']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('nothing was written');
+    expect(r.stderr).toContain(`${c.top}/app/f289.conf: the metadata says 4096 bytes, its content (blob `);
+    expect(r.stderr).toMatch(new RegExp(`${c.top}/app/f298.conf: the metadata says 1 bytes, its content \\(blob [0-9a-f]{40}\\) has 9`));
+    expect(r.stderr).toContain(`${c.top}/app/f295.conf: its content (blob ${missing}) is missing from the repository`);
+    expect(r.stderr).toContain(`${c.top}/app/zz-link: metadata says file, the tree has blob 120000`);
+    expect(targetListing(c.host)).toEqual(before);
+    expect(fs.existsSync(c.host.p(c.top))).toBe(false);
+  });
+});

@@ -16,6 +16,10 @@ export type ItemAction = 'create' | 'replace' | 'unchanged';
 
 export interface Existing {
   type: 'file' | 'dir' | 'symlink' | 'other';
+  /** Device and inode: the restore acts on this very file or refuses the path (target-tree.ts). */
+  dev: bigint;
+  ino: bigint;
+  nlink: number;
   mode: number;
   uid: number;
   gid: number;
@@ -35,6 +39,8 @@ export interface PlannedItem {
 export interface PlannedDelete {
   hostPath: string;
   type: Existing['type'];
+  /** What the plan saw there: the restore moves exactly that, or refuses the path. */
+  existing: Existing;
 }
 
 export interface Plan {
@@ -71,6 +77,9 @@ export function lstatExisting(local: string): Existing | undefined {
   const type = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other';
   return {
     type,
+    dev: st.dev,
+    ino: st.ino,
+    nlink: Number(st.nlink),
     mode: Number(st.mode & 0o7777n),
     uid: Number(st.uid),
     gid: Number(st.gid),
@@ -123,7 +132,12 @@ export async function planRestore(v: ValidatedSnapshot, opts: PlanOptions): Prom
       if (it.type !== 'symlink' && ex.mode !== it.mode) changes.push(`chmod ${formatMode(ex.mode)} -> ${formatMode(it.mode)}`);
       if (ex.uid !== uid || ex.gid !== gid) changes.push(`chown ${ex.uid}:${ex.gid} -> ${owner(it.user, uid)}:${owner(it.group, gid)}`);
       if (it.type !== 'dir' && ex.mtimeNs / 1000n !== it.mtimeNs / 1000n) changes.push('mtime');
-      if (changes.length) counts.metadata++;
+      // A file with other names elsewhere (a hard link) gets no chown or chmod: that would change
+      // the other names' file too. It is replaced by a copy of its own instead.
+      if (changes.length && it.type === 'file' && ex.nlink > 1) {
+        action = 'replace';
+        changes.unshift(`hard link (${ex.nlink} names): replaced by its own copy`);
+      } else if (changes.length) counts.metadata++;
     }
     counts[action]++;
     if (action !== 'unchanged' && it.type === 'file') bytes += it.size;
@@ -144,7 +158,7 @@ function findExtra(v: ValidatedSnapshot, root: string): PlannedDelete[] {
     const ex = lstatExisting(hostPath(hp, root));
     if (!ex) return;
     if (!keep.has(hp)) {
-      out.push({ hostPath: hp, type: ex.type });
+      out.push({ hostPath: hp, type: ex.type, existing: ex });
       return;
     }
     if (ex.type !== 'dir') return;

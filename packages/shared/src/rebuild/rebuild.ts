@@ -227,6 +227,13 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     phases.metadata = res.phases.metadata;
     const warnings = [...built.warnings, ...resolver.reportMissing(log)];
     counts = { created: res.created, replaced: res.replaced, unchanged: res.unchanged, deleted: res.deleted, metadataFixed: res.metadataFixed, bytes: res.bytes };
+    if (res.refused.length) {
+      // The rest is in place; the post hooks (which expect a whole host) do not run.
+      const lines = res.refused.map((r) => `  ${escapeTerminal(r.hostPath)}: ${r.reason}${r.skipped ? ` (${r.skipped} path(s) below it left alone too)` : ''}`);
+      throw new PachaError(`${res.refused.length} path(s) changed on this host while the rebuild ran and were refused, not followed; everything else was restored:\n${lines.join('\n')}`, {
+        hint: 'see who changes them, then run the same rebuild again: what is already right is left alone, hooks that succeeded are skipped',
+      });
+    }
 
     if (opts.verify) {
       const problems = await time('verify', () => verifyRestored(valid.items, config.root, resolver));

@@ -1,20 +1,25 @@
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { hostPath } from '../paths.ts';
 import type { Logger } from '../log.ts';
+import { escapeTerminal } from '../terminal.ts';
 import type { OwnerResolver } from './owners.ts';
-import type { Plan, PlannedItem } from './plan.ts';
+import type { Existing, Plan, PlannedItem } from './plan.ts';
 import type { BlobSource } from './blob-source.ts';
+import { NEW_FILE_FLAGS, TargetChangedError, TargetTree, sameIdentity, type Identity, type TargetDir } from './target-tree.ts';
 import type { RestoreItem } from './validate.ts';
 
-// Puts the planned entries in place. Files and symlinks are written under a temporary name in
-// their own directory, given their owner, mode and mtime, fsynced, then renamed over the old
-// path, so every path holds either the old or the new version, complete with its metadata.
-// Whatever is replaced or deleted is first kept under <state>/replaced/<time>/<host path>.
-// Directories are created private (0700) and get their real metadata last, deepest first,
-// once their contents are in place (creating a child changes a directory's mtime).
+// Puts the planned entries in place, every write and metadata change through a descriptor of
+// a verified directory (target-tree.ts): nothing is ever done by a path a local user could
+// redirect. Files and symlinks are written under a temporary name in their own directory, given
+// their metadata, fsynced, then renamed over the old name, so every path holds either the old
+// or the new version, complete with its metadata. Whatever is replaced or deleted is first kept
+// under <state>/replaced/<time>/<host path>. Directories are created private (0700) and get
+// their real metadata last, deepest first, once their contents are in place.
+//
+// A path whose type or identity changed since the plan is refused (TargetChangedError): it is
+// reported, left as it is with everything below it, and the restore goes on with the rest;
+// the rebuild then fails before its post hooks, listing every refused path (rebuild.ts).
 
 export interface RestoreOptions {
   root: string;
@@ -38,17 +43,19 @@ export interface RestoreCounts {
   bytes: number;
 }
 
+export interface RefusedPath {
+  hostPath: string;
+  reason: string;
+  /** Entries of the plan below it, left alone with it. */
+  skipped: number;
+}
+
 export interface RestoreResult extends RestoreCounts {
   /** Host paths that were kept under keepDir. */
   kept: string[];
+  /** Paths that changed since the plan: left alone, with everything below them. */
+  refused: RefusedPath[];
   phases: { restore: number; metadata: number };
-}
-
-const fsyncFd = promisify(fs.fsync);
-const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
-let tmpCounter = 0;
-function tempName(local: string): string {
-  return path.join(path.dirname(local), `.${path.basename(local).slice(0, 100)}.pacha-${process.pid}-${++tmpCounter}`);
 }
 
 /** Time as utimes takes it: seconds in a double (about 0.2 µs of precision today; Node has no ns utimes). */
@@ -56,60 +63,181 @@ export function seconds(ns: bigint): number {
   return Number(ns / 1_000_000_000n) + Number(ns % 1_000_000_000n) / 1e9;
 }
 
+// ---- metadata, one path at a time, through its descriptor -------------------------------
+
+/** What metadata is applied to: a file's or directory's descriptor, or a symlink's name under a verified directory. */
+export type MetadataTarget = { fd: number } | { linkPath: string };
+export interface Owner {
+  uid: number;
+  gid: number;
+}
+export type MetadataStep = (t: MetadataTarget, it: RestoreItem, owner: Owner) => void;
+
+const setOwner: MetadataStep = (t, _it, o) => ('fd' in t ? fs.fchownSync(t.fd, o.uid, o.gid) : fs.lchownSync(t.linkPath, o.uid, o.gid));
+const setTimes: MetadataStep = (t, it) => {
+  const s = seconds(it.mtimeNs);
+  if ('fd' in t) fs.futimesSync(t.fd, s, s);
+  else fs.lutimesSync(t.linkPath, s, s);
+};
+// A symlink's own mode means nothing on Linux (and cannot be set).
+const setMode: MetadataStep = (t, it) => {
+  if ('fd' in t) fs.fchmodSync(t.fd, it.mode);
+};
+
+/**
+ * The design's order for every path, after its contents: owner, then extended attributes and
+ * ACLs (their step goes right after setOwner), times, and the mode last (chown clears
+ * setuid/setgid).
+ */
+export const METADATA_STEPS: readonly MetadataStep[] = [setOwner, setTimes, setMode];
+
+function applyMetadata(t: MetadataTarget, it: RestoreItem, owner: Owner): void {
+  for (const step of METADATA_STEPS) step(t, it, owner);
+}
+
+// ---------------------------------------------------------------------------------------
+
+const fsyncFd = promisify(fs.fsync);
+let tmpCounter = 0;
+function tempName(name: string): string {
+  return `.${name.slice(0, 100)}.pacha-${process.pid}-${++tmpCounter}`;
+}
+
 function formatRate(bytes: number, ms: number): string {
   const mb = bytes / 1048576 / Math.max(ms / 1000, 0.001);
   return `${mb.toFixed(1)} MiB/s`;
 }
 
-export async function restorePlan(plan: Plan, opts: RestoreOptions): Promise<RestoreResult> {
-  const { root, resolver, log } = opts;
-  const res: RestoreResult = { created: 0, replaced: 0, unchanged: 0, deleted: 0, metadataFixed: 0, bytes: 0, kept: [], phases: { restore: 0, metadata: 0 } };
-  const t0 = Date.now();
-  const blobs = opts.blobs;
-  const ownerOf = (it: RestoreItem) => ({ uid: resolver.uid(it.user, it.uid, it.hostPath), gid: resolver.gid(it.group, it.gid, it.hostPath) });
+const dirname = path.posix.dirname;
+const basename = path.posix.basename;
 
-  const keep = async (hp: string, move: boolean) => {
-    const local = hostPath(hp, root);
+function identity(ex: Pick<Existing, 'dev' | 'ino'> | undefined): Identity | undefined {
+  return ex ? { dev: ex.dev, ino: ex.ino } : undefined;
+}
+
+export async function restorePlan(plan: Plan, opts: RestoreOptions): Promise<RestoreResult> {
+  const tree = new TargetTree(opts.root);
+  try {
+    return await restoreInto(tree, plan, opts);
+  } finally {
+    tree.close();
+  }
+}
+
+async function restoreInto(tree: TargetTree, plan: Plan, opts: RestoreOptions): Promise<RestoreResult> {
+  const { resolver, log, blobs } = opts;
+  const res: RestoreResult = { created: 0, replaced: 0, unchanged: 0, deleted: 0, metadataFixed: 0, bytes: 0, kept: [], refused: [], phases: { restore: 0, metadata: 0 } };
+  const t0 = Date.now();
+  const ownerOf = (it: RestoreItem): Owner => ({ uid: resolver.uid(it.user, it.uid, it.hostPath), gid: resolver.gid(it.group, it.gid, it.hostPath) });
+  for (const p of plan.items) if (p.existing) tree.expect(p.item.hostPath, identity(p.existing)!);
+
+  // Refusals: the path is left alone, and so is everything below it.
+  const refused = new Map<string, RefusedPath>();
+  const refusedAbove = (hp: string): RefusedPath | undefined => {
+    if (refused.size === 0) return undefined;
+    for (let d = hp; d !== '/'; d = dirname(d)) {
+      const r = refused.get(d);
+      if (r) return r;
+    }
+    return undefined;
+  };
+  /** Runs one path's work; a TargetChangedError refuses that path (or the ancestor it names). */
+  const guard = async <T>(hp: string, f: () => T | Promise<T>): Promise<T | undefined> => {
+    if (refusedAbove(hp)) return undefined;
+    try {
+      return await f();
+    } catch (e) {
+      if (!(e instanceof TargetChangedError)) throw e;
+      refused.set(e.hostPath, { hostPath: e.hostPath, reason: e.reason, skipped: 0 });
+      tree.forget(e.hostPath);
+      log.warn(e.message);
+      return undefined;
+    }
+  };
+
+  const keep = (hp: string, ex: Existing, move: boolean) => {
     const dest = path.join(opts.keepDir, hp);
-    await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
-    if (move) {
+    fs.mkdirSync(path.dirname(dest), { recursive: true, mode: 0o700 });
+    const dir = tree.dir(dirname(hp));
+    const name = basename(hp);
+    if (!move && ex.type === 'file') {
+      // A copy: the file stays in place until the new one is renamed over it.
+      const fd = tree.openExisting(hp, identity(ex));
       try {
-        await fsp.rename(local, dest);
+        fs.copyFileSync(`/proc/self/fd/${fd}`, dest);
+        const st = fs.fstatSync(fd);
+        fs.utimesSync(dest, st.atime, st.mtime);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } else if (!move && ex.type === 'symlink') {
+      tree.checkLink(hp, identity(ex));
+      fs.symlinkSync(fs.readlinkSync(dir.at(name)), dest);
+    } else {
+      // Moved: renaming a name never follows it, whatever it has become.
+      const st = tree.lstat(dir, name);
+      if (!st) throw new TargetChangedError(hp, 'disappeared');
+      if (!sameIdentity(st, ex)) throw new TargetChangedError(hp, 'was replaced by something else');
+      tree.forget(hp);
+      try {
+        fs.renameSync(dir.at(name), dest);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
-        await fsp.cp(local, dest, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
-        await fsp.rm(local, { recursive: true, force: true });
+        // The state dir is on another filesystem: keep it beside itself rather than copy a tree
+        // a local user may be changing, then delete it by path.
+        const aside = `.${name.slice(0, 100)}.pacha-replaced-${path.basename(opts.keepDir).replace(/[^0-9A-Za-z]/g, '')}`;
+        fs.renameSync(dir.at(name), dir.at(aside));
+        log.warn(`${escapeTerminal(hp)} is kept beside itself as ${escapeTerminal(aside)} (the state dir is on another filesystem)`);
       }
-    } else {
-      await fsp.cp(local, dest, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
     }
     res.kept.push(hp);
   };
 
+  /** Rename a finished temporary file or symlink onto its name, if that name is still as the plan saw it. */
+  const place = (dir: TargetDir, tmp: string, p: PlannedItem) => {
+    const name = basename(p.item.hostPath);
+    const st = tree.lstat(dir, name);
+    const stays = p.action === 'replace' && (p.existing!.type === 'file' || p.existing!.type === 'symlink');
+    if (stays) {
+      if (!st || !sameIdentity(st, p.existing!)) throw new TargetChangedError(p.item.hostPath, st ? 'was replaced by something else' : 'disappeared');
+    } else if (st) throw new TargetChangedError(p.item.hostPath, 'appeared'); // created, or moved aside
+    fs.renameSync(dir.at(tmp), dir.at(name));
+  };
+
   // Directories above the roots (e.g. /etc for a watched /etc/nginx) are not in the snapshot:
-  // create the missing ones as a package manager would (0755).
+  // create the missing ones as a package manager would (0755), walking down from the root.
   const inSnapshot = new Set(plan.items.map((p) => p.item.hostPath));
-  const parents = new Set(plan.items.map((p) => path.posix.dirname(p.item.hostPath)).filter((d) => !inSnapshot.has(d)));
-  for (const d of parents) await fsp.mkdir(hostPath(d, root), { recursive: true, mode: 0o755 });
+  const parents = [...new Set(plan.items.map((p) => dirname(p.item.hostPath)).filter((d) => !inSnapshot.has(d)))].sort();
+  for (const d of parents) {
+    const parts = d.split('/').filter(Boolean);
+    for (let i = 1; i <= parts.length; i++) {
+      const hp = '/' + parts.slice(0, i).join('/');
+      await guard(hp, () => tree.mkdirAbove(hp));
+    }
+  }
 
   // Pass 1, in path order (parents first): directories.
   for (const p of plan.items) {
     const it = p.item;
     if (it.type !== 'dir' || p.action === 'unchanged') continue;
-    if (p.action === 'replace') await keep(it.hostPath, true);
-    await fsp.mkdir(hostPath(it.hostPath, root), { mode: 0o700 });
-    log.debug(`mkdir ${it.hostPath}`);
+    const ok = await guard(it.hostPath, () => {
+      if (p.action === 'replace') keep(it.hostPath, p.existing!, true);
+      tree.mkdir(it.hostPath);
+      return true;
+    });
+    if (!ok) continue;
+    log.debug(`mkdir ${escapeTerminal(it.hostPath)}`);
     res[p.action === 'create' ? 'created' : 'replaced']++;
   }
 
   // Pass 2: files and symlinks; their directories all exist now. Small files are written in
-  // batches: each under its temporary name with owner, mode and mtime set on the descriptor,
-  // then the batch's fsyncs all at once (they overlap, and the journal commits them together,
-  // instead of each file's commit stalling the next file's creation), then the renames.
+  // batches: each under its temporary name with its metadata set on the descriptor, then the
+  // batch's fsyncs all at once (they overlap, and the journal commits them together, instead
+  // of each file's commit stalling the next file's creation), then the renames.
   interface Pending {
     fd: number;
+    dir: TargetDir;
     tmp: string;
-    local: string;
     p: PlannedItem;
     started: number;
   }
@@ -118,21 +246,32 @@ export async function restorePlan(plan: Plan, opts: RestoreOptions): Promise<Res
     const it = p.item;
     res[p.action === 'create' ? 'created' : 'replaced']++;
     if (it.type === 'file') log.progress(`${p.action === 'create' ? 'created' : 'replaced'} ${it.hostPath} ${it.size} bytes ${formatRate(it.size, Date.now() - started)}`);
-    if (log.verbose) log.debug(`${p.action} ${it.hostPath}`);
+    if (log.verbose) log.debug(`${p.action} ${escapeTerminal(it.hostPath)}`);
   };
+  const removeTemp = (x: { dir: TargetDir; tmp: string }) => fs.rmSync(x.dir.at(x.tmp), { force: true });
   // One batch settles (fsyncs, then renames) while the next one is being written.
   const settle = async (b: Pending[]) => {
     try {
       await Promise.all(b.map((x) => fsyncFd(x.fd)));
     } catch (e) {
-      for (const x of b) fs.rmSync(x.tmp, { force: true });
+      for (const x of b) removeTemp(x);
       throw e;
     } finally {
       for (const x of b) fs.closeSync(x.fd);
     }
-    for (const x of b) {
-      fs.renameSync(x.tmp, x.local);
-      done(x.p, x.started);
+    for (let i = 0; i < b.length; i++) {
+      const x = b[i];
+      try {
+        const placed = await guard(x.p.item.hostPath, () => {
+          place(x.dir, x.tmp, x.p);
+          return true;
+        });
+        if (placed) done(x.p, x.started);
+        else removeTemp(x);
+      } catch (e) {
+        for (const y of b.slice(i)) removeTemp(y);
+        throw e;
+      }
     }
   };
   let settling: Promise<void> = Promise.resolve();
@@ -140,84 +279,86 @@ export async function restorePlan(plan: Plan, opts: RestoreOptions): Promise<Res
     const b = batch;
     batch = [];
     await settling;
+    tree.trim(b.map((x) => x.dir.hostPath)); // only this batch holds directories now
     settling = settle(b);
     settling.catch(() => undefined); // handled where it is awaited (next flush, or the end)
   };
 
   const restoreOne = async (p: PlannedItem): Promise<Pending | undefined> => {
     const it = p.item;
-    const local = hostPath(it.hostPath, root);
-    const { uid, gid } = ownerOf(it);
+    const name = basename(it.hostPath);
+    const owner = ownerOf(it);
     if (p.action === 'unchanged') {
       res.unchanged++;
       if (p.changes.length === 0) return undefined;
       if (it.type === 'symlink') {
-        await fsp.lchown(local, uid, gid);
-        await fsp.lutimes(local, seconds(it.mtimeNs), seconds(it.mtimeNs));
+        const dir = tree.checkLink(it.hostPath, identity(p.existing));
+        applyMetadata({ linkPath: dir.at(name) }, it, owner);
       } else {
-        await fsp.chown(local, uid, gid);
-        await fsp.chmod(local, it.mode); // after chown: chown clears setuid/setgid
-        await fsp.utimes(local, seconds(it.mtimeNs), seconds(it.mtimeNs));
+        const fd = tree.openExisting(it.hostPath, identity(p.existing));
+        try {
+          applyMetadata({ fd }, it, owner);
+        } finally {
+          fs.closeSync(fd);
+        }
       }
       res.metadataFixed++;
       return undefined;
     }
-    // A file is copied (the old one stays in place until the rename); anything else is moved aside.
-    if (p.action === 'replace') await keep(it.hostPath, p.existing?.type !== 'file' && p.existing?.type !== 'symlink');
-    const tmp = tempName(local);
+    // A file or symlink is copied (the old one stays in place until the rename); anything else is moved aside.
+    if (p.action === 'replace') keep(it.hostPath, p.existing!, p.existing!.type !== 'file' && p.existing!.type !== 'symlink');
+    const dir = tree.dir(dirname(it.hostPath));
+    const tmp = tempName(name);
     const started = Date.now();
-    try {
-      if (it.type === 'symlink') {
-        fs.symlinkSync(it.target!, tmp);
-        fs.lchownSync(tmp, uid, gid);
-        fs.lutimesSync(tmp, seconds(it.mtimeNs), seconds(it.mtimeNs));
-        fs.renameSync(tmp, local);
-        done(p, started);
-        return undefined;
-      }
-      const data = blobs.tryRead(it.oid!, it.size);
-      if (data) {
-        if (data.length !== it.size) throw new Error(`${it.hostPath}: the snapshot's content is ${data.length} bytes, its metadata says ${it.size}`);
-        const fd = fs.openSync(tmp, CREATE_FLAGS, 0o600);
-        try {
-          for (let off = 0; off < data.length; ) off += fs.writeSync(fd, data, off, data.length - off);
-          fs.fchownSync(fd, uid, gid);
-          fs.fchmodSync(fd, it.mode); // after chown: chown clears setuid/setgid
-          fs.futimesSync(fd, seconds(it.mtimeNs), seconds(it.mtimeNs));
-        } catch (e) {
-          fs.closeSync(fd);
-          throw e;
-        }
-        res.bytes += data.length;
-        return { fd, tmp, local, p, started };
-      }
-      // Large files: created private and exclusive, then streamed from the pack.
-      await (await fsp.open(tmp, CREATE_FLAGS, 0o600)).close();
-      const written = await blobs.writeTo(it.oid!, tmp);
-      if (written !== it.size) throw new Error(`${it.hostPath}: the snapshot's content is ${written} bytes, its metadata says ${it.size}`);
-      const fh = await fsp.open(tmp, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW);
+    if (it.type === 'symlink') {
       try {
-        await fh.chown(uid, gid);
-        await fh.chmod(it.mode);
-        await fh.utimes(seconds(it.mtimeNs), seconds(it.mtimeNs));
-        await fh.sync();
-      } finally {
-        await fh.close();
+        fs.symlinkSync(it.target!, dir.at(tmp));
+        applyMetadata({ linkPath: dir.at(tmp) }, it, owner);
+        place(dir, tmp, p);
+      } catch (e) {
+        removeTemp({ dir, tmp });
+        throw e;
       }
-      res.bytes += written;
-      fs.renameSync(tmp, local);
       done(p, started);
       return undefined;
+    }
+    const fd = fs.openSync(dir.at(tmp), NEW_FILE_FLAGS, 0o600);
+    try {
+      const data = blobs.tryRead(it.oid!, it.size);
+      let written: number;
+      if (data) {
+        for (let off = 0; off < data.length; ) off += fs.writeSync(fd, data, off, data.length - off);
+        written = data.length;
+      } else {
+        written = await blobs.writeTo(it.oid!, fd); // large files: streamed from the pack
+      }
+      // Validation checked every size already; this guards against a repository changed since.
+      if (written !== it.size) throw new Error(`${escapeTerminal(it.hostPath)}: the snapshot's content is ${written} bytes, its metadata says ${it.size}`);
+      applyMetadata({ fd }, it, owner);
+      res.bytes += written;
+      if (data) return { fd, dir, tmp, p, started };
+      await fsyncFd(fd);
     } catch (e) {
-      fs.rmSync(tmp, { force: true });
+      fs.closeSync(fd);
+      removeTemp({ dir, tmp });
       throw e;
     }
+    fs.closeSync(fd);
+    try {
+      place(dir, tmp, p);
+    } catch (e) {
+      removeTemp({ dir, tmp });
+      throw e;
+    }
+    done(p, started);
+    return undefined;
   };
+
   const batchSize = Math.max(1, opts.batch ?? 256);
   try {
     for (const p of plan.items) {
       if (p.item.type === 'dir') continue;
-      const pending = await restoreOne(p);
+      const pending = await guard(p.item.hostPath, () => restoreOne(p));
       if (pending) batch.push(pending);
       if (batch.length >= batchSize) await flush();
     }
@@ -228,15 +369,19 @@ export async function restorePlan(plan: Plan, opts: RestoreOptions): Promise<Res
     await settling.catch(() => undefined);
     for (const x of batch) {
       fs.closeSync(x.fd);
-      fs.rmSync(x.tmp, { force: true });
+      removeTemp(x);
     }
   }
 
   // --delete: whatever the snapshot does not have is moved under replaced/.
   for (const d of plan.deletes) {
-    await keep(d.hostPath, true);
+    const ok = await guard(d.hostPath, () => {
+      keep(d.hostPath, d.existing, true);
+      return true;
+    });
+    if (!ok) continue;
     res.deleted++;
-    log.debug(`deleted ${d.hostPath}`);
+    log.debug(`deleted ${escapeTerminal(d.hostPath)}`);
   }
   res.phases.restore = Date.now() - t0;
 
@@ -246,16 +391,17 @@ export async function restorePlan(plan: Plan, opts: RestoreOptions): Promise<Res
   dirs.sort((a, b) => b.item.path.split('/').length - a.item.path.split('/').length);
   for (const p of dirs) {
     const it = p.item;
-    const local = hostPath(it.hostPath, root);
-    const { uid, gid } = ownerOf(it);
-    await fsp.chown(local, uid, gid);
-    await fsp.chmod(local, it.mode);
-    await fsp.utimes(local, seconds(it.mtimeNs), seconds(it.mtimeNs));
-    if (p.action === 'unchanged') {
+    const ok = await guard(it.hostPath, () => {
+      applyMetadata({ fd: tree.dir(it.hostPath).fd }, it, ownerOf(it));
+      return true;
+    });
+    if (ok && p.action === 'unchanged') {
       res.unchanged++;
       if (p.changes.length) res.metadataFixed++;
     }
   }
   res.phases.metadata = Date.now() - t1;
+  res.refused = [...refused.values()];
+  for (const r of res.refused) r.skipped = plan.items.filter((p) => p.item.hostPath.startsWith(r.hostPath + '/')).length;
   return res;
 }

@@ -97,16 +97,32 @@ export async function validateSnapshot(snap: StagedSnapshot, opts: ValidateOptio
   }
   if (problems.length) fail(problems, `the snapshot holds paths it must not write (${where})`);
 
-  // 2. metadata against the tree, and every blob present
+  // 2. --only: what will be written (the blobs of all of it are read below)
+  let scope = snap.roots;
+  if (opts.only !== undefined) {
+    const only = normaliseHostPath(opts.only, '/');
+    if (!snap.roots.some((r) => isWithin(only, r) || isWithin(r, only))) {
+      throw new UsageError(`--only ${opts.only}: not inside the snapshot's roots (accepted: a path under ${snap.roots.join(', ')})`);
+    }
+    scope = snap.roots.filter((r) => isWithin(r, only));
+    if (scope.length === 0) scope = [only];
+  }
+  const inScope = (hp: string) => scope.some((s) => isWithin(hp, s)) && !opts.exclude?.some((x) => isWithin(hp, x));
+
+  // 3. metadata against the tree, and every blob that will be written present, readable (its
+  // id checked as it is read), a blob, and of the size the metadata says
+  const toCheck: { e: MetadataEntry; oid: string }[] = [];
   for (const e of byPath.values()) {
     const hp = '/' + e.path;
     const t = snap.tree.get(e.path);
     if (e.type === 'file') {
       if (!t || t.kind !== 'blob' || (t.mode !== '100644' && t.mode !== '100755')) problems.push(`${hp}: metadata says file, the tree has ${t ? `${t.kind} ${t.mode}` : 'nothing'}`);
       else if (!opts.blobs.has(t.oid)) problems.push(`${hp}: its content (blob ${t.oid}) is missing from the repository`);
+      else if (inScope(hp)) toCheck.push({ e, oid: t.oid });
     } else if (e.type === 'symlink') {
       if (!t || t.kind !== 'blob' || t.mode !== '120000') problems.push(`${hp}: metadata says symlink, the tree has ${t ? `${t.kind} ${t.mode}` : 'nothing'}`);
       else if (!opts.blobs.has(t.oid)) problems.push(`${hp}: its target (blob ${t.oid}) is missing from the repository`);
+      else toCheck.push({ e, oid: t.oid });
     } else if (t && t.kind !== 'tree') problems.push(`${hp}: metadata says directory, the tree has ${t.kind} ${t.mode}`);
   }
   for (const t of snap.tree.values()) {
@@ -129,31 +145,28 @@ export async function validateSnapshot(snap: StagedSnapshot, opts: ValidateOptio
       else if (!a && inRoots('/' + anc) && !snap.roots.includes('/' + anc)) problems.push(`/${e.path}: its parent directory /${anc} has no metadata line`);
     }
   }
-  if (problems.length) fail(problems, `the repository is damaged or inconsistent (${where})`);
-
-  // Symlink blobs are small: check they say what the metadata says.
-  for (const e of byPath.values()) {
-    if (e.type !== 'symlink') continue;
-    const target = opts.blobs.readAny(snap.tree.get(e.path)!.oid).toString();
+  for (const { e, oid } of toCheck) {
+    if (e.type === 'file') {
+      const why = await opts.blobs.checkBlob(oid, e.size);
+      if (why) problems.push(`/${e.path}: ${why}`);
+      continue;
+    }
+    // Symlink blobs are small: check they say what the metadata says.
+    let target: string;
+    try {
+      target = opts.blobs.readAny(oid).toString();
+    } catch (err) {
+      problems.push(`/${e.path}: its target (blob ${oid}) cannot be read: ${(err as Error).message}`);
+      continue;
+    }
     if (target !== e.target) problems.push(`/${e.path}: metadata target "${e.target}" differs from the stored target "${target}"`);
   }
   if (problems.length) fail(problems, `the repository is damaged or inconsistent (${where})`);
 
-  // 3. --only
-  let scope = snap.roots;
-  if (opts.only !== undefined) {
-    const only = normaliseHostPath(opts.only, '/');
-    if (!snap.roots.some((r) => isWithin(only, r) || isWithin(r, only))) {
-      throw new UsageError(`--only ${opts.only}: not inside the snapshot's roots (accepted: a path under ${snap.roots.join(', ')})`);
-    }
-    scope = snap.roots.filter((r) => isWithin(r, only));
-    if (scope.length === 0) scope = [only];
-  }
   const items: RestoreItem[] = [];
   for (const e of byPath.values()) {
     const hp = '/' + e.path;
-    if (!scope.some((s) => isWithin(hp, s))) continue;
-    if (opts.exclude?.some((x) => isWithin(hp, x))) continue;
+    if (!inScope(hp)) continue;
     const t = snap.tree.get(e.path);
     items.push({ ...e, hostPath: hp, oid: e.type === 'dir' ? undefined : t!.oid });
   }

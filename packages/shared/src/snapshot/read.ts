@@ -73,8 +73,11 @@ export class SnapshotReader {
     return Buffer.from(r.blob);
   }
 
-  /** Stream a blob into a file; whole objects in packs are inflated as a stream. */
-  async writeBlob(oid: string, localFile: string): Promise<number> {
+  /**
+   * Stream a blob into a file (a path, or a descriptor the caller opened and keeps open: the
+   * rebuild writes only through descriptors); whole objects in packs are inflated as a stream.
+   */
+  async writeBlob(oid: string, localFile: string | number): Promise<number> {
     this.store ??= new ObjectStore(path.join(this.repoDir, 'objects'));
     let loc = this.store.locate(oid);
     if (!loc) {
@@ -118,7 +121,7 @@ export class SnapshotReader {
               yield chunk;
             }
           },
-          fs.createWriteStream(localFile),
+          typeof localFile === 'number' ? fs.createWriteStream('', { fd: localFile, autoClose: false }) : fs.createWriteStream(localFile),
         );
         if (bytes !== size || hash.digest('hex') !== oid) throw new PachaError(`object ${oid} in ${loc.pack.packFile} is corrupt (content does not match its id)`);
         return bytes;
