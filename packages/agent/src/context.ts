@@ -23,7 +23,7 @@ export function createContext(args: GlobalArgs, opts: { ensureState?: boolean } 
   const json = args.json === true;
   const log = createLogger({ verbose: args.verbose === true, file: config.logFile });
   logConfigWarnings(config, log);
-  const state = statePaths(config.stateDir);
+  const state = statePaths(config.stateDir, config.metricsFile);
   if (opts.ensureState !== false) ensureStateDir(config.stateDir);
   return {
     config,

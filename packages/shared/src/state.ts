@@ -21,10 +21,13 @@ export interface StatePaths {
   hookJournalDir: string;
   /** Files replaced or removed by a rebuild are kept here first: replaced/<time>/<host path>. */
   replacedDir: string;
+  /** pacha.metrics.path (a node_exporter textfile, outside the state dir), when set. */
+  metrics?: string;
 }
 
-export function statePaths(stateDir: string): StatePaths {
+export function statePaths(stateDir: string, metricsFile?: string): StatePaths {
   return {
+    ...(metricsFile !== undefined ? { metrics: metricsFile } : {}),
     dir: stateDir,
     repo: path.join(stateDir, 'repo'),
     watchList: path.join(stateDir, 'watched'),

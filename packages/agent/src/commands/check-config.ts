@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
 import fs from 'node:fs';
+import path from 'node:path';
 import { CONFIG_KEYS, loadConfig, type PachaConfig } from '@pacha/shared/config';
 import { UsageError } from '@pacha/shared/errors';
 import { hostPath } from '@pacha/shared/paths';
@@ -33,6 +34,14 @@ function inspect(config: PachaConfig): Findings {
   }
   if (config.host !== undefined && !config.host.startsWith('file://') && !fs.existsSync(config.knownHostsFile)) {
     warnings.push(`pacha.ssh.known_hosts: ${config.knownHostsFile} does not exist (record the master's key with: pacha trust-master)`);
+  }
+  if (config.metricsFile !== undefined) {
+    const dir = path.dirname(config.metricsFile);
+    try {
+      fs.accessSync(dir, fs.constants.W_OK);
+    } catch {
+      warnings.push(`pacha.metrics.path: cannot write in ${dir} (no metrics until it exists and is writable; node_exporter's textfile folder is often /var/lib/prometheus/node-exporter)`);
+    }
   }
   for (const w of config.watch) {
     if (!fs.existsSync(hostPath(w, config.root))) warnings.push(`pacha.watch: ${w} does not exist`);

@@ -69,7 +69,7 @@ export class Daemon {
     this.config = loadDaemonConfig(opts);
     this.log = this.makeLogger(this.config);
     logConfigWarnings(this.config, this.log);
-    this.state = statePaths(this.config.stateDir);
+    this.state = statePaths(this.config.stateDir, this.config.metricsFile);
     this.batcher = new DirtyBatcher(this.config.frequencySeconds * 1000, () => this.wake());
     this.schedule = new ReconcileSchedule(() => this.requestReconcile('schedule'));
     const backoff = backoffFromEnv(opts.env ?? process.env);

@@ -3,6 +3,7 @@ import type { PushResult } from '@pacha/shared/push/push';
 import type { RebuildRecord } from '@pacha/shared/rebuild/rebuild';
 import type { SnapshotResult } from '@pacha/shared/snapshot/engine';
 import { readJson, writeFileAtomic, type StatePaths } from '@pacha/shared/state';
+import { refreshMetrics } from './metrics-file.ts';
 import { countPending } from './pending.ts';
 
 // The operator's two JSON files in the state dir, read by `pacha status` and `pacha report`:
@@ -102,12 +103,15 @@ function update<T extends object>(file: string, patch: Partial<T>): void {
   writeFileAtomic(file, JSON.stringify({ ...cur, ...patch }, null, 2) + '\n');
 }
 
+// pacha.metrics.path is another view of these two files: refreshed after each update.
 function updateStatus(state: StatePaths, patch: Partial<StatusFile>): void {
   update<StatusFile>(state.status, patch);
+  void refreshMetrics(state);
 }
 
 function updateReport(state: StatePaths, patch: Partial<ReportFile>): void {
   update<ReportFile>(state.report, patch);
+  void refreshMetrics(state);
 }
 
 export function recordError(state: StatePaths, operation: string, message: string): void {
