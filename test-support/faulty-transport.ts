@@ -13,7 +13,7 @@ export interface Fault {
   op?: TransportOp;
   /** Matched against the remote path the call acts on (the target of a rename). */
   path?: RegExp;
-  /** The n-th matching call, 1-based (default 1). */
+  /** Only the n-th matching call, 1-based; every matching call when absent. */
   nth?: number;
   when: 'before' | 'during' | 'after';
   action: () => void;
@@ -46,7 +46,7 @@ export class FaultyTransport implements Transport {
       if ((f.op !== undefined && f.op !== op) || (f.path !== undefined && !f.path.test(where))) return false;
       const n = (this.seen.get(f) ?? 0) + 1;
       this.seen.set(f, n);
-      return n === (f.nth ?? 1);
+      return f.nth === undefined || n === f.nth;
     });
     const at = (when: Fault['when']) => { for (const f of hit) if (f.when === when) f.action(); };
     at('before');

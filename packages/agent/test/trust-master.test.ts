@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '@pacha/shared/config';
 import { silentLogger } from '@pacha/shared/log';
 import { openTransport } from '@pacha/shared/transport/open';
-import { HostKeyError } from '@pacha/shared/transport/sftp';
+import { HostKeyError } from '@pacha/shared/errors';
 import { embeddedTarget, opensshTarget, startMaster, writeAgentConfig, type MasterHandle, type SftpTarget } from '@pacha/test-support/master';
 import { startSshd, type SshdHandle } from '@pacha/test-support/sshd';
 import { makeTestHost, type TestHost } from '@pacha/test-support/host';

@@ -96,7 +96,9 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
   // Login grace runs on the socket: ssh2 announces a connection only after the client's banner.
   const graceTimers = new WeakMap<net.Socket, NodeJS.Timeout>();
   const graceOutcome = new WeakMap<net.Socket, () => void>();
-  const socket0 = (c: Connection) => (c as unknown as { _sock: net.Socket })._sock;
+  // ssh2 names a connection's peer, not its socket: find the socket by the peer's address.
+  const byPeer = new Map<string, net.Socket>();
+  const peer = (ip: string | undefined, port: number | undefined) => `${ip}|${port}`;
 
   sshServer.on('connection', (client: Connection, info) => {
     const id = ++connSeq;
@@ -107,8 +109,8 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
     let authFailures = 0;
     let outcome = 'closed';
     let pushes = 0;
-    const socket = socket0(client);
-    graceOutcome.set(socket, () => (outcome = 'closed: login grace time exceeded'));
+    const socket = byPeer.get(peer(info.ip, info.port));
+    if (socket) graceOutcome.set(socket, () => (outcome = 'closed: login grace time exceeded'));
 
     client.on('authentication', (ctx: AuthContext) => {
       user = ctx.username;
@@ -148,7 +150,7 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
     client.on('ready', () => {
       authed = true;
       // The idle timeout replaces the login grace from here on.
-      clearTimeout(graceTimers.get(socket));
+      if (socket) clearTimeout(graceTimers.get(socket));
       const idle = setTimeout(() => {
         outcome = 'closed: idle timeout';
         client.end();
@@ -212,6 +214,8 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
       return;
     }
     live.add(socket);
+    const key = peer(socket.remoteAddress, socket.remotePort);
+    byPeer.set(key, socket);
     const grace = setTimeout(() => {
       const note = graceOutcome.get(socket);
       if (note) note();
@@ -222,6 +226,7 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
     socket.once('close', () => {
       clearTimeout(grace);
       live.delete(socket);
+      byPeer.delete(key);
     });
     socket.setNoDelay(true);
     sshServer.injectSocket(socket);

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import SftpClient from 'ssh2-sftp-client';
+import ssh2 from 'ssh2';
 import type { SFTPWrapper } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '@pacha/shared/log';
@@ -18,7 +18,8 @@ const git = (cwd: string, ...args: string[]) =>
 
 let m: MasterHandle;
 let a: SftpTransport;
-let raw: SftpClient;
+let rawConn: ssh2.Client | undefined;
+let raw: SFTPWrapper;
 let work: string;
 const commits: Record<string, string> = {};
 const A = '/pacha/hosts/hosta';
@@ -68,13 +69,17 @@ beforeAll(async () => {
   fs.writeFileSync(kh, m.knownHostsLine + '\n');
   const key = fs.readFileSync(m.keyFor('hosta'));
   a = await SftpTransport.connect({ host: '127.0.0.1', port: m.port, user: 'hosta', auth: { privateKey: key, source: 'test' }, knownHostsFile: kh, log: silentLogger });
-  raw = new SftpClient('raw', { error: () => {}, end: () => {}, close: () => {} } as any);
-  await raw.connect({ host: '127.0.0.1', port: m.port, username: 'hosta', privateKey: key });
+  const conn = (rawConn = new ssh2.Client());
+  raw = await new Promise<SFTPWrapper>((resolve, reject) => {
+    conn.once('error', reject);
+    conn.once('ready', () => conn.sftp((err, s) => (err ? reject(err) : resolve(s))));
+    conn.connect({ host: '127.0.0.1', port: m.port, username: 'hosta', privateKey: key });
+  });
 });
 
 afterAll(async () => {
   await a?.close();
-  await raw?.end().catch(() => {});
+  rawConn?.end();
   await m?.stop();
   fs.rmSync(work, { recursive: true, force: true });
 });
@@ -82,7 +87,7 @@ afterAll(async () => {
 const denied = { code: 'EACCES' };
 /** A raw SFTP request (for what the Transport interface does not offer). */
 const sftpCall = (fn: (s: SFTPWrapper, cb: (err?: Error | null) => void) => void) =>
-  new Promise<void>((resolve, reject) => fn((raw as unknown as { sftp: SFTPWrapper }).sftp, (err) => (err ? reject(err) : resolve())));
+  new Promise<void>((resolve, reject) => fn(raw, (err) => (err ? reject(err) : resolve())));
 const packFiles = () => fs.readdirSync(path.join(repoA, 'objects/pack')).filter((n) => /^pack-.*\.(pack|idx)$/.test(n));
 const mainOf = (repo: string) => git(repo, 'rev-parse', 'refs/heads/main');
 
@@ -171,7 +176,7 @@ describe('append-only history', () => {
     await expect(a.writeFile(`${A}/repo/objects/${looseDir}/${loose}`, 'x')).rejects.toMatchObject(denied);
     // Folders are never renamed: objects/ cannot be moved away.
     await expect(a.rename(`${A}/repo/objects`, `${A}/repo/objects-old`)).rejects.toMatchObject(denied);
-    await expect(raw.rmdir(`${A}/repo/objects/pack`)).rejects.toBeTruthy();
+    await expect(sftpCall((s, cb) => s.rmdir(`${A}/repo/objects/pack`, cb))).rejects.toBeTruthy();
     expect(fs.existsSync(path.join(repoA, 'objects', looseDir, loose))).toBe(true);
   });
 

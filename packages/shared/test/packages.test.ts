@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../src/log.ts';
 import { decodePackages, diffPackages, encodePackages, type PackageManifest } from '../src/host/packages-file.ts';
@@ -88,7 +89,7 @@ describe('reading the dpkg database', () => {
     const state = path.join(root, 'state');
     fs.mkdirSync(state);
     const out: string[] = [];
-    const stream = { write: (s: string) => (out.push(s), true) } as unknown as NodeJS.WritableStream;
+    const stream = new Writable({ write: (chunk: Buffer, _enc, done) => (out.push(chunk.toString()), done()) });
     const log = createLogger({ stream });
     expect(packageManifestForSnapshot(root, state, log).manifest).toBeNull();
     expect(packageManifestForSnapshot(root, state, log).manifest).toBeNull();

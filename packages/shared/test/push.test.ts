@@ -3,13 +3,12 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pushSnapshots, type PushEnv } from '../src/push/push.ts';
 import { LocalTransport } from '../src/transport/local.ts';
-import type { Transport } from '../src/transport/transport.ts';
 import { silentLogger, type Logger } from '../src/log.ts';
 import { RepoObjects } from '../src/git/object-store.ts';
 import { selectObjects, commitsAfter } from '../src/push/pack-select.ts';
 import { buildPack } from '../src/push/pack-build.ts';
-import { isTransient } from '../src/push/retry.ts';
-import { PachaError } from '../src/errors.ts';
+import { AuthError, ConnectionError, PachaError, HostKeyError, PermissionError, isTransient } from '../src/errors.ts';
+import { faultyTransport } from '@pacha/test-support/faulty-transport';
 import { fsck, gitIn, makePushFixture, masterHead, packFiles, type PushFixture } from '@pacha/test-support/push';
 
 // Push over the Transport interface to a master host tree in a local folder. The SFTP targets
@@ -73,11 +72,7 @@ describe('push to a local-folder master', () => {
     fx = makePushFixture();
     fx.snapshot(30, 0);
     await pushSnapshots(env(fx));
-    const down: Transport = new Proxy(new LocalTransport(), {
-      get: () => async () => {
-        throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:22'), { code: 'ECONNREFUSED' });
-      },
-    });
+    const down = faultyTransport(new LocalTransport(), [{ when: 'before', action: () => { throw new ConnectionError('connect ECONNREFUSED 127.0.0.1:22'); } }]);
     const heads = [fx.snapshot(30, 1), fx.snapshot(30, 2), fx.snapshot(31, 3)];
     await expect(pushSnapshots(env(fx), { transport: down, retry: fast })).rejects.toThrow(/ECONNREFUSED/);
     const r = await pushSnapshots(env(fx));
@@ -162,18 +157,10 @@ describe('push to a local-folder master', () => {
   it('retries transient failures with backoff but not refusals', async () => {
     fx = makePushFixture();
     const head = fx.snapshot(10);
-    let failures = 2;
     const local = new LocalTransport();
-    const flaky: Transport = new Proxy(local, {
-      get(target, prop, receiver) {
-        const v = Reflect.get(target, prop, receiver) as unknown;
-        if (prop !== 'rename' || typeof v !== 'function') return v;
-        return async (...a: unknown[]) => {
-          if (failures-- > 0) throw Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
-          return (v as (...x: unknown[]) => Promise<void>).apply(target, a);
-        };
-      },
-    });
+    // The first two renames fail as a lost connection would.
+    const reset = () => { throw new ConnectionError('read ECONNRESET'); };
+    const flaky = faultyTransport(local, [1, 2].map((nth) => ({ op: 'rename' as const, nth, when: 'before' as const, action: reset })));
     const log = recordingLogger();
     const r = await pushSnapshots(env(fx, log), { transport: flaky, retry: fast });
     expect(r.remoteHead).toBe(head);
@@ -182,26 +169,19 @@ describe('push to a local-folder master', () => {
     // The interrupted attempts' uploads were cleared by the next attempt.
     expect(packFiles(fx.masterRepo).filter((n) => n.startsWith('tmp_'))).toEqual([]);
 
-    expect(isTransient(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))).toBe(true);
-    expect(isTransient(new Error('Timed out while waiting for handshake'))).toBe(true);
-    expect(isTransient(new PachaError('the master sftp://a@b:22 stopped answering (during upload); connection dropped'))).toBe(true);
-    expect(isTransient(new PachaError('cannot connect to the master a@b:22: ECONNREFUSED 127.0.0.1:22'))).toBe(true);
-    expect(isTransient(new Error('All configured authentication methods failed'))).toBe(false);
-    expect(isTransient(Object.assign(new Error('Permission denied'), { code: 3 }))).toBe(false);
-    expect(isTransient(new PachaError('host key of master does not match known_hosts'))).toBe(false);
+    // The transport decides what is transient; retry goes by the kind alone.
+    expect(isTransient(new ConnectionError('the master stopped answering'))).toBe(true);
+    expect(isTransient(new AuthError('the master refused the key'))).toBe(false);
+    expect(isTransient(new PermissionError('Permission denied'))).toBe(false);
+    expect(isTransient(new HostKeyError('host key changed', 'SHA256:x', 'ssh-ed25519', ''))).toBe(false);
+    expect(isTransient(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))).toBe(false);
 
     fx.snapshot(10, 1);
     let calls = 0;
-    const denied: Transport = new Proxy(local, {
-      get(target, prop, receiver) {
-        const v = Reflect.get(target, prop, receiver) as unknown;
-        if (prop === 'createExclusive') calls++; // once per attempt (the lock)
-        if (prop !== 'upload') return v;
-        return async () => {
-          throw new Error('upload: Permission denied');
-        };
-      },
-    });
+    const denied = faultyTransport(local, [
+      { op: 'createExclusive', when: 'before', action: () => void calls++ }, // once per attempt (the lock)
+      { op: 'upload', when: 'before', action: () => { throw new PermissionError('upload: Permission denied'); } },
+    ]);
     await expect(pushSnapshots(env(fx), { transport: denied, retry: fast })).rejects.toThrow(/Permission denied/);
     expect(calls).toBe(1);
     expect(masterHead(fx.masterRepo)).toBe(head);

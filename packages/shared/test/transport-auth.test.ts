@@ -7,6 +7,7 @@ import { openTransport } from '@pacha/shared/transport/open';
 import { resolveAuth } from '@pacha/shared/transport/ssh-auth';
 import { embeddedTarget, startMaster, writeAgentConfig, type MasterHandle } from '@pacha/test-support/master';
 import { makeTestHost, type TestHost } from '@pacha/test-support/host';
+import { AuthError } from '@pacha/shared/errors';
 
 // Which key the agent logs in with, and the errors an operator sees when it cannot.
 
@@ -74,6 +75,7 @@ describe('ssh authentication', () => {
     writeAgentConfig(h, embeddedTarget(m));
     fs.copyFileSync(m.keyFor('someoneelse'), h.p('/etc/pacha/id_ed25519'));
     const err = await openTransport(loadConfig({ env: env() }), silentLogger, { env: env() }).then(() => null, (e) => e);
+    expect(err).toBeInstanceOf(AuthError); // not retried
     expect(err?.message).toMatch(/refused key/);
     expect(err?.hint).toMatch(/pacha-master authorize authhost/);
   });

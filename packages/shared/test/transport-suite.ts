@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ExistsError, NotFoundError } from '@pacha/shared/errors';
 import type { Transport } from '@pacha/shared/transport/transport';
 
 // One behaviour for every transport: the local folder, the embedded master and OpenSSH must
@@ -43,12 +44,19 @@ export function transportSuite(name: string, setup: () => Promise<SuiteTarget | 
       expect((await tr().stat(at('a/b')))?.type).toBe('dir');
     });
 
-    run('stat of a missing file is null; readFile of one fails with ENOENT', async () => {
+    run('stat of a missing file is null; reading one fails with a NotFoundError (ENOENT)', async () => {
       expect(await tr().stat(at('nope'))).toBeNull();
       expect(await tr().stat(at('nope/deeper'))).toBeNull();
+      await expect(tr().readFile(at('nope'))).rejects.toBeInstanceOf(NotFoundError);
       await expect(tr().readFile(at('nope'))).rejects.toMatchObject({ code: 'ENOENT' });
-      await expect(tr().download(at('nope'), path.join(tmp, 'nope'))).rejects.toMatchObject({ code: 'ENOENT' });
-      await expect(tr().list(at('nope'))).rejects.toMatchObject({ code: 'ENOENT' });
+      await expect(tr().download(at('nope'), path.join(tmp, 'nope'))).rejects.toBeInstanceOf(NotFoundError);
+      await expect(tr().list(at('nope'))).rejects.toBeInstanceOf(NotFoundError);
+    });
+
+    run('a file where a folder should be is an ExistsError, not "no such file"', async () => {
+      await tr().mkdirp(t!.base);
+      await tr().writeFile(at('plain'), 'x');
+      await expect(tr().mkdirp(at('plain'))).rejects.toBeInstanceOf(ExistsError);
     });
 
     run('writeFile / readFile round trip, overwrite truncates', async () => {

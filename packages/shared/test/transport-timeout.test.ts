@@ -6,6 +6,7 @@ import { silentLogger } from '@pacha/shared/log';
 import { SftpTransport } from '@pacha/shared/transport/sftp';
 import { startMaster } from '@pacha/test-support/master';
 import { startSshd } from '@pacha/test-support/sshd';
+import { ConnectionError } from '@pacha/shared/errors';
 
 // A master that stops answering (SIGSTOP: the TCP connection stays open, nothing comes back)
 // must fail the operation within its deadline instead of hanging the agent.
@@ -63,6 +64,7 @@ async function hangCase(connectArgs: { port: number; user: string; key: string; 
     const err = await t.writeFile(`${connectArgs.base}/x`, 'data').then(() => null, (e) => e as Error);
     const took = Date.now() - t0;
     expect(err?.message).toMatch(/timed out|stopped answering/);
+    expect(err).toBeInstanceOf(ConnectionError); // retried by push
     expect(took).toBeGreaterThanOrEqual(1400);
     expect(took).toBeLessThan(5000);
     // The connection is dropped: later calls fail at once instead of waiting again.
@@ -73,6 +75,7 @@ async function hangCase(connectArgs: { port: number; user: string; key: string; 
     // A new connection to the stopped server fails within the connect deadline.
     const t2 = Date.now();
     await expect(SftpTransport.connect(opts)).rejects.toThrow(/timed out|cannot connect/i);
+    await expect(SftpTransport.connect(opts)).rejects.toBeInstanceOf(ConnectionError);
     expect(Date.now() - t2).toBeLessThan(8000);
   } finally {
     signalTree(stopped, 'SIGCONT');

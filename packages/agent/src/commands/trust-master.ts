@@ -10,7 +10,7 @@ interface TrustArgs extends GlobalArgs {
 export const trustMasterCommand: CommandModule<GlobalArgs, TrustArgs> = {
   command: 'trust-master',
   describe: "show the master's host key fingerprint and record it in known_hosts",
-  builder: (y) => y.option('yes', { alias: 'y', type: 'boolean', describe: 'record without asking (check the fingerprint another way first)' }) as any,
+  builder: (y) => y.option('yes', { alias: 'y', type: 'boolean', describe: 'record without asking (check the fingerprint another way first)' }),
   handler: async (args) => {
     // Loaded on use: keeps start-up of the other commands short.
     const { trustMaster } = await import('@pacha/shared/transport/trust');

@@ -15,7 +15,7 @@ function cwdHost(root: string): string {
 export const watchCommand: CommandModule<GlobalArgs, PathsArgs> = {
   command: 'watch <paths..>',
   describe: 'add directories or files to the watch list',
-  builder: (y) => y.positional('paths', { type: 'string', array: true, demandOption: true, describe: 'host paths (absolute, or relative to the current directory)' }) as any,
+  builder: (y) => y.positional('paths', { type: 'string', array: true, demandOption: true, describe: 'host paths (absolute, or relative to the current directory)' }),
   handler: (argv) => {
     const ctx = createContext(argv);
     const change = addWatched(ctx.config, ctx.state, argv.paths, cwdHost(ctx.config.root));
@@ -31,7 +31,7 @@ export const watchCommand: CommandModule<GlobalArgs, PathsArgs> = {
 export const unwatchCommand: CommandModule<GlobalArgs, PathsArgs> = {
   command: 'unwatch <paths..>',
   describe: 'remove paths from the watch list (the next snapshot records their files as gone)',
-  builder: (y) => y.positional('paths', { type: 'string', array: true, demandOption: true }) as any,
+  builder: (y) => y.positional('paths', { type: 'string', array: true, demandOption: true }),
   handler: (argv) => {
     const ctx = createContext(argv);
     const change = removeWatched(ctx.config, ctx.state, argv.paths, cwdHost(ctx.config.root));

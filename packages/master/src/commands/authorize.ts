@@ -20,7 +20,7 @@ export const authorizeCommand: CommandModule<{}, AuthorizeArgs> = {
       .positional('host', { type: 'string', demandOption: true, describe: 'host name (also its SSH user name)' })
       .positional('pubkey', { type: 'string', demandOption: true, describe: 'public key file' })
       .option('hosts-path', { type: 'string', describe: 'folder holding one folder per host (as for serve)' })
-      .option('keys-dir', { type: 'string', describe: "hosts' public keys (as for serve)" }) as any,
+      .option('keys-dir', { type: 'string', describe: "hosts' public keys (as for serve)" }),
   handler: (args) => {
     let text: string;
     try {

@@ -46,7 +46,7 @@ export const serveCommand: CommandModule<{}, ServeArgs> = {
       .option('max-address-failures', { type: 'number', default: SERVE_DEFAULTS.maxAddressFailures, describe: 'failed authentications from one address per minute before it is refused for the rest of that minute' })
       .option('idle-timeout', { type: 'number', default: SERVE_DEFAULTS.idleTimeoutMs / 1000, describe: 'seconds before an idle session is closed' })
       .option('login-grace', { type: 'number', default: SERVE_DEFAULTS.loginGraceMs / 1000, describe: 'seconds allowed to authenticate' })
-      .option('log-file', { type: 'string', describe: 'also log to this file' }) as any,
+      .option('log-file', { type: 'string', describe: 'also log to this file' }),
   handler: async (args) => {
     const { host, port } = parseListen(args.listen);
     for (const [name, v] of [['max-connections', args['max-connections']], ['max-auth-tries', args['max-auth-tries']], ['max-address-failures', args['max-address-failures']]] as const) {

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { PachaConfig } from '../config.ts';
-import { PachaError, errorMessage } from '../errors.ts';
+import { ConnectionError, NotFoundError, PachaError, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { StatePaths } from '../state.ts';
 import { masterHostPaths, type MasterHostPaths, type Transport } from '../transport/transport.ts';
@@ -11,7 +11,7 @@ import { commitsAfter, selectObjects } from './pack-select.ts';
 import { buildPack } from './pack-build.ts';
 import { acquireRemoteLock } from './remote-lock.ts';
 import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.ts';
-import { clearLeftovers, ensureRemoteRepo, randomTag, readRemoteHead, writeRemoteHead, TMP_PACK_PREFIX, TMP_IDX_PREFIX, isNotFound } from './remote-repo.ts';
+import { clearLeftovers, ensureRemoteRepo, randomTag, readRemoteHead, writeRemoteHead, TMP_PACK_PREFIX, TMP_IDX_PREFIX } from './remote-repo.ts';
 
 // `pacha push`: send the snapshots the master lacks (docs/push-protocol.md).
 //   connect → lock → negotiate (read the master's ref) → pack (one pack of the missing objects)
@@ -97,7 +97,7 @@ async function pushOnce(
     try {
       lock = await acquireRemoteLock(t, remote.lock, config.hostname, log);
     } catch (e) {
-      if (!isNotFound(e)) throw e;
+      if (!(e instanceof NotFoundError)) throw e;
       await t.mkdirp(remote.repo);
       lock = await acquireRemoteLock(t, remote.lock, config.hostname, log);
     }
@@ -160,9 +160,7 @@ async function checkUploaded(t: Transport, remotePath: string, localFile: string
   const st = await t.stat(remotePath);
   const want = fs.statSync(localFile).size;
   if (!st || st.size !== want) {
-    const err = new Error(`upload of ${remotePath} is incomplete (${st ? st.size : 'no file'} of ${want} bytes): connection lost?`);
-    (err as Error & { transient: boolean }).transient = true;
-    throw err;
+    throw new ConnectionError(`upload of ${remotePath} is incomplete (${st ? st.size : 'no file'} of ${want} bytes): connection lost?`);
   }
 }
 

@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { PachaError } from '../errors.ts';
+import { LockedError, NotFoundError, PachaError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { processAlive } from '../lock.ts';
 import type { Transport } from '../transport/transport.ts';
@@ -59,7 +59,7 @@ export async function acquireRemoteLock(
       ageMs = now() - Math.min(Number.isFinite(written) ? written : Infinity, st ? st.mtimeMs : Infinity);
       if (!Number.isFinite(ageMs)) ageMs = 0;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || /no such file/i.test((e as Error).message)) continue; // released meanwhile
+      if (e instanceof NotFoundError) continue; // released meanwhile
       throw e;
     }
     const who = holder ? `pid ${holder.pid} on ${holder.machine} since ${holder.time}` : 'an unreadable holder';
@@ -68,8 +68,7 @@ export async function acquireRemoteLock(
     const deadHere = holder !== undefined && holder.host === host && holder.machine === os.hostname() &&
       (holder.pid === process.pid || !processAlive(holder.pid));
     if (ageMs < staleMs && !deadHere) {
-      throw new PachaError(`another push to ${lockPath} is in progress (${who})`, {
-        exitCode: 1,
+      throw new LockedError(`another push to ${lockPath} is in progress (${who})`, {
         hint: `it is taken over automatically once older than ${Math.round(staleMs / 60000)} minutes`,
       });
     }

@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { NotFoundError, RemoteError, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { MasterHostPaths, Transport } from '../transport/transport.ts';
 
@@ -18,8 +19,6 @@ export const TMP_REF_PREFIX = '.main.tmp-';
 export function randomTag(): string {
   return `${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
 }
-
-export const isNotFound = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT' || /no such file|not exist/i.test((e as Error).message);
 
 /** Write a small file under a temporary name next to it, then rename it over the target. */
 export async function replaceFile(t: Transport, file: string, data: string, tmpName: string): Promise<void> {
@@ -44,13 +43,13 @@ export async function ensureRemoteRepo(t: Transport, p: MasterHostPaths): Promis
 export async function readRemoteHead(t: Transport, p: MasterHostPaths): Promise<string | null> {
   const parse = (text: string, where: string): string => {
     const v = text.trim();
-    if (!/^[0-9a-f]{40}$/.test(v)) throw new Error(`${where} on the master is not a commit id: "${v.slice(0, 60)}"`);
+    if (!/^[0-9a-f]{40}$/.test(v)) throw new RemoteError(`${where} on the master is not a commit id: "${v.slice(0, 60)}"`);
     return v;
   };
   try {
     return parse((await t.readFile(`${p.repo}/${REF}`)).toString('utf8'), `${p.repo}/${REF}`);
   } catch (e) {
-    if (!isNotFound(e)) throw e;
+    if (!(e instanceof NotFoundError)) throw e;
   }
   try {
     for (const line of (await t.readFile(`${p.repo}/packed-refs`)).toString('utf8').split('\n')) {
@@ -58,7 +57,7 @@ export async function readRemoteHead(t: Transport, p: MasterHostPaths): Promise<
       if (m && m[2] === REF) return m[1];
     }
   } catch (e) {
-    if (!isNotFound(e)) throw e;
+    if (!(e instanceof NotFoundError)) throw e;
   }
   return null;
 }
@@ -81,7 +80,7 @@ export async function clearLeftovers(t: Transport, p: MasterHostPaths, log: Logg
     try {
       entries = await t.list(dir);
     } catch (e) {
-      if (isNotFound(e)) return;
+      if (e instanceof NotFoundError) return;
       throw e;
     }
     for (const e of entries) {
@@ -90,7 +89,7 @@ export async function clearLeftovers(t: Transport, p: MasterHostPaths, log: Logg
         await t.remove(`${dir}/${e.name}`);
         removed++;
       } catch (err) {
-        log.debug(`could not remove leftover ${dir}/${e.name}: ${(err as Error).message}`);
+        log.debug(`could not remove leftover ${dir}/${e.name}: ${errorMessage(err)}`);
       }
     }
   }));

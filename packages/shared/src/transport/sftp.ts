@@ -1,8 +1,7 @@
 import fs from 'node:fs';
-import SftpClient from 'ssh2-sftp-client';
 import ssh2 from 'ssh2';
-import type { ConnectConfig, SFTPWrapper, Stats } from 'ssh2';
-import { PachaError } from '../errors.ts';
+import type { ClientErrorExtensions, ConnectConfig, FileEntryWithStats, ServerHostKeyAlgorithm, SFTPWrapper, Stats } from 'ssh2';
+import { AuthError, ConnectionError, ExistsError, HostKeyError, NotFoundError, PachaError, PermissionError, RemoteError, UnsupportedError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { RemoteEntry, RemoteStat, Transport } from './transport.ts';
 import { checkHostKey, fingerprintSha256, keyTypeOfBlob, knownHostsName, readKnownHosts, hostFieldMatches } from './known-hosts.ts';
@@ -28,30 +27,18 @@ export interface SftpOptions {
   opTimeoutMs?: number;
 }
 
-/** The master's host key was not accepted: never retried, shown to the operator as is. */
-export class HostKeyError extends PachaError {
-  readonly fingerprint: string;
-  readonly keyType: string;
-  constructor(message: string, fingerprint: string, keyType: string, hint: string) {
-    super(message, { hint });
-    this.name = 'HostKeyError';
-    this.fingerprint = fingerprint;
-    this.keyType = keyType;
-  }
-}
-
-const HOST_KEY_ALGOS = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'];
+const HOST_KEY_ALGOS: ServerHostKeyAlgorithm[] = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'];
 
 /** Ask for the key types known_hosts already has for this host first (as ssh(1) does), so a master with several keys presents the recorded one. */
-function hostKeyAlgorithms(knownHostsText: string, host: string, port: number): string[] {
+function hostKeyAlgorithms(knownHostsText: string, host: string, port: number): ServerHostKeyAlgorithm[] {
   const name = knownHostsName(host, port);
-  const preferred: string[] = [];
+  const preferred: ServerHostKeyAlgorithm[] = [];
   for (const line of knownHostsText.split(/\r?\n/)) {
     const f = line.trim().split(/\s+/);
     if (f.length < 3 || f[0].startsWith('#') || f[0].startsWith('@')) continue;
     if (!hostFieldMatches(f[0], name)) continue;
     const algos = f[1] === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [f[1]];
-    for (const a of algos) if (HOST_KEY_ALGOS.includes(a) && !preferred.includes(a)) preferred.push(a);
+    for (const a of HOST_KEY_ALGOS) if (algos.includes(a) && !preferred.includes(a)) preferred.push(a);
   }
   return [...preferred, ...HOST_KEY_ALGOS.filter((a) => !preferred.includes(a))];
 }
@@ -79,21 +66,62 @@ function hostKeyError(status: 'unknown' | 'changed' | 'revoked', host: string, p
   );
 }
 
-/** SFTP status codes as the errno codes LocalTransport's callers already know. */
-const SFTP_ERRNO: Record<number, string> = { 2: 'ENOENT', 3: 'EACCES', 4: 'EIO', 8: 'ENOTSUP' };
+/** SFTP status codes (draft-ietf-secsh-filexfer-02), as ssh2 puts them in `code`. */
+const SFTP_NO_SUCH_FILE = 2;
+const SFTP_PERMISSION_DENIED = 3;
+const SFTP_NO_CONNECTION = 6;
+const SFTP_CONNECTION_LOST = 7;
+const SFTP_OP_UNSUPPORTED = 8;
+/** Errors of the local socket: the network failed, not the request. */
+const SOCKET_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH',
+  'ENETDOWN', 'EAI_AGAIN', 'ENOTCONN', 'ESHUTDOWN',
+]);
 
-function sftpError(op: string, p: string, e: unknown): Error {
-  const err = e as Error & { code?: unknown };
-  if (err instanceof PachaError) return err;
-  let code = typeof err.code === 'number' ? SFTP_ERRNO[err.code] ?? 'EIO' : typeof err.code === 'string' ? err.code : 'EIO';
-  // ssh2-sftp-client checks before fastGet and reports a missing file as a "bad path".
-  if (code === 'ERR_BAD_PATH' && /No such file/i.test(err.message)) code = 'ENOENT';
-  const out = new Error(`sftp ${op} ${p}: ${err.message}`) as NodeJS.ErrnoException;
-  out.code = code;
-  return out;
+/** The transport boundary: what ssh2 reported for one operation, as the error of its kind. */
+function sftpError(op: string, p: string, e: unknown): PachaError {
+  if (e instanceof PachaError) return e;
+  const err = e instanceof Error ? e : new Error(String(e));
+  const code = 'code' in err ? err.code : undefined;
+  const msg = `sftp ${op} ${p}: ${err.message}`;
+  const o = { cause: err };
+  if (typeof code === 'number') {
+    // A status the master answered with.
+    if (code === SFTP_NO_SUCH_FILE) return new NotFoundError(msg, o);
+    if (code === SFTP_PERMISSION_DENIED) return new PermissionError(msg, o);
+    if (code === SFTP_NO_CONNECTION || code === SFTP_CONNECTION_LOST) return new ConnectionError(msg, o);
+    if (code === SFTP_OP_UNSUPPORTED) return new UnsupportedError(msg, o);
+    return new RemoteError(msg, o);
+  }
+  // A system error: the socket (transient), or the local file of a transfer (not).
+  if (typeof code === 'string') return SOCKET_CODES.has(code) ? new ConnectionError(msg, o) : new PachaError(msg, o);
+  // No status at all: ssh2 fails the requests in flight so when the channel or connection ends.
+  return new ConnectionError(msg, o);
 }
 
-function toStat(a: Stats | { mode: number; size: number; mtime: number }): RemoteStat {
+/** Why a connection could not be opened, by ssh2's `level` of the error. */
+function connectError(e: unknown, where: string, opts: Pick<SftpOptions, 'auth' | 'user'> | null, verb = 'connect to'): PachaError {
+  if (e instanceof PachaError) return e;
+  const err: Error & ClientErrorExtensions = e instanceof Error ? e : new Error(String(e));
+  const code = 'code' in err ? err.code : undefined;
+  const msg = `cannot ${verb} the master ${where}: ${err.message.replace(/^connect: /, '')}`;
+  switch (err.level) {
+    case 'client-authentication':
+      return new AuthError(`the master ${where} refused ${opts?.auth.source ?? 'the credentials'}`, {
+        hint: `authorise this host's public key on the master (pacha-master authorize ${opts?.user ?? 'HOST'} KEY.pub, or its authorized_keys with OpenSSH)`,
+      });
+    case 'client-socket':
+    case 'client-timeout':
+    case 'protocol': // the connection ended before or during the handshake
+      return new ConnectionError(msg, { cause: err });
+    case 'client-dns':
+      return code === 'EAI_AGAIN' ? new ConnectionError(msg, { cause: err }) : new PachaError(msg, { cause: err });
+    default:
+      return new PachaError(msg, { cause: err });
+  }
+}
+
+function toStat(a: Stats): RemoteStat {
   const t = a.mode & fs.constants.S_IFMT;
   return {
     type: t === fs.constants.S_IFREG ? 'file' : t === fs.constants.S_IFDIR ? 'dir' : t === fs.constants.S_IFLNK ? 'symlink' : 'other',
@@ -114,40 +142,59 @@ function ssh2Config(opts: SftpOptions, knownText: string, onKey: (blob: Buffer) 
     readyTimeout: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     keepaliveInterval: 10_000,
     keepaliveCountMax: 3,
-    algorithms: { serverHostKey: hostKeyAlgorithms(knownText, opts.host, opts.port) as any },
+    algorithms: { serverHostKey: hostKeyAlgorithms(knownText, opts.host, opts.port) },
     hostVerifier: (key: Buffer) => onKey(key),
   };
 }
 
+/** Connect, authenticate and start the SFTP subsystem. */
+function openSftp(conn: ssh2.Client, cfg: ConnectConfig): Promise<SFTPWrapper> {
+  return new Promise((resolve, reject) => {
+    conn.once('error', reject);
+    conn.once('close', () => reject(new ConnectionError('the connection closed before SFTP started')));
+    conn.once('ready', () => {
+      conn.sftp((err, sftp) => (err ? reject(err) : resolve(sftp)));
+    });
+    conn.connect(cfg);
+  });
+}
+
 export class SftpTransport implements Transport {
   readonly description: string;
-  private readonly client: SftpClient;
+  private readonly conn: ssh2.Client;
   private readonly sftp: SFTPWrapper;
   private readonly opTimeoutMs: number;
   private readonly log: Logger;
   private posixRename: boolean | null = null;
-  private broken: Error | null = null;
+  private broken: PachaError | null = null;
+  /** Rejects when the connection closes: what is in flight then fails at once (ssh2 may not call back). */
+  private readonly closed: Promise<never>;
 
-  private constructor(client: SftpClient, sftp: SFTPWrapper, opts: SftpOptions) {
-    this.client = client;
+  private constructor(conn: ssh2.Client, sftp: SFTPWrapper, opts: SftpOptions) {
+    this.conn = conn;
     this.sftp = sftp;
     this.opTimeoutMs = opts.opTimeoutMs ?? DEFAULT_OP_TIMEOUT_MS;
     this.log = opts.log;
     this.description = `sftp://${opts.user}@${opts.host}:${opts.port}`;
-    (client as unknown as { client: ssh2.Client }).client.on('close', () => {
-      this.broken ??= new PachaError(`the connection to the master ${opts.host}:${opts.port} was closed`);
+    this.closed = new Promise<never>((_, reject) => {
+      conn.on('close', () => {
+        this.broken ??= new ConnectionError(`the connection to the master ${opts.host}:${opts.port} was closed`);
+        reject(this.broken);
+      });
     });
+    this.closed.catch(() => undefined); // nobody may be waiting
   }
 
   static async connect(opts: SftpOptions): Promise<SftpTransport> {
     const knownText = readKnownHosts(opts.knownHostsFile);
     let refusal: HostKeyError | null = null;
-    // Our own event callbacks: the library's defaults print to stdout.
-    const client = new SftpClient(`pacha-${opts.host}`, {
-      error: (e: Error) => opts.log.debug(`ssh: ${e.message}`),
-      end: () => opts.log.debug('ssh: connection ended'),
-      close: () => opts.log.debug('ssh: connection closed'),
-    } as any);
+    const conn = new ssh2.Client();
+    // Errors after the connect surface in the operations; the events only go to the debug log.
+    conn.on('error', (e) => opts.log.debug(`ssh: ${e.message}`));
+    conn.on('end', () => opts.log.debug('ssh: connection ended'));
+    conn.on('close', () => opts.log.debug('ssh: connection closed'));
+    // SFTP is request/response: without TCP_NODELAY every small request waits for a delayed ACK.
+    conn.on('connect', () => conn.setNoDelay(true));
     const cfg = ssh2Config(opts, knownText, (blob) => {
       const check = checkHostKey(knownText, opts.host, opts.port, blob);
       if (check.status === 'match') return true;
@@ -155,27 +202,18 @@ export class SftpTransport implements Transport {
       return false;
     });
     const where = `${opts.user}@${opts.host}:${opts.port}`;
-    // SFTP is request/response: without TCP_NODELAY every small request waits for a delayed ACK.
-    const raw = (client as unknown as { client: ssh2.Client }).client;
-    raw.on('connect', () => raw.setNoDelay(true));
     opts.log.debug(`connecting to ${where} with ${opts.auth.source}`);
     let sftp: SFTPWrapper;
     try {
       // The connect itself is bounded by readyTimeout; this deadline covers the SFTP start too.
-      sftp = await deadline(client.connect(cfg as any), (opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS) + 5000, () => destroy(client), `connecting to ${where}`);
+      sftp = await deadline(openSftp(conn, cfg), (opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS) + 5000, () => conn.destroy(), `connecting to ${where}`);
     } catch (e) {
-      destroy(client);
+      conn.destroy();
       if (refusal) throw refusal;
-      const msg = (e as Error).message;
-      if (/authentication methods failed|All configured authentication/i.test(msg)) {
-        throw new PachaError(`the master ${where} refused ${opts.auth.source}`, {
-          hint: `authorise this host's public key on the master (pacha-master authorize ${opts.user} KEY.pub, or its authorized_keys with OpenSSH)`,
-        });
-      }
-      throw new PachaError(`cannot connect to the master ${where}: ${msg.replace(/^connect: /, '')}`, { cause: e });
+      throw connectError(e, where, opts);
     }
     opts.log.debug(`connected to ${where}`);
-    return new SftpTransport(client, sftp, opts);
+    return new SftpTransport(conn, sftp, opts);
   }
 
   /** Run one SFTP call with the operation deadline; a missed deadline drops the connection. */
@@ -184,77 +222,79 @@ export class SftpTransport implements Transport {
     const call = new Promise<T>((resolve, reject) => {
       fn(this.sftp, (err, v) => (err ? reject(sftpError(what, p, err)) : resolve(v as T)));
     });
-    return deadline(call, this.opTimeoutMs, () => this.fail(what), `${what} ${p} on ${this.description}`);
+    return deadline(Promise.race([call, this.closed]), this.opTimeoutMs, () => this.fail(what), `${what} ${p} on ${this.description}`);
   }
 
   private fail(what: string): void {
-    this.broken ??= new PachaError(`the master ${this.description} stopped answering (during ${what}); connection dropped`);
-    destroy(this.client);
+    this.broken ??= new ConnectionError(`the master ${this.description} stopped answering (during ${what}); connection dropped`);
+    this.conn.destroy();
   }
 
   async stat(p: string): Promise<RemoteStat | null> {
     try {
       return toStat(await this.op<Stats>('stat', p, (s, cb) => s.lstat(p, cb)));
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      if (e instanceof NotFoundError) return null;
       throw e;
     }
   }
 
   async list(dir: string): Promise<RemoteEntry[]> {
-    const entries = await this.op<{ filename: string; attrs: Stats }[]>('list', dir, (s, cb) => s.readdir(dir, cb as any));
+    const entries = await this.op<FileEntryWithStats[]>('list', dir, (s, cb) => s.readdir(dir, cb));
     return entries.filter((e) => e.filename !== '.' && e.filename !== '..').map((e) => ({ name: e.filename, ...toStat(e.attrs) }));
   }
 
   readFile(p: string): Promise<Buffer> {
-    return this.op<Buffer>('read', p, (s, cb) => s.readFile(p, cb as any));
+    return this.op<Buffer>('read', p, (s, cb) => s.readFile(p, cb));
   }
 
   async writeFile(p: string, data: Uint8Array | string): Promise<void> {
-    await this.op<void>('write', p, (s, cb) => s.writeFile(p, typeof data === 'string' ? data : Buffer.from(data), cb as any));
+    await this.op<void>('write', p, (s, cb) => s.writeFile(p, typeof data === 'string' ? data : Buffer.from(data), cb));
   }
 
   async createExclusive(p: string, data: Uint8Array | string): Promise<boolean> {
     let handle: Buffer;
     try {
-      handle = await this.op<Buffer>('create', p, (s, cb) => s.open(p, 'wx', cb as any));
+      handle = await this.op<Buffer>('create', p, (s, cb) => s.open(p, 'wx', cb));
     } catch (e) {
       // SFTP v3 has no "exists" status: OpenSSH answers FAILURE. Tell by looking.
-      if ((e as NodeJS.ErrnoException).code === 'EIO' && (await this.stat(p)) !== null) return false;
+      if (e instanceof RemoteError && (await this.stat(p)) !== null) return false;
       throw e;
     }
-    const buf = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data);
+    const buf = Buffer.from(data);
     try {
-      if (buf.length > 0) await this.op<void>('write', p, (s, cb) => s.write(handle, buf, 0, buf.length, 0, cb as any));
+      if (buf.length > 0) await this.op<void>('write', p, (s, cb) => s.write(handle, buf, 0, buf.length, 0, cb));
     } finally {
-      await this.op<void>('close', p, (s, cb) => s.close(handle, cb as any));
+      await this.op<void>('close', p, (s, cb) => s.close(handle, cb));
     }
     return true;
   }
 
   async download(remote: string, localFile: string): Promise<void> {
-    // fastGet (not get): it resolves only when the local file is complete.
-    await this.transfer('download', remote, (step) =>
-      this.client.fastGet(remote, localFile, { step, mode: 0o600 } as any),
-    );
+    // The callback of fastGet comes when the local file is complete.
+    await this.transfer('download', remote, (step) => new Promise<void>((resolve, reject) => {
+      this.sftp.fastGet(remote, localFile, { step, mode: 0o600 }, (err) => (err ? reject(err) : resolve()));
+    }));
   }
 
   async upload(localFile: string, remote: string): Promise<void> {
-    await this.transfer('upload', remote, (step) => this.client.fastPut(localFile, remote, { step, mode: 0o644 } as any));
+    await this.transfer('upload', remote, (step) => new Promise<void>((resolve, reject) => {
+      this.sftp.fastPut(localFile, remote, { step, mode: 0o644 }, (err) => (err ? reject(err) : resolve()));
+    }));
   }
 
   /** A transfer may take long; it fails only after opTimeoutMs without progress. */
-  private async transfer(what: string, p: string, start: (step: () => void) => Promise<unknown>): Promise<void> {
+  private async transfer(what: string, p: string, start: (step: () => void) => Promise<void>): Promise<void> {
     if (this.broken) throw this.broken;
     let timer: NodeJS.Timeout | undefined;
     const stalled = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         this.fail(what);
-        reject(new PachaError(`${what} ${p}: no progress for ${this.opTimeoutMs / 1000}s from ${this.description}; connection dropped`));
+        reject(new ConnectionError(`${what} ${p}: no progress for ${this.opTimeoutMs / 1000}s from ${this.description}; connection dropped`));
       }, this.opTimeoutMs);
     });
     try {
-      await Promise.race([start(() => timer?.refresh()).catch((e) => Promise.reject(sftpError(what, p, e))), stalled]);
+      await Promise.race([start(() => timer?.refresh()).catch((e: unknown) => Promise.reject(sftpError(what, p, e))), stalled, this.closed]);
     } finally {
       clearTimeout(timer);
     }
@@ -266,25 +306,32 @@ export class SftpTransport implements Transport {
     // plain RENAME replaces atomically.
     if (this.posixRename !== false) {
       try {
-        await this.op<void>('rename', from, (s, cb) => s.ext_openssh_rename(from, to, cb as any));
+        await this.op<void>('rename', from, (s, cb) => {
+          try {
+            s.ext_openssh_rename(from, to, cb);
+          } catch (e) {
+            // ssh2 throws at once when the server did not advertise the extension.
+            cb(new UnsupportedError(`posix-rename@openssh.com: ${e instanceof Error ? e.message : String(e)}`));
+          }
+        });
         this.posixRename = true;
         return;
       } catch (e) {
-        if (!/does not support/i.test((e as Error).message)) throw e;
+        if (!(e instanceof UnsupportedError)) throw e;
         this.posixRename = false;
       }
     }
-    await this.op<void>('rename', from, (s, cb) => s.rename(from, to, cb as any));
+    await this.op<void>('rename', from, (s, cb) => s.rename(from, to, cb));
   }
 
   async mkdirp(p: string): Promise<void> {
     const st = await this.stat(p);
     if (st?.type === 'dir') return;
-    if (st) throw Object.assign(new Error(`sftp mkdir ${p}: exists and is not a directory`), { code: 'EEXIST' });
+    if (st) throw new ExistsError(`sftp mkdir ${p}: exists and is not a directory`);
     const parent = p.replace(/\/+[^/]+\/*$/, '') || '/';
     if (parent !== p) await this.mkdirp(parent);
     try {
-      await this.op<void>('mkdir', p, (s, cb) => s.mkdir(p, cb as any));
+      await this.op<void>('mkdir', p, (s, cb) => s.mkdir(p, cb));
     } catch (e) {
       if ((await this.stat(p))?.type !== 'dir') throw e; // lost a race with another writer: fine
     }
@@ -292,28 +339,24 @@ export class SftpTransport implements Transport {
 
   async remove(p: string): Promise<void> {
     try {
-      await this.op<void>('remove', p, (s, cb) => s.unlink(p, cb as any));
+      await this.op<void>('remove', p, (s, cb) => s.unlink(p, cb));
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      if (!(e instanceof NotFoundError)) throw e;
     }
   }
 
   async close(): Promise<void> {
     if (this.broken) {
-      destroy(this.client);
+      this.conn.destroy();
       return;
     }
-    this.broken = new PachaError(`the connection to ${this.description} is closed`);
-    await deadline(this.client.end().then(() => undefined), 5000, () => destroy(this.client), 'closing').catch(() => destroy(this.client));
+    this.broken = new ConnectionError(`the connection to ${this.description} is closed`);
+    const closed = new Promise<void>((resolve) => {
+      this.conn.once('close', () => resolve());
+      this.conn.end();
+    });
+    await deadline(closed, 5000, () => this.conn.destroy(), 'closing').catch(() => this.conn.destroy());
     this.log.debug(`closed ${this.description}`);
-  }
-}
-
-function destroy(client: SftpClient): void {
-  try {
-    (client as unknown as { client: ssh2.Client }).client.destroy();
-  } catch {
-    // already gone
   }
 }
 
@@ -323,7 +366,7 @@ function deadline<T>(p: Promise<T>, ms: number, onTimeout: () => void, what: str
   const t = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       onTimeout();
-      reject(new PachaError(`timed out after ${ms / 1000}s: ${what}`));
+      reject(new ConnectionError(`timed out after ${ms / 1000}s: ${what}`));
     }, ms);
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
@@ -348,7 +391,7 @@ export function probeHostKey(host: string, port: number, timeoutMs = DEFAULT_CON
     conn.on('error', (e) => {
       done();
       if (seen) resolve(seen);
-      else reject(new PachaError(`cannot reach the master ${host}:${port}: ${e.message}`));
+      else reject(connectError(e, `${host}:${port}`, null, 'reach'));
     });
     conn.on('ready', () => {
       done();
@@ -359,7 +402,7 @@ export function probeHostKey(host: string, port: number, timeoutMs = DEFAULT_CON
       port,
       username: 'pacha-probe',
       readyTimeout: timeoutMs,
-      algorithms: { serverHostKey: hostKeyAlgorithms(preferred, host, port) as any },
+      algorithms: { serverHostKey: hostKeyAlgorithms(preferred, host, port) },
       hostVerifier: (key: Buffer) => {
         seen = { blob: Buffer.from(key), type: keyTypeOfBlob(key), fingerprint: fingerprintSha256(key) };
         // Refuse: we only wanted the key. The refusal ends the handshake.
