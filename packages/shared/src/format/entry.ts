@@ -39,7 +39,7 @@ export interface MetadataEntry {
 
 /** A snapshot's text does not follow the format. */
 export class FormatError extends PachaError {
-  readonly code = 'EFORMAT';
+  override readonly code: string = 'EFORMAT';
   constructor(message: string) {
     super(message);
     this.name = 'FormatError';
