@@ -34,7 +34,7 @@ export function sameIdentity(a: Identity, b: Identity): boolean {
  * something new in the way): refused, never followed. Stable code for scripts and tests.
  */
 export class TargetChangedError extends PachaError {
-  readonly code = 'TARGET_CHANGED';
+  override readonly code = 'TARGET_CHANGED';
   readonly hostPath: string;
   readonly reason: string;
   constructor(hostPath: string, reason: string) {
