@@ -8,61 +8,21 @@ import { escapeTerminal } from './terminal.ts';
 export interface CliSpec {
   name: string;
   usage: string;
-  /** The commands, or a function that loads them (so that start-up loads only what runs). */
-  commands: CommandModule<any, any>[] | (() => Promise<CommandModule<any, any>[]>);
+  /**
+   * The commands: modules, or loaders by command name so that a command line loads only the
+   * module of the command it names (the others are loaded for help or an unknown name).
+   */
+  commands: CommandModule<any, any>[] | Record<string, () => Promise<CommandModule<any, any>>>;
   /** Extra global options (e.g. --config). */
   options?: (y: Argv<any>) => Argv<any>;
-  /** Commands that may run without yargs, by name (see quickArgs). */
-  quick?: Record<string, QuickCommand>;
-  /** The extra global options that take a string, for the quick path: long name -> alias ('' none). */
-  quickGlobals?: Record<string, string>;
 }
 
-/** A command the quick path runs: its yargs module (whose handler runs) and its string options. */
-export interface QuickCommand {
-  load: () => Promise<CommandModule<any, any>>;
-  /** Long name -> one-letter alias ('' for none). */
-  strings?: Record<string, string>;
-}
-
-/**
- * The arguments of a command line simple enough to need no yargs, else null. Loading yargs
- * costs some 60 ms of start-up (its width tables), which the commands that cron, systemd and
- * scripts run all day (`pacha snapshot`) need not pay. Only `--json`, `-v`/`--verbose` and the
- * declared string options (`--name VALUE`, `--name=VALUE`, `-a VALUE`) are taken, each at most
- * once; anything else (help, a typo, a positional) goes to yargs, which explains it.
- */
-export function quickArgs(spec: CliSpec, argv: string[]): { command: QuickCommand; args: Record<string, unknown> } | null {
-  const command = spec.quick?.[argv[0]];
-  if (command === undefined) return null;
-  const strings: Record<string, string> = { ...spec.quickGlobals, ...command.strings };
-  const byAlias = new Map(Object.entries(strings).filter(([, a]) => a !== '').map(([name, a]) => [`-${a}`, name]));
-  const args: Record<string, unknown> = { _: [argv[0]], $0: spec.name };
-  for (let i = 1; i < argv.length; i++) {
-    const a = argv[i];
-    let name: string | undefined;
-    let value: string | undefined;
-    if (a === '--json') name = 'json';
-    else if (a === '--verbose' || a === '-v') name = 'verbose';
-    else if (byAlias.has(a)) name = byAlias.get(a);
-    else if (a.startsWith('--')) {
-      const eq = a.indexOf('=');
-      name = a.slice(2, eq < 0 ? undefined : eq);
-      if (!(name in strings)) return null;
-      if (eq >= 0) value = a.slice(eq + 1);
-    } else return null;
-    if (name === undefined || name in args) return null;
-    if (name === 'json' || name === 'verbose') {
-      args[name] = true;
-      continue;
-    }
-    if (value === undefined) {
-      value = argv[++i];
-      if (value === undefined || value.startsWith('-')) return null;
-    }
-    args[name] = value;
-  }
-  return { command, args };
+/** The command modules a command line needs: the one it names when it names one, else all. */
+async function commandsFor(spec: CliSpec, argv: string[]): Promise<CommandModule<any, any>[]> {
+  if (Array.isArray(spec.commands)) return spec.commands;
+  const loaders = spec.commands;
+  const named = argv[0] !== undefined && Object.hasOwn(loaders, argv[0]) ? [loaders[argv[0]]] : Object.values(loaders);
+  return Promise.all(named.map((load) => load()));
 }
 
 /** yargs refused the command line (unknown option, missing command, bad value). */
@@ -88,16 +48,7 @@ function exitCodeSet(): number {
 }
 
 export async function runCli(spec: CliSpec, argv: string[]): Promise<number> {
-  const quick = quickArgs(spec, argv);
-  if (quick !== null) {
-    try {
-      await (await quick.command.load()).handler(quick.args as never);
-      return exitCodeSet();
-    } catch (err) {
-      return reportError(err);
-    }
-  }
-  const yargs = (await import('yargs')).default;
+  const [yargs, commands] = await Promise.all([import('yargs').then((m) => m.default), commandsFor(spec, argv)]);
   let parser: Argv<any> = yargs(argv)
     .scriptName(spec.name)
     .usage(`$0 <command> [options]\n\n${spec.usage}`)
@@ -105,7 +56,7 @@ export async function runCli(spec: CliSpec, argv: string[]): Promise<number> {
     .option('json', { type: 'boolean', describe: 'machine-readable output' });
   if (spec.options) parser = spec.options(parser);
   parser = parser
-    .command(typeof spec.commands === 'function' ? await spec.commands() : spec.commands)
+    .command(commands)
     .demandCommand(1, `name a command (${spec.name} --help lists them)`)
     .strict()
     .help()

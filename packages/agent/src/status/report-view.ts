@@ -30,7 +30,7 @@ export function formatReport(report: ReportFile): string {
     rows.push([first ? op : '', 'total', fmtMs(total), '']);
     const sizes = SIZE_KEYS.filter((k) => typeof e[k] === 'number').map((k) => (k === 'bytes' ? bytes(e[k] as number) : `${e[k]} ${k}`));
     const when = typeof e.time === 'string' ? ` at ${e.time}` : '';
-    // A snapshot says how it looked at the files (quick, full, dirty) and what the worker thread did.
+    // A snapshot says how it looked at the files: full (every root walked) or dirty (the watcher's paths).
     if (typeof e.route === 'string') sizes.push(`${e.route} route`);
     notes.push(`${op}${when}: ${sizes.length > 0 ? sizes.join(', ') : 'no sizes recorded'}`);
   }
