@@ -7,6 +7,7 @@ import { isValidHostName } from '@pacha/shared/config';
 import { loadHostKeys } from './authorized-keys.ts';
 import { loadOrCreateHostKey } from './host-key.ts';
 import { HostView } from './host-view.ts';
+import { MasterCounters } from './metrics.ts';
 import { serveSftp } from './sftp-session.ts';
 import type { MasterLayout } from './layout.ts';
 
@@ -32,6 +33,8 @@ export interface ServeOptions {
   /** A session without requests for this long is closed. */
   idleTimeoutMs: number;
   log: Logger;
+  /** Counted for --metrics (metrics.ts). */
+  counters?: MasterCounters;
 }
 
 export const SERVE_DEFAULTS = {
@@ -49,11 +52,13 @@ export interface RunningMaster {
   fingerprint: string;
   hostPublicKey: string;
   connections(): number;
+  counters: MasterCounters;
   close(): Promise<void>;
 }
 
 export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
   const { log, layout } = opts;
+  const counters = opts.counters ?? new MasterCounters();
   const hostKey = loadOrCreateHostKey(layout.hostKeyFile);
   if (hostKey.created) log.info(`created host key ${layout.hostKeyFile} (${hostKey.fingerprint})`);
 
@@ -120,13 +125,17 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
       }
       if (ctx.method !== 'publickey') {
         // 'none' is how every client starts: not counted. Passwords are never accepted.
-        if (ctx.method !== 'none') authFailures++;
+        if (ctx.method !== 'none') {
+          authFailures++;
+          counters.refuse('auth_failed');
+        }
         ctx.reject(['publickey']);
       } else {
         const keys = isValidHostName(ctx.username) ? loadHostKeys(layout, ctx.username) : [];
         const key = keys.find((k) => k.getPublicSSH().equals(ctx.key.data));
         if (key === undefined) {
           authFailures++;
+          counters.refuse('auth_failed');
           noteFailure(ip);
           ctx.reject(['publickey']);
         } else if (ctx.signature === undefined) {
@@ -137,6 +146,7 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
           return;
         } else {
           authFailures++;
+          counters.refuse('auth_failed');
           noteFailure(ip);
           ctx.reject(['publickey']);
         }
@@ -171,9 +181,11 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
             withRefLock: (fn) => withRefLock(user, fn),
             onRefUpdate: (old, next) => {
               pushes++;
+              counters.push(user);
               log.info(`push accepted: host=${user} main ${old ? old.slice(0, 12) : '(new)'}..${next.slice(0, 12)} conn=${id}`);
             },
             debug: (m) => log.debug(`conn=${id} ${m}`),
+            onRefusal: (status) => counters.refuse(status === 'denied' ? 'sftp_denied' : 'sftp_failed'),
           });
           sftp.on('close', () => {
             channels--;
@@ -204,11 +216,13 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
   const tcp = net.createServer((socket) => {
     const ip = socket.remoteAddress ?? '?';
     if (live.size >= opts.maxConnections) {
+      counters.refuse('max_connections');
       log.warn(`refused connection from ${ip}: ${live.size} connections open (limit ${opts.maxConnections}, --max-connections)`);
       socket.destroy();
       return;
     }
     if (addressBlocked(ip)) {
+      counters.refuse('address_blocked');
       log.warn(`refused connection from ${ip}: too many failed authentications in the last ${opts.addressWindowMs / 1000}s`);
       socket.destroy();
       return;
@@ -216,7 +230,9 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
     live.add(socket);
     const key = peer(socket.remoteAddress, socket.remotePort);
     byPeer.set(key, socket);
+    counters.connections++;
     const grace = setTimeout(() => {
+      counters.refuse('login_timeout');
       const note = graceOutcome.get(socket);
       if (note) note();
       else log.info(`connection from ${ip}: closed: no SSH handshake within ${opts.loginGraceMs / 1000}s`);
@@ -244,6 +260,7 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
     fingerprint: hostKey.fingerprint,
     hostPublicKey: hostKey.publicLine,
     connections: () => live.size,
+    counters,
     close: () =>
       new Promise<void>((resolve) => {
         tcp.close(() => resolve());

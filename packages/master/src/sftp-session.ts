@@ -32,6 +32,8 @@ export interface SessionHooks {
   /** An accepted ref update (one log line per push). */
   onRefUpdate(old: string | null, next: string): void;
   debug(msg: string): void;
+  /** A request refused (counted for --metrics); "missing" is an answer, not a refusal. */
+  onRefusal?(status: 'denied' | 'failure'): void;
 }
 
 export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks): void {
@@ -56,6 +58,7 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
   const fail = (reqId: number, e: unknown) => {
     if (e instanceof Refusal) {
       hooks.debug(`${view.host}: refused: ${e.message}`);
+      if (e.status !== 'missing') hooks.onRefusal?.(e.status);
       const code = e.status === 'denied' ? STATUS_CODE.PERMISSION_DENIED : e.status === 'missing' ? STATUS_CODE.NO_SUCH_FILE : STATUS_CODE.FAILURE;
       sftp.status(reqId, code, e.message);
       return;

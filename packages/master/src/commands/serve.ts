@@ -2,6 +2,7 @@ import type { CommandModule } from 'yargs';
 import { createLogger } from '@pacha/shared/log';
 import { UsageError } from '@pacha/shared/errors';
 import { masterLayout, DEFAULT_HOSTS_PATH, DEFAULT_VIRTUAL_HOSTS_PATH } from '../layout.ts';
+import { renderMasterMetrics, serveMetrics, type MetricsServer } from '../metrics.ts';
 import { SERVE_DEFAULTS, startMaster } from '../server.ts';
 
 interface ServeArgs {
@@ -16,17 +17,18 @@ interface ServeArgs {
   'idle-timeout': number;
   'login-grace': number;
   'log-file'?: string;
+  metrics?: string;
   verbose?: boolean;
 }
 
 export const DEFAULT_LISTEN = '0.0.0.0:2222';
 
 /** "ADDR:PORT", "[v6]:PORT" or ":PORT" -> host and port. */
-export function parseListen(v: string): { host: string; port: number } {
+export function parseListen(v: string, option = '--listen'): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(v);
   const port = m ? Number(m[3]) : NaN;
   if (!m || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new UsageError(`--listen ${v}: not an address and port (accepted: ADDR:PORT such as 0.0.0.0:2222, [::]:2222, 127.0.0.1:0 for any free port)`);
+    throw new UsageError(`${option} ${v}: not an address and port (accepted: ADDR:PORT such as ${option === '--listen' ? '0.0.0.0:2222, [::]:2222' : '127.0.0.1:9474, [::]:9474'}, 127.0.0.1:0 for any free port)`);
   }
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
@@ -46,9 +48,11 @@ export const serveCommand: CommandModule<{}, ServeArgs> = {
       .option('max-address-failures', { type: 'number', default: SERVE_DEFAULTS.maxAddressFailures, describe: 'failed authentications from one address per minute before it is refused for the rest of that minute' })
       .option('idle-timeout', { type: 'number', default: SERVE_DEFAULTS.idleTimeoutMs / 1000, describe: 'seconds before an idle session is closed' })
       .option('login-grace', { type: 'number', default: SERVE_DEFAULTS.loginGraceMs / 1000, describe: 'seconds allowed to authenticate' })
-      .option('log-file', { type: 'string', describe: 'also log to this file' }),
+      .option('log-file', { type: 'string', describe: 'also log to this file' })
+      .option('metrics', { type: 'string', describe: 'serve Prometheus metrics on http://ADDR:PORT/metrics (off by default)' }),
   handler: async (args) => {
     const { host, port } = parseListen(args.listen);
+    const metricsAt = args.metrics !== undefined ? parseListen(args.metrics, '--metrics') : undefined;
     for (const [name, v] of [['max-connections', args['max-connections']], ['max-auth-tries', args['max-auth-tries']], ['max-address-failures', args['max-address-failures']]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${name} ${v}: accepted: a whole number of 1 or more`);
     }
@@ -73,12 +77,22 @@ export const serveCommand: CommandModule<{}, ServeArgs> = {
       loginGraceMs: args['login-grace'] * 1000,
       log,
     });
+    let metrics: MetricsServer | undefined;
+    if (metricsAt) {
+      try {
+        metrics = await serveMetrics(metricsAt.host, metricsAt.port, () => renderMasterMetrics(layout, master.counters, master.connections()), log);
+      } catch (e) {
+        await master.close();
+        throw e;
+      }
+    }
     // Tests and supervisors read this line for the port (with --listen ...:0).
     log.info(`pacha-master listening on ${master.host}:${master.port}; hosts ${layout.hostsPath}, keys ${layout.keysDir}; host key ${master.hostPublicKey.split(' ')[0]} ${master.fingerprint}`);
+    if (metrics) log.info(`metrics on http://${metrics.host.includes(':') ? `[${metrics.host}]` : metrics.host}:${metrics.port}/metrics`);
     await new Promise<void>((resolve) => {
       const stop = (sig: string) => {
         log.info(`${sig}: stopping`);
-        void master.close().then(resolve);
+        void Promise.all([master.close(), metrics?.close()]).then(() => resolve());
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
