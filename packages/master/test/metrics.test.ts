@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import SftpClient from 'ssh2-sftp-client';
+import ssh2 from 'ssh2';
+import type { SFTPWrapper } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestHost, type TestHost } from '@pacha/test-support/host';
 import { embeddedTarget, startMaster, writeAgentConfig, type MasterHandle } from '@pacha/test-support/master';
@@ -26,6 +27,16 @@ afterAll(async () => {
   for (const h of hosts) h.cleanup();
   fs.rmSync(work, { recursive: true, force: true });
 });
+
+/** An SFTP session as host "metered" with a given private key. */
+function sftpSession(privateKey: Buffer): Promise<{ sftp: SFTPWrapper; end(): void }> {
+  return new Promise((resolve, reject) => {
+    const conn = new ssh2.Client();
+    conn.on('ready', () => conn.sftp((err, sftp) => (err ? reject(err) : resolve({ sftp, end: () => conn.end() }))));
+    conn.on('error', reject);
+    conn.connect({ host: '127.0.0.1', port: m.port, username: 'metered', privateKey });
+  });
+}
 
 async function scrape(): Promise<Map<string, number>> {
   const res = await fetch(url);
@@ -72,15 +83,13 @@ describe('pacha-master serve --metrics', () => {
 
   it('counts refusals by reason: an unknown key, a write outside the allowlist', async () => {
     const stranger = generateKey(path.join(work, 'stranger'));
-    const c1 = new SftpClient();
-    await expect(c1.connect({ host: '127.0.0.1', port: m.port, username: 'metered', privateKey: fs.readFileSync(stranger.file) })).rejects.toThrow();
-    await c1.end().catch(() => {});
+    await expect(sftpSession(fs.readFileSync(stranger.file))).rejects.toThrow();
     expect((await scrape()).get('pacha_master_refusals_total{reason="auth_failed"}')).toBeGreaterThanOrEqual(1);
 
-    const c2 = new SftpClient();
-    await c2.connect({ host: '127.0.0.1', port: m.port, username: 'metered', privateKey: fs.readFileSync(m.keyFor('metered')) });
-    await expect(c2.put(Buffer.from('#!/bin/sh\n'), '/pacha/hosts/metered/pacha_pre/10-evil')).rejects.toThrow();
-    await c2.end();
+    const own = await sftpSession(fs.readFileSync(m.keyFor('metered')));
+    const opened = new Promise<void>((resolve, reject) => own.sftp.open('/pacha/hosts/metered/pacha_pre/10-evil', 'w', (err) => (err ? reject(err) : resolve())));
+    await expect(opened).rejects.toThrow(/denied/i);
+    own.end();
     expect((await scrape()).get('pacha_master_refusals_total{reason="sftp_denied"}')).toBeGreaterThanOrEqual(1);
   });
 });
