@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { build } from 'esbuild-wasm';
-import { npmBinaries } from '../packages/shared/src/xattr/native.ts';
+import { npmBinaries } from '@pacha/shared/xattr/native';
 
 const repo = path.resolve(import.meta.dirname, '..');
 
