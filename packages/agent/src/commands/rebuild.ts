@@ -2,6 +2,7 @@ import readline from 'node:readline';
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError, errorMessage } from '@pacha/shared/errors';
 import { DEFAULT_HOOK_TIMEOUT_SECONDS } from '@pacha/shared/rebuild/hooks';
+import { SELINUX_MODES, type SelinuxMode } from '@pacha/shared/xattr/xattr';
 import { createContext, type GlobalArgs } from '../context.ts';
 import { recordRebuild } from '../status/status-files.ts';
 
@@ -17,6 +18,7 @@ interface RebuildArgs extends GlobalArgs {
   'hook-timeout'?: number;
   packages?: boolean;
   accounts?: boolean;
+  selinux?: SelinuxMode;
   '--'?: (string | number)[];
 }
 
@@ -48,6 +50,11 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
       .option('accounts', { type: 'boolean', default: true, describe: 'create the recorded users and groups the host lacks (--no-accounts: skip)' })
       .option('packages', { type: 'boolean', default: true, describe: 'install the recorded manual packages the host lacks, pinned where the archive has the version (--no-packages: skip)' })
       .option('hook-timeout', { type: 'number', default: DEFAULT_HOOK_TIMEOUT_SECONDS, describe: 'seconds a hook may run before it is stopped' })
+      .option('selinux', {
+        choices: SELINUX_MODES,
+        default: 'auto' as SelinuxMode,
+        describe: 'SELinux labels (security.selinux): auto restores them where this host has SELinux enabled, force always, skip never',
+      })
       .example('$0 rebuild web1', 'rebuild web1 from the newest snapshot, asking first')
       .example('$0 rebuild web1 --yes -- /usr/sbin/nginx -g "daemon off;"', 'rebuild, then run a container entrypoint') as Argv<RebuildArgs>,
   handler: async (args) => {
@@ -79,6 +86,7 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
         hookTimeoutSeconds: args['hook-timeout'],
         noAccounts: args.accounts === false,
         noPackages: args.packages === false,
+        selinux: args.selinux,
         confirm: interactive ? askEnter : undefined,
         out: ctx.json ? () => undefined : (l) => process.stdout.write(l + '\n'),
         onOutcome: (r) => {

@@ -6,6 +6,9 @@ import { comparePaths, formatMode } from '../format/entry.ts';
 import { isWithin } from '../watchlist.ts';
 import type { OwnerResolver } from './owners.ts';
 import type { RestoreItem, ValidatedSnapshot } from './validate.ts';
+import { loadOwners } from '../snapshot/owners.ts';
+import { xattrFieldChanges } from '../xattr/encode.ts';
+import type { XattrRestorer } from '../xattr/xattr.ts';
 
 // What the rebuild would change on this host: each snapshot entry is created, replaced
 // (content, type or symlink target differs) or left (same content), plus the metadata
@@ -96,6 +99,8 @@ function owner(name: string, id: number): string {
 export interface PlanOptions {
   root: string;
   resolver: OwnerResolver;
+  /** Compares each kept path's extended attributes with the snapshot's. */
+  xattrs?: XattrRestorer;
   /** --delete: also remove what the host has under the roots and the snapshot does not. */
   deleteExtra: boolean;
 }
@@ -107,6 +112,7 @@ export async function planRestore(v: ValidatedSnapshot, opts: PlanOptions): Prom
   // Items come parents first: below a directory the host lacks, nothing exists (no lstat needed
   // for most paths of a rebuild onto a fresh machine).
   const missing = new Set<string>();
+  const liveNames = opts.xattrs ? loadOwners(opts.root) : undefined;
   for (const it of v.items) {
     const local = hostPath(it.hostPath, opts.root);
     const parentMissing = missing.has(path.posix.dirname(it.hostPath));
@@ -132,6 +138,8 @@ export async function planRestore(v: ValidatedSnapshot, opts: PlanOptions): Prom
       if (it.type !== 'symlink' && ex.mode !== it.mode) changes.push(`chmod ${formatMode(ex.mode)} -> ${formatMode(it.mode)}`);
       if (ex.uid !== uid || ex.gid !== gid) changes.push(`chown ${ex.uid}:${ex.gid} -> ${owner(it.user, uid)}:${owner(it.group, gid)}`);
       if (it.type !== 'dir' && ex.mtimeNs / 1000n !== it.mtimeNs / 1000n) changes.push('mtime');
+      const xd = opts.xattrs?.differences(local, it.xattrs, it.hostPath, liveNames!);
+      if (xd) changes.push(`xattrs ${xd}`);
       // A file with other names elsewhere (a hard link) gets no chown or chmod: that would change
       // the other names' file too. It is replaced by a copy of its own instead.
       if (changes.length && it.type === 'file' && ex.nlink > 1) {
@@ -178,7 +186,7 @@ export function describePlan(plan: Plan): string[] {
   for (const p of plan.items) {
     const it = p.item;
     const what = it.type === 'symlink' ? `symlink -> ${it.target}` : it.type === 'file' ? `file ${it.size} bytes` : 'dir';
-    const meta = `${formatMode(it.mode)} ${owner(it.user, it.uid)}:${owner(it.group, it.gid)}`;
+    const meta = `${formatMode(it.mode)} ${owner(it.user, it.uid)}:${owner(it.group, it.gid)}${it.xattrs ? `, xattrs ${xattrFieldChanges('', it.xattrs)}` : ''}`;
     if (p.action === 'create') lines.push(`create   ${it.hostPath} (${what}, ${meta})`);
     else if (p.action === 'replace') lines.push(`replace  ${it.hostPath} (${p.changes.join(', ')}; ${meta})`);
     else for (const c of p.changes) lines.push(`${c.split(' ')[0].padEnd(8)} ${it.hostPath} (${c})`);

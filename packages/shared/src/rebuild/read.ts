@@ -24,6 +24,8 @@ export interface StagedSnapshot {
   entries: MetadataEntry[];
   /** Every path of the commit's tree outside .pacha/, by real path. */
   tree: Map<string, TreeItem>;
+  /** Snapshot format version: format 1 recorded no extended attributes. */
+  version: number;
 }
 
 function damaged(what: string, err: unknown): PachaError {
@@ -128,7 +130,7 @@ export function readStagedSnapshot(repoDir: string, objects: RepoObjects, commit
   try {
     const snap = readSnapshotTree(source, c.tree);
     const entries: MetadataEntry[] = snap.entries;
-    return { repoDir, commit, timeMs: c.time * 1000, message: c.message, roots: snap.roots, entries, tree: snap.tree };
+    return { repoDir, commit, timeMs: c.time * 1000, message: c.message, roots: snap.roots, entries, tree: snap.tree, version: snap.version };
   } catch (e) {
     if (!(e instanceof FormatError)) throw e;
     // The message may quote names from the repository: escaped for the terminal.

@@ -16,7 +16,8 @@ import { escapeTerminal } from '../terminal.ts';
 import { createStagingDir, fetchHostTree, removeStagingDir, type Staging } from './fetch.ts';
 import { DEFAULT_HOOK_TIMEOUT_SECONDS, listHooks, runHooks } from './hooks.ts';
 import { BlobSource } from './blob-source.ts';
-import { ownerResolver } from './owners.ts';
+import { ownerResolver, type OwnerResolver } from './owners.ts';
+import { defaultPolicy, XattrRestorer, type SelinuxMode } from '../xattr/xattr.ts';
 import { describePlan, planRestore, type Plan } from './plan.ts';
 import { readStagedSnapshot, resolveAt } from './read.ts';
 import { restorePlan, type RestoreCounts, type RestoreResult } from './restore.ts';
@@ -59,6 +60,8 @@ export interface RebuildOptions {
   /** Skip the built-in steps (host/rebuild-steps.ts). */
   noAccounts?: boolean;
   noPackages?: boolean;
+  /** security.selinux: restored where the target has SELinux (auto, the default), always, or never. */
+  selinux?: SelinuxMode;
 }
 
 /** What a rebuild did, for the operator's status files (the agent writes them). */
@@ -161,7 +164,14 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     const postHooks = listHooks(staging.post, 'post');
 
     // 3. plan and confirm
-    const makePlan = () => time('plan', () => planRestore(valid, { root: config.root, resolver: ownerResolver(loadAccounts(config.root), config.root), deleteExtra: opts.deleteExtra === true }));
+    // Extended attributes: ACL ids mapped by name like owners; format 1 recorded none.
+    const xattrPolicy = defaultPolicy(opts.selinux ?? 'auto', config.root);
+    const xattrsFor = (r: OwnerResolver) => new XattrRestorer(r, xattrPolicy, snap.version >= 2);
+    const makePlan = () =>
+      time('plan', () => {
+        const resolver = ownerResolver(loadAccounts(config.root), config.root);
+        return planRestore(valid, { root: config.root, resolver, xattrs: xattrsFor(resolver), deleteExtra: opts.deleteExtra === true });
+      });
     let plan: Plan = await makePlan();
     out(`Snapshot: ${commit} (${new Date(snap.timeMs).toISOString()})${opts.at ? ` chosen by --at ${opts.at}` : ' (newest)'}`);
     // Names below come from the repository and the master: escaped for the terminal.
@@ -222,10 +232,13 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
       plan = await makePlan();
     }
     const keepDir = path.join(state.replacedDir, new Date().toISOString());
-    const res: RestoreResult = await restorePlan(plan, { root: config.root, keepDir, resolver, log, blobs: blobs! });
+    const xattrs = xattrsFor(resolver);
+    const res: RestoreResult = await restorePlan(plan, { root: config.root, keepDir, resolver, log, blobs: blobs!, xattrs });
     phases.restore = res.phases.restore;
     phases.metadata = res.phases.metadata;
-    const warnings = [...built.warnings, ...resolver.reportMissing(log)];
+    const xattrWarnings = xattrs.messages();
+    for (const w of xattrWarnings) log.warn(escapeTerminal(w));
+    const warnings = [...built.warnings, ...resolver.reportMissing(log), ...xattrWarnings];
     counts = { created: res.created, replaced: res.replaced, unchanged: res.unchanged, deleted: res.deleted, metadataFixed: res.metadataFixed, bytes: res.bytes };
     if (res.refused.length) {
       // The rest is in place; the post hooks (which expect a whole host) do not run.
@@ -236,7 +249,7 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     }
 
     if (opts.verify) {
-      const problems = await time('verify', () => verifyRestored(valid.items, config.root, resolver));
+      const problems = await time('verify', () => verifyRestored(valid.items, config.root, resolver, xattrs));
       if (problems.length) {
         throw new PachaError(`--verify: ${problems.length} restored path(s) differ from the snapshot:\n${problems.slice(0, 20).map((p) => `  ${p}`).join('\n')}`);
       }

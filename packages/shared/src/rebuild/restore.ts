@@ -8,6 +8,7 @@ import type { Existing, Plan, PlannedItem } from './plan.ts';
 import type { BlobSource } from './blob-source.ts';
 import { NEW_FILE_FLAGS, TargetChangedError, TargetTree, sameIdentity, type Identity, type TargetDir } from './target-tree.ts';
 import type { RestoreItem } from './validate.ts';
+import type { XattrRestorer } from '../xattr/xattr.ts';
 
 // Puts the planned entries in place, every write and metadata change through a descriptor of
 // a verified directory (target-tree.ts): nothing is ever done by a path a local user could
@@ -31,6 +32,8 @@ export interface RestoreOptions {
   blobs: BlobSource;
   /** Small files written before their fsyncs are awaited together. */
   batch?: number;
+  /** Applies each record's extended attributes (absent: left as they are). */
+  xattrs?: XattrRestorer;
 }
 
 /** What a restore did, path by path; also the counts of a rebuild's summary and callback. */
@@ -84,15 +87,19 @@ const setMode: MetadataStep = (t, it) => {
   if ('fd' in t) fs.fchmodSync(t.fd, it.mode);
 };
 
+/** Extended attributes and ACLs (xattr/xattr.ts): ACL ids by name, capabilities after the chown. */
+const setXattrs =
+  (x: XattrRestorer | undefined): MetadataStep =>
+  (t, it) =>
+    x?.apply(t, it.xattrs, it.hostPath);
+
 /**
  * The design's order for every path, after its contents: owner, then extended attributes and
- * ACLs (their step goes right after setOwner), times, and the mode last (chown clears
- * setuid/setgid).
+ * ACLs (a chown clears security.capability), times, and the mode last (chown clears
+ * setuid/setgid; setting an ACL rewrites the group bits).
  */
-export const METADATA_STEPS: readonly MetadataStep[] = [setOwner, setTimes, setMode];
-
-function applyMetadata(t: MetadataTarget, it: RestoreItem, owner: Owner): void {
-  for (const step of METADATA_STEPS) step(t, it, owner);
+export function metadataSteps(xattrs?: XattrRestorer): readonly MetadataStep[] {
+  return [setOwner, setXattrs(xattrs), setTimes, setMode];
 }
 
 // ---------------------------------------------------------------------------------------
@@ -126,6 +133,10 @@ export async function restorePlan(plan: Plan, opts: RestoreOptions): Promise<Res
 
 async function restoreInto(tree: TargetTree, plan: Plan, opts: RestoreOptions): Promise<RestoreResult> {
   const { resolver, log, blobs } = opts;
+  const steps = metadataSteps(opts.xattrs);
+  const applyMetadata = (t: MetadataTarget, it: RestoreItem, owner: Owner) => {
+    for (const step of steps) step(t, it, owner);
+  };
   const res: RestoreResult = { created: 0, replaced: 0, unchanged: 0, deleted: 0, metadataFixed: 0, bytes: 0, kept: [], refused: [], phases: { restore: 0, metadata: 0 } };
   const t0 = Date.now();
   const ownerOf = (it: RestoreItem): Owner => ({ uid: resolver.uid(it.user, it.uid, it.hostPath), gid: resolver.gid(it.group, it.gid, it.hostPath) });

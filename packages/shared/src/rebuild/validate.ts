@@ -7,6 +7,7 @@ import { isWithin, normaliseHostPath } from '../watchlist.ts';
 import type { StagedSnapshot } from './read.ts';
 import type { BlobSource } from './blob-source.ts';
 import { escapeTerminal } from '../terminal.ts';
+import { parseXattrs } from '../xattr/encode.ts';
 
 // Everything is checked before anything is written: a damaged or hostile repository, or a
 // target host whose existing symlinks would redirect a write, is refused with every problem
@@ -93,6 +94,13 @@ export async function validateSnapshot(snap: StagedSnapshot, opts: ValidateOptio
     if (!inRoots(hp)) problems.push(`${hp}: outside the snapshot's roots (${snap.roots.join(', ')})`);
     if (byPath.has(e.path)) problems.push(`${hp}: listed twice in .pacha/metadata`);
     if (e.type === 'symlink' && (!e.target || e.target.includes('\0'))) problems.push(`${hp}: symlink with an empty target or a NUL byte`);
+    if (e.xattrs !== undefined) {
+      try {
+        parseXattrs(e.xattrs);
+      } catch (err) {
+        problems.push(`${hp}: ${(err as Error).message}`);
+      }
+    }
     byPath.set(e.path, e);
   }
   if (problems.length) fail(problems, `the snapshot holds paths it must not write (${where})`);

@@ -1,0 +1,169 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeTestHost, type TestHost } from '@pacha/test-support/host';
+import { embeddedTarget, opensshTarget, startMaster, writeAgentConfig, type MasterHandle } from '@pacha/test-support/master';
+import { startSshd, type SshdHandle } from '@pacha/test-support/sshd';
+import { uniqueTop } from './rebuild-helpers.ts';
+
+// Extended attributes end to end, as root on the test machine's file system (ext4 or tmpfs with
+// user xattrs): a file capability, an access ACL, a default ACL on a directory, a user.*
+// attribute and a trusted.* attribute on a symlink (Linux allows user.* only on files and
+// directories) survive snapshot -> push -> rebuild into a fresh root, over each transport, and
+// are compared with getfattr, getcap and getfacl. The rebuilt host knows the ACL's user and
+// group under other ids: the ACL follows the names.
+
+let master: MasterHandle;
+let sshd: SshdHandle | null;
+let base: string;
+
+beforeAll(async () => {
+  base = fs.mkdtempSync(path.join(os.tmpdir(), 'pacha-xattr-e2e-'));
+  master = await startMaster({ tmpDir: base });
+  sshd = await startSshd({ what: 'extended attributes over OpenSSH', tmpDir: base });
+});
+afterAll(async () => {
+  await master?.stop();
+  await sshd?.stop();
+  fs.rmSync(base, { recursive: true, force: true });
+});
+
+function sh(cmd: string, ...args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8' });
+}
+
+/** getfattr's lines for one path (its own attributes, symlinks not followed), values in base64. */
+function getfattr(p: string, opts: { withoutAcls?: boolean } = {}): string[] {
+  return sh('getfattr', '-d', '-m', '-', '-h', '-e', 'base64', '--absolute-names', p)
+    .split('\n')
+    .filter((l) => l !== '' && !l.startsWith('#'))
+    .filter((l) => !opts.withoutAcls || !l.startsWith('system.posix_acl_'))
+    .sort();
+}
+
+function getfacl(p: string): string[] {
+  return sh('getfacl', '-n', '-c', '-p', p).trim().split('\n');
+}
+
+interface Target {
+  name: string;
+  /** Point a host at the master; returns the host tree folder on this machine. */
+  configure(h: TestHost): string | null;
+}
+
+const targets: Target[] = [
+  {
+    name: 'a local folder',
+    configure: (h) => {
+      const hosts = path.join(base, 'local-hosts');
+      fs.mkdirSync(hosts, { recursive: true });
+      h.writeConfig({ 'pacha.host': 'file://', 'pacha.hosts.path': hosts });
+      return path.join(hosts, h.name);
+    },
+  },
+  {
+    name: 'the embedded master',
+    configure: (h) => {
+      const t = embeddedTarget(master);
+      writeAgentConfig(h, t);
+      return t.hostDir(h.name);
+    },
+  },
+  {
+    name: 'OpenSSH sshd',
+    configure: (h) => {
+      if (!sshd) return null;
+      const t = opensshTarget(sshd);
+      writeAgentConfig(h, t);
+      return t.hostDir(h.name);
+    },
+  },
+];
+
+describe.each(targets)('extended attributes through $name', (target) => {
+  it('survive snapshot, push and rebuild; an attribute-only change is a snapshot of its own', async (ctx) => {
+    const hostName = `xa-${target.name.split(' ').pop()!.replace(/[^a-z]/g, '')}`;
+    const top = uniqueTop();
+    const lost = makeTestHost({ name: hostName, tmpDir: base });
+    if (target.configure(lost) === null) return ctx.skip();
+    fs.writeFileSync(lost.p('/etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nalice:x:5001:5001::/home/alice:/bin/sh\n');
+    fs.writeFileSync(lost.p('/etc/group'), 'root:x:0:\nalice:x:5001:\ndeploy:x:5002:\n');
+    const p = (h: TestHost, x: string) => h.p(`${top}/${x}`);
+    fs.mkdirSync(p(lost, 'bin'), { recursive: true });
+    fs.mkdirSync(p(lost, 'share'));
+    fs.mkdirSync(p(lost, 'conf'));
+    fs.writeFileSync(p(lost, 'bin/ping-helper'), '#!/bin/sh\necho ping\n', { mode: 0o755 });
+    fs.writeFileSync(p(lost, 'share/report.txt'), 'shared\n');
+    fs.writeFileSync(p(lost, 'conf/app.conf'), 'port = 80\n');
+    fs.writeFileSync(p(lost, 'conf/kept.conf'), 'same on both hosts\n');
+    fs.symlinkSync('app.conf', p(lost, 'conf/current'));
+    sh('setcap', 'cap_net_raw+ep', p(lost, 'bin/ping-helper'));
+    sh('setfacl', '-m', 'u:5001:rw,g:5002:r', p(lost, 'share/report.txt'));
+    sh('setfacl', '-d', '-m', 'g:5002:rwx', p(lost, 'share'));
+    sh('setfattr', '-n', 'user.origin', '-v', 'ops team', p(lost, 'conf/app.conf'));
+    sh('setfattr', '-h', '-n', 'trusted.pacha-test', '-v', 'on the link', p(lost, 'conf/current'));
+
+    let r = await lost.pacha(['watch', top]);
+    expect(r.code, r.stderr).toBe(0);
+    r = await lost.pacha(['snapshot', '-m', 'first']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/extended attributes/);
+
+    // An attribute-only change: seen by diff, a snapshot of its own, in the log.
+    sh('setfattr', '-n', 'user.reviewed', '-v', 'yes', p(lost, 'conf/app.conf'));
+    r = await lost.pacha(['diff', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const changes = (JSON.parse(r.stdout) as { changes: { path: string; kind: string; details: string[] }[] }).changes;
+    expect(changes).toHaveLength(1);
+    expect(changes[0]).toMatchObject({ path: `${top}/conf/app.conf`, kind: 'metadata' });
+    expect(changes[0].details.join(' ')).toMatch(/xattrs/);
+    r = await lost.pacha(['snapshot', '-m', 'reviewed']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/0 added, 0 changed, 0 deleted, 1 metadata-only/);
+    r = await lost.pacha(['log']);
+    expect(r.stdout).toMatch(/0 added, 0 changed, 0 deleted, 1 metadata-only/);
+    expect(r.stdout.trim().split('\n').filter((l) => /\b[0-9a-f]{7,40}\b/.test(l))).toHaveLength(2);
+    r = await lost.pacha(['snapshot']);
+    expect(r.stdout).toMatch(/no changes/);
+    r = await lost.pacha(['push']);
+    expect(r.code, r.stderr).toBe(0);
+
+    // A fresh machine: alice and deploy have other ids; two files are already there with
+    // attributes the snapshot does not have.
+    const fresh = makeTestHost({ name: hostName, tmpDir: base });
+    target.configure(fresh);
+    fs.writeFileSync(fresh.p('/etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nalice:x:6001:6001::/home/alice:/bin/sh\n');
+    fs.writeFileSync(fresh.p('/etc/group'), 'root:x:0:\nalice:x:6001:\ndeploy:x:6002:\n');
+    fs.mkdirSync(p(fresh, 'conf'), { recursive: true });
+    fs.writeFileSync(p(fresh, 'conf/app.conf'), 'old content\n');
+    sh('setfattr', '-n', 'user.leftover', '-v', 'x', p(fresh, 'conf/app.conf'));
+    fs.writeFileSync(p(fresh, 'conf/kept.conf'), 'same on both hosts\n');
+    sh('setfattr', '-n', 'user.leftover', '-v', 'y', p(fresh, 'conf/kept.conf'));
+
+    r = await fresh.pacha(['rebuild', hostName, '--dry-run']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`${top}/conf/kept.conf.*xattrs.*-user\\.leftover`));
+    expect(getfattr(p(fresh, 'conf/kept.conf'))).toEqual(['user.leftover=0seQ==']); // dry run: nothing changed
+
+    r = await fresh.pacha(['rebuild', hostName, '--yes', '--verify']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+
+    for (const x of ['bin/ping-helper', 'share', 'share/report.txt', 'conf/app.conf', 'conf/current', 'conf/kept.conf']) {
+      expect(getfattr(p(fresh, x), { withoutAcls: true }), x).toEqual(getfattr(p(lost, x), { withoutAcls: true }));
+    }
+    expect(getfattr(p(fresh, 'conf/current'))).toEqual(['trusted.pacha-test=0sb24gdGhlIGxpbms=']);
+    expect(getfattr(p(fresh, 'conf/kept.conf'))).toEqual([]);
+    expect(getfattr(p(fresh, 'conf/app.conf'))).toEqual(['user.origin=0sb3BzIHRlYW0=', 'user.reviewed=0seWVz']);
+    expect(sh('getcap', p(fresh, 'bin/ping-helper'))).toContain('cap_net_raw=ep');
+    expect(getfacl(p(fresh, 'share/report.txt'))).toEqual(['user::rw-', 'user:6001:rw-', 'group::r--', 'group:6002:r--', 'mask::rw-', 'other::r--']);
+    expect(getfacl(p(fresh, 'share')).filter((l) => l.startsWith('default:'))).toEqual([
+      'default:user::rwx',
+      'default:group::r-x',
+      'default:group:6002:rwx',
+      'default:mask::rwx',
+      'default:other::r-x',
+    ]);
+  });
+});
