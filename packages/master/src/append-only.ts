@@ -3,6 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import git from 'isomorphic-git';
 import { Refusal } from './host-view.ts';
+import { HOST_TREE } from '@pacha/shared/master-tree';
 
 // The rules that keep a host's history append-only, so that a compromised host cannot erase
 // its own past (DESIGN.md, "Master host tree"). Paths are relative to the host's folder.
@@ -191,5 +192,5 @@ async function sameContent(a: string, b: string): Promise<boolean> {
 
 /** The repository folder of a host on disk. */
 export function repoDirOf(hostDirReal: string): string {
-  return path.join(hostDirReal, 'repo');
+  return path.join(hostDirReal, HOST_TREE.repo);
 }

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import ssh2 from 'ssh2';
-import { isValidHostName } from '@pacha/shared/config';
+import { HOST_TREE, checkHostName, isValidHostName } from '@pacha/shared/master-tree';
 import { PachaError, UsageError } from '@pacha/shared/errors';
 import { fingerprintSha256 } from '@pacha/shared/transport/known-hosts';
 import { hostDir, hostKeysFile, type MasterLayout } from './layout.ts';
@@ -34,9 +34,7 @@ export interface AuthorizeResult {
 
 /** `pacha-master authorize HOST PUBKEY-FILE`: validate, record the key, create the host's folder. */
 export function authorizeHost(layout: MasterLayout, host: string, pubKeyText: string, what = 'the key'): AuthorizeResult {
-  if (!isValidHostName(host)) {
-    throw new UsageError(`"${host}" is not a usable host name (accepted: letters, digits, '.', '-', '_', not starting with '.'; it is also the SSH user name)`);
-  }
+  checkHostName(host, 'a usable host name (it is also the SSH user name)');
   const lines = pubKeyText.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0 && !l.startsWith('#'));
   const key = parsePublicKey(pubKeyText, what);
   if (lines.length !== 1 && !pubKeyText.includes('---- BEGIN SSH2 PUBLIC KEY ----')) {
@@ -50,7 +48,7 @@ export function authorizeHost(layout: MasterLayout, host: string, pubKeyText: st
   const added = !existing.some((k) => k.getPublicSSH().equals(blob));
   if (added) fs.appendFileSync(keysFile, line + '\n', { mode: 0o600 });
   const dir = hostDir(layout, host);
-  for (const sub of ['', 'pacha_pre', 'pacha_post']) fs.mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o755 });
+  for (const sub of ['', HOST_TREE.pre, HOST_TREE.post]) fs.mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o755 });
   return { host, keysFile, fingerprint: fingerprintSha256(blob), type: key.type, added };
 }
 

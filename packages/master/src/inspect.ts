@@ -5,6 +5,7 @@ import { PackReader } from '@pacha/shared/git/pack-reader';
 import { CorruptObjectError, RepoObjects, parseCommit, readRefIn, type CommitInfo } from '@pacha/shared/git/object-store';
 import { encodeFields, escapeField } from '@pacha/shared/format/entry';
 import { gitPath } from '@pacha/shared/format/names';
+import { checkHostName, masterHostPaths } from '@pacha/shared/master-tree';
 import { readEntry, readPachaDir, type TreeSource } from '@pacha/shared/format/snapshot';
 
 // The master's view of its host tree, read locally (no SFTP): what `pacha-master hosts`, `log`,
@@ -30,10 +31,7 @@ export interface LogEntry {
 }
 
 function hostRepo(hostsPath: string, host: string): string {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(host)) {
-    throw new UsageError(`"${host}" is not a host name (accepted: letters, digits, ".", "_", "-", not starting with a dot or dash)`);
-  }
-  const repo = path.join(hostsPath, host, 'repo');
+  const repo = masterHostPaths(hostsPath, checkHostName(host)).repo;
   if (!fs.existsSync(path.join(hostsPath, host))) {
     throw new PachaError(`no host ${host} under ${hostsPath}`, { hint: 'pacha-master hosts lists the hosts this master holds' });
   }
@@ -83,7 +81,7 @@ export function listHosts(hostsPath: string): HostSummary[] {
     throw new PachaError(`cannot read the hosts folder ${hostsPath}: ${errorMessage(e)}`, { hint: 'name it with --hosts-path DIR' });
   }
   return names.map((name) => {
-    const repo = path.join(hostsPath, name, 'repo');
+    const repo = masterHostPaths(hostsPath, name).repo;
     const summary: HostSummary = { name, head: null, lastSnapshot: null, commits: 0, size: dirSize(repo) };
     const store = new RepoObjects(repo);
     try {

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { hostPath } from '@pacha/shared/paths';
+import { masterHostPaths } from '@pacha/shared/master-tree';
 
 // Where the master keeps things. Everything hangs off the hosts path (one folder per host);
 // what the hosts must not change lives beside it, outside every host's folder:
@@ -29,7 +30,7 @@ export function masterLayout(opts: { hostsPath?: string; keysDir?: string; hostK
 }
 
 export function hostDir(layout: MasterLayout, host: string): string {
-  return path.join(layout.hostsPath, host);
+  return masterHostPaths(layout.hostsPath, host).dir;
 }
 
 export function hostKeysFile(layout: MasterLayout, host: string): string {

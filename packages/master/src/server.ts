@@ -3,7 +3,7 @@ import ssh2 from 'ssh2';
 import type { Connection, AuthContext } from 'ssh2';
 import type { Logger } from '@pacha/shared/log';
 import { PachaError } from '@pacha/shared/errors';
-import { isValidHostName } from '@pacha/shared/config';
+import { isValidHostName } from '@pacha/shared/master-tree';
 import { loadHostKeys } from './authorized-keys.ts';
 import { loadOrCreateHostKey } from './host-key.ts';
 import { HostView } from './host-view.ts';

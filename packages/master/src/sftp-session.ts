@@ -7,6 +7,7 @@ import ssh2 from 'ssh2';
 import type { Attributes, FileEntry, SFTPWrapper } from 'ssh2';
 import { HostView, Refusal, type Resolved } from './host-view.ts';
 import { checkDirChange, checkMkdir, isProtectedPath, checkOpenForWrite, openForWrite, sameContent, checkRemove, checkRename, isWritableArea, type CreatedSet } from './append-only.ts';
+import { HOST_TREE } from '@pacha/shared/master-tree';
 
 // One SFTP channel of an authenticated host: every request is mapped through the host's view
 // (confinement) and the append-only rules, then done on the real filesystem.
@@ -270,7 +271,7 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
   const rename = async (reqId: number, from: string, to: string) => {
     const a = hostOnly(await view.resolve(from, false));
     const b = hostOnly(await view.resolve(to, false));
-    const repo = path.join(await view.realHome(), 'repo');
+    const repo = path.join(await view.realHome(), HOST_TREE.repo);
     await hooks.withRefLock(async () => {
       const outcome = await checkRename(a.rel, a.real, b.rel, b.real, repo, created);
       if (outcome.kind === 'same-object') {

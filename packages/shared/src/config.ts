@@ -5,6 +5,7 @@ import ini from 'ini';
 import { callbackRequest, maskUrl } from './callback.ts';
 import { UsageError } from './errors.ts';
 import { expandHome, hostPath, rootDir } from './paths.ts';
+import { HOST_NAME_ACCEPTED, isValidHostName } from './master-tree.ts';
 
 // /etc/pacha.conf: INI with every key in [DEFAULT], compatible with the original Pacha's files.
 
@@ -194,7 +195,7 @@ export function parseConfig(text: string, ctx: { file: string | null; root: stri
   const hostsPath = get('pacha.hosts.path')!;
   if (!hostsPath.startsWith('/')) fail('pacha.hosts.path', `"${hostsPath}" is not an absolute path on the master (accepted: /absolute/path)`);
   const hostname = get('pacha.hostname') ?? os.hostname();
-  if (!isValidHostName(hostname)) fail('pacha.hostname', `"${hostname}" is not a usable host name (accepted: letters, digits, '.', '-', '_', not starting with '.')`);
+  if (!isValidHostName(hostname)) fail('pacha.hostname', `"${hostname}" is not a usable host name (accepted: ${HOST_NAME_ACCEPTED})`);
   const watch = splitList(get('pacha.watch')!).map((p) => {
     const e = expandHome(p, env);
     if (!path.posix.isAbsolute(e)) fail('pacha.watch', `"${p}" is not an absolute path (accepted: comma-separated absolute paths)`);
@@ -251,10 +252,6 @@ export function splitList(v: string): string[] {
 
 // What useradd and groupadd accept on Debian and Fedora (a trailing $ for Samba machine accounts).
 const ACCOUNT_NAME = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?$/;
-
-export function isValidHostName(name: string): boolean {
-  return /^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}$/.test(name);
-}
 
 const UNITS: Record<string, number> = {
   '': 1, b: 1,

@@ -1,6 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { UsageError } from '@pacha/shared/errors';
-import { isValidHostName } from '@pacha/shared/config';
+import { checkHostName } from '@pacha/shared/master-tree';
 import { escapeTerminal } from '@pacha/shared/terminal';
 import { createContext, type GlobalArgs } from '../context.ts';
 
@@ -18,7 +17,7 @@ export const hooksCommand: CommandModule<GlobalArgs, HooksArgs> = {
     const { openTransport } = await import('@pacha/shared/transport/open');
     const ctx = createContext(args, { ensureState: false });
     const host = args.host ?? ctx.config.hostname;
-    if (!isValidHostName(host)) throw new UsageError(`"${host}" is not a host name (accepted: letters, digits, '.', '-', '_')`);
+    checkHostName(host);
     const report = await hooksReport({
       host,
       journalDir: ctx.state.hookJournalDir,

@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { UsageError } from '@pacha/shared/errors';
-import { isValidHostName } from '@pacha/shared/config';
+import { checkHostName } from '@pacha/shared/master-tree';
 import type { SnapshotInfo } from '@pacha/shared/snapshot/read';
 import { summaryLine } from '@pacha/shared/format/snapshot';
 import { escapeTerminal } from '@pacha/shared/terminal';
@@ -38,7 +38,7 @@ export const logCommand: CommandModule<GlobalArgs, Args> = {
     if (args.host !== undefined && args.host !== ctx.config.hostname) {
       // Another host's history lives only on the master: fetch its repository into private
       // staging (as a rebuild would), read it, and remove the copy.
-      if (!isValidHostName(args.host)) throw new UsageError(`"${args.host}" is not a host name (accepted: letters, digits, '.', '-', '_')`);
+      checkHostName(args.host);
       const { openTransport } = await import('@pacha/shared/transport/open');
       const { createStagingDir, fetchHostTree, removeStagingDir } = await import('@pacha/shared/rebuild/fetch');
       const transport = await openTransport(ctx.config, ctx.log);

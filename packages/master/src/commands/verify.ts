@@ -4,6 +4,7 @@ import { PachaError } from '@pacha/shared/errors';
 import { masterLayout } from '../layout.ts';
 import { verifyHost } from '../inspect.ts';
 import { hostsPathOption } from './hosts.ts';
+import { masterHostPaths } from '@pacha/shared/master-tree';
 
 interface Args {
   host?: string;
@@ -19,7 +20,7 @@ export const verifyCommand: CommandModule<Args, Args> = {
     const { hostsPath } = masterLayout({ hostsPath: args['hosts-path'] });
     const hosts = args.host
       ? [args.host]
-      : fs.readdirSync(hostsPath, { withFileTypes: true }).filter((d) => d.isDirectory() && fs.existsSync(`${hostsPath}/${d.name}/repo`)).map((d) => d.name).sort();
+      : fs.readdirSync(hostsPath, { withFileTypes: true }).filter((d) => d.isDirectory() && fs.existsSync(masterHostPaths(hostsPath, d.name).repo)).map((d) => d.name).sort();
     const reports = hosts.map((h) => verifyHost(hostsPath, h));
     const damaged = reports.filter((r) => !r.ok);
     if (args.json) process.stdout.write(JSON.stringify({ hostsPath, ok: damaged.length === 0, hosts: reports }, null, 2) + '\n');

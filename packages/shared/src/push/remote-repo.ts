@@ -1,7 +1,8 @@
 import crypto from 'node:crypto';
 import { NotFoundError, RemoteError, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { MasterHostPaths, Transport } from '../transport/transport.ts';
+import type { MasterHostPaths } from '../master-tree.ts';
+import type { Transport } from '../transport/transport.ts';
 
 // The host's bare repository on the master, seen through a Transport: create it on first push,
 // read its ref, clear what a dead push left behind, and replace the ref atomically.

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { PachaError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { hostPath } from '../paths.ts';
-import { masterHostPaths, type Transport } from '../transport/transport.ts';
+import { masterHostPaths } from '../master-tree.ts';
+import type { Transport } from '../transport/transport.ts';
 
 // Step 1 of a rebuild: copy the host's folder from the master (repo/, pacha_pre/, pacha_post/)
 // into a new private staging directory under the root dir's /tmp. Every file is streamed to

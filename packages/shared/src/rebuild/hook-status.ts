@@ -1,7 +1,8 @@
 import crypto from 'node:crypto';
 import type { Logger } from '../log.ts';
 import { comparePaths } from '../format/entry.ts';
-import { masterHostPaths, type Transport } from '../transport/transport.ts';
+import { masterHostPaths } from '../master-tree.ts';
+import type { Transport } from '../transport/transport.ts';
 import { hookStatus, readJournal, type HookPhase, type HookRun, type HookStatus } from './journal.ts';
 
 // `pacha hooks [HOST]`: every hook on the master with the state of its last run on this

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { loadAccounts } from '../accounts.ts';
 import type { PachaConfig } from '../config.ts';
-import { isValidHostName } from '../config.ts';
+import { checkHostName } from '../master-tree.ts';
 import { PachaError, UsageError, errorMessage } from '../errors.ts';
 import { acquireLock, type PidLock } from '../lock.ts';
 import type { Logger } from '../log.ts';
@@ -108,7 +108,7 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
   const { config, state, log } = env;
   const out = opts.out ?? ((l: string) => process.stdout.write(l + '\n'));
   const host = opts.host;
-  if (!isValidHostName(host)) throw new UsageError(`"${host}" is not a host name (accepted: letters, digits, '.', '-', '_', not starting with '.')`);
+  checkHostName(host);
   if (!opts.yes && !opts.dryRun && !opts.confirm) {
     throw new UsageError('no terminal to confirm the rebuild on: pass --yes to rebuild without asking (or --dry-run to only see the plan)');
   }

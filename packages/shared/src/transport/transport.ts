@@ -37,23 +37,3 @@ export interface Transport {
   remove(path: string): Promise<void>;
   close(): Promise<void>;
 }
-
-/** Where things live in one host's folder on the master (the design's "Master host tree"). */
-export interface MasterHostPaths {
-  dir: string;
-  repo: string;
-  pre: string;
-  post: string;
-  lock: string;
-}
-
-export function masterHostPaths(hostsPath: string, host: string): MasterHostPaths {
-  const dir = `${hostsPath.replace(/\/+$/, '')}/${host}`;
-  return {
-    dir,
-    repo: `${dir}/repo`,
-    pre: `${dir}/pacha_pre`,
-    post: `${dir}/pacha_post`,
-    lock: `${dir}/repo/pacha-push.lock`,
-  };
-}
