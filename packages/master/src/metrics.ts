@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { isValidHostName } from '@pacha/shared/config';
+import { isValidHostName } from '@pacha/shared/master-tree';
 import { PachaError } from '@pacha/shared/errors';
 import type { Logger } from '@pacha/shared/log';
 import { gauge, renderMetrics, type Metric } from '@pacha/shared/metrics';
