@@ -2,7 +2,7 @@
 // An embedded master on loopback, a fake host "web1" under its own PACHA_ROOT_DIR, the agent
 // running until its first push, then the host is "lost" and rebuilt into a fresh root with
 // the example hooks, and the rebuilt tree is compared with the original, path by path.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -66,6 +66,22 @@ function write(root: string, hostAbs: string, content: string, mode = 0o644, uid
   fs.chownSync(p, uid, gid);
 }
 
+/** cap_net_raw+ep on a file; false where that is not possible (not root, no setcap, no support). */
+function setCapability(file: string): boolean {
+  if (process.getuid?.() !== 0) return false;
+  try {
+    execFileSync('setcap', ['cap_net_raw+ep', file], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** getcap's line for a file, with the demo's temporary folder left out. */
+function getcap(file: string): string {
+  return execFileSync('getcap', [file], { encoding: 'utf8' }).trim().replace(tmp, '') || '(none)';
+}
+
 function waitFor(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   return new Promise((resolve, reject) => {
@@ -114,6 +130,10 @@ async function main(): Promise<void> {
   fs.symlinkSync('../sites-available/default', path.join(hostRoot, 'etc/nginx/sites-enabled/default'));
   fs.mkdirSync(path.join(hostRoot, 'etc/nginx/conf.d'), { recursive: true }); // empty on purpose
   write(hostRoot, '/usr/local/bin/backup-helper', '#!/bin/sh\necho helper\n', 0o4755);
+  // A file capability (extended attribute security.capability), where root and setcap allow it.
+  write(hostRoot, '/usr/local/bin/ping-helper', '#!/bin/sh\necho ping\n', 0o755);
+  const caps = setCapability(path.join(hostRoot, 'usr/local/bin/ping-helper'));
+  process.stdout.write(indent(caps ? `getcap before: ${getcap(path.join(hostRoot, 'usr/local/bin/ping-helper'))}` : 'file capabilities: not shown here (they need root and setcap)') + '\n');
   write(hostRoot, '/srv/app/public/index.html', '<h1>web1</h1>\n', 0o644, appUid, appGid);
   write(hostRoot, '/srv/app/config/secret.key', 'k3y-material\n', 0o600, appUid, appGid);
   fs.chownSync(path.join(hostRoot, 'srv/app'), appUid, appGid);
@@ -141,7 +161,7 @@ async function main(): Promise<void> {
   const env1 = { PACHA_ROOT_DIR: hostRoot, PACHA_CONFIG: '' };
   await run(MASTER, ['authorize', HOST, path.join(keyDir, 'id_ed25519.pub'), '--hosts-path', hostsPath], {});
   await run(PACHA, ['trust-master', '--yes'], env1);
-  await run(PACHA, ['watch', '/etc/nginx', '/usr/local/bin/backup-helper', '/srv/app'], env1);
+  await run(PACHA, ['watch', '/etc/nginx', '/usr/local/bin/backup-helper', '/usr/local/bin/ping-helper', '/srv/app'], env1);
 
   step('Run the agent (pacha daemon) until its first snapshot is on the master');
   const daemon = spawn(process.execPath, [PACHA, 'daemon'], { env: { ...process.env, ...env1 }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -184,14 +204,15 @@ async function main(): Promise<void> {
   };
   await run(PACHA, ['--rebuild', HOST, '--yes', '--verify'], env2);
 
-  step('Compare the rebuilt tree with the original: contents, types, modes, owners, link targets');
-  const roots = ['/etc/nginx', '/usr/local/bin/backup-helper', '/srv/app'];
+  step('Compare the rebuilt tree with the original: contents, types, modes, owners, link targets, extended attributes');
+  const roots = ['/etc/nginx', '/usr/local/bin/backup-helper', '/usr/local/bin/ping-helper', '/srv/app'];
   const diff = compareTrees(hostRoot, newRoot, roots);
   if (diff.differences.length > 0) {
     process.stdout.write(indent(diff.differences.join('\n')) + '\n');
     throw new Error(`${diff.differences.length} difference(s) between the original and the rebuilt host`);
   }
   process.stdout.write(indent(`identical: ${diff.compared} paths under ${roots.join(', ')}`) + '\n');
+  if (caps) process.stdout.write(indent(`getcap after:  ${getcap(path.join(newRoot, 'usr/local/bin/ping-helper'))}`) + '\n');
 
   step('Clean up');
   cleanup();
