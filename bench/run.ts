@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 const here = import.meta.dirname;
-const ORDER = ['floor', 'snapshot', 'push', 'rebuild', 'daemon', 'xattrs'];
+const ORDER = ['floor', 'snapshot', 'growth', 'trees', 'push', 'rebuild', 'daemon', 'xattrs'];
 const available = fs
   .readdirSync(here)
   .filter((f) => f.endsWith('.ts') && f !== 'run.ts')

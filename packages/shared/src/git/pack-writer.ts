@@ -17,8 +17,14 @@ export const STREAM_THRESHOLD = 4 * 1024 * 1024;
 const STREAM_CHUNK = 1024 * 1024;
 const FLUSH_AT = 4 * 1024 * 1024;
 const GC_EVERY = 16 * 1024 * 1024;
-/** Objects this large are deflated on libuv's thread pool while the caller goes on (addObject). */
+/**
+ * Objects this large are deflated on libuv's thread pool while the caller goes on (addObject).
+ * Not smaller ones: on a busy machine the hand-over cost more CPU than it saved in time
+ * (docs/benchmarks.md).
+ */
 const DEFER_DEFLATE_AT = 1024 * 1024;
+/** Bytes of such objects in flight at most (their data and their deflated output are held). */
+const DEFER_MAX_BYTES = 32 * 1024 * 1024;
 /** Output per thread-pool trip: zlib's default of 16 KiB makes hundreds of round trips. */
 const DEFER_DEFLATE_CHUNK = 4 * 1024 * 1024;
 
@@ -66,6 +72,15 @@ export function packEntryHeader(type: ObjectType, size: number): Buffer {
   return Buffer.from(bytes);
 }
 
+// Leading bytes of formats that are compressed already (gzip, xz, zstd, bzip2, zip and jar,
+// PNG, JPEG, WOFF and WOFF2): deflating them again costs time and saves nothing, so they are
+// stored (zlib level 0, still a valid git object).
+const COMPRESSED_MAGIC = ['1f8b', 'fd377a58', '28b52ffd', '425a68', '504b0304', '89504e47', 'ffd8ff', '774f4646', '774f4632'].map((h) => Buffer.from(h, 'hex'));
+
+export function looksCompressed(data: Uint8Array): boolean {
+  return COMPRESSED_MAGIC.some((m) => data.length >= m.length && Buffer.compare(data.subarray(0, m.length), m) === 0);
+}
+
 function statKey(st: fs.BigIntStats): string {
   return `${st.size}:${st.mtimeNs}:${st.ctimeNs}:${st.ino}`;
 }
@@ -88,8 +103,9 @@ export class PackWriter {
   private oidSlab = Buffer.allocUnsafeSlow(0);
   private oidSlabUsed = 0;
   private closed = false;
-  /** Large objects being deflated in the background, appended by finish(). */
+  /** Objects being deflated in the background, appended by drain() and finish(). */
   private readonly deferred: { oid: string; type: ObjectType; size: number; data: Promise<Buffer> }[] = [];
+  private deferredBytes = 0;
 
   private constructor(packDir: string, opts: PackWriterOptions) {
     this.packDir = packDir;
@@ -146,25 +162,43 @@ export class PackWriter {
     return b;
   }
 
+  /** zlib level for an object: blobs already compressed are stored. */
+  private levelFor(type: ObjectType, data: Uint8Array): number {
+    if (type !== 'blob') return 6;
+    return looksCompressed(data) ? 0 : this.level;
+  }
+
   /**
-   * Add an object from memory; returns its id. Skipped when already stored. A large object
-   * (a snapshot's .pacha/metadata is some 8 MB for 100,000 paths) is deflated on the thread pool
-   * and written by finish(), so the caller's work overlaps it: its data must not change until then.
+   * Add an object from memory; returns its id. Skipped when already stored. An object of 1 MiB
+   * or more is deflated on the thread pool and written by a later drain() or finish(), so the
+   * caller's work overlaps it: its data must not change until then.
    */
   addObject(type: ObjectType, data: Uint8Array, oid?: string): string {
     const id = oid ?? crypto.createHash('sha1').update(objectHeader(type, data.length)).update(data).digest('hex');
     if (this.has(id)) return id;
-    const level = type === 'blob' ? this.level : 6;
+    const level = this.levelFor(type, data);
     if (data.length >= DEFER_DEFLATE_AT) {
       this.assertOpen();
       const deflated = new Promise<Buffer>((resolve, reject) => zlib.deflate(data, { level, chunkSize: DEFER_DEFLATE_CHUNK }, (err, out) => (err ? reject(err) : resolve(out))));
-      deflated.catch(() => undefined); // reported by finish(); an aborted pack ignores it
+      deflated.catch(() => undefined); // reported by drain() or finish(); an aborted pack ignores it
       this.deferred.push({ oid: id, type, size: data.length, data: deflated });
+      this.deferredBytes += data.length;
       this.inPack.add(id);
       return id;
     }
     this.addRawEntry({ oid: id, type, size: data.length, data: zlib.deflateSync(data, { level }) });
     return id;
+  }
+
+  /** Append deferred objects, oldest first, until at most `maxBytes` of them are in flight. */
+  private async drain(maxBytes: number): Promise<void> {
+    while (this.deferred.length > 0 && this.deferredBytes > maxBytes) {
+      const d = this.deferred.shift()!;
+      this.deferredBytes -= d.size;
+      const data = await d.data;
+      this.assertOpen();
+      this.appendEntry({ oid: d.oid, type: d.type, size: d.size, data });
+    }
   }
 
   /**
@@ -194,6 +228,8 @@ export class PackWriter {
    */
   async addBlobFromFile(file: string, opts: { tries?: number; hashOnly?: boolean } = {}): Promise<BlobFromFile> {
     this.assertOpen();
+    // Bounded memory: what the thread pool has not deflated yet waits here.
+    await this.drain(DEFER_MAX_BYTES);
     const tries = opts.tries ?? 3;
     let bytesRead = 0;
     for (let attempt = 1; attempt <= tries; attempt++) {
@@ -236,7 +272,9 @@ export class PackWriter {
       fs.writeSync(this.fd, header, 0, header.length, pos);
       pos += header.length;
     }
-    const deflate = hashOnly ? null : zlib.createDeflate({ level: this.level, chunkSize: 256 * 1024 });
+    const head = Buffer.alloc(8);
+    const level = looksCompressed(head.subarray(0, fs.readSync(fd, head, 0, head.length, 0))) ? 0 : this.level;
+    const deflate = hashOnly ? null : zlib.createDeflate({ level, chunkSize: 256 * 1024 });
     const chunk = Buffer.allocUnsafe(STREAM_CHUNK);
     let read = 0;
     const written = new Promise<void>((resolve, reject) => {
@@ -288,11 +326,7 @@ export class PackWriter {
   /** Complete the pack: checksum, idx, rename into place (.idx last). null when empty. */
   async finish(): Promise<FinishedPack | null> {
     this.assertOpen();
-    for (const d of this.deferred.splice(0)) {
-      const data = await d.data;
-      this.assertOpen();
-      this.appendEntry({ oid: d.oid, type: d.type, size: d.size, data });
-    }
+    await this.drain(-1);
     if (this.entries.length === 0) {
       this.abort();
       return null;

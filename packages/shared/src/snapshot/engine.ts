@@ -344,7 +344,9 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
     if (tree === prev.tree || (head === null && sc.nodes.size === 0)) {
       packs.abort();
       clock.lap('write');
-      if (head !== null) await saveCache(head);
+      // The cache is written again only when it learnt something (a record made anew: a new
+      // signature, or one no longer racy); a trusted cache of HEAD with no new node is as it was.
+      if (head !== null && (sc.fresh.length > 0 || !prev.trusted)) await saveCache(head);
     } else {
       const note = [opts.message?.trim(), migrating ? `snapshot format ${prev.version} -> ${FORMAT_VERSION}` : undefined].filter((x) => x).join('\n\n');
       ({ commit, bytesWritten } = await land(env, packs, head, tree, summary, note, saveCache, clock.lap));

@@ -1,0 +1,204 @@
+// Real trees, side by side in one run with rsync, restic and native git (medians):
+// a copy of this machine's /etc, a copy of its /usr/share (large and already-compressed files),
+// and the generated 10,000 files of 1-8 KiB. Per tree:
+//   first snapshot + push    `pacha snapshot && pacha push` to an OpenSSH sshd on loopback
+//                            vs `rsync -a` to the same sshd, `restic backup` to a repository on it
+//                            over sftp, and `git add -A && git commit` (local, no transfer)
+//   rebuild                  `pacha rebuild HOST --yes` into an empty host vs `rsync -a` pulling
+//                            the tree from the sshd and `restic restore latest`
+// The tools take turns within each run (the order rotates), each after an untimed `sync`, so
+// all see the same machine load. `npm run bench -- trees etc` (or usr-share, generated) runs one tree.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PACHA_BIN } from '@pacha/test-support/cli';
+import { startSshd } from '@pacha/test-support/sshd';
+import { fmtMs, median, runProc, sh } from './lib/measure.ts';
+import { writeBenchHost } from './lib/host.ts';
+import { markdownTable, saveResult } from './lib/table.ts';
+import { generateTree, removeTree, tempDir } from './lib/tree.ts';
+
+const benchDir = path.dirname(fileURLToPath(import.meta.url));
+const RUNS = Number(process.env.PACHA_BENCH_RUNS ?? 3);
+const HOST = 'treehost';
+const gitEnv = { GIT_AUTHOR_NAME: 'b', GIT_AUTHOR_EMAIL: 'b@b', GIT_COMMITTER_NAME: 'b', GIT_COMMITTER_EMAIL: 'b@b' };
+
+interface Tree {
+  key: string;
+  name: string;
+  fill: (dir: string) => void;
+}
+
+const TREES: Tree[] = [
+  { key: 'etc', name: "this machine's /etc", fill: (d) => sh(`cp -a /etc ${JSON.stringify(d)} 2>/dev/null || true`) },
+  { key: 'usr-share', name: "this machine's /usr/share", fill: (d) => sh(`cp -a /usr/share ${JSON.stringify(d)} 2>/dev/null || true`) },
+  { key: 'generated', name: 'generated: 10,000 files of 1-8 KiB', fill: (d) => void generateTree(d, { files: 10_000, dirs: 200, minSize: 1024, maxSize: 8192 }) },
+];
+
+function du(dir: string): { paths: number; bytes: number } {
+  let paths = 1;
+  let bytes = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    paths++;
+    if (e.isFile()) bytes += fs.lstatSync(path.join(e.parentPath, e.name)).size;
+  }
+  return { paths, bytes };
+}
+
+/** Run each tool once per run, in rotating order; each tool's times. */
+async function alternate(tools: { name: string; go: (run: number) => Promise<number> }[]): Promise<Map<string, number[]>> {
+  const times = new Map(tools.map((t) => [t.name, [] as number[]]));
+  for (let i = 0; i < RUNS; i++) {
+    for (let k = 0; k < tools.length; k++) {
+      const t = tools[(i + k) % tools.length];
+      await runProc('sync', []);
+      times.get(t.name)!.push(await t.go(i));
+    }
+  }
+  return times;
+}
+
+async function benchTree(tree: Tree, sshd: NonNullable<Awaited<ReturnType<typeof startSshd>>>, rows: string[][]): Promise<void> {
+  const base = tempDir(`trees-${tree.key}`);
+  try {
+    const src = path.join(base, 'src');
+    const srcEnv = writeBenchHost(src, sshd, HOST);
+    const data = path.join(src, 'data');
+    tree.fill(data);
+    const size = du(data);
+    process.stderr.write(`${tree.name}: ${size.paths} paths, ${(size.bytes / 2 ** 20).toFixed(0)} MiB\n`);
+    const ssh = `ssh -p ${sshd.port} -i ${sshd.clientKeyFile} -o UserKnownHostsFile=${path.join(src, 'etc/pacha/known_hosts')} -o StrictHostKeyChecking=yes -o BatchMode=yes`;
+    const resticEnv = { RESTIC_PASSWORD: 'bench-only', RESTIC_CACHE_DIR: path.join(base, 'restic-cache') };
+    const restic = (repo: string, args: string[]) =>
+      runProc('restic', ['-r', `sftp:${sshd.user}@127.0.0.1:${repo}`, '-o', `sftp.command=${ssh} ${sshd.user}@127.0.0.1 -s sftp`, '--no-lock', ...args], { env: resticEnv });
+    const masterHost = path.join(sshd.hostsPath, HOST);
+    const stateDir = path.join(src, 'var/lib/pacha');
+
+    // First snapshot + push (backup).
+    const first = await alternate([
+      {
+        name: 'pacha',
+        go: async () => {
+          fs.rmSync(stateDir, { recursive: true, force: true });
+          fs.rmSync(masterHost, { recursive: true, force: true });
+          const t = performance.now();
+          await runProc(process.execPath, [PACHA_BIN, 'snapshot'], { env: srcEnv });
+          await runProc(process.execPath, [PACHA_BIN, 'push'], { env: srcEnv });
+          return performance.now() - t;
+        },
+      },
+      {
+        name: 'rsync',
+        go: async (i) => {
+          const dest = path.join(base, `rsync-dest-${i}`);
+          return (await runProc('rsync', ['-a', '-e', ssh, `${data}/`, `${sshd.user}@127.0.0.1:${dest}/`])).ms;
+        },
+      },
+      {
+        name: 'restic',
+        go: async (i) => {
+          const repo = path.join(base, `restic-repo-${i}`);
+          await restic(repo, ['init', '-q']);
+          return (await restic(repo, ['backup', '-q', '--host', HOST, data])).ms;
+        },
+      },
+      {
+        name: 'git',
+        go: async (i) => {
+          const gitDir = path.join(base, `git-${i}`);
+          sh(`git init -q --bare ${JSON.stringify(gitDir)}`);
+          return (await runProc('sh', ['-c', 'git add -A && git commit -q -m first'], { cwd: data, env: { ...gitEnv, GIT_DIR: gitDir, GIT_WORK_TREE: data, GIT_INDEX_FILE: path.join(gitDir, 'index') } })).ms;
+        },
+      },
+    ]);
+    sh(`git --git-dir ${JSON.stringify(path.join(masterHost, 'repo'))} fsck --full --strict`);
+    for (let i = 0; i < RUNS; i++) {
+      removeTree(path.join(base, `rsync-dest-${i}`));
+      removeTree(path.join(base, `git-${i}`));
+      if (i > 0) removeTree(path.join(base, `restic-repo-${i}`));
+    }
+    const m = (k: string) => median(first.get(k)!);
+    rows.push([
+      `${tree.name} (${size.paths.toLocaleString('en')} paths, ${(size.bytes / 2 ** 20).toFixed(0)} MiB): first snapshot + push`,
+      fmtMs(m('pacha')), fmtMs(m('rsync')), fmtMs(m('restic')), fmtMs(m('git')) + ' (local)',
+      `${(m('pacha') / m('rsync')).toFixed(2)} / ${(m('pacha') / m('restic')).toFixed(2)}`, '<= 1.00 / <= 1.00',
+    ]);
+
+    // Rebuild (restore) into an empty host.
+    const restoreRepo = path.join(base, 'restic-repo-0');
+    const rebuild = await alternate([
+      {
+        name: 'pacha',
+        go: async (i) => {
+          const dst = path.join(base, `pacha-dst-${i}`);
+          fs.mkdirSync(dst);
+          const env = writeBenchHost(dst, sshd, HOST);
+          const t = performance.now();
+          await runProc(process.execPath, [PACHA_BIN, 'rebuild', HOST, '--yes'], { env });
+          const ms = performance.now() - t;
+          removeTree(dst);
+          return ms;
+        },
+      },
+      {
+        name: 'rsync',
+        go: async (i) => {
+          const dst = path.join(base, `rsync-dst-${i}`);
+          fs.mkdirSync(dst);
+          const ms = (await runProc('rsync', ['-a', '-e', ssh, `${sshd.user}@127.0.0.1:${data}/`, dst + '/'])).ms;
+          removeTree(dst);
+          return ms;
+        },
+      },
+      {
+        name: 'restic',
+        go: async (i) => {
+          const dst = path.join(base, `restic-dst-${i}`);
+          fs.mkdirSync(dst);
+          const ms = (await restic(restoreRepo, ['restore', 'latest', '-q', '--target', dst])).ms;
+          removeTree(dst);
+          return ms;
+        },
+      },
+    ]);
+    const r = (k: string) => median(rebuild.get(k)!);
+    rows.push([`${tree.name}: rebuild / restore (owners, modes, times)`, fmtMs(r('pacha')), fmtMs(r('rsync')), fmtMs(r('restic')), '', `${(r('pacha') / r('rsync')).toFixed(2)} / ${(r('pacha') / r('restic')).toFixed(2)}`, '<= 1.00 x rsync']);
+  } finally {
+    removeTree(base);
+  }
+}
+
+export async function run(args: string[] = []): Promise<void> {
+  const only = TREES.filter((t) => args.includes(t.key));
+  const trees = only.length > 0 ? only : TREES;
+  const sshd = await startSshd({ what: 'the trees benchmark' });
+  if (!sshd) throw new Error('the trees benchmark needs OpenSSH sshd');
+  const rows: string[][] = [];
+  const load: number[] = [];
+  try {
+    for (const t of trees) {
+      await benchTree(t, sshd, rows);
+      load.push(os.loadavg()[0]);
+    }
+  } finally {
+    await sshd.stop();
+  }
+  const table = markdownTable(['tree: case', 'pacha', 'rsync', 'restic', 'git', 'pacha / rsync / restic', 'target'], rows);
+  const text = [
+    '# Real trees',
+    '',
+    `${new Date().toISOString()}, median of ${RUNS} runs (PACHA_BENCH_RUNS), tools alternating within each run; ` +
+      `${os.cpus().length} CPUs, load average after each tree ${load.map((l) => l.toFixed(1)).join(', ')}.`,
+    '',
+    table,
+    'Over one OpenSSH sshd on loopback, same key and default cipher for every tool. pacha runs as processes',
+    '(`pacha snapshot`, `pacha push`, `pacha rebuild`), timed together; restic`s repository is initialised untimed;',
+    'git commits locally (it has no transfer in this row). The rebuild restores owners, modes and times, as',
+    '`rsync -a` and `restic restore` do (all run as root).',
+    '',
+  ].join('\n');
+  process.stdout.write(table);
+  if (only.length === 0) process.stderr.write(`saved ${saveResult(benchDir, 'trees', text)}\n`);
+  else process.stdout.write(text);
+}

@@ -1,0 +1,63 @@
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { afterEach, describe, expect, it } from 'vitest';
+import { looksCompressed, PackWriter } from '../src/git/pack-writer.ts';
+import { readPackEntries } from '../src/git/consolidate.ts';
+
+// How the snapshot's pack writer spends its CPU: data that is compressed already is stored
+// (zlib level 0) instead of deflated again, and files of 1 MiB or more are deflated on the
+// thread pool while the next ones are read, a bounded number at a time. Either way the pack is
+// one git accepts.
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+function repo(): { dir: string; pack: string } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pacha-pw-'));
+  dirs.push(dir);
+  execFileSync('git', ['init', '-q', '--bare', dir]);
+  return { dir, pack: path.join(dir, 'objects/pack') };
+}
+
+describe('pack writer deflate', () => {
+  it('recognises compressed formats by their first bytes', () => {
+    expect(looksCompressed(zlib.gzipSync('hello'))).toBe(true);
+    expect(looksCompressed(Buffer.from('89504e470d0a1a0a', 'hex'))).toBe(true);
+    expect(looksCompressed(Buffer.from('plain text\n'))).toBe(false);
+    expect(looksCompressed(Buffer.alloc(0))).toBe(false);
+  });
+
+  it('stores compressed files, deflates the others on the thread pool, and git reads them all back', async () => {
+    const r = repo();
+    const src = path.join(r.dir, 'src');
+    fs.mkdirSync(src);
+    const files: { name: string; data: Buffer }[] = [];
+    // Incompressible gzip data (small and streamed sizes), and text of many sizes around the
+    // thread-pool threshold, more than the bytes allowed in flight at once.
+    files.push({ name: 'real.gz', data: zlib.gzipSync(crypto.randomBytes(20_000)) });
+    // Compressible bytes behind a gzip magic: stored all the same (deflate would shrink them).
+    const magic = Buffer.from('1f8b', 'hex');
+    files.push({ name: 'small.gz', data: Buffer.concat([magic, Buffer.alloc(20_000, 'a')]) });
+    files.push({ name: 'big.gz', data: Buffer.concat([magic, Buffer.alloc(5 * 1024 * 1024, 'a')]) });
+    for (let i = 0; i < 40; i++) files.push({ name: `t${i}.txt`, data: Buffer.from(`line ${i}\n`.repeat(100_000 + i * 10_000)) });
+    for (const f of files) fs.writeFileSync(path.join(src, f.name), f.data);
+    const w = PackWriter.create(r.pack);
+    const ids = new Map<string, string>();
+    for (const f of files) ids.set(f.name, (await w.addBlobFromFile(path.join(src, f.name))).oid);
+    const done = (await w.finish())!;
+    execFileSync('git', ['--git-dir', r.dir, 'verify-pack', done.idxFile]);
+    for (const f of files) {
+      expect(execFileSync('git', ['--git-dir', r.dir, 'cat-file', 'blob', ids.get(f.name)!], { maxBuffer: 64 * 1024 * 1024 }).equals(f.data)).toBe(true);
+    }
+    // The gzip files went in stored: their zlib streams are no smaller than their content.
+    const entries = new Map(readPackEntries(done.idxFile)!.map((e) => [e.oid, e.data.length]));
+    for (const name of ['small.gz', 'big.gz']) expect(entries.get(ids.get(name)!)).toBeGreaterThan(files.find((f) => f.name === name)!.data.length);
+    expect(entries.get(ids.get('t39.txt')!)).toBeLessThan(files.find((f) => f.name === 't39.txt')!.data.length / 10);
+  });
+});
