@@ -167,3 +167,64 @@ describe.each(targets)('extended attributes through $name', (target) => {
     ]);
   });
 });
+
+describe('extended attributes: SELinux labels and a repository that lies', () => {
+  /** A host with one labelled file under `top`, snapshotted and pushed to a local folder master. */
+  async function pushed(name: string, top: string, label: string): Promise<{ lost: TestHost; configure: (h: TestHost) => string | null }> {
+    const lost = makeTestHost({ name, tmpDir: base });
+    targets[0].configure(lost);
+    fs.mkdirSync(lost.p(top), { recursive: true });
+    fs.writeFileSync(lost.p(`${top}/app.conf`), 'x\n');
+    // This kernel has no SELinux, but root may still store the attribute on ext4 and tmpfs.
+    sh('setfattr', '-n', 'security.selinux', '-v', label, lost.p(`${top}/app.conf`));
+    sh('setfattr', '-n', 'user.origin', '-v', 'ops', lost.p(`${top}/app.conf`));
+    for (const args of [['watch', top], ['snapshot'], ['push']]) {
+      const r = await lost.pacha(args);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    return { lost, configure: targets[0].configure };
+  }
+
+  it('a label is reported and skipped where the target has no SELinux, written with --selinux=force', async () => {
+    const top = uniqueTop();
+    const { configure } = await pushed('xa-selinux', top, 'system_u:object_r:etc_t:s0');
+    const fresh = makeTestHost({ name: 'xa-selinux', tmpDir: base });
+    configure(fresh);
+    let r = await fresh.pacha(['rebuild', 'xa-selinux', '--yes', '--verify']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`security.selinux not restored on ${top}/app.conf: the target has no SELinux enabled (--selinux=force writes the labels anyway)`);
+    expect(getfattr(fresh.p(`${top}/app.conf`))).toEqual(['user.origin=0sb3Bz']);
+    r = await fresh.pacha(['rebuild', 'xa-selinux', '--yes', '--verify', '--selinux=force']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toContain('not restored');
+    expect(getfattr(fresh.p(`${top}/app.conf`))).toEqual(['security.selinux=0sc3lzdGVtX3U6b2JqZWN0X3I6ZXRjX3Q6czA=', 'user.origin=0sb3Bz']);
+  });
+
+  it('a malformed attribute in the repository is refused before anything is written', async () => {
+    const top = uniqueTop();
+    const { lost, configure } = await pushed('xa-lying', top, 'system_u:object_r:etc_t:s0');
+    // Rewrite the directory's metadata on the master: the attribute's value loses its quotes.
+    const repo = path.join(configure(lost)!, 'repo');
+    const g = (args: string[], input?: string, env: NodeJS.ProcessEnv = {}) =>
+      execFileSync('git', ['--git-dir', repo, ...args], { input, encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t', ...env } }).trim();
+    const metaPath = `${top.slice(1)}/.pacha`;
+    const text = g(['show', `main:${metaPath}`]);
+    expect(text).toContain('user.origin="ops"');
+    const index = path.join(base, 'xa-lying.index');
+    const ienv = { GIT_INDEX_FILE: index };
+    g(['read-tree', 'main'], undefined, ienv);
+    const blob = g(['hash-object', '-w', '--stdin'], text.replace('user.origin="ops"', 'user.origin=ops') + '\n');
+    g(['update-index', '--cacheinfo', `100644,${blob},${metaPath}`], undefined, ienv);
+    const tree = g(['write-tree'], undefined, ienv);
+    const commit = g(['commit-tree', tree, '-p', 'main', '-m', 'lying'], undefined, ienv);
+    g(['update-ref', 'refs/heads/main', commit]);
+    g(['repack', '-a', '-d', '-q']);
+
+    const fresh = makeTestHost({ name: 'xa-lying', tmpDir: base });
+    configure(fresh);
+    const r = await fresh.pacha(['rebuild', 'xa-lying', '--yes']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${top}/app.conf: bad value of extended attribute user.origin: expected "text", 0s<base64>, acl:... (ACLs) or cap:... (security.capability)`);
+    expect(fs.existsSync(fresh.p(top))).toBe(false);
+  });
+});
