@@ -48,6 +48,16 @@ describe('pacha check-config', () => {
     expect(JSON.parse(j.stdout)).toMatchObject({ valid: false });
   });
 
+  it('a key that cannot be read is not reported as missing', async () => {
+    host = makeTestHost({ config: { 'pacha.host': 'file://', 'pacha.ssh.key': '/etc/pacha/loop' } });
+    fs.mkdirSync(host.p('/etc/pacha'), { recursive: true });
+    fs.symlinkSync('loop', host.p('/etc/pacha/loop')); // ELOOP, as root can provoke it
+    const r = await host.pacha(['check-config']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/# error: pacha.ssh.key: .*\/etc\/pacha\/loop cannot be read: ELOOP/);
+    expect(r.stdout).not.toMatch(/does not exist/);
+  });
+
   it('a private key readable by group or others: an error with the fix; pacha refuses to use it', async () => {
     host = makeTestHost({ config: { 'pacha.host': 'file://', 'pacha.ssh.key': '/etc/pacha/id_ed25519' } });
     const key = writeKey(host, 0o644);

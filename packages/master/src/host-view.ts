@@ -1,5 +1,6 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { errnoOf } from '@pacha/shared/errors';
 
 // What one authenticated host sees: a virtual filesystem holding only its own folder.
 //
@@ -56,7 +57,8 @@ export class HostView {
     if (this.realBase === null) {
       try {
         this.realBase = await fsp.realpath(this.hostDir);
-      } catch {
+      } catch (e) {
+        if (errnoOf(e) !== 'ENOENT') throw e;
         throw new Refusal('missing', `the folder of ${this.host} does not exist on the master (pacha-master authorize creates it)`);
       }
     }

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { PachaError, UsageError, errorMessage } from '@pacha/shared/errors';
+import { PachaError, UsageError, errnoOf, errorMessage } from '@pacha/shared/errors';
 import { PackReader } from '@pacha/shared/git/pack-reader';
 import { CorruptObjectError, RepoObjects, parseCommit, readRefIn, type CommitInfo } from '@pacha/shared/git/object-store';
 import { encodeFields, escapeField } from '@pacha/shared/format/entry';
@@ -215,8 +215,8 @@ export function verifyHost(hostsPath: string, host: string): VerifyReport {
   let names: string[] = [];
   try {
     names = fs.readdirSync(packDir);
-  } catch {
-    // no packs yet
+  } catch (e) {
+    if (errnoOf(e) !== 'ENOENT') problem(`${packDir}: ${errorMessage(e)}`); // else no packs yet
   }
   for (const n of names.filter((x) => x.endsWith('.pack')).sort()) {
     const idx = n.slice(0, -5) + '.idx';

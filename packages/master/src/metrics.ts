@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { isValidHostName } from '@pacha/shared/master-tree';
+import { isValidHostName, masterHostPaths } from '@pacha/shared/master-tree';
 import { PachaError } from '@pacha/shared/errors';
 import type { Logger } from '@pacha/shared/log';
 import { gauge, renderMetrics, type Metric } from '@pacha/shared/metrics';
@@ -57,7 +57,7 @@ export function masterMetrics(layout: MasterLayout, counters: MasterCounters, op
     if (!st.isDirectory()) continue;
     hosts++;
     try {
-      lastPush.samples.push({ labels: { host }, value: fs.statSync(path.join(layout.hostsPath, host, 'repo/refs/heads/main')).mtimeMs / 1000 });
+      lastPush.samples.push({ labels: { host }, value: fs.statSync(`${masterHostPaths(layout.hostsPath, host).repo}/refs/heads/main`).mtimeMs / 1000 });
     } catch {
       // Authorised or created, never pushed.
     }

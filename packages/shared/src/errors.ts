@@ -89,6 +89,11 @@ export function isTransient(err: unknown): boolean {
   return err instanceof ConnectionError;
 }
 
+/** The errno name of a Node system error ('ENOENT', 'EACCES', ...), or undefined. */
+export function errnoOf(err: unknown): string | undefined {
+  return err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
+}
+
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);

@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { PachaError } from './errors.ts';
+import { PachaError, errnoOf, errorMessage } from './errors.ts';
 import type { Logger } from './log.ts';
 
 // One pid lock per host, shared by daemon, snapshot, push and rebuild, so they never interleave.
@@ -24,8 +24,9 @@ export function readLock(file: string): LockHolder | undefined {
     const n = Number(pid);
     if (!Number.isInteger(n) || n <= 0) return undefined;
     return { pid: n, operation: op.join(' ') || 'unknown' };
-  } catch {
-    return undefined;
+  } catch (e) {
+    if (errnoOf(e) === 'ENOENT') return undefined; // released meanwhile
+    throw new PachaError(`cannot read the lock ${file}: ${errorMessage(e)}`, { cause: e });
   }
 }
 
@@ -34,7 +35,7 @@ export function processAlive(pid: number): boolean {
     process.kill(pid, 0);
     return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    return errnoOf(e) === 'EPERM';
   }
 }
 
@@ -52,7 +53,7 @@ export function acquireLock(file: string, operation: string, log?: Logger): PidL
       heldHere.set(file, 1);
       return { file, release: () => releaseOnce(file) };
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      if (errnoOf(e) !== 'EEXIST') throw e;
     }
     const holder = readLock(file);
     if (holder && holder.pid !== process.pid && processAlive(holder.pid)) {
@@ -63,8 +64,8 @@ export function acquireLock(file: string, operation: string, log?: Logger): PidL
     log?.warn(`taking over stale lock ${file}${holder ? ` of pid ${holder.pid} (${holder.operation}), which is gone` : ''}`);
     try {
       fs.unlinkSync(file);
-    } catch {
-      // someone else took it over first; retry
+    } catch (e) {
+      if (errnoOf(e) !== 'ENOENT') throw e; // else someone else took it over first; retry
     }
   }
   throw new PachaError(`could not acquire lock ${file}`);

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { UsageError } from './errors.ts';
+import { UsageError, errnoOf, errorMessage } from './errors.ts';
 import { hostPath } from './paths.ts';
 import type { PachaConfig } from './config.ts';
 import type { StatePaths } from './state.ts';
@@ -71,7 +71,9 @@ export function addWatched(config: PachaConfig, state: StatePaths, paths: string
     let st: fs.Stats;
     try {
       st = fs.lstatSync(hostPath(p, config.root));
-    } catch {
+    } catch (e) {
+      const code = errnoOf(e);
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new UsageError(`cannot watch ${p}: ${errorMessage(e)}`);
       missing.push(p);
       continue;
     }

@@ -2,7 +2,7 @@ import type { CommandModule } from 'yargs';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CONFIG_KEYS, loadConfig, type PachaConfig } from '@pacha/shared/config';
-import { UsageError } from '@pacha/shared/errors';
+import { UsageError, errnoOf, errorMessage } from '@pacha/shared/errors';
 import { hostPath } from '@pacha/shared/paths';
 import { cronProblem } from '@pacha/shared/schedule';
 import { escapeTerminal } from '@pacha/shared/terminal';
@@ -26,8 +26,8 @@ function inspect(config: PachaConfig): Findings {
     let st: fs.Stats | undefined;
     try {
       st = fs.statSync(config.sshKeyFile);
-    } catch {
-      errors.push(`pacha.ssh.key: ${config.sshKeyFile} does not exist`);
+    } catch (e) {
+      errors.push(`pacha.ssh.key: ${config.sshKeyFile} ${errnoOf(e) === 'ENOENT' ? 'does not exist' : `cannot be read: ${errorMessage(e)}`}`);
     }
     const unsafe = st ? keyModeProblem(config.sshKeyFile, st.mode) : null;
     if (unsafe) errors.push(`pacha.ssh.key: ${config.sshKeyFile} ${unsafe}`);

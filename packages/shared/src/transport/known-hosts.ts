@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { errnoOf } from '../errors.ts';
 
 // OpenSSH known_hosts, read the way ssh(1) reads it, so the agent and `ssh` agree on what the
 // master's key is: plain names, comma-separated lists, `[host]:port` for non-22 ports, hashed
@@ -88,12 +89,7 @@ export function checkHostKey(text: string, host: string, port: number, blob: Buf
     if (fields[0].startsWith('@')) marker = fields.shift()!;
     if (fields.length < 3) continue;
     const [hostField, , keyB64] = fields;
-    let keyBlob: Buffer;
-    try {
-      keyBlob = Buffer.from(keyB64, 'base64');
-    } catch {
-      continue;
-    }
+    const keyBlob = Buffer.from(keyB64, 'base64'); // never throws: bad characters are skipped
     const sameKey = keyBlob.equals(blob);
     if (marker === '@revoked') {
       // A revoked key is refused for every host, whatever the host field says.
@@ -114,7 +110,7 @@ export function readKnownHosts(file: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    if (errnoOf(e) === 'ENOENT') return '';
     throw e;
   }
 }
@@ -122,12 +118,7 @@ export function readKnownHosts(file: string): string {
 /** Append one entry, creating the file (0600) and its folder (0700) when missing. */
 export function appendKnownHost(file: string, line: string): void {
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  let prefix = '';
-  try {
-    const cur = fs.readFileSync(file, 'utf8');
-    if (cur.length > 0 && !cur.endsWith('\n')) prefix = '\n';
-  } catch {
-    // new file
-  }
+  const cur = readKnownHosts(file);
+  const prefix = cur.length > 0 && !cur.endsWith('\n') ? '\n' : '';
   fs.appendFileSync(file, `${prefix}${line}\n`, { mode: 0o600 });
 }
