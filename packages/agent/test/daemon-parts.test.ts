@@ -6,14 +6,13 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '@pacha/shared/log';
-import { Backoff, backoffFromEnv } from '../src/daemon/backoff.ts';
 import { DirtyBatcher, MIN_SETTLE_MS } from '../src/daemon/batcher.ts';
 import { PushHealth, FAILURES_BEFORE_NOTICE, type PushNotice } from '../src/daemon/callback-notify.ts';
 import { postCallback } from '@pacha/shared/callback';
 import { ReconcileSchedule } from '../src/daemon/reconcile-schedule.ts';
 import { TreeWatcher } from '../src/daemon/watcher.ts';
 import { diffConfig, loadDaemonConfig } from '../src/daemon/config-reload.ts';
-import { StepGate, WakeTimer } from '../src/daemon/step-scheduler.ts';
+import { backoffFromEnv, StepGate, WakeTimer } from '../src/daemon/step-scheduler.ts';
 
 // The daemon's parts one by one, with real timers, a real inotify watcher and a real HTTP server.
 
@@ -27,22 +26,7 @@ async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
   }
 }
 
-describe('Backoff', () => {
-  it('doubles from the initial delay up to the cap, jitter within bounds', () => {
-    const b = new Backoff({ initialMs: 5000, maxMs: 300_000, jitter: 0, random: () => 0.5 });
-    const seq = Array.from({ length: 10 }, () => b.next());
-    expect(seq).toEqual([5000, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000, 300_000, 300_000]);
-    expect(b.failures).toBe(10);
-    b.reset();
-    expect(b.next()).toBe(5000);
-    const lo = new Backoff({ initialMs: 1000, jitter: 0.2, random: () => 0 });
-    const hi = new Backoff({ initialMs: 1000, jitter: 0.2, random: () => 0.999999 });
-    expect(lo.next()).toBe(800);
-    expect(hi.next()).toBe(1200);
-    const capped = new Backoff({ initialMs: 1000, maxMs: 1000, jitter: 0.2, random: () => 0.999999 });
-    expect(capped.next()).toBe(1000);
-  });
-
+describe('the daemon\'s backoff settings', () => {
   it('reads overrides from the environment and ignores nonsense', () => {
     expect(backoffFromEnv({ PACHA_RETRY_INITIAL_MS: '200', PACHA_RETRY_MAX_MS: '1000' })).toEqual({ initialMs: 200, maxMs: 1000 });
     expect(backoffFromEnv({ PACHA_RETRY_INITIAL_MS: 'soon', PACHA_RETRY_MAX_MS: '-4' })).toEqual({ initialMs: undefined, maxMs: undefined });

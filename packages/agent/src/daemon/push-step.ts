@@ -3,7 +3,7 @@ import { errorMessage } from '@pacha/shared/errors';
 import { pushSnapshots, type PushEnv, type PushResult } from '@pacha/shared/push/push';
 import { describeMaster, plural, seconds, bytes } from '../format.ts';
 import { pendingSinceLastPush } from '../status/status-files.ts';
-import type { BackoffOptions } from './backoff.ts';
+import type { BackoffOptions } from '@pacha/shared/backoff';
 import { PushHealth, type PushNotice } from './callback-notify.ts';
 import { MasterConnection } from './connection.ts';
 import type { StepResult } from './steps.ts';

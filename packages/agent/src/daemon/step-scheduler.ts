@@ -1,8 +1,20 @@
-import { Backoff, type BackoffOptions } from './backoff.ts';
+import { Backoff, type BackoffOptions } from '@pacha/shared/backoff';
 
 // When the daemon's steps may run: a step that failed waits out a backoff before its next
 // attempt (StepGate), and one timer wakes the step loop when the first of them may run again
 // (WakeTimer). The loop itself (daemon.ts) decides which step runs.
+
+/**
+ * The daemon's backoff from the environment, for tuning and the tests (docs/daemon.md):
+ * PACHA_RETRY_INITIAL_MS and PACHA_RETRY_MAX_MS. Anything else keeps the shared defaults.
+ */
+export function backoffFromEnv(env: NodeJS.ProcessEnv = process.env): BackoffOptions {
+  const num = (v: string | undefined) => {
+    const n = Number(v);
+    return v !== undefined && v !== '' && Number.isFinite(n) && n > 0 ? n : undefined;
+  };
+  return { initialMs: num(env.PACHA_RETRY_INITIAL_MS), maxMs: num(env.PACHA_RETRY_MAX_MS) };
+}
 
 export class StepGate {
   private readonly backoff: Backoff;
