@@ -87,7 +87,12 @@ function termEnd(item: string): number {
 
 /** Escape roff's special characters in running text. */
 function escapeText(s: string): string {
-  return s.replace(/\\/g, '\\e').replace(/-/g, '\\-').replace(/^([.'])/, '\\&$1');
+  return s
+    .replace(/\\/g, '\\e')
+    .replace(/-/g, '\\-')
+    .replace(/^([.'])/, '\\&$1')
+    // Pages stay ASCII: any other character as its Unicode escape (groff without preconv reads bytes).
+    .replace(/[^\x00-\x7f]/gu, (c) => `\\[u${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}]`);
 }
 
 

@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,6 +19,7 @@ let deb: string;
 let root: string;
 const hosts: TestHost[] = [];
 let master: MasterHandle | undefined;
+let roundTripHost: TestHost | undefined;
 
 beforeAll(async () => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'pacha-package-test-'));
@@ -48,6 +49,8 @@ describe('the .deb as dpkg sees it', () => {
     expect(info).toMatch(/^ Depends: .*libc6 \(>= [\d.]+\).*adduser/m);
     expect(info).not.toMatch(/nodejs/);
     expect(dpkgDeb('--info', deb, 'conffiles').trim()).toBe('/etc/pacha.conf');
+    // The README's third set-up line installs this very file.
+    expect(fs.readFileSync(path.join(REPO_DIR, 'README.md'), 'utf8')).toContain(`apt-get install ./${path.basename(deb)}`);
   });
 
   it('holds the programs, their runtime, units, config, man pages, completion, examples and copyright', () => {
@@ -165,7 +168,32 @@ describe('the unpacked package', () => {
     const rb = await run(h2, ['rebuild', 'packaged', '--yes']);
     expect(rb.code, rb.stdout + rb.stderr).toBe(0);
     expect(compareTrees(h1.root, h2.root, ['/etc/app']).differences).toEqual([]);
+    roundTripHost = h1;
   }, 300_000);
+
+  it('runs the daemon: its reconcile child, the push and the metrics textfile', async () => {
+    const h = roundTripHost!;
+    expect(h).toBeDefined();
+    writeAgentConfig(h, embeddedTarget(master!), { 'pacha.metrics.path': '/var/lib/node-exporter/pacha.prom' });
+    fs.mkdirSync(h.p('/var/lib/node-exporter'), { recursive: true });
+    fs.writeFileSync(h.p('/etc/app/app.conf'), 'port = 9090\n');
+    // The start-up reconcile runs in a child process that the daemon forks from its own launcher.
+    const daemon = spawn(path.join(root, 'usr/bin/pacha'), ['daemon'], { cwd: work, env: { ...process.env, ...h.env, PATH: noNodePath() }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const exited = new Promise<number | null>((resolve) => daemon.on('exit', (code) => resolve(code)));
+    await new Promise<void>((resolve, reject) => {
+      const onData = (d: Buffer) => {
+        out += d;
+        if (/snapshot [0-9a-f]{12}: .*reconcile \(start\)/.test(out) && /pushed 1 snapshot/.test(out)) resolve();
+      };
+      daemon.stdout!.on('data', onData);
+      daemon.stderr!.on('data', onData);
+      void exited.then((code) => reject(new Error(`the daemon exited (${code}) early:\n${out}`)));
+    });
+    daemon.kill('SIGTERM');
+    expect(await exited, out).toBe(0);
+    expect(fs.readFileSync(h.p('/var/lib/node-exporter/pacha.prom'), 'utf8')).toMatch(/^pacha_agent_pending_snapshots 0$/m);
+  }, 120_000);
 });
 
 /** A PATH folder with the few tools the tests' hosts need, and no node. */
