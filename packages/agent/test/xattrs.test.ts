@@ -2,11 +2,12 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestHost, type TestHost } from '@pacha/test-support/host';
 import { embeddedTarget, opensshTarget, startMaster, writeAgentConfig, type MasterHandle } from '@pacha/test-support/master';
 import { startSshd, type SshdHandle } from '@pacha/test-support/sshd';
 import { uniqueTop } from './rebuild-helpers.ts';
+import { killAll, startDaemon, tryGit, until } from './daemon-harness.ts';
 
 // Extended attributes end to end, as root on the test machine's file system (ext4 or tmpfs with
 // user xattrs): a file capability, an access ACL, a default ACL on a directory, a user.*
@@ -226,5 +227,30 @@ describe('extended attributes: SELinux labels and a repository that lies', () =>
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`${top}/app.conf: bad value of extended attribute user.origin: expected "text", 0s<base64>, acl:... (ACLs) or cap:... (security.capability)`);
     expect(fs.existsSync(fresh.p(top))).toBe(false);
+  });
+});
+
+describe('the daemon and attribute-only changes', () => {
+  afterEach(killAll);
+
+  it('a setcap and a setfacl reach the master through the watcher, each a metadata-only snapshot', async () => {
+    const host = makeTestHost({ name: 'xa-daemon', tmpDir: base });
+    const hosts = path.join(base, 'daemon-hosts');
+    fs.mkdirSync(hosts, { recursive: true });
+    // Hourly reconcile: only the watcher can bring these changes in within the test.
+    host.writeConfig({ 'pacha.host': 'file://', 'pacha.hosts.path': hosts, 'pacha.frequency': 0, 'pacha.watch': '/etc/app', 'pacha.schedule': '0 0 * * * *' });
+    fs.mkdirSync(host.p('/etc/app/conf.d'), { recursive: true });
+    fs.writeFileSync(host.p('/etc/app/tool'), '#!/bin/sh\n', { mode: 0o755 });
+    const masterRepo = path.join(hosts, 'xa-daemon', 'repo');
+    const meta = (dir: string) => tryGit(masterRepo, ['show', `refs/heads/main:${dir}/.pacha`]) ?? '';
+    const d = startDaemon(host);
+    await until('the first snapshot on the master', () => meta('etc/app').includes('tool\t'));
+    sh('setcap', 'cap_net_raw+ep', host.p('/etc/app/tool'));
+    await until('the capability on the master', () => /^tool\t.*\tsecurity\.capability=cap:v2;e;p=cap_net_raw;i=$/m.test(meta('etc/app')));
+    sh('setfacl', '-m', 'u:4242:rwx', host.p('/etc/app/conf.d'));
+    await until('the ACL on the master', () => /^\.\t.*\tsystem\.posix_acl_access=acl:u::rwx,u::4242:rwx,/m.test(meta('etc/app/conf.d')));
+    expect(d.stderr().match(/^snapshot [0-9a-f]{12}: 0 added, 0 changed, 0 deleted, 1 metadata-only/gm)).toHaveLength(2);
+    expect(d.stderr()).not.toMatch(/reconcile \(schedule\)/);
+    expect((await d.stop()).code).toBe(0);
   });
 });
