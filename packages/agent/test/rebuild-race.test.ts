@@ -7,7 +7,7 @@ import { silentLogger } from '@pacha/shared/log';
 import { BlobSource } from '@pacha/shared/rebuild/blob-source';
 import { ownerResolver } from '@pacha/shared/rebuild/owners';
 import { planRestore } from '@pacha/shared/rebuild/plan';
-import { readStagedSnapshot, resolveAt } from '@pacha/shared/rebuild/read';
+import { readStagedSnapshot, resolveHead } from '@pacha/shared/rebuild/read';
 import { restorePlan } from '@pacha/shared/rebuild/restore';
 import { validateSnapshot } from '@pacha/shared/rebuild/validate';
 import { commitSnapshot, packRepo, writeHook } from '@pacha/test-support/git-fixture';
@@ -125,7 +125,7 @@ describe('a local user racing the rebuild cannot redirect it', () => {
     const staged = path.join(w.hostsPath, 'web1', 'repo');
     const blobs = new BlobSource(staged);
     try {
-      const commit = resolveAt(staged, blobs.objects, undefined);
+      const commit = resolveHead(staged, blobs.objects);
       const snap = readStagedSnapshot(staged, blobs.objects, commit);
       const valid = await validateSnapshot(snap, { root: w.host.root, blobs });
       const resolver = ownerResolver(loadAccounts(w.host.root), w.host.root);

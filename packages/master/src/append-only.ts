@@ -1,9 +1,9 @@
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import git from 'isomorphic-git';
+import { parsePackedRefs } from '@pacha/shared/git/packed-refs';
+import { Repository } from '@pacha/shared/git/repository';
 import { Refusal } from './host-view.ts';
-import { HOST_TREE } from '@pacha/shared/master-tree';
+import { checkForward } from './forward.ts';
 
 // The rules that keep a host's history append-only, so that a compromised host cannot erase
 // its own past (DESIGN.md, "Master host tree"). Paths are relative to the host's folder.
@@ -135,16 +135,19 @@ export async function checkRename(fromRel: string, fromReal: string, toRel: stri
     const newOid = parseRef(await fsp.readFile(fromReal, 'utf8'), fromRel);
     // The current value: the loose ref, else the packed one (git reads them in that order).
     const old = dst !== null ? parseRef(await fsp.readFile(toReal, 'utf8'), toRel) : await packedMain(path.join(repoReal, 'packed-refs'));
-    await checkForward(repoReal, old, newOid);
+    const repo = new Repository(repoReal);
+    try {
+      checkForward(repo, old, newOid);
+    } finally {
+      repo.close();
+    }
     return { kind: 'ref', old, new: newOid };
   }
   return { kind: 'rename' };
 }
 
 async function packedMain(file: string): Promise<string | null> {
-  const text = await fsp.readFile(file, 'utf8').catch(() => '');
-  const m = /^([0-9a-f]{40}(?:[0-9a-f]{24})?) refs\/heads\/main$/m.exec(text);
-  return m ? m[1] : null;
+  return parsePackedRefs(await fsp.readFile(file, 'utf8').catch(() => '')).get('refs/heads/main') ?? null;
 }
 
 function parseRef(text: string, what: string): string {
@@ -153,23 +156,6 @@ function parseRef(text: string, what: string): string {
     throw new Refusal('denied', `${what}: not a commit id (accepted: 40 or 64 lowercase hex digits and a newline)`);
   }
   return oid;
-}
-
-/** The new commit must exist and descend from (or equal) the old one. */
-async function checkForward(gitdir: string, old: string | null, next: string): Promise<void> {
-  try {
-    await git.readCommit({ fs, gitdir, oid: next });
-  } catch (e) {
-    throw new Refusal('denied', `refs/heads/main: commit ${next} is not in the master's repository (${(e as Error).message}); upload the objects first`);
-  }
-  if (old === null || old === next) return;
-  let descends = false;
-  try {
-    descends = await git.isDescendent({ fs, gitdir, oid: next, ancestor: old, depth: -1 });
-  } catch (e) {
-    throw new Refusal('denied', `refs/heads/main: cannot check that ${next} descends from ${old}: ${(e as Error).message}`);
-  }
-  if (!descends) throw new Refusal('denied', `refs/heads/main: ${next} does not descend from ${old}; history on the master only moves forward`);
 }
 
 async function sameContent(a: string, b: string): Promise<boolean> {
@@ -188,9 +174,4 @@ async function sameContent(a: string, b: string): Promise<boolean> {
   } finally {
     await Promise.all([fa.close(), fb.close()]);
   }
-}
-
-/** The repository folder of a host on disk. */
-export function repoDirOf(hostDirReal: string): string {
-  return path.join(hostDirReal, HOST_TREE.repo);
 }

@@ -1,8 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { PachaError, UsageError, errnoOf, errorMessage } from '@pacha/shared/errors';
+import { ObjectCorruptError, PachaError, UsageError, errnoOf, errorMessage } from '@pacha/shared/errors';
+import { parseCommit } from '@pacha/shared/git/commit';
+import { checkObject } from '@pacha/shared/git/fsck';
+import { firstParentChain, resolveAt } from '@pacha/shared/git/history';
 import { PackReader } from '@pacha/shared/git/pack-reader';
-import { CorruptObjectError, RepoObjects, parseCommit, readRefIn, type CommitInfo } from '@pacha/shared/git/object-store';
+import { Repository, readRefIn } from '@pacha/shared/git/repository';
+import { parseTree } from '@pacha/shared/git/tree';
 import { encodeFields, escapeField } from '@pacha/shared/format/entry';
 import { gitPath } from '@pacha/shared/format/names';
 import { checkHostName, masterHostPaths } from '@pacha/shared/master-tree';
@@ -54,25 +58,6 @@ function dirSize(dir: string): number {
   return total;
 }
 
-/** Commits reachable from head, newest first (parents after children; by commit time on merges). */
-function walkCommits(store: RepoObjects, head: string): (CommitInfo & { oid: string })[] {
-  const out: (CommitInfo & { oid: string })[] = [];
-  const seen = new Set<string>([head]);
-  const queue = [head];
-  while (queue.length > 0) {
-    const oid = queue.shift()!;
-    const c = store.readCommit(oid);
-    out.push({ ...c, oid });
-    for (const p of c.parents) {
-      if (!seen.has(p)) {
-        seen.add(p);
-        queue.push(p);
-      }
-    }
-  }
-  return out;
-}
-
 export function listHosts(hostsPath: string): HostSummary[] {
   let names: string[];
   try {
@@ -83,13 +68,14 @@ export function listHosts(hostsPath: string): HostSummary[] {
   return names.map((name) => {
     const repo = masterHostPaths(hostsPath, name).repo;
     const summary: HostSummary = { name, head: null, lastSnapshot: null, commits: 0, size: dirSize(repo) };
-    const store = new RepoObjects(repo);
+    const store = new Repository(repo);
     try {
       summary.head = fs.existsSync(path.join(repo, 'HEAD')) ? store.readRef('refs/heads/main') : null;
       if (summary.head) {
-        const commits = walkCommits(store, summary.head);
-        summary.commits = commits.length;
-        summary.lastSnapshot = new Date(commits[0].time * 1000).toISOString();
+        for (const c of firstParentChain(store, summary.head)) {
+          summary.lastSnapshot ??= new Date(c.time * 1000).toISOString();
+          summary.commits++;
+        }
       }
     } catch (e) {
       summary.error = errorMessage(e);
@@ -101,12 +87,11 @@ export function listHosts(hostsPath: string): HostSummary[] {
 }
 
 export function hostLog(hostsPath: string, host: string, limit?: number): LogEntry[] {
-  const store = new RepoObjects(hostRepo(hostsPath, host));
+  const store = new Repository(hostRepo(hostsPath, host));
   try {
     const head = store.readRef('refs/heads/main');
     if (!head) return [];
-    const all = walkCommits(store, head);
-    return (limit ? all.slice(0, limit) : all).map((c) => ({
+    return [...firstParentChain(store, head, { limit })].map((c) => ({
       commit: c.oid,
       time: new Date(c.time * 1000).toISOString(),
       parents: c.parents,
@@ -117,24 +102,8 @@ export function hostLog(hostsPath: string, host: string, limit?: number): LogEnt
   }
 }
 
-/** A commit (full id or unique prefix of at least 4 hex digits) or the last snapshot at or before an ISO time. */
-export function resolveAt(store: RepoObjects, head: string, at: string | undefined): string {
-  if (at === undefined || at === '') return head;
-  const commits = walkCommits(store, head);
-  if (/^[0-9a-f]{4,40}$/i.test(at)) {
-    const hits = commits.filter((c) => c.oid.startsWith(at.toLowerCase()));
-    if (hits.length === 1) return hits[0].oid;
-    if (hits.length > 1) throw new UsageError(`--at ${at} matches ${hits.length} snapshots: give more digits`);
-  }
-  const t = Date.parse(at);
-  if (Number.isNaN(t)) throw new UsageError(`--at ${at}: no such snapshot (accepted: a commit id or prefix from pacha-master log, or an ISO time like 2024-05-01T12:00:00Z)`);
-  const found = commits.filter((c) => c.time * 1000 <= t).sort((a, b) => b.time - a.time)[0];
-  if (!found) throw new PachaError(`no snapshot at or before ${at} (the first is from ${new Date(commits[commits.length - 1].time * 1000).toISOString()})`);
-  return found.oid;
-}
-
 /** Walk a tree path (already in git names) to its entry. */
-function lookupPath(store: RepoObjects, tree: string, gitRel: string): { mode: string; oid: string } | undefined {
+function lookupPath(store: Repository, tree: string, gitRel: string): { mode: string; oid: string } | undefined {
   let cur = { mode: '40000', oid: tree };
   for (const part of gitRel.split('/').filter((p) => p.length > 0)) {
     if (cur.mode !== '40000') return undefined;
@@ -157,7 +126,7 @@ export interface ShownFile {
 
 export function showFile(hostsPath: string, host: string, hostAbs: string, at?: string): ShownFile {
   if (!hostAbs.startsWith('/')) throw new UsageError(`${hostAbs}: give the absolute path the file had on the host (e.g. /etc/nginx/nginx.conf)`);
-  const store = new RepoObjects(hostRepo(hostsPath, host));
+  const store = new Repository(hostRepo(hostsPath, host));
   try {
     const head = store.readRef('refs/heads/main');
     if (!head) throw new PachaError(`${host} has no snapshot yet`);
@@ -193,11 +162,13 @@ export interface VerifyReport {
 }
 
 /**
- * Check one host's repository without native git: HEAD and the ref resolve; every pack's
- * checksum, index and CRCs agree; every object reachable from the ref is present and hashes to
- * its id; trees and commits parse.
+ * Check one host's repository as native `git fsck --full --strict` does, without native git:
+ * HEAD and the ref resolve; every pack is checked whole against its index (checksums, ids
+ * sorted without duplicates, CRCs, entries tiling the pack, every object hashing to its id and
+ * well-formed); every loose object hashes to its id; every object reachable from the ref is
+ * present, of the right type and well-formed. Damaged packs are named.
  */
-export function verifyHost(hostsPath: string, host: string): VerifyReport {
+export async function verifyHost(hostsPath: string, host: string): Promise<VerifyReport> {
   const repo = hostRepo(hostsPath, host);
   const report: VerifyReport = { host, ok: false, head: null, packs: 0, objects: 0, problems: [] };
   const problem = (m: string) => report.problems.push(m);
@@ -218,6 +189,7 @@ export function verifyHost(hostsPath: string, host: string): VerifyReport {
   } catch (e) {
     if (errnoOf(e) !== 'ENOENT') problem(`${packDir}: ${errorMessage(e)}`); // else no packs yet
   }
+  const check = (_oid: string, type: Parameters<typeof checkObject>[0], content: Buffer) => checkObject(type, content);
   for (const n of names.filter((x) => x.endsWith('.pack')).sort()) {
     const idx = n.slice(0, -5) + '.idx';
     if (!names.includes(idx)) {
@@ -225,82 +197,110 @@ export function verifyHost(hostsPath: string, host: string): VerifyReport {
       continue;
     }
     report.packs++;
+    let r: PackReader | undefined;
     try {
-      const r = new PackReader(path.join(packDir, n));
-      try {
-        for (const p of r.verify()) problem(p);
-        const want = n.slice(5, -5);
-        if (/^[0-9a-f]{40}$/.test(want) && r.packChecksumInIdx !== want) problem(`${packDir}/${n}: named ${want} but its checksum is ${r.packChecksumInIdx}`);
-      } finally {
-        r.close();
-      }
+      r = new PackReader(path.join(packDir, n));
+      for (const p of await r.verify({ check })) problem(p);
+      const want = n.slice(5, -5);
+      if (r.index.packChecksum !== want) problem(`${packDir}/${n}: named ${want} but its checksum is ${r.index.packChecksum}`);
     } catch (e) {
       problem(`${packDir}/${n}: ${errorMessage(e)}`);
+    } finally {
+      r?.close();
     }
   }
   for (const n of names.filter((x) => x.endsWith('.idx'))) {
     if (!names.includes(n.slice(0, -4) + '.pack')) problem(`${packDir}/${n}: index without its pack`);
   }
-  let head: string | null = null;
+  const store = new Repository(repo);
   try {
-    // No ref yet is a host whose first push has not completed: nothing to check, nothing damaged.
-    head = readRefIn(repo, 'refs/heads/main');
-  } catch (e) {
-    problem(errorMessage(e));
+    checkLoose(store, problem);
+    let head: string | null = null;
+    try {
+      // No ref yet is a host whose first push has not completed: nothing to check, nothing damaged.
+      head = readRefIn(repo, 'refs/heads/main');
+    } catch (e) {
+      problem(errorMessage(e));
+    }
+    report.head = head;
+    if (head !== null) checkReachable(store, head, report, problem);
+  } finally {
+    store.close();
   }
-  report.head = head;
-  if (head !== null) checkReachable(repo, head, report, problem);
   report.ok = report.problems.length === 0;
   return report;
 }
 
-function checkReachable(repo: string, head: string, report: VerifyReport, problem: (m: string) => void): void {
-  const store = new RepoObjects(repo);
+/** Every loose object hashes to the id its path names and is well-formed. */
+function checkLoose(store: Repository, problem: (m: string) => void): void {
+  const objects = path.join(store.gitdir, 'objects');
+  let dirs: string[] = [];
   try {
-    store.packReaders();
-  } catch (e) {
-    problem(`cannot open the packs of ${repo}: ${errorMessage(e)}`);
+    dirs = fs.readdirSync(objects).filter((d) => /^[0-9a-f]{2}$/.test(d));
+  } catch {
     return;
   }
+  for (const d of dirs) {
+    for (const f of fs.readdirSync(path.join(objects, d))) {
+      const oid = d + f;
+      if (!/^[0-9a-f]{40}$/.test(oid)) {
+        problem(`${objects}/${d}/${f}: not an object file name`);
+        continue;
+      }
+      try {
+        const o = store.read(oid);
+        const bad = checkObject(o.type, o.content);
+        if (bad) problem(`object ${oid}: ${bad}`);
+      } catch (e) {
+        problem(`object ${oid}: ${errorMessage(e)}`);
+      }
+    }
+  }
+}
+
+function checkReachable(store: Repository, head: string, report: VerifyReport, problem: (m: string) => void): void {
   const seen = new Set<string>();
   // [oid, expected type, what refers to it]
   const stack: [string, string, string][] = [[head, 'commit', 'refs/heads/main']];
-  try {
-    while (stack.length > 0) {
-      const [oid, want, from] = stack.pop()!;
-      if (seen.has(oid)) continue;
-      seen.add(oid);
-      let obj;
-      try {
-        obj = store.tryRead(oid);
-      } catch (e) {
-        if (e instanceof CorruptObjectError && e.idMismatch) problem(`object ${oid} (${want} of ${from}) does not hash to its id: corrupt`);
-        else problem(`object ${oid} (${want} of ${from}) cannot be read: ${errorMessage(e)}`);
-        continue;
-      }
-      if (!obj) {
-        problem(`object ${oid} (${want} of ${from}) is missing`);
-        continue;
-      }
-      report.objects++;
-      // tryRead has checked the content against its id.
-      if (obj.type !== want) problem(`object ${oid} (of ${from}) is a ${obj.type}, expected a ${want}`);
-      try {
-        if (obj.type === 'commit') {
-          const c = parseCommit(obj.content);
-          stack.push([c.tree, 'tree', `commit ${oid.slice(0, 12)}:`]);
-          for (const p of c.parents) stack.push([p, 'commit', `commit ${oid.slice(0, 12)}`]);
-        } else if (obj.type === 'tree') {
-          for (const e of store.readTree(oid)) {
-            if (e.mode === '160000') continue;
-            stack.push([e.oid, e.mode === '40000' ? 'tree' : 'blob', `${from}${from.endsWith(':') ? '' : '/'}${e.name}`]);
-          }
-        }
-      } catch (e) {
-        problem(`object ${oid} (${want} of ${from}) does not parse: ${errorMessage(e)}`);
-      }
+  while (stack.length > 0) {
+    const [oid, want, from] = stack.pop()!;
+    if (seen.has(oid)) continue;
+    seen.add(oid);
+    let obj;
+    try {
+      obj = store.tryRead(oid);
+    } catch (e) {
+      if (e instanceof ObjectCorruptError && e.idMismatch) problem(`object ${oid} (${want} of ${from}) does not hash to its id: corrupt`);
+      else problem(`object ${oid} (${want} of ${from}) cannot be read: ${errorMessage(e)}`);
+      continue;
     }
-  } finally {
-    store.close();
+    if (!obj) {
+      problem(`object ${oid} (${want} of ${from}) is missing`);
+      continue;
+    }
+    report.objects++;
+    // tryRead has checked the content against its id.
+    if (obj.type !== want) problem(`object ${oid} (of ${from}) is a ${obj.type}, expected a ${want}`);
+    const bad = checkObject(obj.type, obj.content);
+    if (bad) {
+      problem(`object ${oid} (${want} of ${from}): ${bad}`);
+      continue;
+    }
+    try {
+      if (obj.type === 'commit') {
+        const c = parseCommit(obj.content);
+        stack.push([c.tree, 'tree', `commit ${oid.slice(0, 12)}:`]);
+        for (const p of c.parents) stack.push([p, 'commit', `commit ${oid.slice(0, 12)}`]);
+      } else if (obj.type === 'tree') {
+        for (const e of parseTree(obj.content)) {
+          if (e.mode === '160000') continue;
+          stack.push([e.oid, e.mode === '40000' ? 'tree' : 'blob', `${from}${from.endsWith(':') ? '' : '/'}${e.name}`]);
+        }
+      }
+    } catch (e) {
+      problem(`object ${oid} (${want} of ${from}) does not parse: ${errorMessage(e)}`);
+    }
   }
+  // Packs the reader found damaged while reading (their good copies were used where they exist).
+  for (const [file, why] of store.badPacks) problem(`${file}: damaged: ${why}`);
 }

@@ -98,3 +98,48 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+// ---- what the git object reader (git/repository.ts) reports ----
+
+/** No copy of the object exists in the repository (no pack lists it, no loose file). */
+export class ObjectMissingError extends PachaError {
+  override readonly code = 'EOBJECTMISSING';
+  readonly oid: string;
+  constructor(oid: string, where: string) {
+    super(`object ${oid} is missing from ${where}`);
+    this.oid = oid;
+  }
+}
+
+/** Every stored copy of the object is damaged: it does not inflate, or does not hash to its id. */
+export class ObjectCorruptError extends PachaError {
+  override readonly code = 'EOBJECTCORRUPT';
+  readonly oid: string;
+  /** True when a copy inflated fine but hashes to another id. */
+  readonly idMismatch: boolean;
+  constructor(oid: string, message: string, idMismatch: boolean) {
+    super(message);
+    this.oid = oid;
+    this.idMismatch = idMismatch;
+  }
+}
+
+/** A pack or its .idx is not what the format says (bad header, offsets, checksum, CRC, order). */
+export class PackCorruptError extends PachaError {
+  override readonly code = 'EPACKCORRUPT';
+  readonly file: string;
+  constructor(file: string, message: string) {
+    super(`${file}: ${message}`);
+    this.file = file;
+  }
+}
+
+/** The object exists but is of another type than the one that refers to it says. */
+export class ObjectTypeError extends PachaError {
+  override readonly code = 'EOBJECTTYPE';
+  readonly oid: string;
+  constructor(oid: string, actual: string, expected: string) {
+    super(`object ${oid} is a ${actual}, not a ${expected}`);
+    this.oid = oid;
+  }
+}

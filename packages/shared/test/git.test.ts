@@ -4,12 +4,13 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
-import { hashObject, serializeCommit, serializeTree } from '../src/git/objects.ts';
-import { ObjectStore, PackIndex } from '../src/git/pack-index.ts';
+import { hashObject } from '../src/git/objects.ts';
+import { serializeCommit } from '../src/git/commit.ts';
+import { serializeTree } from '../src/git/tree.ts';
+import { PackIndex } from '../src/git/pack-index.ts';
 import { hashFile, PackWriter } from '../src/git/pack-writer.ts';
-import { initRepo, readHead, updateHead } from '../src/git/repo.ts';
+import { Repository, initRepo, readHead, updateHead } from '../src/git/repository.ts';
 import { consolidatePacks } from '../src/git/consolidate.ts';
-import { SnapshotReader } from '../src/snapshot/read.ts';
 
 let dirs: string[] = [];
 afterEach(() => {
@@ -57,7 +58,7 @@ describe('git object store', () => {
     const w1 = PackWriter.create(packDir(r));
     const a = w1.addObject('blob', Buffer.from('a'));
     await w1.finish();
-    const store = new ObjectStore(path.join(r, 'objects'));
+    const store = new Repository(r);
     expect(store.has(a)).toBe(true);
     expect(store.has(hashObject('blob', Buffer.from('b')))).toBe(false);
     const w2 = PackWriter.create(packDir(r), { known: (oid) => store.has(oid) });
@@ -90,11 +91,11 @@ describe('git object store', () => {
     expect(done.count).toBe(2);
     const idx = PackIndex.load(done.idxFile);
     expect(idx.count).toBe(2);
-    const reader = new SnapshotReader(r);
+    const reader = new Repository(r);
     const out = path.join(path.dirname(r), 'out');
-    expect(await reader.writeBlob(first.oid, out)).toBe(data.length);
+    expect(await reader.writeBlobTo(first.oid, out)).toBe(data.length);
     expect(fs.readFileSync(out).equals(data)).toBe(true);
-    expect((await reader.readBlobOid(rawOid)).toString()).toBe('raw entry content');
+    expect(reader.readBlob(rawOid).toString()).toBe('raw entry content');
     expect(git(r, ['cat-file', '-p', rawOid])).toBe('raw entry content');
     git(r, ['fsck', '--full', '--strict']);
   });
@@ -114,9 +115,9 @@ describe('git object store', () => {
     g(['commit', '-qm', 'two']);
     g(['repack', '-adq', '-f', '--depth=10', '--window=10']);
     const oid = git(r, ['rev-parse', 'HEAD~1:f']).trim();
-    const reader = new SnapshotReader(r);
+    const reader = new Repository(r);
     const out = path.join(path.dirname(r), 'out');
-    expect(await reader.writeBlob(oid, out)).toBe(base.length);
+    expect(await reader.writeBlobTo(oid, out)).toBe(base.length);
     expect(fs.readFileSync(out).equals(base)).toBe(true);
     expect(await readHead(r)).toBe(git(r, ['rev-parse', 'HEAD']).trim());
   });

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { pushSnapshots, type PushEnv } from '../src/push/push.ts';
 import { LocalTransport } from '../src/transport/local.ts';
 import { silentLogger, type Logger } from '../src/log.ts';
-import { RepoObjects } from '../src/git/object-store.ts';
+import { Repository } from '../src/git/repository.ts';
 import { selectObjects, commitsAfter } from '../src/push/pack-select.ts';
 import { buildPack } from '../src/push/pack-build.ts';
 import { AuthError, ConnectionError, PachaError, HostKeyError, PermissionError, isTransient } from '../src/errors.ts';
@@ -91,7 +91,7 @@ describe('push to a local-folder master', () => {
     for (let v = 0; v < 4; v++) fx.snapshot(80, v);
     gitIn(fx.state.repo, ['repack', '-a', '-d', '-f', '-q', '--depth=10', '--window=50']);
     gitIn(fx.state.repo, ['prune-packed']);
-    const store = new RepoObjects(fx.state.repo);
+    const store = new Repository(fx.state.repo);
     const head = store.readRef()!;
     const sel = selectObjects(store, commitsAfter(store, head, null, 'test'));
     const built = await buildPack(store, sel.objects, path.join(fx.root, 'packtest'));

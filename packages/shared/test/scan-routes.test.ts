@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { takeSnapshot, type SnapshotResult } from '../src/snapshot/engine.ts';
-import { readHead, updateHead } from '../src/git/repo.ts';
+import { readHead, updateHead } from '../src/git/repository.ts';
 import { loadStatCache } from '../src/snapshot/stat-cache.ts';
 import { settle, snapHost, type SnapHost } from './snapshot-helpers.ts';
 

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { diffLive, takeSnapshot } from '../src/snapshot/engine.ts';
 import { readSnapshot } from '../src/snapshot/read.ts';
-import { readHead } from '../src/git/repo.ts';
+import { readHead } from '../src/git/repository.ts';
 import type { MetadataEntry } from '../src/format/entry.ts';
 import { snapHost, type SnapHost } from './snapshot-helpers.ts';
 

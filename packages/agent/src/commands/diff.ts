@@ -44,8 +44,8 @@ export const diffCommand: CommandModule<GlobalArgs, GlobalArgs> = {
     const d = await diffLive(ctx);
     // The package database and the accounts against the snapshot's .pacha/packages and .pacha/accounts.
     const { liveHostChanges, hostChangeLines } = await import('@pacha/shared/host/history');
-    const { RepoObjects } = await import('@pacha/shared/git/object-store');
-    const objects = d.base ? new RepoObjects(ctx.state.repo) : null;
+    const { Repository } = await import('@pacha/shared/git/repository');
+    const objects = d.base ? new Repository(ctx.state.repo) : null;
     let host;
     try {
       const after = d.changes.filter((c) => c.after).map((c) => c.after!);

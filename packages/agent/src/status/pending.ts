@@ -1,8 +1,8 @@
-import fs from 'node:fs';
-import git from 'isomorphic-git';
+import { firstParentChain } from '@pacha/shared/git/history';
+import { Repository, readHead } from '@pacha/shared/git/repository';
 
-// Snapshots the master does not have yet: local commits after the last pushed one, counted in
-// the local repository (history is linear: each snapshot has the previous one as its parent).
+// Snapshots the master does not have yet: local commits on main's first-parent chain after the
+// last pushed one, counted in the local repository with the one reader.
 
 export interface Pending {
   /** Local head, null when no snapshot was taken yet. */
@@ -13,20 +13,17 @@ export interface Pending {
 }
 
 export async function countPending(repoDir: string, lastPushed: string | null | undefined, limit = 10_000): Promise<Pending> {
-  let head: string;
+  const head = readHead(repoDir);
+  if (head === null) return { head: null, count: 0, atLeast: false };
+  const repo = new Repository(repoDir);
   try {
-    head = await git.resolveRef({ fs, gitdir: repoDir, ref: 'refs/heads/main' });
-  } catch {
-    return { head: null, count: 0, atLeast: false };
+    let count = 0;
+    for (const _ of firstParentChain(repo, head, { stop: lastPushed ?? null })) {
+      if (count >= limit) return { head, count, atLeast: true };
+      count++;
+    }
+    return { head, count, atLeast: false };
+  } finally {
+    repo.close();
   }
-  const cache = {};
-  let count = 0;
-  let oid: string | undefined = head;
-  while (oid !== undefined && oid !== lastPushed) {
-    if (count >= limit) return { head, count, atLeast: true };
-    count++;
-    const { commit } = await git.readCommit({ fs, gitdir: repoDir, oid, cache });
-    oid = commit.parent[0];
-  }
-  return { head, count, atLeast: false };
 }

@@ -16,12 +16,13 @@ export const verifyCommand: CommandModule<Args, Args> = {
   command: 'verify [host]',
   describe: 'check every ref, pack and object (all hosts, or one); non-zero exit on damage',
   builder: (y) => hostsPathOption(y).positional('host', { type: 'string', describe: 'only this host' }) as Argv<Args>,
-  handler: (args) => {
+  handler: async (args) => {
     const { hostsPath } = masterLayout({ hostsPath: args['hosts-path'] });
     const hosts = args.host
       ? [args.host]
       : fs.readdirSync(hostsPath, { withFileTypes: true }).filter((d) => d.isDirectory() && fs.existsSync(masterHostPaths(hostsPath, d.name).repo)).map((d) => d.name).sort();
-    const reports = hosts.map((h) => verifyHost(hostsPath, h));
+    const reports = [];
+    for (const h of hosts) reports.push(await verifyHost(hostsPath, h));
     const damaged = reports.filter((r) => !r.ok);
     if (args.json) process.stdout.write(JSON.stringify({ hostsPath, ok: damaged.length === 0, hosts: reports }, null, 2) + '\n');
     else {

@@ -16,7 +16,7 @@ const HFS_IGNORABLE = /[\u200c-\u200f\u202a-\u202e\u206a-\u206f\ufeff]/u;
 /** Would native git (fsck --strict) refuse or treat specially this name in a tree? */
 function gitRefuses(name: string): boolean {
   if (name.startsWith(ENCODED_PREFIX)) return true;
-  // isomorphic-git refuses a backslash in a tree entry name.
+  // Older pacha versions read with isomorphic-git, which refuses a backslash in a tree entry name.
   if (name.includes('\\')) return true;
   const lower = name.toLowerCase();
   if (lower.startsWith('.git') || lower.startsWith('git~') || lower.startsWith('gitmod~')) return true;

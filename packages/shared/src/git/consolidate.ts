@@ -1,11 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { TYPE_OF_PACK } from './objects.ts';
-import { PackIndex } from './pack-index.ts';
+import { PackCorruptError } from '../errors.ts';
+import type { ObjectType } from './objects.ts';
+import { PackReader } from './pack-reader.ts';
 import { PackWriter } from './pack-writer.ts';
 
 // Every snapshot adds a pack; a daemon snapshotting each minute would pile up thousands, and
-// every reader (git, isomorphic-git, our own has()) looks through all of them. When there are
+// every reader (git, our own Repository) looks through all of them. When there are
 // many small packs they are merged into one by copying their entries as they are (no
 // re-compression). Packs holding deltas (written by other tools) are left alone.
 
@@ -16,36 +17,23 @@ export interface ConsolidateOptions {
   smallPackBytes?: number;
 }
 
-export interface RawEntry {
-  oid: string;
-  type: 'commit' | 'tree' | 'blob' | 'tag';
-  size: number;
-  /** The entry's zlib stream, as stored. */
-  data: Buffer;
-}
-
-/** Whole-object entries of one pack read into memory; null when it holds deltas. */
-export function readPackEntries(idxFile: string): RawEntry[] | null {
-  const idx = PackIndex.load(idxFile);
-  const buf = fs.readFileSync(idx.packFile);
-  const out: RawEntry[] = [];
-  for (let i = 0; i < idx.count; i++) {
-    const offset = idx.offsetAt(i);
-    const end = idx.entryEnd(offset, buf.length);
-    let c = buf[offset];
-    const type = TYPE_OF_PACK[(c >> 4) & 7];
-    if (type === undefined) return null;
-    let size = c & 15;
-    let shift = 4;
-    let p = offset + 1;
-    while (c & 0x80) {
-      c = buf[p++];
-      size += (c & 0x7f) * 2 ** shift;
-      shift += 7;
+/** Whole-object entries of one pack as stored (zlib streams, CRC-checked); null when it holds deltas or is damaged. */
+export function readPackEntries(idxFile: string): { oid: string; type: ObjectType; size: number; data: Buffer }[] | null {
+  const pack = new PackReader(idxFile.replace(/\.idx$/, '.pack'));
+  try {
+    const out = [];
+    for (let i = 0; i < pack.count; i++) {
+      const e = pack.storedEntry(i);
+      if (e === undefined) return null;
+      out.push({ oid: pack.index.oidAt(i), type: e.type, size: e.size, data: e.data });
     }
-    out.push({ oid: idx.oidAt(i), type, size, data: buf.subarray(p, end) });
+    return out;
+  } catch (e) {
+    if (e instanceof PackCorruptError) return null; // left alone: pacha-master verify / fsck report it
+    throw e;
+  } finally {
+    pack.close();
   }
-  return out;
 }
 
 export async function consolidatePacks(repoDir: string, opts: ConsolidateOptions = {}): Promise<{ packs: number; objects: number } | null> {

@@ -1,9 +1,11 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
+import { PackCorruptError } from '../errors.ts';
 
-// Pack index (.idx version 2): writing one for our packs, and reading existing ones to answer
-// "is this object already stored?" and "where is it?" without parsing the whole file.
+// The pack index (.idx version 2): magic, version, a 256-entry fan-out table, the sorted object
+// ids, their CRC-32s, 31-bit offsets (large ones in a 64-bit table), the pack's checksum and the
+// index's own checksum. Writing one for our packs; reading one to answer "is this object stored
+// here, and where?" with a binary search, without parsing the whole file.
 
 const IDX_MAGIC = Buffer.from([0xff, 0x74, 0x4f, 0x63]);
 
@@ -61,15 +63,69 @@ export class PackIndex {
   private readonly buf: Buffer;
   private sortedOffsets: Float64Array | undefined;
 
+  /** Checks what a lookup relies on (header, fan-out, size); check() checks the rest. */
   constructor(idxFile: string, buf: Buffer) {
     if (buf.length < 8 + 1024 + 40 || !buf.subarray(0, 4).equals(IDX_MAGIC) || buf.readUInt32BE(4) !== 2) {
-      throw new Error(`${idxFile}: not a pack index version 2`);
+      throw new PackCorruptError(idxFile, 'not a pack index version 2');
     }
     this.idxFile = idxFile;
     this.packFile = idxFile.replace(/\.idx$/, '.pack');
     this.buf = buf;
     this.count = buf.readUInt32BE(8 + 255 * 4);
-    if (buf.length < 8 + 1024 + this.count * 28 + 40) throw new Error(`${idxFile}: truncated (${buf.length} bytes for ${this.count} objects)`);
+    let prev = 0;
+    for (let b = 0; b < 256; b++) {
+      const v = buf.readUInt32BE(8 + b * 4);
+      if (v < prev) throw new PackCorruptError(idxFile, `fan-out table decreases at byte ${b}`);
+      prev = v;
+    }
+    const need = 8 + 1024 + this.count * 28 + 40;
+    if (buf.length < need) throw new PackCorruptError(idxFile, `truncated (${buf.length} bytes for ${this.count} objects)`);
+    let large = 0;
+    for (let i = 0; i < this.count; i++) if (buf.readUInt32BE(8 + 1024 + this.count * 24 + i * 4) & 0x80000000) large++;
+    if (buf.length !== need + large * 8) throw new PackCorruptError(idxFile, `is ${buf.length} bytes, ${need + large * 8} expected for ${this.count} objects`);
+  }
+
+  /**
+   * Everything a lookup does not rely on: ids strictly increasing (sorted, no duplicates), each id
+   * under its fan-out byte, large offsets where they point, and the index's own checksum.
+   */
+  check(): string[] {
+    const problems: string[] = [];
+    const b = this.buf;
+    const base = 8 + 1024;
+    for (let i = 1; i < this.count; i++) {
+      // Compares entry i (source range) with entry i-1 (target range): > 0 when in order.
+      const c = b.compare(b, base + (i - 1) * 20, base + i * 20, base + i * 20, base + (i + 1) * 20);
+      if (c <= 0) {
+        problems.push(c === 0 ? `object ${this.oidAt(i)} is listed twice` : `object ids are not sorted at position ${i}`);
+        break;
+      }
+    }
+    for (let i = 0, bucket = 0; i < this.count; i++) {
+      const first = b[base + i * 20];
+      while (bucket < 256 && b.readUInt32BE(8 + bucket * 4) <= i) bucket++;
+      if (first !== bucket) {
+        problems.push(`object ${this.oidAt(i)} is not where the fan-out table puts it`);
+        break;
+      }
+    }
+    let li = 0;
+    for (let i = 0; i < this.count; i++) {
+      const v = b.readUInt32BE(base + this.count * 24 + i * 4);
+      if (!(v & 0x80000000)) continue;
+      if ((v & 0x7fffffff) !== li++) {
+        problems.push(`large offset table out of order at object ${this.oidAt(i)}`);
+        break;
+      }
+    }
+    const sum = crypto.createHash('sha1').update(b.subarray(0, b.length - 20)).digest();
+    if (!sum.equals(b.subarray(b.length - 20))) problems.push('index checksum does not match its content');
+    return problems.map((p) => `${this.idxFile}: ${p}`);
+  }
+
+  /** The pack's checksum as the index records it (hex). */
+  get packChecksum(): string {
+    return this.buf.toString('hex', this.buf.length - 40, this.buf.length - 20);
   }
 
   /** The whole .idx file (for checking its own checksum and the pack checksum it records). */
@@ -107,6 +163,19 @@ export class PackIndex {
     return this.find(oid) >= 0;
   }
 
+  /** Every position listing oid (more than one only in a lying index): try each before giving up. */
+  findAll(oid: Buffer): number[] {
+    const i = this.find(oid);
+    if (i < 0) return [];
+    const base = 8 + 1024;
+    const same = (j: number) => j >= 0 && j < this.count && this.buf.compare(oid, 0, 20, base + j * 20, base + j * 20 + 20) === 0;
+    let lo = i;
+    while (same(lo - 1)) lo--;
+    const out: number[] = [];
+    for (let j = lo; same(j); j++) out.push(j);
+    return out;
+  }
+
   oidAt(i: number): string {
     const p = 8 + 1024 + i * 20;
     return this.buf.subarray(p, p + 20).toString('hex');
@@ -120,7 +189,9 @@ export class PackIndex {
     const v = this.buf.readUInt32BE(8 + 1024 + this.count * 24 + i * 4);
     if (!(v & 0x80000000)) return v;
     const li = v & 0x7fffffff;
-    return Number(this.buf.readBigUInt64BE(8 + 1024 + this.count * 28 + li * 8));
+    const p = 8 + 1024 + this.count * 28 + li * 8;
+    if (p + 8 > this.buf.length - 40) throw new PackCorruptError(this.idxFile, `large offset ${li} is outside the index`);
+    return Number(this.buf.readBigUInt64BE(p));
   }
 
   /** End of the entry starting at offset: the next entry's offset, or the pack's trailer. */
@@ -140,56 +211,5 @@ export class PackIndex {
       else hi = mid;
     }
     return lo < s.length ? s[lo] : packSize - 20;
-  }
-}
-
-/** Every object a repository holds (packs and loose objects): answers has(oid) quickly. */
-export class ObjectStore {
-  readonly objectsDir: string;
-  readonly packs: PackIndex[];
-  private readonly hasLoose: boolean;
-
-  constructor(objectsDir: string) {
-    this.objectsDir = objectsDir;
-    this.packs = [];
-    let names: string[] = [];
-    try {
-      names = fs.readdirSync(path.join(objectsDir, 'pack'));
-    } catch {
-      // no pack dir yet
-    }
-    for (const n of names) {
-      if (!n.endsWith('.idx')) continue;
-      if (!names.includes(n.replace(/\.idx$/, '.pack'))) continue;
-      this.packs.push(PackIndex.load(path.join(objectsDir, 'pack', n)));
-    }
-    let dirs: string[] = [];
-    try {
-      dirs = fs.readdirSync(objectsDir);
-    } catch {
-      // empty repository
-    }
-    this.hasLoose = dirs.some((d) => /^[0-9a-f]{2}$/.test(d));
-  }
-
-  has(oid: string): boolean {
-    const b = Buffer.from(oid, 'hex');
-    for (const p of this.packs) if (p.has(b)) return true;
-    return this.hasLoose && fs.existsSync(path.join(this.objectsDir, oid.slice(0, 2), oid.slice(2)));
-  }
-
-  /** The pack holding oid and the entry's position there, if packed. */
-  locate(oid: string): { pack: PackIndex; index: number } | undefined {
-    const b = Buffer.from(oid, 'hex');
-    for (const p of this.packs) {
-      const i = p.find(b);
-      if (i >= 0) return { pack: p, index: i };
-    }
-    return undefined;
-  }
-
-  /** A newly written pack becomes visible to has(). */
-  addPack(idxFile: string): void {
-    this.packs.push(PackIndex.load(idxFile));
   }
 }

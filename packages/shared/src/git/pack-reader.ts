@@ -1,55 +1,42 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import zlib from 'node:zlib';
-import crypto from 'node:crypto';
+import { PackCorruptError } from '../errors.ts';
+import { type GitObject, type ObjectType, hashObject } from './objects.ts';
+import { MAX_ENTRY_HEADER, OFS_DELTA, REF_DELTA, TYPE_OF_PACK, applyDelta, decodeEntryHeader, type EntryHeader } from './pack-entry.ts';
 import { PackIndex } from './pack-index.ts';
 
-// Read one git pack through its version-2 .idx: find an object, hand out its stored (still
-// compressed) form for re-use in another pack, or inflate it (resolving OFS/REF deltas). Reads use positioned
-// reads on one file descriptor, so memory stays in proportion to the objects read, not the pack.
+// One pack file read through its .idx: positioned reads of single entries on one descriptor, so
+// memory follows the objects read, never the pack. It inflates entries (resolving deltas) and
+// hands out whole entries as stored for copying into another pack. It does not check ids:
+// Repository does, for every object it returns. verify() checks the whole pack.
 
-export type ObjectType = 'commit' | 'tree' | 'blob' | 'tag';
-const TYPE_BY_CODE: Record<number, ObjectType> = { 1: 'commit', 2: 'tree', 3: 'blob', 4: 'tag' };
-const OFS_DELTA = 6;
-const REF_DELTA = 7;
-
-export interface GitObject {
-  type: ObjectType;
-  content: Buffer;
-}
-
-export class PackFormatError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'PackFormatError';
-  }
-}
-
-/** Resolves a REF_DELTA base that is not in this pack (thin packs); packs pacha writes are never thin. */
+/** Resolves a REF_DELTA base that is not in this pack. */
 export type BaseLookup = (oid: string) => GitObject | undefined;
+
+/** Entries whose zlib stream is larger than this are inflated as a stream by verify(). */
+const STREAM_VERIFY_AT = 8 * 1024 * 1024;
+const CHUNK = 1024 * 1024;
+/** Delta chains deeper than this are refused (git's default depth is 50). */
+const MAX_DELTA_DEPTH = 4096;
 
 export class PackReader {
   readonly packFile: string;
-  readonly idxFile: string;
-  readonly count: number;
-  /** The .idx lookups (find, offsets, crcs, entry ends) are PackIndex's; this class reads entries. */
-  private readonly index: PackIndex;
+  readonly index: PackIndex;
   /** Opened on the first read: a repository may hold many packs that a push only searches. */
   private fdOpen: number | undefined;
-  private sizeOfPack: number | undefined;
+  private sizeOfPack = 0;
   /** Small cache of delta bases, so chains are not inflated again and again. */
   private readonly baseCache = new Map<number, GitObject>();
 
   /** `index`: the pack's .idx when already loaded (else it is read from the file next to the pack). */
   constructor(packFile: string, index?: PackIndex) {
     this.packFile = packFile;
-    this.idxFile = index?.idxFile ?? packFile.replace(/\.pack$/, '.idx');
-    try {
-      this.index = index ?? PackIndex.load(this.idxFile);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code) throw e;
-      throw new PackFormatError((e as Error).message);
-    }
-    this.count = this.index.count;
+    this.index = index ?? PackIndex.load(packFile.replace(/\.pack$/, '.idx'));
+  }
+
+  get count(): number {
+    return this.index.count;
   }
 
   private get fd(): number {
@@ -60,31 +47,49 @@ export class PackReader {
     return this.fdOpen;
   }
 
-  private get packSize(): number {
+  get packSize(): number {
     void this.fd;
-    return this.sizeOfPack!;
+    return this.sizeOfPack;
   }
 
   close(): void {
     if (this.fdOpen !== undefined) fs.closeSync(this.fdOpen);
     this.fdOpen = undefined;
+    this.baseCache.clear();
   }
 
-  /** Checksum of the pack as recorded at the end of the idx. */
-  get packChecksumInIdx(): string {
-    const idx = this.index.bytes;
-    return idx.subarray(idx.length - 40, idx.length - 20).toString('hex');
+  private corrupt(message: string): PackCorruptError {
+    return new PackCorruptError(this.packFile, message);
   }
 
-  oidAt(i: number): string {
-    return this.index.oidAt(i);
+  private read(offset: number, length: number): Buffer {
+    if (offset < 0 || length < 0 || offset + length > this.packSize) throw this.corrupt(`read of ${length} bytes at ${offset} is outside the pack`);
+    const buf = Buffer.allocUnsafe(length);
+    let got = 0;
+    while (got < length) {
+      const n = fs.readSync(this.fd, buf, got, length - got, offset + got);
+      if (n === 0) throw this.corrupt(`unexpected end at ${offset + got}`);
+      got += n;
+    }
+    return buf;
   }
 
-  *oids(): Iterable<string> {
-    for (let i = 0; i < this.count; i++) yield this.oidAt(i);
+  /** End of the entry at offset (where the next one starts, or the trailer); checked to be inside the pack. */
+  entryEnd(offset: number): number {
+    if (offset < 12 || offset >= this.packSize - 20) throw this.corrupt(`entry offset ${offset} is outside the pack`);
+    return this.index.entryEnd(offset, this.packSize);
   }
 
-  /** Index of an object in the idx, or -1. */
+  private header(offset: number): EntryHeader {
+    const bytes = this.read(offset, Math.min(MAX_ENTRY_HEADER, this.entryEnd(offset) - offset));
+    try {
+      return decodeEntryHeader(offset, bytes);
+    } catch (e) {
+      throw this.corrupt((e as Error).message);
+    }
+  }
+
+  /** Position of oid in the index, or -1. */
   find(oid: string): number {
     return this.index.findHex(oid);
   }
@@ -93,206 +98,194 @@ export class PackReader {
     return this.find(oid) >= 0;
   }
 
-  offsetAt(i: number): number {
-    return this.index.offsetAt(i);
-  }
-
-  crcAt(i: number): number {
-    return this.index.crcAt(i);
-  }
-
-  private entryEnd(offset: number): number {
-    return this.index.entryEnd(offset, this.packSize);
-  }
-
-  private read(offset: number, length: number): Buffer {
-    const buf = Buffer.allocUnsafe(length);
-    let got = 0;
-    while (got < length) {
-      const n = fs.readSync(this.fd, buf, got, length - got, offset + got);
-      if (n === 0) throw new PackFormatError(`${this.packFile}: unexpected end at ${offset + got}`);
-      got += n;
-    }
-    return buf;
-  }
-
-  /** Parse the entry header at an offset. */
-  private header(offset: number, bytes: Buffer): { code: number; size: number; dataStart: number; baseOffset?: number; baseOid?: string } {
-    let p = 0;
-    let c = bytes[p++];
-    const code = (c >> 4) & 7;
-    let size = c & 15;
-    let shift = 4;
-    while (c & 0x80) {
-      c = bytes[p++];
-      size += (c & 0x7f) * 2 ** shift;
-      shift += 7;
-    }
-    if (code === OFS_DELTA) {
-      c = bytes[p++];
-      let rel = c & 0x7f;
-      while (c & 0x80) {
-        c = bytes[p++];
-        rel = (rel + 1) * 128 + (c & 0x7f);
-      }
-      return { code, size, dataStart: p, baseOffset: offset - rel };
-    }
-    if (code === REF_DELTA) {
-      const baseOid = bytes.subarray(p, p + 20).toString('hex');
-      return { code, size, dataStart: p + 20, baseOid };
-    }
-    return { code, size, dataStart: p };
-  }
-
   /**
-   * A whole (non-delta) object's stored form: its type, inflated size and the zlib stream as
-   * stored, for copying into another pack without inflating; undefined for deltified entries.
+   * A whole (non-delta) entry as stored: its type, inflated size and the zlib stream, for copying
+   * into another pack without inflating; undefined for a deltified entry. The stored bytes are
+   * checked against the index's CRC-32 (cheap; the receiving side checks ids).
    */
   storedEntry(i: number): { type: ObjectType; size: number; data: Buffer } | undefined {
-    const offset = this.offsetAt(i);
-    const bytes = this.read(offset, this.entryEnd(offset) - offset);
-    const h = this.header(offset, bytes);
-    const type = TYPE_BY_CODE[h.code];
+    const offset = this.index.offsetAt(i);
+    const h = this.header(offset);
+    const type = TYPE_OF_PACK[h.code];
     if (!type) return undefined;
+    const bytes = this.read(offset, this.entryEnd(offset) - offset);
+    if (zlib.crc32(bytes) >>> 0 !== this.index.crcAt(i)) throw this.corrupt(`object ${this.index.oidAt(i)} fails its CRC-32`);
     return { type, size: h.size, data: bytes.subarray(h.dataStart) };
   }
 
-  /** Object type without inflating (follows delta chains to their base). */
-  typeAt(offset: number, lookup?: BaseLookup): ObjectType {
-    const bytes = this.read(offset, Math.min(32, this.packSize - offset));
-    const h = this.header(offset, bytes);
-    if (h.code === OFS_DELTA) return this.typeAt(h.baseOffset!, lookup);
-    if (h.code === REF_DELTA) {
-      const i = this.find(h.baseOid!);
-      if (i >= 0) return this.typeAt(this.offsetAt(i), lookup);
-      const b = lookup?.(h.baseOid!);
-      if (!b) throw new PackFormatError(`${this.packFile}: delta base ${h.baseOid} missing`);
-      return b.type;
-    }
-    const t = TYPE_BY_CODE[h.code];
-    if (!t) throw new PackFormatError(`${this.packFile}: bad object type ${h.code} at ${offset}`);
-    return t;
+  /** Where a whole entry's zlib stream lies, for streaming it; undefined for a deltified entry. */
+  wholeEntryAt(i: number): { type: ObjectType; size: number; start: number; end: number } | undefined {
+    const offset = this.index.offsetAt(i);
+    const h = this.header(offset);
+    const type = TYPE_OF_PACK[h.code];
+    return type ? { type, size: h.size, start: offset + h.dataStart, end: this.entryEnd(offset) } : undefined;
   }
 
-  /** Inflate the object stored at an offset. */
-  readAt(offset: number, lookup?: BaseLookup): GitObject {
+  /** Inflate the object stored at an offset (not checked against any id). */
+  readAt(offset: number, lookup?: BaseLookup, depth = 0): GitObject {
     const cached = this.baseCache.get(offset);
     if (cached) return cached;
-    const bytes = this.read(offset, this.entryEnd(offset) - offset);
-    const h = this.header(offset, bytes);
-    const data = zlib.inflateSync(bytes.subarray(h.dataStart));
-    let obj: GitObject;
-    if (h.code === OFS_DELTA || h.code === REF_DELTA) {
-      let base: GitObject | undefined;
-      if (h.code === OFS_DELTA) base = this.readAt(h.baseOffset!, lookup);
-      else {
-        const i = this.find(h.baseOid!);
-        base = i >= 0 ? this.readAt(this.offsetAt(i), lookup) : lookup?.(h.baseOid!);
-      }
-      if (!base) throw new PackFormatError(`${this.packFile}: delta base ${h.baseOid} missing`);
-      obj = { type: base.type, content: applyDelta(base.content, data) };
-      // Keep a few recent bases: delta chains usually share them.
-      if (this.baseCache.size > 64) this.baseCache.clear();
-      this.baseCache.set(offset, obj);
-    } else {
-      const t = TYPE_BY_CODE[h.code];
-      if (!t) throw new PackFormatError(`${this.packFile}: bad object type ${h.code} at ${offset}`);
-      if (data.length !== h.size) throw new PackFormatError(`${this.packFile}: object at ${offset} inflates to ${data.length} bytes, header says ${h.size}`);
-      obj = { type: t, content: data };
+    if (depth > MAX_DELTA_DEPTH) throw this.corrupt(`delta chain at ${offset} is deeper than ${MAX_DELTA_DEPTH}`);
+    const h = this.header(offset);
+    const end = this.entryEnd(offset);
+    if (h.size > 2 ** 31) throw this.corrupt(`entry at ${offset} claims ${h.size} bytes`);
+    let data: Buffer;
+    try {
+      data = zlib.inflateSync(this.read(offset + h.dataStart, end - offset - h.dataStart), { maxOutputLength: Math.max(h.size, 1) });
+    } catch (e) {
+      throw this.corrupt(`entry at ${offset} does not inflate: ${(e as Error).message}`);
     }
+    if (data.length !== h.size) throw this.corrupt(`entry at ${offset} inflates to ${data.length} bytes, its header says ${h.size}`);
+    if (h.code !== OFS_DELTA && h.code !== REF_DELTA) return { type: TYPE_OF_PACK[h.code]!, content: data };
+    let base: GitObject | undefined;
+    if (h.code === OFS_DELTA) base = this.readAt(h.baseOffset!, lookup, depth + 1);
+    else {
+      const i = this.find(h.baseOid!);
+      base = i >= 0 ? this.readAt(this.index.offsetAt(i), lookup, depth + 1) : lookup?.(h.baseOid!);
+    }
+    if (!base) throw this.corrupt(`delta base ${h.baseOid} of the entry at ${offset} is missing`);
+    let content: Buffer;
+    try {
+      content = applyDelta(base.content, data);
+    } catch (e) {
+      throw this.corrupt(`entry at ${offset}: ${(e as Error).message}`);
+    }
+    const obj = { type: base.type, content };
+    // Keep a few recent bases: delta chains usually share them.
+    if (this.baseCache.size > 64) this.baseCache.clear();
+    this.baseCache.set(offset, obj);
     return obj;
   }
 
-  /** Read an object by id, or undefined when it is not in this pack. */
-  readObject(oid: string, lookup?: BaseLookup): GitObject | undefined {
-    const i = this.find(oid);
-    return i < 0 ? undefined : this.readAt(this.offsetAt(i), lookup);
-  }
-
   /**
-   * Check the pack against its index: trailer checksum, object count, the idx's own checksum and
-   * its copy of the pack checksum, and every entry's CRC-32. Returns the problems found.
+   * Check the whole pack against its index, as git's verify-pack and fsck do: signature, version,
+   * object count, trailer checksum, the index's own checksum and its copy of the pack checksum,
+   * ids sorted without duplicates, every entry's CRC-32, entries tiling the pack with no gap, and
+   * every object inflating and hashing to the id the index gives it. `check(type, content)` is
+   * called on each object (the master's well-formedness rules). Returns the problems found.
    */
-  verify(): string[] {
+  async verify(opts: { wholeOnly?: boolean; check?: (oid: string, type: ObjectType, content: Buffer) => string | null } = {}): Promise<string[]> {
     const problems: string[] = [];
-    const idx = this.index.bytes;
-    const idxSum = crypto.createHash('sha1').update(idx.subarray(0, idx.length - 20)).digest('hex');
-    if (idxSum !== idx.subarray(idx.length - 20).toString('hex')) problems.push(`${this.idxFile}: index checksum does not match its content`);
-    const hash = crypto.createHash('sha1');
-    const chunk = Buffer.allocUnsafe(1 << 20);
-    let pos = 0;
+    let fd: number;
+    try {
+      fd = this.fd;
+    } catch (e) {
+      return [`${this.packFile}: cannot be opened: ${(e as Error).message}`];
+    }
+    void fd;
+    if (this.packSize < 32) return [`${this.packFile}: too short to be a pack (${this.packSize} bytes)`];
+    problems.push(...this.index.check());
+    const head = this.read(0, 12);
+    if (head.toString('latin1', 0, 4) !== 'PACK') problems.push(`${this.packFile}: no PACK signature`);
+    else if (head.readUInt32BE(4) !== 2 && head.readUInt32BE(4) !== 3) problems.push(`${this.packFile}: pack version ${head.readUInt32BE(4)} (accepted: 2 or 3)`);
+    else if (head.readUInt32BE(8) !== this.count) problems.push(`${this.packFile}: holds ${head.readUInt32BE(8)} objects, its index ${this.count}`);
     const end = this.packSize - 20;
-    while (pos < end) {
+    const hash = crypto.createHash('sha1');
+    const chunk = Buffer.allocUnsafe(CHUNK);
+    for (let pos = 0; pos < end; ) {
       const n = fs.readSync(this.fd, chunk, 0, Math.min(chunk.length, end - pos), pos);
       if (n === 0) break;
       hash.update(chunk.subarray(0, n));
       pos += n;
     }
-    const packSum = hash.digest('hex');
     const trailer = this.read(end, 20).toString('hex');
-    if (packSum !== trailer) problems.push(`${this.packFile}: pack checksum does not match its content`);
-    if (trailer !== this.packChecksumInIdx) problems.push(`${this.idxFile}: records pack checksum ${this.packChecksumInIdx}, pack has ${trailer}`);
-    const head = this.read(0, 12);
-    if (head.toString('latin1', 0, 4) !== 'PACK') problems.push(`${this.packFile}: no PACK signature`);
-    else if (head.readUInt32BE(8) !== this.count) problems.push(`${this.packFile}: holds ${head.readUInt32BE(8)} objects, its index ${this.count}`);
-    if (problems.length === 0) {
-      for (let i = 0; i < this.count; i++) {
-        const offset = this.offsetAt(i);
-        if (offset < 12 || offset >= end) {
-          problems.push(`${this.idxFile}: object ${this.oidAt(i)} has offset ${offset} outside the pack`);
-          continue;
-        }
-        const bytes = this.read(offset, this.entryEnd(offset) - offset);
-        if (zlib.crc32(bytes) !== this.crcAt(i)) problems.push(`${this.packFile}: object ${this.oidAt(i)} fails its CRC-32`);
+    if (hash.digest('hex') !== trailer) problems.push(`${this.packFile}: pack checksum does not match its content`);
+    if (trailer !== this.index.packChecksum) problems.push(`${this.index.idxFile}: records pack checksum ${this.index.packChecksum}, the pack has ${trailer}`);
+    if (problems.length > 0) return problems;
+    // Entries in pack order: they must start right after the header and follow each other to the trailer.
+    const order = Array.from({ length: this.count }, (_, i) => i).sort((a, b) => this.index.offsetAt(a) - this.index.offsetAt(b));
+    let expect = 12;
+    for (const i of order) {
+      const oid = this.index.oidAt(i);
+      const offset = this.index.offsetAt(i);
+      if (offset !== expect) {
+        problems.push(`${this.index.idxFile}: object ${oid} at offset ${offset}, ${offset < expect ? 'overlapping the entry before' : `a gap after ${expect}`}`);
+        return problems;
+      }
+      const entryEnd = this.entryEnd(offset);
+      expect = entryEnd;
+      const p = await this.verifyEntry(i, oid, offset, entryEnd, opts);
+      if (p) problems.push(`${this.packFile}: object ${oid}: ${p}`);
+      if (problems.length >= 20) {
+        problems.push(`${this.packFile}: more problems not listed`);
+        return problems;
       }
     }
+    if (this.count === 0 && end !== 12) problems.push(`${this.packFile}: ${end - 12} bytes of entries its index does not list`);
     return problems;
   }
-}
 
-function readVarint(d: Buffer, p: number): [number, number] {
-  let v = 0;
-  let shift = 0;
-  let c: number;
-  do {
-    c = d[p++];
-    v += (c & 0x7f) * 2 ** shift;
-    shift += 7;
-  } while (c & 0x80);
-  return [v, p];
-}
-
-/** Apply a git delta (copy/insert instructions) to its base. */
-export function applyDelta(base: Buffer, delta: Buffer): Buffer {
-  let p = 0;
-  let baseSize: number;
-  let size: number;
-  [baseSize, p] = readVarint(delta, p);
-  [size, p] = readVarint(delta, p);
-  if (baseSize !== base.length) throw new PackFormatError(`delta expects a base of ${baseSize} bytes, base has ${base.length}`);
-  const out = Buffer.allocUnsafe(size);
-  let o = 0;
-  while (p < delta.length) {
-    const op = delta[p++];
-    if (op & 0x80) {
-      let off = 0;
-      let len = 0;
-      if (op & 1) off |= delta[p++];
-      if (op & 2) off |= delta[p++] << 8;
-      if (op & 4) off |= delta[p++] << 16;
-      if (op & 8) off += delta[p++] * 2 ** 24;
-      if (op & 16) len |= delta[p++];
-      if (op & 32) len |= delta[p++] << 8;
-      if (op & 64) len |= delta[p++] << 16;
-      if (len === 0) len = 0x10000;
-      base.copy(out, o, off, off + len);
-      o += len;
-    } else if (op > 0) {
-      delta.copy(out, o, p, p + op);
-      o += op;
-      p += op;
-    } else throw new PackFormatError('delta has a reserved zero instruction');
+  private async verifyEntry(
+    i: number,
+    oid: string,
+    offset: number,
+    end: number,
+    opts: { wholeOnly?: boolean; check?: (oid: string, type: ObjectType, content: Buffer) => string | null },
+  ): Promise<string | null> {
+    let h: EntryHeader;
+    try {
+      h = this.header(offset);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    const whole = TYPE_OF_PACK[h.code];
+    if (!whole && opts.wholeOnly) return 'is a delta (accepted here: whole objects only)';
+    // The CRC covers the entry as stored (header and zlib stream).
+    let crc = 0;
+    for (let pos = offset; pos < end; ) {
+      const n = Math.min(CHUNK, end - pos);
+      crc = zlib.crc32(this.read(pos, n), crc);
+      pos += n;
+    }
+    if (crc >>> 0 !== this.index.crcAt(i)) return 'fails its CRC-32';
+    if (whole && (end - offset - h.dataStart > STREAM_VERIFY_AT || h.size > STREAM_VERIFY_AT)) {
+      const r = await this.hashStream(offset + h.dataStart, end, whole, h.size);
+      if (typeof r === 'string') return r;
+      if (r.oid !== oid) return `content hashes to ${r.oid}`;
+      return opts.check && whole !== 'blob' ? 'is a large non-blob object' : null;
+    }
+    let obj: GitObject;
+    try {
+      if (whole) {
+        const stream = this.read(offset + h.dataStart, end - offset - h.dataStart);
+        const content = zlib.inflateSync(stream, { maxOutputLength: Math.max(h.size, 1) });
+        if (content.length !== h.size) return `inflates to ${content.length} bytes, its header says ${h.size}`;
+        obj = { type: whole, content };
+      } else obj = this.readAt(offset, undefined);
+    } catch (e) {
+      return `does not read: ${(e as Error).message}`;
+    }
+    const got = hashObject(obj.type, obj.content);
+    if (got !== oid) return `content hashes to ${got}`;
+    return opts.check?.(oid, obj.type, obj.content) ?? null;
   }
-  if (o !== size) throw new PackFormatError(`delta produced ${o} bytes, expected ${size}`);
-  return out;
+
+  /** Inflate [start, end) as a stream and hash it as an object of `type`. */
+  private async hashStream(start: number, end: number, type: ObjectType, size: number): Promise<{ oid: string } | string> {
+    const hash = crypto.createHash('sha1').update(`${type} ${size}\0`);
+    let n = 0;
+    const inflate = zlib.createInflate();
+    const done = new Promise<void>((resolve, reject) => {
+      inflate.on('data', (d: Buffer) => {
+        n += d.length;
+        hash.update(d);
+      });
+      inflate.on('end', resolve);
+      inflate.on('error', reject);
+    });
+    try {
+      for (let pos = start; pos < end; ) {
+        const piece = this.read(pos, Math.min(CHUNK, end - pos));
+        pos += piece.length;
+        if (!inflate.write(piece)) await new Promise((r) => inflate.once('drain', r));
+      }
+      inflate.end();
+      await done;
+    } catch (e) {
+      inflate.destroy();
+      return `does not inflate: ${(e as Error).message}`;
+    }
+    if (n !== size) return `inflates to ${n} bytes, its header says ${size}`;
+    return { oid: hash.digest('hex') };
+  }
 }

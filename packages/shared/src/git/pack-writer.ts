@@ -3,9 +3,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { PachaError } from '../errors.ts';
-import { type ObjectType, PACK_TYPE, objectHeader } from './objects.ts';
+import { type ObjectType, objectHeader } from './objects.ts';
+import { encodeEntryHeader } from './pack-entry.ts';
 import { buildIndex, type IndexEntry } from './pack-index.ts';
 import { collectYoungGarbage } from './memory.ts';
+import { syncDir } from './fsync.ts';
 
 // Writes one pack (version 2, whole objects, no deltas) plus its .idx v2. The pack grows in a
 // temporary file in the pack dir; finish() renames it into place and the .idx last, so a reader
@@ -57,19 +59,6 @@ export class FileChangedError extends PachaError {
   constructor(file: string, tries: number) {
     super(`${file} changed while it was read (${tries} tries); it is left as it was in the previous snapshot`);
   }
-}
-
-export function packEntryHeader(type: ObjectType, size: number): Buffer {
-  const bytes: number[] = [];
-  let c = (PACK_TYPE[type] << 4) | (size & 0x0f);
-  let rest = Math.floor(size / 16);
-  while (rest > 0) {
-    bytes.push(c | 0x80);
-    c = rest & 0x7f;
-    rest = Math.floor(rest / 128);
-  }
-  bytes.push(c);
-  return Buffer.from(bytes);
 }
 
 // Leading bytes of formats that are compressed already (gzip, xz, zstd, bzip2, zip and jar,
@@ -213,7 +202,7 @@ export class PackWriter {
   }
 
   private appendEntry(e: { oid: string; type: ObjectType; size: number; data: Uint8Array; crc?: number }): void {
-    const header = packEntryHeader(e.type, e.size);
+    const header = encodeEntryHeader(e.type, e.size);
     const crc = e.crc ?? zlib.crc32(e.data, zlib.crc32(header));
     this.entries.push({ oid: this.oidBuffer(e.oid), crc, offset: this.offset });
     this.inPack.add(e.oid);
@@ -226,7 +215,7 @@ export class PackWriter {
    * deflated as a stream straight into the pack. A file that changes while it is read (size,
    * mtime, ctime differ before and after) is read again, up to `tries` times.
    */
-  async addBlobFromFile(file: string, opts: { tries?: number; hashOnly?: boolean } = {}): Promise<BlobFromFile> {
+  async addBlobFromFile(file: string, opts: { tries?: number } = {}): Promise<BlobFromFile> {
     this.assertOpen();
     // Bounded memory: what the thread pool has not deflated yet waits here.
     await this.drain(DEFER_MAX_BYTES);
@@ -243,11 +232,11 @@ export class PackWriter {
           const after = fs.fstatSync(fd, { bigint: true });
           if (statKey(after) !== statKey(before) || data.length !== size) continue;
           const oid = crypto.createHash('sha1').update(objectHeader('blob', size)).update(data).digest('hex');
-          if (opts.hashOnly || this.has(oid)) return { oid, size, written: false, bytesRead };
+          if (this.has(oid)) return { oid, size, written: false, bytesRead };
           this.addObject('blob', data, oid);
           return { oid, size, written: true, bytesRead };
         }
-        const r = await this.streamBlob(fd, size, opts.hashOnly === true);
+        const r = await this.streamBlob(fd, size);
         bytesRead += r.bytesRead;
         const after = fs.fstatSync(fd, { bigint: true });
         if (r.oid !== null && statKey(after) === statKey(before)) {
@@ -261,24 +250,21 @@ export class PackWriter {
   }
 
   /** Hash and deflate at once, writing the entry as it goes; truncate it back if not needed. */
-  private async streamBlob(fd: number, size: number, hashOnly: boolean): Promise<{ oid: string | null; written: boolean; bytesRead: number }> {
+  private async streamBlob(fd: number, size: number): Promise<{ oid: string | null; written: boolean; bytesRead: number }> {
     this.flush();
     const start = this.offset;
     const hash = crypto.createHash('sha1').update(objectHeader('blob', size));
-    const header = packEntryHeader('blob', size);
+    const header = encodeEntryHeader('blob', size);
     let crc = zlib.crc32(header);
     let pos = start;
-    if (!hashOnly) {
-      fs.writeSync(this.fd, header, 0, header.length, pos);
-      pos += header.length;
-    }
+    fs.writeSync(this.fd, header, 0, header.length, pos);
+    pos += header.length;
     const head = Buffer.alloc(8);
     const level = looksCompressed(head.subarray(0, fs.readSync(fd, head, 0, head.length, 0))) ? 0 : this.level;
-    const deflate = hashOnly ? null : zlib.createDeflate({ level, chunkSize: 256 * 1024 });
+    const deflate = zlib.createDeflate({ level, chunkSize: 256 * 1024 });
     const chunk = Buffer.allocUnsafe(STREAM_CHUNK);
     let read = 0;
     const written = new Promise<void>((resolve, reject) => {
-      if (!deflate) return resolve();
       deflate.on('data', (out: Buffer) => {
         fs.writeSync(this.fd, out, 0, out.length, pos);
         pos += out.length;
@@ -294,10 +280,8 @@ export class PackWriter {
       read += n;
       const piece = chunk.subarray(0, n);
       hash.update(piece);
-      if (deflate) {
-        // Wait until zlib has consumed the piece: the read buffer is reused for the next one.
-        await new Promise<void>((resolve, reject) => deflate.write(piece, (err) => (err ? reject(err) : resolve())));
-      }
+      // Wait until zlib has consumed the piece: the read buffer is reused for the next one.
+      await new Promise<void>((resolve, reject) => deflate.write(piece, (err) => (err ? reject(err) : resolve())));
       sinceGc += n;
       if (sinceGc >= GC_EVERY) {
         sinceGc = 0;
@@ -305,14 +289,13 @@ export class PackWriter {
       }
       if (read > size) break;
     }
-    deflate?.end();
+    deflate.end();
     await written;
     const oid = hash.digest('hex');
     if (read !== size) {
-      if (!hashOnly) fs.ftruncateSync(this.fd, start);
+      fs.ftruncateSync(this.fd, start);
       return { oid: null, written: false, bytesRead: read };
     }
-    if (hashOnly) return { oid, written: false, bytesRead: read };
     if (this.has(oid)) {
       fs.ftruncateSync(this.fd, start);
       return { oid, written: false, bytesRead: read };
@@ -417,19 +400,6 @@ function readWhole(fd: number, size: number): Buffer {
     n += r;
   }
   return buf.subarray(0, n);
-}
-
-export function syncDir(dir: string): void {
-  try {
-    const fd = fs.openSync(dir, 'r');
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
-    // some filesystems refuse fsync on directories; the rename is still atomic
-  }
 }
 
 /** The blob id of a file without storing it (pacha diff). Same re-read rule as addBlobFromFile. */

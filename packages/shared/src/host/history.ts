@@ -1,6 +1,6 @@
 import type { PachaConfig } from '../config.ts';
 import { PachaError } from '../errors.ts';
-import { RepoObjects } from '../git/object-store.ts';
+import { Repository } from '../git/repository.ts';
 import { loadAccountEntries } from '../accounts.ts';
 import { PACHA_DIR } from '../format/snapshot.ts';
 import { escapeTerminal } from '../terminal.ts';
@@ -9,7 +9,7 @@ import { PACKAGES_FILE, decodePackages, diffPackages, type PackageManifest } fro
 import { readPackageManifest } from './packages.ts';
 
 // The host files of a snapshot (.pacha/packages, .pacha/accounts) as `pacha log -p`,
-// `pacha diff` and the rebuild read them: from any repository through RepoObjects.
+// `pacha diff` and the rebuild read them: from any repository through the one reader, Repository.
 
 export interface HostFiles {
   packages: PackageManifest | null;
@@ -19,14 +19,14 @@ export interface HostFiles {
   accountsOid: string | null;
 }
 
-function blobText(objects: RepoObjects, oid: string, what: string): string {
+function blobText(objects: Repository, oid: string, what: string): string {
   const o = objects.read(oid);
   if (o.type !== 'blob') throw new PachaError(`the repository is damaged: ${what} (${oid}) is a ${o.type}, not a file`);
   return o.content.toString('utf8');
 }
 
 /** Read (and parse) the two files of a commit. A file that does not parse is an error naming it. */
-export function readHostFiles(objects: RepoObjects, commit: string): HostFiles {
+export function readHostFiles(objects: Repository, commit: string): HostFiles {
   const root = objects.readTree(objects.readCommit(commit).tree);
   const pacha = root.find((e) => e.name === PACHA_DIR && e.mode.replace(/^0+/, '') === '40000');
   const files = new Map((pacha ? objects.readTree(pacha.oid) : []).map((e) => [e.name, e.oid]));
@@ -70,7 +70,7 @@ function changesBetween(before: HostFiles | null, after: HostFiles): HostChanges
 }
 
 /** What a commit changed in the packages and accounts, against its first parent. */
-export function commitHostChanges(objects: RepoObjects, commit: string): HostChanges {
+export function commitHostChanges(objects: Repository, commit: string): HostChanges {
   const after = readHostFiles(objects, commit);
   const parent = objects.readCommit(commit).parents[0];
   return changesBetween(parent ? readHostFiles(objects, parent) : null, after);
@@ -81,7 +81,7 @@ export function commitHostChanges(objects: RepoObjects, commit: string): HostCha
  * Accounts compared: those the snapshot records, by name, plus the owners `newOwners` (of
  * paths added or changed since) and the configured names.
  */
-export function liveHostChanges(objects: RepoObjects | null, head: string | null, config: PachaConfig, newOwners: { uids: number[]; gids: number[] }): HostChanges {
+export function liveHostChanges(objects: Repository | null, head: string | null, config: PachaConfig, newOwners: { uids: number[]; gids: number[] }): HostChanges {
   const recorded = objects && head ? readHostFiles(objects, head) : null;
   const live = readPackageManifest(config.root).manifest;
   const db = loadAccountEntries(config.root);
@@ -106,7 +106,7 @@ export function liveHostChanges(objects: RepoObjects | null, head: string | null
 
 /** commitHostChanges for each of `commits` of the repository in repoDir. */
 export function hostChangesOfCommits(repoDir: string, commits: string[]): Map<string, HostChanges> {
-  const objects = new RepoObjects(repoDir);
+  const objects = new Repository(repoDir);
   try {
     return new Map(commits.map((c) => [c, commitHostChanges(objects, c)]));
   } finally {

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { loadAccountEntries } from '../accounts.ts';
-import type { RepoObjects } from '../git/object-store.ts';
+import type { Repository } from '../git/repository.ts';
 import type { Logger } from '../log.ts';
 import type { MetadataEntry } from '../format/entry.ts';
 import { appendRun } from '../rebuild/journal.ts';
@@ -42,7 +42,7 @@ export class HostSteps {
   private readonly ctx: HostStepsContext;
   private readonly opts: HostStepOptions;
 
-  constructor(objects: RepoObjects, commit: string, ctx: HostStepsContext, opts: HostStepOptions) {
+  constructor(objects: Repository, commit: string, ctx: HostStepsContext, opts: HostStepOptions) {
     this.recorded = readHostFiles(objects, commit);
     this.ctx = ctx;
     this.opts = opts;

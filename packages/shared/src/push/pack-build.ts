@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { PackWriter } from '../git/pack-writer.ts';
-import type { RepoObjects } from '../git/object-store.ts';
+import type { Repository } from '../git/repository.ts';
 
 // One pack (version 2, whole objects) of the selected objects plus its .idx, written with the
 // snapshot engine's PackWriter. Objects the local repository already stores whole in a pack are
@@ -20,7 +20,7 @@ export interface BuiltPack {
 }
 
 /** Build pack + idx of `oids` from `store` in the local folder `dir`. */
-export async function buildPack(store: RepoObjects, oids: string[], dir: string, onProgress?: (done: number, total: number) => void): Promise<BuiltPack> {
+export async function buildPack(store: Repository, oids: string[], dir: string, onProgress?: (done: number, total: number) => void): Promise<BuiltPack> {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const w = PackWriter.create(dir);
   let copied = 0;

@@ -1,5 +1,6 @@
 import { PachaError } from '../errors.ts';
-import type { RepoObjects, TreeEntry } from '../git/object-store.ts';
+import type { Repository } from '../git/repository.ts';
+import type { TreeEntry } from '../git/tree.ts';
 
 // What the master lacks: the local commits after the master's head, and the objects reachable
 // from them but not from it. Each new commit's tree is compared with its parent's tree and
@@ -13,7 +14,7 @@ export interface Selection {
 }
 
 /** Local commits after `remoteHead` (exclusive), oldest first. Throws if the histories diverge. */
-export function commitsAfter(store: RepoObjects, localHead: string, remoteHead: string | null, where: string): string[] {
+export function commitsAfter(store: Repository, localHead: string, remoteHead: string | null, where: string): string[] {
   if (remoteHead !== null && !store.has(remoteHead)) {
     throw new PachaError(`the master's ${where} is at ${remoteHead}, a commit this host does not have: its history is not this host's`, {
       hint: 'check pacha.hostname (two hosts pushing to one name?); nothing was changed on either side',
@@ -43,7 +44,7 @@ export function commitsAfter(store: RepoObjects, localHead: string, remoteHead: 
   return topoOldestFirst(store, order);
 }
 
-function topoOldestFirst(store: RepoObjects, commits: string[]): string[] {
+function topoOldestFirst(store: Repository, commits: string[]): string[] {
   const set = new Set(commits);
   const done = new Set<string>();
   const out: string[] = [];
@@ -66,7 +67,7 @@ function topoOldestFirst(store: RepoObjects, commits: string[]): string[] {
 }
 
 /** Objects of `commits` (oldest first) that their parents' trees do not already hold. */
-export function selectObjects(store: RepoObjects, commits: string[]): Selection {
+export function selectObjects(store: Repository, commits: string[]): Selection {
   const sent = new Set<string>();
   const objects: string[] = [];
   const add = (oid: string) => {

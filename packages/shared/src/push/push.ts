@@ -7,7 +7,7 @@ import type { StatePaths } from '../state.ts';
 import { masterHostPaths, type MasterHostPaths } from '../master-tree.ts';
 import type { Transport } from '../transport/transport.ts';
 import { openTransport } from '../transport/open.ts';
-import { RepoObjects } from '../git/object-store.ts';
+import { Repository } from '../git/repository.ts';
 import { commitsAfter, selectObjects } from './pack-select.ts';
 import { buildPack } from './pack-build.ts';
 import { acquireRemoteLock } from './remote-lock.ts';
@@ -63,7 +63,7 @@ export async function pushSnapshots(env: PushEnv, opts: PushOptions = {}): Promi
   const { config, state, log } = env;
   const host = config.hostname;
   const remote = masterHostPaths(config.hostsPath, host);
-  const store = new RepoObjects(state.repo);
+  const store = new Repository(state.repo);
   const policy = { ...DEFAULT_RETRY, ...opts.retry };
   try {
     const localHead = fs.existsSync(state.repo) ? store.readRef('refs/heads/main') : null;
@@ -79,7 +79,7 @@ export async function pushSnapshots(env: PushEnv, opts: PushOptions = {}): Promi
 
 async function pushOnce(
   env: PushEnv,
-  store: RepoObjects,
+  store: Repository,
   localHead: string,
   remote: MasterHostPaths,
   opts: PushOptions,

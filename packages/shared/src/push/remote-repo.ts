@@ -1,13 +1,14 @@
 import crypto from 'node:crypto';
 import { NotFoundError, RemoteError, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { parsePackedRefs } from '../git/packed-refs.ts';
+import { MAIN_REF as REF, REPO_CONFIG, REPO_DIRS, REPO_HEAD } from '../git/repository.ts';
 import type { MasterHostPaths } from '../master-tree.ts';
 import type { Transport } from '../transport/transport.ts';
 
 // The host's bare repository on the master, seen through a Transport: create it on first push,
 // read its ref, clear what a dead push left behind, and replace the ref atomically.
 
-const REF = 'refs/heads/main';
 /**
  * Prefixes of a pack and its index being uploaded. No .pack/.idx suffix: git opens every
  * *.idx in objects/pack, and a half-written one would make fsck fail. Cleared by the next push.
@@ -32,11 +33,9 @@ export async function replaceFile(t: Transport, file: string, data: string, tmpN
 /** Directories first; HEAD written last and atomically, so a repo with a HEAD is complete. */
 export async function ensureRemoteRepo(t: Transport, p: MasterHostPaths): Promise<boolean> {
   if (await t.stat(`${p.repo}/HEAD`)) return false;
-  await t.mkdirp(`${p.repo}/objects/pack`);
-  await t.mkdirp(`${p.repo}/refs/heads`);
-  await t.mkdirp(`${p.repo}/refs/tags`);
-  await replaceFile(t, `${p.repo}/config`, '[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n', `.config.tmp-${randomTag()}`);
-  await replaceFile(t, `${p.repo}/HEAD`, `ref: ${REF}\n`, `.HEAD.tmp-${randomTag()}`);
+  for (const d of REPO_DIRS) await t.mkdirp(`${p.repo}/${d}`);
+  await replaceFile(t, `${p.repo}/config`, REPO_CONFIG, `.config.tmp-${randomTag()}`);
+  await replaceFile(t, `${p.repo}/HEAD`, REPO_HEAD, `.HEAD.tmp-${randomTag()}`);
   return true;
 }
 
@@ -53,10 +52,8 @@ export async function readRemoteHead(t: Transport, p: MasterHostPaths): Promise<
     if (!(e instanceof NotFoundError)) throw e;
   }
   try {
-    for (const line of (await t.readFile(`${p.repo}/packed-refs`)).toString('utf8').split('\n')) {
-      const m = /^([0-9a-f]{40}) (.+)$/.exec(line);
-      if (m && m[2] === REF) return m[1];
-    }
+    const packed = parsePackedRefs((await t.readFile(`${p.repo}/packed-refs`)).toString('utf8')).get(REF);
+    if (packed !== undefined) return packed;
   } catch (e) {
     if (!(e instanceof NotFoundError)) throw e;
   }

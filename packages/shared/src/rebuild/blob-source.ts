@@ -1,11 +1,10 @@
 import fs from 'node:fs';
 import { PachaError } from '../errors.ts';
-import { RepoObjects } from '../git/object-store.ts';
-import { SnapshotReader } from '../snapshot/read.ts';
+import { Repository } from '../git/repository.ts';
 
-// File contents of the staged repository for the rebuild. What it adds to RepoObjects (which
-// reads and checks every object): a size limit for reading a blob into memory, and streaming a
-// larger blob to disk through SnapshotReader so that memory does not follow file size.
+// File contents of the staged repository for the rebuild. What it adds to Repository (which
+// reads and checks every object): a size limit for reading a blob into memory; a larger blob is
+// streamed to disk so that memory does not follow file size.
 
 /** Blobs up to this size are read into memory; larger ones are streamed. */
 export const IN_MEMORY_LIMIT = 8 * 1024 * 1024;
@@ -15,13 +14,11 @@ const CHECKED_BUDGET = 64 * 1024 * 1024;
 export class BlobSource {
   readonly repoDir: string;
   /** Commits, trees and refs of the staged repository (rebuild/read.ts reads them here). */
-  readonly objects: RepoObjects;
-  private readonly reader: SnapshotReader;
+  readonly objects: Repository;
 
   constructor(repoDir: string) {
     this.repoDir = repoDir;
-    this.objects = new RepoObjects(repoDir);
-    this.reader = new SnapshotReader(repoDir);
+    this.objects = new Repository(repoDir);
   }
 
   has(oid: string): boolean {
@@ -75,9 +72,9 @@ export class BlobSource {
     return o.content;
   }
 
-  /** Stream a blob into an open file, from its current position; returns its size. */
+  /** Stream a blob into an open (new, empty) file, from its start; returns its size. */
   writeTo(oid: string, fd: number): Promise<number> {
-    return this.reader.writeBlob(oid, fd);
+    return this.objects.writeBlobTo(oid, fd);
   }
 
   close(): void {

@@ -1,14 +1,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { PachaError, UsageError } from '../errors.ts';
-import type { CommitInfo, RepoObjects } from '../git/object-store.ts';
+import { PachaError } from '../errors.ts';
+import type { CommitInfo } from '../git/commit.ts';
+import type { Repository } from '../git/repository.ts';
 import { escapeTerminal } from '../terminal.ts';
 import type { MetadataEntry } from '../format/entry.ts';
 import { FormatError, UnsupportedFormatError } from '../format/entry.ts';
 import { readSnapshotTree, type SnapshotItem } from '../format/snapshot.ts';
 
 // Reading the snapshot to rebuild from the staged copy of the master's repository: the ref,
-// the commit, every tree and the .pacha files, through RepoObjects (positioned reads of single
+// the commit, every tree and the .pacha files, through the one reader, Repository (positioned reads of single
 // objects, so a pack holding a huge file is never loaded whole). Every failure names the object
 // or ref and says the repository is damaged, so the rebuild stops before anything is written.
 
@@ -36,7 +37,7 @@ function damaged(what: string, err: unknown): PachaError {
 }
 
 /** The commit refs/heads/main (through HEAD) points to. */
-export function resolveHead(repoDir: string, objects: RepoObjects): string {
+export function resolveHead(repoDir: string, objects: Repository): string {
   if (!fs.existsSync(path.join(repoDir, 'HEAD'))) throw new PachaError(`the repository is damaged: ${repoDir} has no HEAD`);
   let oid: string | null;
   try {
@@ -57,52 +58,8 @@ export function resolveHead(repoDir: string, objects: RepoObjects): string {
   return oid;
 }
 
-/** The history of main, newest first (first parents: pacha's history is linear). */
-function history(objects: RepoObjects, head: string): { oid: string; timeMs: number }[] {
-  const out: { oid: string; timeMs: number }[] = [];
-  const seen = new Set<string>();
-  let cur: string | undefined = head;
-  while (cur && !seen.has(cur)) {
-    seen.add(cur);
-    let c: CommitInfo;
-    try {
-      c = objects.readCommit(cur);
-    } catch (e) {
-      throw damaged(`cannot read commit ${cur} on the history of main`, e);
-    }
-    out.push({ oid: cur, timeMs: c.time * 1000 });
-    cur = c.parents[0];
-  }
-  return out;
-}
-
-/**
- * --at: a commit id (4 to 40 hex digits, on the history of main) or an ISO time (the newest
- * snapshot taken at or before it).
- */
-export function resolveAt(repoDir: string, objects: RepoObjects, at: string | undefined): string {
-  const head = resolveHead(repoDir, objects);
-  if (at === undefined || at === '') return head;
-  const commits = history(objects, head);
-  if (/^[0-9a-f]{4,40}$/i.test(at)) {
-    const hits = commits.filter((c) => c.oid.startsWith(at.toLowerCase()));
-    if (hits.length === 1) return hits[0].oid;
-    if (hits.length > 1) throw new UsageError(`--at ${at}: ambiguous, matches ${hits.map((h) => h.oid.slice(0, 12)).join(', ')} (give more digits)`);
-    throw new UsageError(`--at ${at}: no snapshot with that commit id on this host's history (pacha log HOST lists them)`);
-  }
-  const t = Date.parse(at);
-  if (Number.isNaN(t)) {
-    throw new UsageError(`--at ${at}: not a commit id or a time (accepted: 4-40 hex digits, or an ISO time such as 2026-01-31T12:00:00Z)`);
-  }
-  const hit = commits.find((c) => c.timeMs <= t);
-  if (!hit) {
-    throw new UsageError(`--at ${at}: no snapshot that old (the oldest is ${new Date(commits[commits.length - 1].timeMs).toISOString()})`);
-  }
-  return hit.oid;
-}
-
 /** Read the commit: roots, metadata (either format) and the full tree (trees are read, file contents are not). */
-export function readStagedSnapshot(repoDir: string, objects: RepoObjects, commit: string): StagedSnapshot {
+export function readStagedSnapshot(repoDir: string, objects: Repository, commit: string): StagedSnapshot {
   let c: CommitInfo;
   try {
     c = objects.readCommit(commit);

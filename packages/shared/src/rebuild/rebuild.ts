@@ -19,7 +19,8 @@ import { BlobSource } from './blob-source.ts';
 import { ownerResolver, type OwnerResolver } from './owners.ts';
 import { defaultPolicy, XattrRestorer, type SelinuxMode } from '../xattr/xattr.ts';
 import { describePlan, planRestore, type Plan } from './plan.ts';
-import { readStagedSnapshot, resolveAt } from './read.ts';
+import { readStagedSnapshot, resolveHead } from './read.ts';
+import { resolveAt } from '../git/history.ts';
 import { restorePlan, type RestoreCounts, type RestoreResult } from './restore.ts';
 import { checkTargetAncestors, validateSnapshot } from './validate.ts';
 import { verifyRestored } from './verify.ts';
@@ -152,7 +153,7 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     // 2. read and validate
     const { snap, valid } = await time('validate', async () => {
       blobs = new BlobSource(staging!.repo);
-      commit = resolveAt(staging!.repo, blobs.objects, opts.at);
+      commit = resolveAt(blobs.objects, resolveHead(staging!.repo, blobs.objects), opts.at);
       const snap = readStagedSnapshot(staging!.repo, blobs.objects, commit);
       // pacha's own state (repository, lock, journal) is never restored over itself.
       const exclude = [toHostPath(config.stateDir, config.root), toHostPath(staging!.dir, config.root)].filter((x): x is string => x !== null);

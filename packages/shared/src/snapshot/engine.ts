@@ -7,12 +7,11 @@ import type { StatePaths } from '../state.ts';
 import { effectiveRoots } from '../watchlist.ts';
 import { UsageError } from '../errors.ts';
 import { treePath } from '../paths.ts';
-import { hashObject, type ObjectType, serializeCommit } from '../git/objects.ts';
-import { RepoObjects } from '../git/object-store.ts';
-import { ObjectStore } from '../git/pack-index.ts';
+import { hashObject, type ObjectType } from '../git/objects.ts';
+import { serializeCommit } from '../git/commit.ts';
+import { Repository, initRepo, readHead, updateHead } from '../git/repository.ts';
 import { consolidatePacks } from '../git/consolidate.ts';
 import { FileChangedError, hashFile, PackWriter, STREAM_THRESHOLD } from '../git/pack-writer.ts';
-import { initRepo, readHead, updateHead } from '../git/repo.ts';
 import { encodeFields } from '../format/entry.ts';
 import { type ChangeCounts, checkExtraName, encodeRoots, FORMAT_NAME, FORMAT_VERSION, METADATA_V1_NAME, PACHA_DIR, readSnapshotTree, ROOTS_NAME, snapshotMessage, TOP_METADATA_NAME, type TreeSource } from '../format/snapshot.ts';
 import { compareNodes, describeChanges, orderNodes, type PathChange } from './changes.ts';
@@ -83,14 +82,10 @@ function settingsKey(config: PachaConfig, roots: string[], ownersSig: string, xa
 }
 
 /** Objects of the local repository as the format module reads them. */
-function treeSource(objects: RepoObjects): TreeSource {
+function treeSource(objects: Repository): TreeSource {
   return {
     readTree: (oid) => objects.readTree(oid),
-    readBlob: (oid) => {
-      const o = objects.read(oid);
-      if (o.type !== 'blob') throw new Error(`${oid} is a ${o.type}, not a blob`);
-      return o.content;
-    },
+    readBlob: (oid) => objects.readBlob(oid),
   };
 }
 
@@ -100,7 +95,7 @@ function loadPrevious(state: StatePaths, head: string | null, settings: string, 
   const cache = loadStatCache(state.statCache);
   if (cache !== null && cache.commit === head) return { nodes: cache.byPath, cache, tree: cache.tree, trusted: cache.settings === settings, version: FORMAT_VERSION };
   log.debug(`stat cache does not describe ${head.slice(0, 12)}: reading the snapshot instead`);
-  const objects = new RepoObjects(state.repo);
+  const objects = new Repository(state.repo);
   try {
     const rootTree = objects.readCommit(head).tree;
     const snap = readSnapshotTree(treeSource(objects), rootTree);
@@ -199,12 +194,11 @@ class SnapshotPacks {
   private readonly packDir: string;
   private readonly known: (oid: string) => boolean;
   /** The repository's objects as they were when the snapshot began. */
-  readonly objects: ObjectStore;
+  readonly objects: Repository;
 
   constructor(repo: string) {
-    const objects = path.join(repo, 'objects');
-    this.packDir = path.join(objects, 'pack');
-    const store = new ObjectStore(objects);
+    this.packDir = path.join(repo, 'objects', 'pack');
+    const store = new Repository(repo);
     this.objects = store;
     this.known = (oid) => store.has(oid);
     this.pack = PackWriter.create(this.packDir, { known: this.known });
@@ -282,7 +276,7 @@ function extraFiles(packs: SnapshotPacks, repo: string, head: string | null, giv
   const out = new Map<string, string>();
   if (head !== null) {
     // Reads the previous trees through the pack indexes the writer loaded already.
-    const objects = new RepoObjects(repo, packs.objects.packs);
+    const objects = packs.objects;
     try {
       const pacha = objects.readTree(objects.readCommit(head).tree).find((e) => e.name === PACHA_DIR);
       const own = new Set([FORMAT_NAME, ROOTS_NAME, METADATA_V1_NAME, TOP_METADATA_NAME]);
@@ -308,8 +302,8 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
   if (roots.length === 0) {
     throw new UsageError('nothing is watched: add paths with `pacha watch PATH...` or pacha.watch in the config', 'pacha watched lists what is watched');
   }
-  await initRepo(state.repo);
-  const head = await readHead(state.repo);
+  initRepo(state.repo);
+  const head = readHead(state.repo);
   const owners = loadOwners(config.root);
   const xattrs = new XattrReader();
   const settings = settingsKey(config, roots, owners.signature, xattrs);
@@ -371,7 +365,7 @@ export interface LiveDiff {
 export async function diffLive(env: SnapshotEnv): Promise<LiveDiff> {
   const { config, state, log } = env;
   const roots = effectiveRoots(config, state);
-  const head = await readHead(state.repo);
+  const head = readHead(state.repo);
   const owners = loadOwners(config.root);
   const xattrs = new XattrReader();
   const prev = loadPrevious(state, head, settingsKey(config, roots, owners.signature, xattrs), log);

@@ -1,5 +1,5 @@
-import type { ObjectType, TreeEntry } from '../git/objects.ts';
-import { serializeTree } from '../git/objects.ts';
+import type { ObjectType } from '../git/objects.ts';
+import { serializeTree, type TreeEntry } from '../git/tree.ts';
 import { lowerBoundPath } from '../format/entry.ts';
 import { gitName, PACHA_NAME } from '../format/names.ts';
 import { dirLine, FORMAT_NAME, FORMAT_VERSION, formatText, ROOTS_NAME, SELF, TOP_METADATA_NAME } from '../format/snapshot.ts';
