@@ -104,7 +104,9 @@ describe('takeSnapshot', () => {
     expect(patch).toMatch(/^\+x\tfile\t4755\troot:0\troot:0\t/m);
     // (chown clears the setuid bit, as the kernel does)
     expect(patch).toMatch(/^\+x\tfile\t0755\talice:1000\tstaff:1000\t/m);
-    expect(h.git(['diff', '--stat', 'HEAD~1', 'HEAD']).trim().split('\n')).toHaveLength(2);
+    // ... and the accounts, which now record the new owner.
+    expect(h.git(['diff', '--stat', 'HEAD~1', 'HEAD']).trim().split('\n').map((l) => l.trim().split(' ')[0])).toEqual(['.pacha/accounts', 'srv/app/.pacha', '2']);
+    expect(h.git(['diff', 'HEAD~1', 'HEAD', '--', '.pacha/accounts'])).toMatch(/^\+user\talice\t1000\t/m);
     expect((await meta(h)).get('srv/app/x')).toMatchObject({ mode: 0o755, uid: 1000, user: 'alice', gid: 1000, group: 'staff' });
     fsck(h);
   });

@@ -4,6 +4,7 @@ import { acquireLock, type PidLock } from '@pacha/shared/lock';
 import { createLogger, type Logger } from '@pacha/shared/log';
 import { ensureStateDir, statePaths, type StatePaths } from '@pacha/shared/state';
 import { effectiveRoots } from '@pacha/shared/watchlist';
+import { watchPackageDatabase } from '@pacha/shared/host/packages';
 import { postCallback } from '@pacha/shared/callback';
 import { PACHA_VERSION } from '@pacha/shared/version';
 import { logConfigWarnings } from '../context.ts';
@@ -44,6 +45,7 @@ export class Daemon {
   private lock: PidLock | undefined;
   private roots: string[] = [];
   private watcher: TreeWatcher | undefined;
+  private packageWatch: { close(): void } | undefined;
   private readonly batcher: DirtyBatcher;
   private readonly schedule: ReconcileSchedule;
   private readonly snapshotGate: StepGate;
@@ -153,6 +155,15 @@ export class Daemon {
     });
     this.watcher = watcher;
     await watcher.start();
+    // A package installed or removed is a change too, though no watched file may change with it.
+    this.packageWatch = watchPackageDatabase(
+      this.config.root,
+      (file) => {
+        this.log.debug(`package database changed: ${file}`);
+        this.batcher.mark(file);
+      },
+      this.log,
+    );
     this.log.info(
       `watching ${plural(this.roots.length, 'path')} (${watcher.watchedDirectories()} directories, ready in ${Date.now() - t0} ms): ${this.roots.join(', ')}`,
     );
@@ -162,6 +173,8 @@ export class Daemon {
   private async stopWatcher(): Promise<void> {
     const w = this.watcher;
     this.watcher = undefined;
+    this.packageWatch?.close();
+    this.packageWatch = undefined;
     if (w) await w.close();
   }
 

@@ -244,3 +244,31 @@ export function packageManifestForSnapshot(root: string, stateDir: string, log: 
   }
   return read;
 }
+
+/**
+ * Watch the package database (the daemon): `onChange` gets the host file's local path when
+ * dpkg, apt or rpm rewrites it. The directories are watched, not the files: dpkg and apt
+ * replace their files by renaming a new one over them.
+ */
+export function watchPackageDatabase(root: string, onChange: (file: string) => void, log: Logger): { close(): void } {
+  const files = packageDatabaseFiles(root);
+  const byDir = new Map<string, Set<string>>();
+  for (const f of files) {
+    let s = byDir.get(path.dirname(f));
+    if (!s) byDir.set(path.dirname(f), (s = new Set()));
+    s.add(path.basename(f));
+  }
+  const watchers: fs.FSWatcher[] = [];
+  for (const [dir, names] of byDir) {
+    try {
+      const w = fs.watch(dir, { persistent: false }, (_event, name) => {
+        if (name !== null && names.has(String(name))) onChange(path.join(dir, String(name)));
+      });
+      w.on('error', (e) => log.debug(`watching ${dir}: ${e.message}`));
+      watchers.push(w);
+    } catch (e) {
+      log.debug(`cannot watch ${dir} for package changes: ${(e as Error).message} (the reconcile scan still records them)`);
+    }
+  }
+  return { close: () => watchers.forEach((w) => w.close()) };
+}

@@ -20,6 +20,7 @@ import { XattrReader } from '../xattr/xattr.ts';
 import { type HashJob, scan, type ScanOutput } from './scan.ts';
 import { loadStatCache, type Node, saveStatCache, type StatCache } from './stat-cache.ts';
 import { buildTrees } from './tree-builder.ts';
+import { snapshotHostFiles } from '../host/snapshot-files.ts';
 
 // One snapshot: scan the roots, read what changed, write one pack (large files in a pack of
 // their own so that reading commits never loads them), build trees, commit, move the branch.
@@ -327,8 +328,11 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
     const order = orderNodes(sc.nodes, prev.cache?.nodes, prev.nodes, sc.fresh, cmp);
     const rootRels = roots.filter((r) => r !== '/').map(treePath);
     const migrating = head !== null && prev.version < FORMAT_VERSION;
-    const pacha = { roots: Buffer.from(encodeRoots(roots)), extra: extraFiles(packs, state.repo, head, opts.extraFiles) };
+    // The package manifest and the accounts (host/snapshot-files.ts): a package installed is a change too.
+    const host = snapshotHostFiles({ config, stateDir: state.dir, log }, { prevTree: prev.tree, prevNodes: prev.nodes, nodes: sc.nodes, touched: cmp.touched });
+    const pacha = { roots: Buffer.from(encodeRoots(roots)), extra: extraFiles(packs, state.repo, head, new Map([...host.files, ...(opts.extraFiles ?? [])])) };
     const tree = buildTrees(sc.nodes, order, cmp.touched, rootRels, pacha, packs.add, migrating);
+    host.done(tree);
     const summary: ChangeSummary = { added: cmp.added, changed: cmp.changed, deleted: cmp.deleted, metadataOnly: cmp.metadataOnly, total: sc.nodes.size, bytesRead };
     for (const w of sc.warnings) log.warn(w);
 
