@@ -75,6 +75,11 @@ export function generatePackages(n: number): FakePackage[] {
 export function writeDpkgDatabase(root: string, pkgs: FakePackage[]): void {
   fs.mkdirSync(path.join(root, 'var/lib/dpkg'), { recursive: true });
   fs.mkdirSync(path.join(root, 'var/lib/apt'), { recursive: true });
-  fs.writeFileSync(path.join(root, 'var/lib/dpkg/status'), dpkgStatusText(pkgs));
-  fs.writeFileSync(path.join(root, 'var/lib/apt/extended_states'), extendedStatesText(pkgs));
+  // As dpkg and apt do: a new file renamed over the old one.
+  const put = (file: string, text: string) => {
+    fs.writeFileSync(`${file}-new`, text);
+    fs.renameSync(`${file}-new`, file);
+  };
+  put(path.join(root, 'var/lib/dpkg/status'), dpkgStatusText(pkgs));
+  put(path.join(root, 'var/lib/apt/extended_states'), extendedStatesText(pkgs));
 }

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeTestHost, type TestHost } from '@pacha/test-support/host';
 import { generatePackages, writeDpkgDatabase, type FakePackage } from '@pacha/test-support/dpkg-fixture';
+import { startDaemon, until } from './daemon-harness.ts';
 
 // .pacha/packages and .pacha/accounts through the CLI, on a host inside a temporary root dir
 // with a fabricated dpkg database: recorded by `pacha snapshot` (a package change alone is a
@@ -79,5 +80,23 @@ describe('packages and accounts in snapshots', () => {
     expect(git(['show', 'HEAD:.pacha/accounts'])).not.toContain('bob:');
     expect(git(['diff', 'HEAD~1', 'HEAD', '--', '.pacha/accounts'])).toMatch(/^-user\tbob\t1001\t/m);
     execFileSync('git', ['--git-dir', h.p('/var/lib/pacha/repo'), 'fsck', '--full', '--strict']);
+  });
+
+  it('the daemon snapshots a package change though no watched file changed', async () => {
+    const { h, pkgs, git } = host();
+    h.writeConfig({ 'pacha.watch': '/srv/app', 'pacha.frequency': 0 });
+    const d = startDaemon(h);
+    try {
+      await until('the first snapshot', () => git(['show', 'HEAD:.pacha/packages']).includes('pkg00002\tamd64\t3.2.2-3+deb12u0'));
+      const first = git(['rev-parse', 'HEAD']).trim();
+      // dpkg writes status-new and renames it over status.
+      pkgs[2].version = '3.2.3-1';
+      writeDpkgDatabase(h.root, pkgs);
+      await until('a snapshot of the upgrade', () => git(['show', 'HEAD:.pacha/packages']).includes('pkg00002\tamd64\t3.2.3-1'), 30_000);
+      expect(git(['rev-parse', 'HEAD~1']).trim()).toBe(first);
+      expect(d.stderr()).not.toMatch(/error|warning/);
+    } finally {
+      expect((await d.stop()).code).toBe(0);
+    }
   });
 });
