@@ -176,14 +176,13 @@ async function main(): Promise<void> {
   process.stdout.write(indent(daemonLog) + '\n');
   await run(PACHA, ['status'], env1);
 
-  step('Add rebuild hooks on the master: create the service user first, notify at the end');
+  step('Add a rebuild hook on the master: notify at the end (users and packages pacha restores itself)');
   const pre = path.join(hostsPath, HOST, 'pacha_pre');
   const post = path.join(hostsPath, HOST, 'pacha_post');
   fs.mkdirSync(pre, { recursive: true });
   fs.mkdirSync(post, { recursive: true });
-  fs.copyFileSync(path.join(repo, 'hooks-examples/pacha_pre/10-users-and-groups'), path.join(pre, '10-users-and-groups'));
   fs.copyFileSync(path.join(repo, 'hooks-examples/pacha_post/90-notify'), path.join(post, '90-notify'));
-  process.stdout.write(indent(`${pre}/10-users-and-groups\n${post}/90-notify`) + '\n');
+  process.stdout.write(indent(`${post}/90-notify`) + '\n');
 
   step(`Lose the host: a fresh machine with only pacha, its config and its key`);
   const newRoot = path.join(tmp, 'web1-rebuilt');
@@ -195,13 +194,9 @@ async function main(): Promise<void> {
   process.stdout.write(indent(`new root ${newRoot}: /etc/pacha.conf, /etc/pacha/id_ed25519, /etc/pacha/known_hosts (no "app" user yet)`) + '\n');
 
   step(`Rebuild it: pacha --rebuild ${HOST} --yes`);
-  const env2 = {
-    PACHA_ROOT_DIR: newRoot,
-    PACHA_CONFIG: '',
-    // Lists for the example pre hook: the group and user that own /srv/app.
-    PACHA_GROUPS: `app:${appGid}`,
-    PACHA_USERS: `app:${appUid}:app:/srv/app:/usr/sbin/nologin`,
-  };
+  // The snapshot records the "app" user and group (.pacha/accounts): the rebuild creates them
+  // (as root; otherwise it says so and the files keep the recorded ids).
+  const env2 = { PACHA_ROOT_DIR: newRoot, PACHA_CONFIG: '' };
   await run(PACHA, ['--rebuild', HOST, '--yes', '--verify'], env2);
 
   step('Compare the rebuilt tree with the original: contents, types, modes, owners, link targets, extended attributes');

@@ -74,7 +74,7 @@ describe('the .deb as dpkg sees it', () => {
       '/usr/share/doc/pacha/copyright',
       '/usr/share/doc/pacha/changelog.gz',
       '/usr/share/doc/pacha/install.md',
-      '/usr/share/doc/pacha/examples/pacha_pre/10-users-and-groups',
+      '/usr/share/doc/pacha/examples/pacha_pre/10-apt-repository',
       '/usr/share/doc/pacha/examples/pacha_post/90-notify',
     ]) {
       expect(entries.get(f), f).toMatch(/^-rw-r--r-- root\/root$/);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { writeHook } from '@pacha/test-support/git-fixture';
 import { PACHA_BIN, REPO_DIR } from '@pacha/test-support/cli';
-import { SVC_GID, SVC_UID, addUserHook, makeWorld, type RebuildWorld } from './rebuild-helpers.ts';
+import { SVC_UID, addUserHook, makeWorld, type RebuildWorld } from './rebuild-helpers.ts';
 
 // Hooks: order, failure stops the rebuild before any file is restored, the journal lets a
 // rerun skip what already succeeded, timeouts, `pacha hooks`, the callback and the examples.
@@ -172,21 +172,23 @@ describe('rebuild hooks', () => {
 describe('hooks-examples', () => {
   const example = (p: string) => fs.readFileSync(path.join(REPO_DIR, 'hooks-examples', p), 'utf8');
 
-  it('10-users-and-groups creates the service user before owners are resolved, and is idempotent', async () => {
+  it('10-apt-repository adds a source and its key under the root dir before the packages step, once', async () => {
     world = makeWorld();
     const w = world;
-    writeHook(w.master.pre, '10-users-and-groups', example('pacha_pre/10-users-and-groups'));
-    const env = { PACHA_GROUPS: `svcgroup:${SVC_GID}`, PACHA_USERS: `svcuser:${SVC_UID}:svcgroup:/nonexistent:/usr/sbin/nologin` };
+    writeHook(w.master.pre, '10-apt-repository', example('pacha_pre/10-apt-repository'));
+    const key = path.join(w.host.root, 'signing.asc');
+    fs.writeFileSync(key, '-----BEGIN PGP PUBLIC KEY BLOCK-----\ntest\n-----END PGP PUBLIC KEY BLOCK-----\n');
+    const env = { PACHA_REPO_NAME: 'example', PACHA_REPO_URI: 'https://apt.example.org/debian', PACHA_REPO_SUITES: 'bookworm', PACHA_REPO_COMPONENTS: 'main', PACHA_REPO_KEY_FILE: key };
     let r = await w.host.pacha(['rebuild', 'web1', '--yes'], { env });
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toContain('[pre 10-users-and-groups] created user svcuser');
-    expect(r.stderr).not.toContain('does not exist');
-    expect(fs.readFileSync(w.host.p('/etc/passwd'), 'utf8')).toMatch(new RegExp(`^svcuser:[^:]*:${SVC_UID}:${SVC_GID}:`, 'm'));
-    const st = fs.lstatSync(w.host.p(`${w.top}/app/data`));
-    expect([st.uid, st.gid, st.mode & 0o7777]).toEqual([SVC_UID, SVC_GID, 0o2750]);
+    expect(r.stderr).toContain('[pre 10-apt-repository] added source example (https://apt.example.org/debian bookworm main)');
+    expect(fs.readFileSync(w.host.p('/etc/apt/sources.list.d/example.sources'), 'utf8')).toBe(
+      'Types: deb\nURIs: https://apt.example.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /etc/apt/keyrings/example.asc\n',
+    );
+    expect(fs.readFileSync(w.host.p('/etc/apt/keyrings/example.asc'), 'utf8')).toContain('test');
     r = await w.host.pacha(['rebuild', 'web1', '--yes', '--rerun-hooks'], { env });
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toContain('user svcuser exists');
+    expect(r.stderr).toContain('[pre 10-apt-repository] source example exists');
   });
 
   it('20-install-packages prints the package manager commands in dry-run mode', async () => {

@@ -17,6 +17,13 @@ import { readPackageManifest } from './packages.ts';
 // and "packages"): each step does only what is still missing, so a second run of the same
 // rebuild, or one after a failure, does nothing twice.
 
+const NOT_ROOT = 'groupadd and useradd need root, and pacha does not run as root';
+
+/** Only root may run groupadd and useradd (even with --prefix). */
+function canCreateAccounts(): boolean {
+  return process.getuid?.() === 0;
+}
+
 export interface HostStepOptions {
   noAccounts?: boolean;
   noPackages?: boolean;
@@ -67,7 +74,7 @@ export class HostSteps {
     else if (!this.recorded.accounts) lines.push('Accounts to create: none (the snapshot records no accounts)');
     else {
       const d = describeAccountsPlan(a!);
-      lines.push(`Accounts to create: ${d.length === 0 ? 'none' : d.length}`);
+      lines.push(`Accounts to create: ${d.length === 0 ? 'none' : d.length}${d.length > 0 && !canCreateAccounts() ? ` (not created: ${NOT_ROOT})` : ''}`);
       if (detail || d.length <= 10) lines.push(...d.map((l) => `  ${l}`));
     }
     const p = this.packagesPlan();
@@ -93,6 +100,11 @@ export class HostSteps {
         if (accountsPlanEmpty(a)) {
           j.log.info('accounts: every recorded user and group exists');
           return { created: [], warnings: [], output: 'nothing to create\n' };
+        }
+        if (!canCreateAccounts()) {
+          const w = `accounts not created: ${NOT_ROOT}: ${describeAccountsPlan(a).join(', ')}`;
+          j.log.warn(w);
+          return { created: [], warnings: [w], output: w + '\n' };
         }
         return runAccountsStep(a, this.recorded.accounts!, { root: this.ctx.root, log: j.log, ownedBy: owned });
       }, (r) => `${r.created.length ? `created ${r.created.join(', ')}` : 'nothing to create'}\n${r.output}`);
