@@ -19,8 +19,6 @@ describe('npm run demo', () => {
       expect(r.stdout).toMatch(/getcap before: \/web1\/usr\/local\/bin\/ping-helper cap_net_raw=ep/);
       expect(r.stdout).toMatch(/getcap after: +\/web1-rebuilt\/usr\/local\/bin\/ping-helper cap_net_raw=ep/);
     }
-    const took = Number(/demo took ([\d.]+) s/.exec(r.stdout)?.[1]);
-    expect(took).toBeLessThan(30);
     // It cleans up after itself.
     const after = fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('pacha-demo-') && !before.has(n));
     expect(after).toEqual([]);

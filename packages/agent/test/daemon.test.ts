@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeTestHost, type TestHost } from '@pacha/test-support/host';
-import { diskBlobs, git, killAll, repoBlobs, sleep, startDaemon, tryGit, until, writeWatchList } from './daemon-harness.ts';
+import { diskBlobs, git, killAll, repoBlobs, startDaemon, tryGit, until, writeWatchList } from './daemon-harness.ts';
 
 // `pacha daemon` as a real process under a temporary root, with the master as a local folder
 // (pacha.host = file://). The SFTP masters run the same flows in daemon-sftp.test.ts.
@@ -48,9 +48,7 @@ describe('pacha daemon with a local-folder master', () => {
     await d.waitLog(/watching 1 path/);
     await until('initial snapshot on the master', () => masterHas('etc/app/main.conf', 'listen 80'));
     fs.writeFileSync(host.p('/etc/app/conf.d/site.conf'), 'server b\n');
-    const t0 = Date.now();
     await until('the edit on the master', () => masterHas('etc/app/conf.d/site.conf', 'server b'));
-    expect(Date.now() - t0).toBeLessThan(10_000);
     await d.waitLog(/^pushed 1 snapshot/);
     expect(d.stderr()).toMatch(/^snapshot [0-9a-f]{12}: 0 added, 1 changed, 0 deleted/m);
     git(masterRepo(), ['fsck', '--full', '--strict']);
@@ -90,13 +88,13 @@ describe('pacha daemon with a local-folder master', () => {
       },
       60_000,
     );
-    await sleep(2500); // anything still queued would show up now
+    // Stopped, the daemon has finished whatever it had queued: the count is final.
+    expect((await d.stop()).code).toBe(0);
     const after = Number(git(masterRepo(), ['rev-list', '--count', 'refs/heads/main']));
     expect(after - before).toBeGreaterThanOrEqual(1);
     expect(after - before).toBeLessThanOrEqual(allowed);
     expect(after - before).toBeLessThan(20); // 10,002 changes, a handful of snapshots
     git(masterRepo(), ['fsck', '--full', '--strict']);
-    expect((await d.stop()).code).toBe(0);
   });
 
   it('captures at start a change made while the daemon was stopped', async () => {

@@ -6,6 +6,7 @@ import ssh2 from 'ssh2';
 import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '@pacha/shared/log';
 import { SftpTransport } from '@pacha/shared/transport/sftp';
+import { ConnectionError } from '@pacha/shared/errors';
 import { startMaster, type MasterHandle } from '@pacha/test-support/master';
 
 // pacha-master serve as a process: host key kept across restarts, and the limits that protect
@@ -134,9 +135,7 @@ describe('pacha-master serve', () => {
         s.on('close', () => resolve());
         s.on('error', () => {});
       });
-      const took = Date.now() - t0;
-      expect(took).toBeGreaterThanOrEqual(900);
-      expect(took).toBeLessThan(5000);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(900); // not before the grace time
       await m.waitForLog(/no SSH handshake within 1s/);
     } finally {
       await m.stop();
@@ -148,10 +147,9 @@ describe('pacha-master serve', () => {
     try {
       const t = await connectAs(m, 'h1');
       await t.stat('/pacha/hosts/h1');
-      await new Promise((r) => setTimeout(r, 1800));
-      await expect(t.stat('/pacha/hosts/h1')).rejects.toThrow(/closed|No connection|not connected/i);
-      await t.close();
       await m.waitForLog(/host=h1, closed: idle timeout/);
+      await expect(t.stat('/pacha/hosts/h1')).rejects.toBeInstanceOf(ConnectionError);
+      await t.close();
     } finally {
       await m.stop();
     }
@@ -164,7 +162,7 @@ describe('pacha-master serve', () => {
       await expect(connectAs(m, 'h1')).rejects.toThrow();
       await m.waitForLog(/refused connection from 127\.0\.0\.1: 2 connections open \(limit 2/);
       await open[0].close();
-      await new Promise((r) => setTimeout(r, 200));
+      await m.waitForLog(/host=h1, closed after/);
       const again = await connectAs(m, 'h1');
       await again.close();
       await open[1].close();
