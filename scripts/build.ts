@@ -18,22 +18,30 @@ const banner = [
   "const __dirname = __filename.slice(0, __filename.lastIndexOf('/'));",
 ].join('\n');
 
+// The .deb's bundles are CommonJS (scripts/package.ts): Node starts a CommonJS file sooner than
+// an ES module (docs/install.md has the figures). import.meta has CommonJS equivalents there.
+const cjsBanner = "var __pachaImportMetaUrl = require('node:url').pathToFileURL(__filename).href;";
+const cjsDefine = { 'import.meta.url': '__pachaImportMetaUrl', 'import.meta.dirname': '__dirname', 'import.meta.filename': '__filename', 'import.meta.resolve': 'undefined' };
+
 export const PROGRAMS = [
-  { name: 'pacha', entry: 'packages/agent/src/main.ts', out: 'pacha.mjs' },
-  { name: 'pacha-master', entry: 'packages/master/src/main.ts', out: 'pacha-master.mjs' },
+  { name: 'pacha', entry: 'packages/agent/src/main.ts', out: 'pacha.mjs', outCjs: 'pacha.bundle.cjs' },
+  { name: 'pacha-master', entry: 'packages/master/src/main.ts', out: 'pacha-master.mjs', outCjs: 'pacha-master.bundle.cjs' },
 ] as const;
+
+export type BundleFormat = 'esm' | 'cjs';
 
 /**
  * Bundle both programs into `dist` (scripts/package.ts reuses this for the .deb). Returns the
  * files each bundle was made of, relative to the repository (the .deb's copyright file lists
  * the npm packages among them).
  */
-export async function bundlePrograms(dist: string, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<string[]> {
+export async function bundlePrograms(dist: string, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`), format: BundleFormat = 'esm'): Promise<string[]> {
   fs.mkdirSync(dist, { recursive: true });
   const inputs = new Set<string>();
   for (const p of PROGRAMS) {
-    for (const i of await bundleOne(p.entry, path.join(dist, p.out))) inputs.add(i);
-    log(`built ${path.join(dist, p.out)} (${Math.round(fs.statSync(path.join(dist, p.out)).size / 1024)} KiB)`);
+    const out = path.join(dist, format === 'esm' ? p.out : p.outCjs);
+    for (const i of await bundleOne(p.entry, out, format)) inputs.add(i);
+    log(`built ${out} (${Math.round(fs.statSync(out).size / 1024)} KiB)`);
   }
   // koffi's native module (extended attributes, packages/shared/src/xattr/native.ts) cannot be inside
   // the bundle: it is loaded from beside it.
@@ -43,15 +51,15 @@ export async function bundlePrograms(dist: string, log: (line: string) => void =
   return [...inputs].sort();
 }
 
-async function bundleOne(entry: string, outfile: string): Promise<string[]> {
+async function bundleOne(entry: string, outfile: string, format: BundleFormat): Promise<string[]> {
   const result = await build({
     entryPoints: [path.join(repo, entry)],
     outfile,
     bundle: true,
     platform: 'node',
-    format: 'esm',
+    format,
     target: 'node24',
-    banner: { js: `#!/usr/bin/env node\n${banner}` },
+    ...(format === 'esm' ? { banner: { js: `#!/usr/bin/env node\n${banner}` } } : { banner: { js: cjsBanner }, define: cjsDefine }),
     // Optional native accelerators of ssh2: absent in the bundle, ssh2 falls back to pure JS.
     external: ['cpu-features', '*.node'],
     legalComments: 'none',

@@ -62,8 +62,8 @@ describe('the .deb as dpkg sees it', () => {
     }
     for (const f of ['/usr/bin/pacha', '/usr/bin/pacha-master', '/usr/lib/pacha/node']) expect(entries.get(f), f).toMatch(/^-rwxr-xr-x root\/root$/);
     for (const f of [
-      '/usr/lib/pacha/pacha.mjs',
-      '/usr/lib/pacha/pacha-master.mjs',
+      '/usr/lib/pacha/pacha.bundle.cjs',
+      '/usr/lib/pacha/pacha-master.bundle.cjs',
       '/usr/lib/pacha/koffi.node',
       '/lib/systemd/system/pacha.service',
       '/lib/systemd/system/pacha-master.service',
@@ -156,6 +156,8 @@ describe('the unpacked package', () => {
     fs.writeFileSync(h1.p('/etc/app/app.conf'), 'port = 8080\n');
     fs.chmodSync(h1.p('/etc/app/app.conf'), 0o640);
     fs.symlinkSync('app.conf', h1.p('/etc/app/current'));
+    // Extended attributes go through koffi.node, which the package ships beside the bundle.
+    execFileSync('setfattr', ['-n', 'user.pacha', '-v', 'packaged', h1.p('/etc/app/app.conf')]);
 
     expect((await run(h1, ['watch', '/etc/app'])).code).toBe(0);
     const snap = await run(h1, ['snapshot', '--json']);
@@ -168,6 +170,7 @@ describe('the unpacked package', () => {
     const rb = await run(h2, ['rebuild', 'packaged', '--yes']);
     expect(rb.code, rb.stdout + rb.stderr).toBe(0);
     expect(compareTrees(h1.root, h2.root, ['/etc/app']).differences).toEqual([]);
+    expect(execFileSync('getfattr', ['--only-values', '-n', 'user.pacha', h2.p('/etc/app/app.conf')], { encoding: 'utf8' })).toBe('packaged');
     roundTripHost = h1;
   }, 300_000);
 

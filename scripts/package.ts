@@ -2,7 +2,7 @@
 //
 // Layout (docs/install.md says why this one and not a single executable application):
 //   /usr/lib/pacha/node                    Node.js from the npm `node` package, stripped
-//   /usr/lib/pacha/pacha.mjs, pacha-master.mjs   the esbuild bundles (scripts/build.ts)
+//   /usr/lib/pacha/pacha.bundle.cjs, pacha-master.bundle.cjs   the esbuild bundles (scripts/build.ts), CommonJS
 //   /usr/lib/pacha/compile-cache/          V8 code cache of both bundles, made here at build time
 //   /usr/lib/pacha/*.node                  native addons the bundles load, if any
 //   /usr/lib/pacha/pacha.cjs, pacha-master.cjs   launchers: code cache on, then the bundle
@@ -61,12 +61,11 @@ export async function buildPackage(opts: { out: string; log?: (line: string) => 
   put(`${LIB}/node`, fs.readFileSync(nodeBin), 0o755);
   execFileSync('strip', ['--strip-unneeded', path.join(lib, 'node')]);
 
-  // The bundles, without their `#!/usr/bin/env node` line: here they are modules the launchers load.
-  const inputs = await bundlePrograms(path.join(work, 'dist'), log);
+  // The bundles, as CommonJS: Node starts them sooner than the ES modules of `npm run build`.
+  const inputs = await bundlePrograms(path.join(work, 'dist'), log, 'cjs');
   for (const p of PROGRAMS) {
-    const text = fs.readFileSync(path.join(work, 'dist', p.out), 'utf8').replace(/^#!.*\n/, '');
-    put(`${LIB}/${p.out}`, text);
-    put(`${LIB}/${p.name}.cjs`, launcher(p.out));
+    put(`${LIB}/${p.outCjs}`, fs.readFileSync(path.join(work, 'dist', p.outCjs)));
+    put(`${LIB}/${p.name}.cjs`, launcher(p.outCjs));
     put(`/usr/bin/${p.name}`, shellWrapper(p.name), 0o755);
   }
   // Native addons the bundles load from beside themselves (bundlePrograms copies them to dist).
@@ -164,7 +163,7 @@ function launcher(bundle: string): string {
     `// Installed by the pacha package: loads ${bundle} with the V8 code cache made when the package was built.`,
     `'use strict';`,
     `require('node:module').enableCompileCache?.({ directory: require('node:path').join(__dirname, 'compile-cache'), portable: true });`,
-    `import(require('node:path').join(__dirname, ${JSON.stringify(bundle)}));`,
+    `require(require('node:path').join(__dirname, ${JSON.stringify(bundle)}));`,
     '',
   ].join('\n');
 }
@@ -254,7 +253,7 @@ function copyrightFile(inputs: string[], addons: string[]): string {
   ];
   const licenses = new Map<string, string>();
   const stanzas: Array<[files: string, dir: string]> = [
-    ...bundledPackages(inputs).map((dir): [string, string] => ['usr/lib/pacha/pacha.mjs usr/lib/pacha/pacha-master.mjs', dir]),
+    ...bundledPackages(inputs).map((dir): [string, string] => [PROGRAMS.map((p) => `usr/lib/pacha/${p.outCjs}`).join(' '), dir]),
     ...addons.map((a): [string, string] => [`usr/lib/pacha/${a}`, NATIVE_ADDONS[a]]),
   ];
   for (const [files, dir] of stanzas) {

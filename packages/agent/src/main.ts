@@ -12,4 +12,7 @@ function normaliseArgv(argv: string[]): string[] {
   return host === undefined ? ['rebuild', ...rest] : ['rebuild', host, ...others];
 }
 
-process.exitCode = await run(normaliseArgv(process.argv.slice(2)));
+// No top-level await: the .deb bundles this file as CommonJS (scripts/build.ts).
+void run(normaliseArgv(process.argv.slice(2))).then((code) => {
+  process.exitCode = code;
+});

@@ -1,3 +1,6 @@
 import { run } from './cli.ts';
 
-process.exitCode = await run(process.argv.slice(2));
+// No top-level await: the .deb bundles this file as CommonJS (scripts/build.ts).
+void run(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});
