@@ -2,6 +2,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { PACHA_NAME } from '@pacha/shared/format/names';
 import { PACHA_BIN, REPO_DIR } from '@pacha/test-support/cli';
 import type { TestHost } from '@pacha/test-support/host';
 
@@ -114,7 +115,7 @@ export function diskBlobs(host: TestHost, hostDir: string): Map<string, string> 
   return out;
 }
 
-/** Blob ids of the files under a tree prefix in a commit of a repository. */
+/** Blob ids of the files under a tree prefix in a commit of a repository (not the metadata files format 2 keeps per directory). */
 export function repoBlobs(gitDir: string, rev: string, prefix: string): Map<string, string> {
   const out = new Map<string, string>();
   const text = git(gitDir, ['ls-tree', '-r', '-z', rev, '--', prefix]);
@@ -122,7 +123,7 @@ export function repoBlobs(gitDir: string, rev: string, prefix: string): Map<stri
     if (!rec) continue;
     const [meta, name] = rec.split('\t');
     const [, type, id] = meta.split(' ');
-    if (type === 'blob') out.set(name, id);
+    if (type === 'blob' && path.posix.basename(name) !== PACHA_NAME) out.set(name, id);
   }
   return out;
 }

@@ -193,8 +193,10 @@ describe('TreeWatcher (real inotify)', () => {
     fs.writeFileSync(p('/etc/app/.x.swp'), 'swap');
     fs.writeFileSync(p('/outside/no'), 'no');
     fs.writeFileSync(p('/single.conf'), 'v2');
-    await until(() => ['/etc/app/deep/er/conf', '/etc/app/new', '/etc/app/gone', '/single.conf', '/etc/app'].every((h) => dirty.has(h)));
-    await sleep(200);
+    // Written last, in the directory of the swap file: once it is marked, the swap file's
+    // event has been seen too (inotify keeps a watch's events in order).
+    fs.writeFileSync(p('/etc/app/sentinel'), 's');
+    await until(() => ['/etc/app/deep/er/conf', '/etc/app/new', '/etc/app/gone', '/single.conf', '/etc/app', '/etc/app/sentinel'].every((h) => dirty.has(h)));
     expect(dirty.has('/etc/app/.x.swp')).toBe(false);
     expect([...dirty].some((h) => h.startsWith('/outside'))).toBe(false);
     expect(dirty.has('/')).toBe(false); // the parent of a single-file root is not inside a root
@@ -249,13 +251,17 @@ describe('PushHealth and the callback', () => {
     });
     await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+    // Notices are sent in the background: count them as they are handed over, and read what
+    // the server received once it has them all.
+    let handed = 0;
     const h = new PushHealth('web1', async (n) => {
+      handed++;
       await postCallback(url, n, silentLogger);
     });
     const t0 = Date.parse('2026-01-01T00:00:00Z');
     for (let i = 0; i < FAILURES_BEFORE_NOTICE + 2; i++) h.failed(`connect ECONNREFUSED (${i})`, i + 1, t0 + i * 1000);
+    expect(handed).toBe(1);
     await until(() => got.length >= 1);
-    await sleep(100);
     expect(got).toHaveLength(1);
     expect(got[0]).toMatchObject({ host: 'web1', event: 'push-failing', since: '2026-01-01T00:00:00.000Z', pending: FAILURES_BEFORE_NOTICE, failures: FAILURES_BEFORE_NOTICE });
     expect(got[0].error).toContain('ECONNREFUSED');
@@ -265,7 +271,7 @@ describe('PushHealth and the callback', () => {
     // A single failure followed by success says nothing.
     h.failed('blip', 1, t0 + 70_000);
     h.succeeded(0, t0 + 71_000);
-    await sleep(200);
+    expect(handed).toBe(2);
     expect(got).toHaveLength(2);
   });
 
