@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseConfig, type PachaConfig } from '@pacha/shared/config';
 import { statePaths, type StatePaths } from '@pacha/shared/state';
-import { commitSnapshot, initBareRepo, type FixtureFile } from '@pacha/test-support/git-fixture';
+import { commitSnapshot, initBareRepo, type FixtureFile } from './git-fixture.ts';
 
 // A host whose local repository is built with native git (so push is tested without pacha's own
 // snapshot writer) and a master host tree in a local folder (pacha.host = file://).

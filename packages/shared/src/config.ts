@@ -82,7 +82,7 @@ export interface LoadOptions {
   /**
    * Parses pacha.schedule fully: what is wrong, or null. The daemon and check-config pass
    * cronProblem (schedule.ts); other commands, which never use the schedule, check only its
-   * shape and do not load the cron library (some 10 ms of their start-up).
+   * shape and do not load the cron library (which would slow their start-up).
    */
   scheduleCheck?: (expr: string) => string | null;
 }
