@@ -35,17 +35,8 @@ export function makeAgentHost(name: string, config: Record<string, string | numb
   };
 }
 
-export function fsckOk(repo: string): void {
-  execFileSync('git', ['--git-dir', repo, 'fsck', '--full', '--strict', '--no-dangling'], { stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-export function refOf(repo: string): string | null {
-  try {
-    return fs.readFileSync(path.join(repo, 'refs/heads/main'), 'utf8').trim();
-  } catch {
-    return null;
-  }
-}
+// The master's repository, checked as in the library's push tests.
+export { fsck as fsckOk, masterHead as refOf } from '@pacha/test-support/push';
 
 export function commitCount(repo: string): number {
   return Number(execFileSync('git', ['--git-dir', repo, 'rev-list', '--count', 'main'], { encoding: 'utf8' }).trim());
