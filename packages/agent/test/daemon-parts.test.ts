@@ -4,7 +4,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '@pacha/shared/log';
 import { DirtyBatcher, MIN_SETTLE_MS } from '../src/daemon/batcher.ts';
 import { PushHealth, FAILURES_BEFORE_NOTICE, type PushNotice } from '../src/daemon/callback-notify.ts';
@@ -14,7 +14,8 @@ import { TreeWatcher } from '../src/daemon/watcher.ts';
 import { diffConfig, loadDaemonConfig } from '../src/daemon/config-reload.ts';
 import { backoffFromEnv, StepGate, WakeTimer } from '../src/daemon/step-scheduler.ts';
 
-// The daemon's parts one by one, with real timers, a real inotify watcher and a real HTTP server.
+// The daemon's parts one by one: timers on vitest's fake clock (what is due when is exact, and
+// nothing sleeps), a real inotify watcher and a real HTTP server.
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -48,18 +49,26 @@ describe('StepGate and WakeTimer', () => {
     expect(g.isOpen(0)).toBe(true);
   });
 
-  it('wakes once at the earliest future time, not for past ones; clear() cancels', async () => {
-    let woke = 0;
-    const t = new WakeTimer(() => woke++);
-    const now = Date.now();
-    t.arm([now - 5, 0]);
-    t.arm([now + 60_000, now + 30, now - 1]);
-    await until(() => woke === 1);
-    t.arm([Date.now() + 20]);
-    t.clear();
-    t.arm([]);
-    await sleep(60);
-    expect(woke).toBe(1);
+  it('wakes once at the earliest future time, not for past ones; clear() cancels', () => {
+    vi.useFakeTimers();
+    try {
+      let woke = 0;
+      const t = new WakeTimer(() => woke++);
+      const now = Date.now();
+      t.arm([now - 5, 0]);
+      t.arm([now + 60_000, now + 30, now - 1]);
+      vi.advanceTimersByTime(29);
+      expect(woke).toBe(0);
+      vi.advanceTimersByTime(1);
+      expect(woke).toBe(1);
+      t.arm([Date.now() + 20]);
+      t.clear();
+      t.arm([]);
+      vi.advanceTimersByTime(120_000);
+      expect(woke).toBe(1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
@@ -91,18 +100,22 @@ describe('diffConfig (reload)', () => {
 });
 
 describe('DirtyBatcher', () => {
-  it('is due at most delay after the FIRST change, later changes join the batch', async () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('is due at most delay after the FIRST change, later changes join the batch', () => {
     let dueAt = 0;
     const b = new DirtyBatcher(300, () => (dueAt = Date.now()));
     const t0 = Date.now();
     b.mark('/etc/a');
-    await sleep(150);
+    vi.advanceTimersByTime(150);
     b.mark('/etc/b');
     b.mark('/etc/a');
     expect(b.isDue).toBe(false);
-    await until(() => dueAt > 0);
-    expect(dueAt - t0).toBeGreaterThanOrEqual(290);
-    expect(dueAt - t0).toBeLessThan(450); // not pushed back by the change at 150 ms
+    vi.advanceTimersByTime(149);
+    expect(dueAt).toBe(0);
+    vi.advanceTimersByTime(1);
+    expect(dueAt - t0).toBe(300); // not pushed back by the change at 150 ms
     expect(b.isDue).toBe(true);
     const batch = b.take()!;
     expect(batch.paths!.sort()).toEqual(['/etc/a', '/etc/b']);
@@ -110,30 +123,30 @@ describe('DirtyBatcher', () => {
     expect(b.isDue).toBe(false);
   });
 
-  it('delay 0 still coalesces a burst', async () => {
+  it('delay 0 still coalesces a burst', () => {
     let due = 0;
     const b = new DirtyBatcher(0, () => due++);
     for (let i = 0; i < 5000; i++) b.mark(`/srv/f${i}`);
-    await until(() => due > 0);
-    await sleep(MIN_SETTLE_MS);
+    vi.advanceTimersByTime(MIN_SETTLE_MS * 3);
     expect(due).toBe(1);
     expect(b.take()!.paths).toHaveLength(5000);
   });
 
-  it('too many paths turn into a full scan', async () => {
+  it('too many paths turn into a full scan', () => {
     let due = 0;
     const b = new DirtyBatcher(0, () => due++, 10);
     for (let i = 0; i < 11; i++) b.mark(`/srv/f${i}`);
-    await until(() => due > 0);
+    vi.advanceTimersByTime(MIN_SETTLE_MS);
+    expect(due).toBe(1);
     expect(b.take()!.paths).toBeUndefined();
   });
 
-  it('clear() drops the batch and its timer', async () => {
+  it('clear() drops the batch and its timer', () => {
     let due = 0;
     const b = new DirtyBatcher(0, () => due++);
     b.mark('/x');
     b.clear();
-    await sleep(MIN_SETTLE_MS * 3);
+    vi.advanceTimersByTime(MIN_SETTLE_MS * 3);
     expect(due).toBe(0);
     expect(b.take()).toBeUndefined();
   });
@@ -141,18 +154,24 @@ describe('DirtyBatcher', () => {
 
 describe('ReconcileSchedule', () => {
   it('ticks on a per-second cron and can be re-armed and stopped', async () => {
-    let ticks = 0;
-    const s = new ReconcileSchedule(() => ticks++);
-    s.arm('* * * * * *');
-    expect(s.nextRun()!.getTime()).toBeGreaterThan(Date.now() - 1);
-    await until(() => ticks >= 2, 4000);
-    s.arm('0 0 1 1 *');
-    const after = ticks;
-    await sleep(1200);
-    expect(ticks).toBe(after);
-    expect(s.expression).toBe('0 0 1 1 *');
-    s.stop();
-    expect(s.nextRun()).toBeUndefined();
+    vi.useFakeTimers();
+    try {
+      let ticks = 0;
+      const s = new ReconcileSchedule(() => ticks++);
+      s.arm('* * * * * *');
+      expect(s.nextRun()!.getTime()).toBeGreaterThan(Date.now() - 1);
+      await vi.advanceTimersByTimeAsync(2_000);
+      expect(ticks).toBeGreaterThanOrEqual(2);
+      s.arm('0 0 1 1 *');
+      const after = ticks;
+      await vi.advanceTimersByTimeAsync(5_000);
+      expect(ticks).toBe(after);
+      expect(s.expression).toBe('0 0 1 1 *');
+      s.stop();
+      expect(s.nextRun()).toBeUndefined();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
