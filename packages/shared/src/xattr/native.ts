@@ -73,7 +73,7 @@ function bind(koffi: Koffi): XattrCalls {
   const libc = koffi.load('libc.so.6');
   const names = errnoNames();
   const f = libc.func.bind(libc);
-  const calls = {
+  const calls: Omit<XattrCalls, 'errorCode'> = {
     llistxattr: f('intptr_t llistxattr(const char *path, void *list, size_t size)'),
     lgetxattr: f('intptr_t lgetxattr(const char *path, const char *name, void *value, size_t size)'),
     lsetxattr: f('int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)'),
@@ -84,7 +84,7 @@ function bind(koffi: Koffi): XattrCalls {
     fremovexattr: f('int fremovexattr(int fd, const char *name)'),
   };
   return {
-    ...(calls as unknown as Omit<XattrCalls, 'errorCode'>),
+    ...calls,
     errorCode: () => {
       const n = koffi.errno();
       return names.get(n) ?? `errno ${n}`;
