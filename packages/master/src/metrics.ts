@@ -18,7 +18,9 @@ export type RefusalReason =
   | 'max_connections' // --max-connections reached
   | 'address_blocked' // too many failed authentications from the address (--max-address-failures)
   | 'auth_failed' // a public key that is not the host's, or a bad signature, or a password
-  | 'login_timeout' // not authenticated within --login-grace
+  | 'login_timeout' // no SSH banner within --banner-timeout, or not authenticated within --login-grace
+  | 'max_startups' // too many unauthenticated connections from the address or in total (--max-startups)
+  | 'host_connections' // the host has its maximum of connections open
   | 'sftp_denied' // a request outside the host's allowlist (hooks, another host, history rewrite)
   | 'sftp_failed'; // a request refused after checking it (e.g. a pack or ref that does not verify)
 
@@ -62,7 +64,7 @@ export function masterMetrics(layout: MasterLayout, counters: MasterCounters, op
       // Authorised or created, never pushed.
     }
   }
-  const reasons: RefusalReason[] = ['max_connections', 'address_blocked', 'auth_failed', 'login_timeout', 'sftp_denied', 'sftp_failed'];
+  const reasons: RefusalReason[] = ['max_connections', 'max_startups', 'address_blocked', 'auth_failed', 'login_timeout', 'host_connections', 'sftp_denied', 'sftp_failed'];
   return [
     gauge('pacha_master_info', 'pacha master version (always 1)', 1, { version: PACHA_VERSION }),
     gauge('pacha_master_hosts', 'host folders under the hosts path', hosts),

@@ -6,6 +6,7 @@ import { PachaError } from '@pacha/shared/errors';
 import { isValidHostName } from '@pacha/shared/master-tree';
 import { loadHostKeys } from './authorized-keys.ts';
 import { loadOrCreateHostKey } from './host-key.ts';
+import { HOST_LIMIT_DEFAULTS, HostStates, type HostLimits } from './host-state.ts';
 import { HostView } from './host-view.ts';
 import { MasterCounters } from './metrics.ts';
 import { serveSftp } from './sftp-session.ts';
@@ -13,8 +14,13 @@ import type { MasterLayout } from './layout.ts';
 
 // `pacha-master serve`: an SSH server that speaks only SFTP. The SSH user name is the host
 // name; each host logs in with its own key (<keys-dir>/<host>.pub) and sees only its folder.
-// Limits: connections in total, failed authentications per connection and per source address,
-// time to log in, idle time. One log line per connection and per accepted push.
+// Limits (docs/security.md lists each with its default): connections in total; unauthenticated
+// connections per source address and in total, with random early drop between the two marks
+// of maxStartups (like OpenSSH's MaxStartups and PerSourceMaxStartups); time to send the SSH
+// banner and to log in (an address whose connections time out counts failures); failed
+// authentications per connection and per source address; connections, handles and one rename
+// at a time per host (host-state.ts); idle time. Every count is taken in the same tick as the
+// event it counts, never after an await. One log line per connection and per accepted push.
 
 export interface ServeOptions {
   layout: MasterLayout;
@@ -30,6 +36,14 @@ export interface ServeOptions {
   addressWindowMs: number;
   /** Time allowed to authenticate (OpenSSH LoginGraceTime). */
   loginGraceMs: number;
+  /** Time allowed to send the SSH identification line after connecting. */
+  bannerTimeoutMs: number;
+  /** Unauthenticated connections from one address at a time (OpenSSH PerSourceMaxStartups). */
+  maxStartupsPerAddress: number;
+  /** Unauthenticated connections in total: from `begin` on, new ones are dropped with probability `rate`% rising to 100% at `full` (OpenSSH MaxStartups begin:rate:full). */
+  maxStartups: { begin: number; rate: number; full: number };
+  /** Per host, over all its connections. */
+  hostLimits: HostLimits;
   /** A session without requests for this long is closed. */
   idleTimeoutMs: number;
   log: Logger;
@@ -43,6 +57,10 @@ export const SERVE_DEFAULTS = {
   maxAddressFailures: 30,
   addressWindowMs: 60_000,
   loginGraceMs: 30_000,
+  bannerTimeoutMs: 10_000,
+  maxStartupsPerAddress: 64,
+  maxStartups: { begin: 100, rate: 30, full: 200 },
+  hostLimits: HOST_LIMIT_DEFAULTS,
   idleTimeoutMs: 600_000,
 };
 
@@ -62,16 +80,30 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
   const hostKey = loadOrCreateHostKey(layout.hostKeyFile);
   if (hostKey.created) log.info(`created host key ${layout.hostKeyFile} (${hostKey.fingerprint})`);
 
-  const refLocks = new Map<string, Promise<unknown>>();
-  const withRefLock = <T>(host: string, fn: () => Promise<T>): Promise<T> => {
-    const prev = refLocks.get(host) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => {});
-    refLocks.set(host, tail);
-    void tail.then(() => {
-      if (refLocks.get(host) === tail) refLocks.delete(host);
-    });
-    return run;
+  const hostStates = new HostStates(opts.hostLimits);
+  // Unauthenticated connections, per address and in total.
+  const unauth = new Map<string, number>();
+  let unauthTotal = 0;
+  const unauthDone = new WeakSet<net.Socket>();
+  const leaveUnauth = (socket: net.Socket, ip: string) => {
+    if (unauthDone.has(socket)) return;
+    unauthDone.add(socket);
+    unauthTotal--;
+    const n = (unauth.get(ip) ?? 1) - 1;
+    if (n <= 0) unauth.delete(ip);
+    else unauth.set(ip, n);
+  };
+  /** Why a new connection from ip is dropped before its handshake, or null. */
+  const startupRefusal = (ip: string): string | null => {
+    const mine = unauth.get(ip) ?? 0;
+    if (mine >= opts.maxStartupsPerAddress) return `${mine} unauthenticated connections from this address (limit ${opts.maxStartupsPerAddress})`;
+    const { begin, rate, full } = opts.maxStartups;
+    if (unauthTotal >= full) return `${unauthTotal} unauthenticated connections (limit ${full})`;
+    if (unauthTotal >= begin) {
+      const p = rate + ((100 - rate) * (unauthTotal - begin)) / Math.max(1, full - begin);
+      if (Math.random() * 100 < p) return `${unauthTotal} unauthenticated connections: dropped early (${Math.round(p)}%)`;
+    }
+    return null;
   };
 
   const failures = new Map<string, { count: number; since: number }>();
@@ -100,6 +132,7 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
   const live = new Set<net.Socket>();
   // Login grace runs on the socket: ssh2 announces a connection only after the client's banner.
   const graceTimers = new WeakMap<net.Socket, NodeJS.Timeout>();
+  const bannerTimers = new WeakMap<net.Socket, NodeJS.Timeout>();
   const graceOutcome = new WeakMap<net.Socket, () => void>();
   // ssh2 names a connection's peer, not its socket: find the socket by the peer's address.
   const byPeer = new Map<string, net.Socket>();
@@ -115,7 +148,10 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
     let outcome = 'closed';
     let pushes = 0;
     const socket = byPeer.get(peer(info.ip, info.port));
-    if (socket) graceOutcome.set(socket, () => (outcome = 'closed: login grace time exceeded'));
+    if (socket) {
+      clearTimeout(bannerTimers.get(socket));
+      graceOutcome.set(socket, () => (outcome = 'closed: login grace time exceeded'));
+    }
 
     client.on('authentication', (ctx: AuthContext) => {
       user = ctx.username;
@@ -160,7 +196,18 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
     client.on('ready', () => {
       authed = true;
       // The idle timeout replaces the login grace from here on.
-      if (socket) clearTimeout(graceTimers.get(socket));
+      if (socket) {
+        clearTimeout(graceTimers.get(socket));
+        leaveUnauth(socket, ip);
+      }
+      const host = hostStates.connect(user);
+      if (host === null) {
+        counters.refuse('host_connections');
+        outcome = `closed: ${user} has ${opts.hostLimits.maxConnections} connections open already (limit per host)`;
+        client.end();
+        return;
+      }
+      client.once('close', () => hostStates.disconnect(host));
       const idle = setTimeout(() => {
         outcome = 'closed: idle timeout';
         client.end();
@@ -177,8 +224,8 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
         session.on('sftp', (acceptSftp) => {
           const sftp = acceptSftp();
           serveSftp(sftp, view, {
+            host,
             touch: touchIdle,
-            withRefLock: (fn) => withRefLock(user, fn),
             onRefUpdate: (old, next) => {
               pushes++;
               counters.push(user);
@@ -215,6 +262,7 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
   // Our own listener in front of ssh2's, so that refusals for load or abuse are logged.
   const tcp = net.createServer((socket) => {
     const ip = socket.remoteAddress ?? '?';
+    socket.on('error', () => {}); // a reset before ssh2 takes the socket is not the server's concern
     if (live.size >= opts.maxConnections) {
       counters.refuse('max_connections');
       log.warn(`refused connection from ${ip}: ${live.size} connections open (limit ${opts.maxConnections}, --max-connections)`);
@@ -227,12 +275,31 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
       socket.destroy();
       return;
     }
+    const early = startupRefusal(ip);
+    if (early !== null) {
+      counters.refuse('max_startups');
+      log.warn(`refused connection from ${ip}: ${early}`);
+      socket.destroy();
+      return;
+    }
     live.add(socket);
+    unauth.set(ip, (unauth.get(ip) ?? 0) + 1);
+    unauthTotal++;
     const key = peer(socket.remoteAddress, socket.remotePort);
     byPeer.set(key, socket);
     counters.connections++;
+    // A connection that never logs in counts as a failure of its address: idle connections
+    // cannot hold slots again and again without the address being blocked.
+    const banner = setTimeout(() => {
+      counters.refuse('login_timeout');
+      noteFailure(ip);
+      log.info(`connection from ${ip}: closed: no SSH banner within ${opts.bannerTimeoutMs / 1000}s`);
+      socket.destroy();
+    }, opts.bannerTimeoutMs);
+    bannerTimers.set(socket, banner);
     const grace = setTimeout(() => {
       counters.refuse('login_timeout');
+      noteFailure(ip);
       const note = graceOutcome.get(socket);
       if (note) note();
       else log.info(`connection from ${ip}: closed: no SSH handshake within ${opts.loginGraceMs / 1000}s`);
@@ -241,6 +308,8 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
     graceTimers.set(socket, grace);
     socket.once('close', () => {
       clearTimeout(grace);
+      clearTimeout(banner);
+      leaveUnauth(socket, ip);
       live.delete(socket);
       byPeer.delete(key);
     });

@@ -1,35 +1,40 @@
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import ssh2 from 'ssh2';
 import type { Attributes, FileEntry, SFTPWrapper } from 'ssh2';
-import { HostView, Refusal, type Resolved } from './host-view.ts';
-import { checkDirChange, checkMkdir, isProtectedPath, checkOpenForWrite, openForWrite, sameContent, checkRemove, checkRename, isWritableArea, type CreatedSet } from './append-only.ts';
 import { HOST_TREE } from '@pacha/shared/master-tree';
+import { checkMkdir, checkRemove, checkRename, checkWrite } from './append-only.ts';
+import type { HostState } from './host-state.ts';
+import { HostView, Refusal, type Resolved } from './host-view.ts';
+import { place } from './place.ts';
 
 // One SFTP channel of an authenticated host: every request is mapped through the host's view
-// (confinement) and the append-only rules, then done on the real filesystem.
+// (confinement) and the allowlist (append-only.ts), then done on the real filesystem. A rename
+// onto history is a copy the master checks (place.ts). Limits and the rename lock are the
+// host's (host-state.ts), shared by all its channels.
 //
-// Rename replaces an existing target atomically (rename(2)), like OpenSSH's
-// posix-rename@openssh.com, which is also accepted as an extended request. ssh2's server does
-// not advertise extensions, so clients use the plain RENAME here.
+// Rename replaces an existing target atomically, like OpenSSH's posix-rename@openssh.com, which
+// is also accepted as an extended request. ssh2's server does not advertise extensions, so
+// clients use the plain RENAME here.
 
 const { OPEN_MODE, STATUS_CODE } = ssh2.utils.sftp;
 const MAX_READ = 256 * 1024;
 const READDIR_BATCH = 128;
-const MAX_HANDLES = 64;
+/** Folders the host creates get the master's mode, never the one it asks for. */
+const DIR_MODE = 0o755;
+/** Temporary files: never executable, whatever the host asks. */
+const FILE_MODE = 0o644;
 
 type Handle =
-  | { kind: 'file'; fd: number; real: string; rel: string; writable: boolean; /** private copy checked at close (openForWrite) */ shadow?: string }
+  | { kind: 'file'; fd: number; real: string; rel: string; writable: boolean }
   | { kind: 'dir'; real: string | null; entries: FileEntry[] | null; pos: number; synthetic?: string };
 
 export interface SessionHooks {
+  /** The host's state, shared with its other connections and channels: limits, the rename lock. */
+  host: HostState;
   /** Called on every request: keeps the connection from idling out. */
   touch(): void;
-  /** Serialises ref updates of one host across its connections. */
-  withRefLock<T>(fn: () => Promise<T>): Promise<T>;
   /** An accepted ref update (one log line per push). */
   onRefUpdate(old: string | null, next: string): void;
   debug(msg: string): void;
@@ -38,11 +43,18 @@ export interface SessionHooks {
 }
 
 export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks): void {
+  const state = hooks.host;
   const handles = new Map<number, Handle>();
-  const created: CreatedSet = new Set();
   let nextHandle = 1;
+  let closed = false;
 
-  const newHandle = (h: Handle): Buffer => {
+  /** A handle for a reserved slot; when the channel closed meanwhile, the fd is closed and the slot released. */
+  const newHandle = (h: Handle): Buffer | null => {
+    if (closed) {
+      if (h.kind === 'file') fs.close(h.fd, () => {});
+      state.releaseHandle();
+      return null;
+    }
     const id = nextHandle++;
     handles.set(id, h);
     const b = Buffer.alloc(4);
@@ -50,13 +62,14 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
     return b;
   };
   const getHandle = (b: Buffer): [number, Handle] | null => {
-    if (b.length !== 4) return null;
+    if (!Buffer.isBuffer(b) || b.length !== 4) return null;
     const id = b.readUInt32BE(0);
     const h = handles.get(id);
     return h ? [id, h] : null;
   };
 
   const fail = (reqId: number, e: unknown) => {
+    if (closed) return;
     if (e instanceof Refusal) {
       hooks.debug(`${view.host}: refused: ${e.message}`);
       if (e.status !== 'missing') hooks.onRefusal?.(e.status);
@@ -77,54 +90,58 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
   const on = <A extends unknown[]>(event: string, fn: (reqId: number, ...args: A) => Promise<void>) => {
     sftp.on(event, (reqId: number, ...args: A) => {
       hooks.touch();
-      fn(reqId, ...args).catch((e) => fail(reqId, e));
+      let run: Promise<void>;
+      try {
+        run = fn(reqId, ...args);
+      } catch (e) {
+        fail(reqId, e);
+        return;
+      }
+      run.catch((e) => fail(reqId, e));
     });
   };
 
-  on('OPEN', async (reqId, filename: string, flags: number, attrs: Partial<Attributes>) => {
-    if (handles.size >= MAX_HANDLES) throw new Refusal('failure', `too many open handles (limit ${MAX_HANDLES})`);
-    const r = await view.resolve(filename, true);
-    const writing = (flags & (OPEN_MODE.WRITE | OPEN_MODE.APPEND | OPEN_MODE.CREAT | OPEN_MODE.TRUNC)) !== 0;
-    if (r.kind === 'ancestor') throw new Refusal(writing ? 'denied' : 'failure', `${r.virtual}: is a directory`);
-    let nodeFlags = 0;
-    const rw = flags & (OPEN_MODE.READ | OPEN_MODE.WRITE);
-    nodeFlags |= rw === (OPEN_MODE.READ | OPEN_MODE.WRITE) ? fs.constants.O_RDWR : rw === OPEN_MODE.WRITE || (writing && rw === 0) ? fs.constants.O_WRONLY : fs.constants.O_RDONLY;
-    if (flags & OPEN_MODE.APPEND) nodeFlags |= fs.constants.O_APPEND;
-    if (flags & OPEN_MODE.CREAT) nodeFlags |= fs.constants.O_CREAT;
-    if (flags & OPEN_MODE.TRUNC) nodeFlags |= fs.constants.O_TRUNC;
-    if (flags & OPEN_MODE.EXCL) nodeFlags |= fs.constants.O_EXCL;
-    let existed = true;
-    let shadow: string | undefined;
-    if (writing) {
-      const st = await fsp.lstat(r.real).catch(() => null);
-      existed = st !== null;
-      if ((flags & OPEN_MODE.EXCL) === 0 && openForWrite(r.rel, existed, r.real, created) === 'verify-same') {
-        shadow = path.join(os.tmpdir(), `pacha-master-verify-${process.pid}-${crypto.randomBytes(8).toString('hex')}`);
-        if (flags & OPEN_MODE.TRUNC) await fsp.writeFile(shadow, '', { mode: 0o600 });
-        else await fsp.copyFile(r.real, shadow);
-      } else {
-        checkOpenForWrite(r.rel, existed, r.real, created);
+  on('OPEN', async (reqId, filename: string, flags: number) => {
+    // Reserved before any await: pipelined OPENs cannot all pass the check first.
+    state.reserveHandle();
+    try {
+      const writing = (flags & (OPEN_MODE.WRITE | OPEN_MODE.APPEND | OPEN_MODE.CREAT | OPEN_MODE.TRUNC)) !== 0;
+      const r = await view.resolve(String(filename), !writing);
+      if (r.kind === 'ancestor') throw new Refusal(writing ? 'denied' : 'failure', `${r.virtual}: is a directory`);
+      let nodeFlags = fs.constants.O_NONBLOCK;
+      if (writing) {
+        checkWrite(r.rel);
+        const rw = flags & (OPEN_MODE.READ | OPEN_MODE.WRITE);
+        nodeFlags |= rw === (OPEN_MODE.READ | OPEN_MODE.WRITE) ? fs.constants.O_RDWR : fs.constants.O_WRONLY;
+        if (flags & OPEN_MODE.APPEND) nodeFlags |= fs.constants.O_APPEND;
+        if (flags & OPEN_MODE.CREAT) nodeFlags |= fs.constants.O_CREAT;
+        if (flags & OPEN_MODE.TRUNC) nodeFlags |= fs.constants.O_TRUNC;
+        if (flags & OPEN_MODE.EXCL) nodeFlags |= fs.constants.O_EXCL;
+        // Never through a symlink (the host cannot make them; the operator might).
+        nodeFlags |= fs.constants.O_NOFOLLOW;
       }
-      // Never follow a symlink when writing (the host cannot make them; the operator might).
-      nodeFlags |= fs.constants.O_NOFOLLOW;
+      const fd = await new Promise<number>((res, rej) => fs.open(r.real, nodeFlags, FILE_MODE, (e, fd) => (e ? rej(e) : res(fd))));
+      const st = await new Promise<fs.Stats>((res, rej) => fs.fstat(fd, (e, st) => (e ? rej(e) : res(st)))).catch((e) => {
+        fs.close(fd, () => {});
+        throw e;
+      });
+      if (!st.isFile()) {
+        fs.close(fd, () => {});
+        throw new Refusal('failure', `${r.virtual}: ${st.isDirectory() ? 'is a directory' : 'not a regular file'}`);
+      }
+      const h = newHandle({ kind: 'file', fd, real: r.real, rel: r.rel, writable: writing });
+      if (h) sftp.handle(reqId, h);
+    } catch (e) {
+      state.releaseHandle();
+      throw e;
     }
-    const target = shadow ?? r.real;
-    const mode = typeof attrs?.mode === 'number' ? attrs.mode & 0o777 : 0o644;
-    const fd = await new Promise<number>((res, rej) => fs.open(target, shadow ? nodeFlags & ~fs.constants.O_TRUNC : nodeFlags, mode, (e, fd) => (e ? rej(e) : res(fd))));
-    const st = await fsp.stat(target).catch(() => null);
-    if (st?.isDirectory()) {
-      fs.close(fd, () => {});
-      throw new Refusal('failure', `${r.virtual}: is a directory`);
-    }
-    if (writing && !existed) created.add(r.real);
-    sftp.handle(reqId, newHandle({ kind: 'file', fd, real: r.real, rel: r.rel, writable: writing, shadow }));
   });
 
   on('READ', async (reqId, hb: Buffer, offset: number, len: number) => {
     const h = getHandle(hb);
     if (!h || h[1].kind !== 'file') throw new Refusal('failure', 'bad handle');
     const f = h[1];
-    const buf = Buffer.allocUnsafe(Math.min(len, MAX_READ));
+    const buf = Buffer.allocUnsafe(Math.max(0, Math.min(len, MAX_READ)));
     const n = await new Promise<number>((res, rej) => fs.read(f.fd, buf, 0, buf.length, offset, (e, n) => (e ? rej(e) : res(n))));
     if (n === 0) sftp.status(reqId, STATUS_CODE.EOF);
     else sftp.data(reqId, buf.subarray(0, n));
@@ -145,14 +162,16 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
   on('FSTAT', async (reqId, hb: Buffer) => {
     const h = getHandle(hb);
     if (!h || h[1].kind !== 'file') throw new Refusal('failure', 'bad handle');
-    sftp.attrs(reqId, toAttrs(await fsp.stat(h[1].shadow ?? h[1].real)));
+    const f = h[1];
+    sftp.attrs(reqId, toAttrs(await new Promise<fs.Stats>((res, rej) => fs.fstat(f.fd, (e, st) => (e ? rej(e) : res(st))))));
   });
 
   on('FSETSTAT', async (reqId, hb: Buffer, attrs: Partial<Attributes>) => {
     const h = getHandle(hb);
     if (!h || h[1].kind !== 'file') throw new Refusal('failure', 'bad handle');
-    if (!h[1].writable) throw new Refusal('denied', 'handle not open for writing');
-    await applyAttrs(h[1].shadow ?? h[1].real, attrs);
+    if (!h[1].writable) throw new Refusal('denied', `${h[1].rel}: handle not open for writing`);
+    checkWrite(h[1].rel);
+    await applyAttrs(h[1].fd, attrs);
     sftp.status(reqId, STATUS_CODE.OK);
   });
 
@@ -160,27 +179,30 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
     const h = getHandle(hb);
     if (!h) throw new Refusal('failure', 'bad handle');
     handles.delete(h[0]);
+    state.releaseHandle();
     if (h[1].kind === 'file') {
       const f = h[1];
       await new Promise<void>((res, rej) => fs.close(f.fd, (e) => (e ? rej(e) : res())));
-      if (f.shadow) {
-        const same = await sameContent(f.shadow, f.real).finally(() => fsp.rm(f.shadow!, { force: true }));
-        if (!same) throw new Refusal('denied', `${f.rel}: exists already and may not change (append-only); the new content differs and was discarded`);
-      }
     }
     sftp.status(reqId, STATUS_CODE.OK);
   });
 
   on('OPENDIR', async (reqId, p: string) => {
-    if (handles.size >= MAX_HANDLES) throw new Refusal('failure', `too many open handles (limit ${MAX_HANDLES})`);
-    const r = await view.resolve(p, true);
-    if (r.kind === 'ancestor') {
-      sftp.handle(reqId, newHandle({ kind: 'dir', real: null, entries: null, pos: 0, synthetic: r.next }));
-      return;
+    state.reserveHandle();
+    try {
+      const r = await view.resolve(String(p), true);
+      let h: Buffer | null;
+      if (r.kind === 'ancestor') h = newHandle({ kind: 'dir', real: null, entries: null, pos: 0, synthetic: r.next });
+      else {
+        const st = await fsp.stat(r.real);
+        if (!st.isDirectory()) throw new Refusal('failure', `${r.virtual}: not a directory`);
+        h = newHandle({ kind: 'dir', real: r.real, entries: null, pos: 0 });
+      }
+      if (h) sftp.handle(reqId, h);
+    } catch (e) {
+      state.releaseHandle();
+      throw e;
     }
-    const st = await fsp.stat(r.real);
-    if (!st.isDirectory()) throw new Refusal('failure', `${r.virtual}: not a directory`);
-    sftp.handle(reqId, newHandle({ kind: 'dir', real: r.real, entries: null, pos: 0 }));
   });
 
   on('READDIR', async (reqId, hb: Buffer) => {
@@ -210,7 +232,7 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
   });
 
   const statOf = async (reqId: number, p: string, follow: boolean) => {
-    const r = await view.resolve(p, follow);
+    const r = await view.resolve(String(p), follow);
     if (r.kind === 'ancestor') {
       sftp.attrs(reqId, syntheticDirAttrs());
       return;
@@ -221,45 +243,47 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
   on('LSTAT', (reqId, p: string) => statOf(reqId, p, false));
 
   on('SETSTAT', async (reqId, p: string, attrs: Partial<Attributes>) => {
-    const r = hostOnly(await view.resolve(p, true));
-    if (!isWritableArea(r.rel)) throw new Refusal('denied', `${r.virtual}: read-only for the host`);
-    checkOpenForWrite(r.rel, true, r.real, created);
-    await applyAttrs(r.real, attrs);
+    const r = hostOnly(await view.resolve(String(p), false));
+    // Only the host's temporary files and lock: never a folder (modes of repo/objects...), never history.
+    checkWrite(r.rel);
+    const fd = await new Promise<number>((res, rej) => fs.open(r.real, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK, (e, fd) => (e ? rej(e) : res(fd))));
+    try {
+      if (!fs.fstatSync(fd).isFile()) throw new Refusal('denied', `${r.virtual}: not a regular file`);
+      await applyAttrs(fd, attrs);
+    } finally {
+      fs.closeSync(fd);
+    }
     sftp.status(reqId, STATUS_CODE.OK);
   });
 
   on('REMOVE', async (reqId, p: string) => {
-    const r = hostOnly(await view.resolve(p, false));
-    checkRemove(r.rel, r.real, created);
+    const r = hostOnly(await view.resolve(String(p), false));
+    checkRemove(r.rel);
     const st = await fsp.lstat(r.real);
-    if (st.isDirectory()) throw new Refusal('failure', `${r.virtual}: is a directory (use rmdir)`);
+    if (st.isDirectory()) throw new Refusal('failure', `${r.virtual}: is a directory`);
     await fsp.unlink(r.real);
-    created.delete(r.real);
     sftp.status(reqId, STATUS_CODE.OK);
   });
 
-  on('MKDIR', async (reqId, p: string, attrs: Partial<Attributes>) => {
-    const r = hostOnly(await view.resolve(p, false));
+  on('MKDIR', async (reqId, p: string) => {
+    const r = hostOnly(await view.resolve(String(p), false));
     checkMkdir(r.rel);
-    const mode = typeof attrs?.mode === 'number' ? attrs.mode & 0o777 : 0o755;
-    await fsp.mkdir(r.real, { mode });
+    await fsp.mkdir(r.real, { mode: DIR_MODE });
     sftp.status(reqId, STATUS_CODE.OK);
   });
 
-  on('RMDIR', async (reqId, p: string) => {
-    const r = hostOnly(await view.resolve(p, false));
-    checkDirChange(r.rel);
-    await fsp.rmdir(r.real);
-    sftp.status(reqId, STATUS_CODE.OK);
+  on('RMDIR', async (_reqId, p: string) => {
+    const r = hostOnly(await view.resolve(String(p), false));
+    throw new Refusal('denied', `${r.virtual}: folders cannot be removed by the host`);
   });
 
   on('REALPATH', async (reqId, p: string) => {
-    const v = view.virtualPath(p);
+    const v = view.virtualPath(String(p));
     sftp.name(reqId, [{ filename: v, longname: v, attrs: {} as Attributes }]);
   });
 
   on('READLINK', async (reqId, p: string) => {
-    const r = hostOnly(await view.resolve(p, false));
+    const r = hostOnly(await view.resolve(String(p), false));
     const target = await fsp.readlink(r.real);
     sftp.name(reqId, [{ filename: target, longname: target, attrs: {} as Attributes }]);
   });
@@ -269,41 +293,31 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
   });
 
   const rename = async (reqId: number, from: string, to: string) => {
-    const a = hostOnly(await view.resolve(from, false));
-    const b = hostOnly(await view.resolve(to, false));
+    const a = hostOnly(await view.resolve(String(from), false));
+    const b = hostOnly(await view.resolve(String(to), false));
+    const target = checkRename(a.rel, b.rel);
     const repo = path.join(await view.realHome(), HOST_TREE.repo);
-    await hooks.withRefLock(async () => {
-      const outcome = await checkRename(a.rel, a.real, b.rel, b.real, repo, created);
-      if (outcome.kind === 'same-object') {
-        await fsp.unlink(a.real);
-      } else {
-        await fsp.rename(a.real, b.real);
-        // A file renamed to an object name is history from now on: no longer the session's own.
-        if (created.delete(a.real) && !isProtectedPath(b.rel)) created.add(b.real);
-      }
-      if (outcome.kind === 'ref') {
-        // Everything the ref can now reach must stay: nothing from this session is its own any more.
-        created.clear();
-        hooks.onRefUpdate(outcome.old, outcome.new);
-      }
-    });
-    sftp.status(reqId, STATUS_CODE.OK);
+    // One rename of a host at a time, whichever connection or channel it comes on.
+    const outcome = await state.serialize(() => place(a.real, b.real, target, repo));
+    if (outcome.kind === 'ref') hooks.onRefUpdate(outcome.old, outcome.next);
+    if (!closed) sftp.status(reqId, STATUS_CODE.OK);
   };
   on('RENAME', (reqId, from: string, to: string) => rename(reqId, from, to));
 
   on('EXTENDED', async (reqId, name: string, data: Buffer | undefined) => {
-    if (name === 'posix-rename@openssh.com' && data) {
+    if (name === 'posix-rename@openssh.com' && Buffer.isBuffer(data)) {
       const strs = readStrings(data, 2);
       if (strs) return rename(reqId, strs[0], strs[1]);
     }
-    sftp.status(reqId, STATUS_CODE.OP_UNSUPPORTED, `${name} is not supported`);
+    sftp.status(reqId, STATUS_CODE.OP_UNSUPPORTED, `${String(name).slice(0, 64)} is not supported`);
   });
 
   const closeAll = () => {
+    if (closed) return;
+    closed = true;
     for (const h of handles.values()) {
-      if (h.kind !== 'file') continue;
-      fs.close(h.fd, () => {});
-      if (h.shadow) fs.rm(h.shadow, { force: true }, () => {});
+      if (h.kind === 'file') fs.close(h.fd, () => {});
+      state.releaseHandle();
     }
     handles.clear();
   };
@@ -330,11 +344,12 @@ function readStrings(buf: Buffer, n: number): string[] | null {
   return out;
 }
 
-async function applyAttrs(real: string, attrs: Partial<Attributes>): Promise<void> {
-  // Owners stay the master's; setuid/setgid bits from a host are dropped.
-  if (typeof attrs.mode === 'number') await fsp.chmod(real, attrs.mode & 0o777);
-  if (typeof attrs.atime === 'number' && typeof attrs.mtime === 'number') await fsp.utimes(real, attrs.atime, attrs.mtime);
-  if (typeof attrs.size === 'number') await fsp.truncate(real, attrs.size);
+/** On a temporary file or the lock only (the caller checked): owners stay the master's, no execute or set-id bits. */
+async function applyAttrs(fd: number, attrs: Partial<Attributes>): Promise<void> {
+  const call = (f: (cb: (e: NodeJS.ErrnoException | null) => void) => void) => new Promise<void>((res, rej) => f((e) => (e ? rej(e) : res())));
+  if (typeof attrs.mode === 'number') await call((cb) => fs.fchmod(fd, attrs.mode! & 0o666, cb));
+  if (typeof attrs.atime === 'number' && typeof attrs.mtime === 'number') await call((cb) => fs.futimes(fd, attrs.atime!, attrs.mtime!, cb));
+  if (typeof attrs.size === 'number') await call((cb) => fs.ftruncate(fd, attrs.size!, cb));
 }
 
 function toAttrs(st: fs.Stats): Attributes {

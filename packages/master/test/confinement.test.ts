@@ -7,11 +7,13 @@ import type { SFTPWrapper } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '@pacha/shared/log';
 import { SftpTransport } from '@pacha/shared/transport/sftp';
+import { REPO_CONFIG, REPO_HEAD } from '@pacha/shared/git/repository';
 import { startMaster, type MasterHandle } from '@pacha/test-support/master';
 
-// What a host (possibly compromised) can do on the embedded master: only its own folder,
-// write only under repo/, hooks read-only, history append-only. Each refusal is checked on
-// disk too: the file or ref is unchanged, and native git still accepts the repository.
+// What a host (possibly compromised) can do on the embedded master: only its own folder, writes
+// only on the allowlist (the push protocol's temporary files and lock), hooks read-only, history
+// append-only. Each refusal is checked on disk too: the file or ref is unchanged, and native git
+// still accepts the repository. (hostile.test.ts attacks each defect class of issue 11.)
 
 const git = (cwd: string, ...args: string[]) =>
   execFileSync('git', args, { cwd, encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' } }).trim();
@@ -130,8 +132,10 @@ describe('confinement to the host folder', () => {
     await expect(a.writeFile(`${A}/pacha_post/99-evil`, 'x')).rejects.toMatchObject(denied);
     await expect(a.remove(`${A}/pacha_pre/10-users`)).rejects.toMatchObject(denied);
     await expect(a.mkdirp(`${A}/pacha_post/sub`)).rejects.toMatchObject(denied);
-    await a.writeFile(`${A}/repo/hook.tmp`, 'evil');
-    await expect(a.rename(`${A}/repo/hook.tmp`, `${A}/pacha_pre/05-evil`)).rejects.toMatchObject(denied);
+    await expect(a.writeFile(`${A}/repo/hook.tmp`, 'evil')).rejects.toMatchObject(denied);
+    await a.writeFile(`${A}/repo/objects/pack/tmp_pack_hook`, 'evil');
+    await expect(a.rename(`${A}/repo/objects/pack/tmp_pack_hook`, `${A}/pacha_pre/05-evil`)).rejects.toMatchObject(denied);
+    await a.remove(`${A}/repo/objects/pack/tmp_pack_hook`);
     await expect(sftpCall((s, cb) => s.setstat(`${A}/pacha_pre/10-users`, { mode: 0o777 }, cb))).rejects.toThrow(/read-only|denied/i);
     await expect(a.writeFile(`${A}/notes`, 'x')).rejects.toMatchObject(denied);
     expect(fs.readFileSync(path.join(m.hostDir('hosta'), 'pacha_pre/10-users'), 'utf8')).toContain('echo pre');
@@ -150,21 +154,17 @@ describe('append-only history', () => {
     await expect(a.remove(vpack)).rejects.toMatchObject(denied);
     await expect(a.rename(vpack, `${A}/repo/stolen.pack`)).rejects.toMatchObject(denied);
     await expect(sftpCall((s, cb) => s.setstat(vpack, { size: 0 }, cb))).rejects.toThrow(/append-only/);
-    await a.writeFile(`${A}/repo/objects/pack/tmp-x.pack`, 'other bytes');
-    await expect(a.rename(`${A}/repo/objects/pack/tmp-x.pack`, vpack)).rejects.toMatchObject(denied);
+    await a.writeFile(`${A}/repo/objects/pack/tmp_pack_x`, 'other bytes');
+    await expect(a.rename(`${A}/repo/objects/pack/tmp_pack_x`, vpack)).rejects.toMatchObject(denied);
     // The same bytes again (a retried push): accepted, the temp file is gone, the object untouched.
     fs.writeFileSync(path.join(work, 'same.pack'), bytes);
-    await a.upload(path.join(work, 'same.pack'), `${A}/repo/objects/pack/tmp-same.pack`);
-    await a.rename(`${A}/repo/objects/pack/tmp-same.pack`, vpack);
-    expect(await a.stat(`${A}/repo/objects/pack/tmp-same.pack`)).toBeNull();
-    // Writing the same bytes in place is accepted too (checked at close); other bytes are not.
-    await a.upload(path.join(work, 'same.pack'), vpack);
-    const changed = Buffer.from(bytes);
-    changed[changed.length - 1] ^= 1;
-    fs.writeFileSync(path.join(work, 'changed.pack'), changed);
-    await expect(a.upload(path.join(work, 'changed.pack'), vpack)).rejects.toThrow(/append-only|denied/i);
+    await a.upload(path.join(work, 'same.pack'), `${A}/repo/objects/pack/tmp_pack_same`);
+    await a.rename(`${A}/repo/objects/pack/tmp_pack_same`, vpack);
+    expect(await a.stat(`${A}/repo/objects/pack/tmp_pack_same`)).toBeNull();
+    // Nothing is written in place, not even the same bytes: history changes only by a checked rename.
+    await expect(a.upload(path.join(work, 'same.pack'), vpack)).rejects.toThrow(/append-only|denied/i);
     const head = (await a.readFile(`${A}/repo/HEAD`)).toString();
-    await a.writeFile(`${A}/repo/HEAD`, head);
+    await expect(a.writeFile(`${A}/repo/HEAD`, head)).rejects.toMatchObject(denied);
     await expect(a.writeFile(`${A}/repo/HEAD`, 'ref: refs/heads/evil\n')).rejects.toMatchObject(denied);
     expect(fs.readFileSync(path.join(repoA, 'HEAD'), 'utf8')).toBe(head);
     expect(fs.readFileSync(path.join(repoA, 'objects/pack', pack)).equals(bytes)).toBe(true);
@@ -180,17 +180,17 @@ describe('append-only history', () => {
     expect(fs.existsSync(path.join(repoA, 'objects', looseDir, loose))).toBe(true);
   });
 
-  it('may rewrite and remove its own temp files; a file renamed to an object name is then permanent', async () => {
-    await a.writeFile(`${A}/repo/objects/pack/tmp-new`, 'partial');
-    await a.writeFile(`${A}/repo/objects/pack/tmp-new`, 'complete');
-    await a.writeFile(`${A}/repo/objects/pack/tmp-drop`, 'x');
-    await a.remove(`${A}/repo/objects/pack/tmp-drop`);
-    const name = `pack-${'ab'.repeat(20)}.keep`;
-    await a.rename(`${A}/repo/objects/pack/tmp-new`, `${A}/repo/objects/pack/${name}`);
-    await expect(a.writeFile(`${A}/repo/objects/pack/${name}`, 'rewritten')).rejects.toMatchObject(denied);
-    await expect(a.remove(`${A}/repo/objects/pack/${name}`)).rejects.toMatchObject(denied);
-    expect(fs.readFileSync(path.join(repoA, 'objects/pack', name), 'utf8')).toBe('complete');
-    fs.rmSync(path.join(repoA, 'objects/pack', name)); // the operator may
+  it('may rewrite and remove its temp files, and rename them only onto what they stand for', async () => {
+    await a.writeFile(`${A}/repo/objects/pack/tmp_pack_new`, 'partial');
+    await a.writeFile(`${A}/repo/objects/pack/tmp_pack_new`, 'complete');
+    await a.writeFile(`${A}/repo/objects/pack/tmp_idx_drop`, 'x');
+    await a.remove(`${A}/repo/objects/pack/tmp_idx_drop`);
+    // Not a pack (nor named for its checksum), and .keep is not on the list at all.
+    await expect(a.rename(`${A}/repo/objects/pack/tmp_pack_new`, `${A}/repo/objects/pack/pack-${'ab'.repeat(20)}.pack`)).rejects.toMatchObject(denied);
+    await expect(a.rename(`${A}/repo/objects/pack/tmp_pack_new`, `${A}/repo/objects/pack/pack-${'ab'.repeat(20)}.keep`)).rejects.toMatchObject(denied);
+    await expect(a.rename(`${A}/repo/objects/pack/tmp_pack_new`, `${A}/repo/objects/pack/tmp_pack_other`)).rejects.toMatchObject(denied);
+    expect(fs.readdirSync(path.join(repoA, 'objects/pack')).filter((n) => /^pack-(abab|.*\.keep)/.test(n) || n.startsWith('.pacha-master'))).toEqual([]);
+    await a.remove(`${A}/repo/objects/pack/tmp_pack_new`);
     // The push lock file: created exclusively, removed.
     expect(await a.createExclusive(`${A}/repo/pacha-push.lock`, 'pid')).toBe(true);
     expect(await a.createExclusive(`${A}/repo/pacha-push.lock`, 'pid')).toBe(false);
@@ -212,8 +212,8 @@ describe('append-only history', () => {
     await expect(a.mkdirp(`${A}/repo/hooks/x`)).rejects.toMatchObject(denied);
     await expect(a.writeFile(`${A}/repo/hooks/post-update`, '#!/bin/sh')).rejects.toMatchObject(denied);
     const tryRef = async (content: string) => {
-      await a.writeFile(`${A}/repo/refs/heads/main.tmp`, content);
-      return a.rename(`${A}/repo/refs/heads/main.tmp`, ref);
+      await a.writeFile(`${A}/repo/refs/heads/.main.tmp-t`, content);
+      return a.rename(`${A}/repo/refs/heads/.main.tmp-t`, ref);
     };
     await expect(tryRef('not a commit\n')).rejects.toMatchObject(denied);
     await expect(tryRef('0123456789abcdef0123456789abcdef01234567\n')).rejects.toMatchObject(denied);
@@ -255,15 +255,27 @@ describe('a push as the protocol does it, onto an empty host', () => {
       const push = async (revs: string, tip: string) => {
         await t.mkdirp(`${F}/objects/pack`);
         await t.mkdirp(`${F}/refs/heads`);
-        if (!(await t.stat(`${F}/HEAD`))) await t.writeFile(`${F}/HEAD`, 'ref: refs/heads/main\n');
-        if (!(await t.stat(`${F}/config`))) await t.writeFile(`${F}/config`, '[core]\n\trepositoryformatversion = 0\n\tbare = true\n');
+        if (!(await t.stat(`${F}/config`))) {
+          // Only pacha's own config is accepted (a host's could name commands git runs).
+          await t.writeFile(`${F}/.config.tmp-1`, '[core]\n\tpager = touch /tmp/pwned\n');
+          await expect(t.rename(`${F}/.config.tmp-1`, `${F}/config`)).rejects.toMatchObject(denied);
+          await t.writeFile(`${F}/.config.tmp-1`, REPO_CONFIG);
+          await t.rename(`${F}/.config.tmp-1`, `${F}/config`);
+        }
+        if (!(await t.stat(`${F}/HEAD`))) {
+          await t.writeFile(`${F}/.HEAD.tmp-1`, REPO_HEAD);
+          await t.rename(`${F}/.HEAD.tmp-1`, `${F}/HEAD`);
+        }
+        // Packs native git wrote (with deltas inside the pack): accepted once verified.
         const p = packOf(revs);
-        await t.upload(p.pack, `${F}/objects/pack/tmp-${p.name}.pack`);
-        await t.upload(p.idx, `${F}/objects/pack/tmp-${p.name}.idx`);
-        await t.rename(`${F}/objects/pack/tmp-${p.name}.pack`, `${F}/objects/pack/pack-${p.name}.pack`);
-        await t.rename(`${F}/objects/pack/tmp-${p.name}.idx`, `${F}/objects/pack/pack-${p.name}.idx`);
-        await t.writeFile(`${F}/refs/heads/main.tmp`, tip + '\n');
-        await t.rename(`${F}/refs/heads/main.tmp`, `${F}/refs/heads/main`);
+        await t.upload(p.pack, `${F}/objects/pack/tmp_pack_${p.name}`);
+        await t.upload(p.idx, `${F}/objects/pack/tmp_idx_${p.name}`);
+        // The index only after its pack.
+        await expect(t.rename(`${F}/objects/pack/tmp_idx_${p.name}`, `${F}/objects/pack/pack-${p.name}.idx`)).rejects.toMatchObject(denied);
+        await t.rename(`${F}/objects/pack/tmp_pack_${p.name}`, `${F}/objects/pack/pack-${p.name}.pack`);
+        await t.rename(`${F}/objects/pack/tmp_idx_${p.name}`, `${F}/objects/pack/pack-${p.name}.idx`);
+        await t.writeFile(`${F}/refs/heads/.main.tmp-1`, tip + '\n');
+        await t.rename(`${F}/refs/heads/.main.tmp-1`, `${F}/refs/heads/main`);
       };
       await push(commits.c1, commits.c1);
       await push(`${commits.c4}\n^${commits.c1}`, commits.c4);

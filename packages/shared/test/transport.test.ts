@@ -43,7 +43,8 @@ transportSuite('embedded master (pacha-master serve)', async () => {
   });
   return {
     transport,
-    base: `${m.virtualHostsPath}/suitehost/repo/suite`,
+    base: `${m.virtualHostsPath}/suitehost/repo/objects/pack`,
+    allowlist: { filePrefix: 'tmp_pack_' },
     cleanup: async () => {
       await transport.close();
       await m.stop();

@@ -16,6 +16,11 @@ interface ServeArgs {
   'max-address-failures': number;
   'idle-timeout': number;
   'login-grace': number;
+  'banner-timeout': number;
+  'max-startups': string;
+  'max-startups-per-address': number;
+  'max-host-connections': number;
+  'max-host-handles': number;
   'log-file'?: string;
   metrics?: string;
   verbose?: boolean;
@@ -48,15 +53,23 @@ export const serveCommand: CommandModule<{}, ServeArgs> = {
       .option('max-address-failures', { type: 'number', default: SERVE_DEFAULTS.maxAddressFailures, describe: 'failed authentications from one address per minute before it is refused for the rest of that minute' })
       .option('idle-timeout', { type: 'number', default: SERVE_DEFAULTS.idleTimeoutMs / 1000, describe: 'seconds before an idle session is closed' })
       .option('login-grace', { type: 'number', default: SERVE_DEFAULTS.loginGraceMs / 1000, describe: 'seconds allowed to authenticate' })
+      .option('banner-timeout', { type: 'number', default: SERVE_DEFAULTS.bannerTimeoutMs / 1000, describe: 'seconds allowed to send the SSH banner after connecting' })
+      .option('max-startups', { type: 'string', default: `${SERVE_DEFAULTS.maxStartups.begin}:${SERVE_DEFAULTS.maxStartups.rate}:${SERVE_DEFAULTS.maxStartups.full}`, describe: 'unauthenticated connections in total, begin:rate:full as OpenSSH MaxStartups (random early drop from begin, all dropped at full)' })
+      .option('max-startups-per-address', { type: 'number', default: SERVE_DEFAULTS.maxStartupsPerAddress, describe: 'unauthenticated connections from one address at a time' })
+      .option('max-host-connections', { type: 'number', default: SERVE_DEFAULTS.hostLimits.maxConnections, describe: 'authenticated connections of one host at a time' })
+      .option('max-host-handles', { type: 'number', default: SERVE_DEFAULTS.hostLimits.maxHandles, describe: 'open files and folders of one host, over all its connections' })
       .option('log-file', { type: 'string', describe: 'also log to this file' })
       .option('metrics', { type: 'string', describe: 'serve Prometheus metrics on http://ADDR:PORT/metrics (off by default)' }),
   handler: async (args) => {
     const { host, port } = parseListen(args.listen);
     const metricsAt = args.metrics !== undefined ? parseListen(args.metrics, '--metrics') : undefined;
-    for (const [name, v] of [['max-connections', args['max-connections']], ['max-auth-tries', args['max-auth-tries']], ['max-address-failures', args['max-address-failures']]] as const) {
+    for (const [name, v] of [['max-connections', args['max-connections']], ['max-auth-tries', args['max-auth-tries']], ['max-address-failures', args['max-address-failures']], ['max-startups-per-address', args['max-startups-per-address']], ['max-host-connections', args['max-host-connections']], ['max-host-handles', args['max-host-handles']]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${name} ${v}: accepted: a whole number of 1 or more`);
     }
-    for (const [name, v] of [['idle-timeout', args['idle-timeout']], ['login-grace', args['login-grace']]] as const) {
+    const startups = /^(\d+):(\d+):(\d+)$/.exec(args['max-startups']);
+    const [begin, rate, full] = startups ? startups.slice(1).map(Number) : [NaN, NaN, NaN];
+    if (!startups || begin < 1 || rate > 100 || full < begin) throw new UsageError(`--max-startups ${args['max-startups']}: accepted: begin:rate:full, whole numbers with 1 <= begin <= full and rate <= 100 (e.g. 100:30:200)`);
+    for (const [name, v] of [['idle-timeout', args['idle-timeout']], ['login-grace', args['login-grace']], ['banner-timeout', args['banner-timeout']]] as const) {
       if (!Number.isFinite(v) || v <= 0) throw new UsageError(`--${name} ${v}: accepted: seconds, more than 0`);
     }
     for (const v of args['virtual-path']) {
@@ -75,6 +88,10 @@ export const serveCommand: CommandModule<{}, ServeArgs> = {
       maxAddressFailures: args['max-address-failures'],
       idleTimeoutMs: args['idle-timeout'] * 1000,
       loginGraceMs: args['login-grace'] * 1000,
+      bannerTimeoutMs: args['banner-timeout'] * 1000,
+      maxStartups: { begin, rate, full },
+      maxStartupsPerAddress: args['max-startups-per-address'],
+      hostLimits: { maxConnections: args['max-host-connections'], maxHandles: args['max-host-handles'] },
       log,
     });
     let metrics: MetricsServer | undefined;

@@ -195,7 +195,10 @@ export class PackReader {
     // Entries in pack order: they must start right after the header and follow each other to the trailer.
     const order = Array.from({ length: this.count }, (_, i) => i).sort((a, b) => this.index.offsetAt(a) - this.index.offsetAt(b));
     let expect = 12;
+    let n = 0;
     for (const i of order) {
+      // A long verification (the master's, of a large pack) lets other requests in between.
+      if ((++n & 255) === 0) await new Promise<void>((resolve) => setImmediate(resolve));
       const oid = this.index.oidAt(i);
       const offset = this.index.offsetAt(i);
       if (offset !== expect) {

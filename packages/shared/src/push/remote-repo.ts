@@ -17,6 +17,9 @@ export const TMP_PACK_PREFIX = 'tmp_pack_';
 export const TMP_IDX_PREFIX = 'tmp_idx_';
 /** Prefix of the ref's temporary file: git ignores names starting with a dot in refs/. */
 export const TMP_REF_PREFIX = '.main.tmp-';
+/** Prefixes of the first push's HEAD and config, written under these names and renamed. */
+export const TMP_HEAD_PREFIX = '.HEAD.tmp-';
+export const TMP_CONFIG_PREFIX = '.config.tmp-';
 
 export function randomTag(): string {
   return `${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
@@ -34,8 +37,8 @@ export async function replaceFile(t: Transport, file: string, data: string, tmpN
 export async function ensureRemoteRepo(t: Transport, p: MasterHostPaths): Promise<boolean> {
   if (await t.stat(`${p.repo}/HEAD`)) return false;
   for (const d of REPO_DIRS) await t.mkdirp(`${p.repo}/${d}`);
-  await replaceFile(t, `${p.repo}/config`, REPO_CONFIG, `.config.tmp-${randomTag()}`);
-  await replaceFile(t, `${p.repo}/HEAD`, REPO_HEAD, `.HEAD.tmp-${randomTag()}`);
+  await replaceFile(t, `${p.repo}/config`, REPO_CONFIG, `${TMP_CONFIG_PREFIX}${randomTag()}`);
+  await replaceFile(t, `${p.repo}/HEAD`, REPO_HEAD, `${TMP_HEAD_PREFIX}${randomTag()}`);
   return true;
 }
 
@@ -70,7 +73,7 @@ export async function clearLeftovers(t: Transport, p: MasterHostPaths, log: Logg
   const places: [string, string[]][] = [
     [`${p.repo}/objects/pack`, [TMP_PACK_PREFIX, TMP_IDX_PREFIX]],
     [`${p.repo}/refs/heads`, [TMP_REF_PREFIX]],
-    [p.repo, ['.HEAD.tmp-', '.config.tmp-']],
+    [p.repo, [TMP_HEAD_PREFIX, TMP_CONFIG_PREFIX]],
   ];
   // The three listings go out together: one round trip instead of three.
   await Promise.all(places.map(async ([dir, prefixes]) => {

@@ -1,0 +1,226 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { errnoOf, errorMessage } from '@pacha/shared/errors';
+import { checkObject } from '@pacha/shared/git/fsck';
+import { syncDir } from '@pacha/shared/git/fsync';
+import { PackIndex } from '@pacha/shared/git/pack-index';
+import { PackReader } from '@pacha/shared/git/pack-reader';
+import { parsePackedRefs } from '@pacha/shared/git/packed-refs';
+import { REPO_CONFIG, REPO_HEAD, Repository } from '@pacha/shared/git/repository';
+import type { Placeable } from './append-only.ts';
+import { checkForward } from './forward.ts';
+import { Refusal } from './host-view.ts';
+
+// A rename of a host's temporary file onto a pack, an index, the ref, HEAD or config, done as
+// copy-on-rename: the master copies the bytes into a file it creates itself, checks that copy
+// (the bytes it holds, not the host's file, which the host may still be writing through an open
+// handle on any channel), fsyncs it, renames it into place, fsyncs the folder, and removes the
+// host's file. So no handle of the host ever refers to an object or the ref.
+//
+// The checks, by target:
+//   pack  its trailer is the SHA-1 of its content and its name; a version 2 or 3 header. Without
+//         its index no reader (git or pacha) looks at it.
+//   idx   only after its pack; verified whole against the pack: ids sorted without duplicates,
+//         every CRC-32, entries tiling the pack, every object inflating and hashing to its id,
+//         deltas only against bases in the same pack, commits and trees well-formed as
+//         `git fsck --strict` wants them, no tags.
+//   ref   a commit id, and forward (forward.ts).
+//   HEAD and config: exactly what pacha writes.
+// An existing pack, index, HEAD or config is never replaced: the same bytes again (a retried
+// push) are accepted and dropped, other bytes refused.
+
+/** HEAD, config and the ref are small: a larger temporary file is refused unread. */
+const SMALL_FILE = 4096;
+const CHUNK = 1024 * 1024;
+
+export type PlaceOutcome = { kind: 'placed' | 'same' } | { kind: 'ref'; old: string | null; next: string };
+
+function refuse(message: string): never {
+  throw new Refusal('denied', message);
+}
+
+/** Copy src into a new file of the master's beside dst; returns its path and the SHA-1 of all but the last 20 bytes. */
+async function copyIn(src: string, dst: string, mode: number, maxSize?: number): Promise<{ file: string; size: number; bodySha: string; tail: Buffer }> {
+  const from = await fsp.open(src, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+  const file = path.join(path.dirname(dst), `.pacha-master-${crypto.randomBytes(8).toString('hex')}`);
+  let to: fsp.FileHandle | undefined;
+  try {
+    const st = await from.stat();
+    if (!st.isFile()) refuse(`${path.basename(src)}: not a regular file`);
+    if (maxSize !== undefined && st.size > maxSize) refuse(`${path.basename(src)}: ${st.size} bytes, more than the ${maxSize} accepted here`);
+    to = await fsp.open(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, mode);
+    // The last 20 bytes (a pack's trailer) are held back from the hash until the end is known.
+    const hash = crypto.createHash('sha1');
+    let held = Buffer.alloc(0);
+    let size = 0;
+    const buf = Buffer.allocUnsafe(CHUNK);
+    for (;;) {
+      const { bytesRead } = await from.read(buf, 0, buf.length, size);
+      if (bytesRead === 0) break;
+      const piece = buf.subarray(0, bytesRead);
+      await to.write(piece, 0, bytesRead, size);
+      size += bytesRead;
+      if (maxSize !== undefined && size > maxSize) refuse(`${path.basename(src)}: more than the ${maxSize} bytes accepted here`);
+      const all = Buffer.concat([held, piece]);
+      const cut = Math.max(0, all.length - 20);
+      hash.update(all.subarray(0, cut));
+      held = Buffer.from(all.subarray(cut));
+    }
+    await to.sync();
+    return { file, size, bodySha: hash.digest('hex'), tail: held };
+  } catch (e) {
+    await fsp.rm(file, { force: true });
+    throw e;
+  } finally {
+    await to?.close();
+    await from.close();
+  }
+}
+
+async function sameBytes(a: string, b: string): Promise<boolean> {
+  const [sa, sb] = await Promise.all([fsp.stat(a), fsp.stat(b)]);
+  if (sa.size !== sb.size) return false;
+  const [fa, fb] = await Promise.all([fsp.open(a, 'r'), fsp.open(b, 'r')]);
+  try {
+    const ba = Buffer.allocUnsafe(CHUNK);
+    const bb = Buffer.allocUnsafe(CHUNK);
+    for (let pos = 0; pos < sa.size; pos += CHUNK) {
+      const [ra, rb] = await Promise.all([fa.read(ba, 0, CHUNK, pos), fb.read(bb, 0, CHUNK, pos)]);
+      if (ra.bytesRead !== rb.bytesRead || !ba.subarray(0, ra.bytesRead).equals(bb.subarray(0, rb.bytesRead))) return false;
+    }
+    return true;
+  } finally {
+    await Promise.all([fa.close(), fb.close()]);
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await fsp.lstat(p);
+    return true;
+  } catch (e) {
+    if (errnoOf(e) === 'ENOENT') return false;
+    throw e;
+  }
+}
+
+/** The current main: the loose ref, else the packed one (git reads them in that order). */
+async function currentMain(repoReal: string): Promise<string | null> {
+  let text: string | undefined;
+  try {
+    text = await fsp.readFile(path.join(repoReal, 'refs/heads/main'), 'utf8');
+  } catch (e) {
+    if (errnoOf(e) !== 'ENOENT') throw e;
+  }
+  if (text !== undefined) {
+    const oid = text.trim();
+    if (!/^[0-9a-f]{40}$/.test(oid)) throw new Error(`refs/heads/main on the master holds "${oid.slice(0, 60)}", not a commit id`);
+    return oid;
+  }
+  let packed = '';
+  try {
+    packed = await fsp.readFile(path.join(repoReal, 'packed-refs'), 'utf8');
+  } catch (e) {
+    if (errnoOf(e) !== 'ENOENT') throw e;
+  }
+  return parsePackedRefs(packed).get('refs/heads/main') ?? null;
+}
+
+/** Check a pack's copy (header, checksum = name). */
+function checkPack(copy: { size: number; bodySha: string; tail: Buffer; file: string }, sha: string): void {
+  if (copy.size < 32) refuse(`pack-${sha}.pack: ${copy.size} bytes is too short to be a pack`);
+  const fd = fs.openSync(copy.file, 'r');
+  try {
+    const head = Buffer.alloc(12);
+    fs.readSync(fd, head, 0, 12, 0);
+    if (head.toString('latin1', 0, 4) !== 'PACK' || ![2, 3].includes(head.readUInt32BE(4))) refuse(`pack-${sha}.pack: not a git pack (version 2 or 3)`);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const trailer = copy.tail.toString('hex');
+  if (trailer !== copy.bodySha) refuse(`pack-${sha}.pack: its checksum does not match its content (damaged upload?)`);
+  if (trailer !== sha) refuse(`pack-${sha}.pack: its checksum is ${trailer}; a pack is named pack-<its checksum>.pack`);
+}
+
+/** Verify an index copy whole against its (already placed) pack. */
+async function checkIdx(idxCopy: string, packFile: string, sha: string): Promise<void> {
+  let count: number;
+  try {
+    const fd = fs.openSync(packFile, 'r');
+    try {
+      const head = Buffer.alloc(12);
+      fs.readSync(fd, head, 0, 12, 0);
+      count = head.readUInt32BE(8);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (e) {
+    if (errnoOf(e) === 'ENOENT') refuse(`pack-${sha}.idx: its pack pack-${sha}.pack is not in place (rename the .pack first, then the .idx)`);
+    throw e;
+  }
+  // Bounded before it is read: an index holds 28 bytes per object (+8 for a large offset).
+  const size = (await fsp.stat(idxCopy)).size;
+  if (size > 8 + 1024 + count * 36 + 40) refuse(`pack-${sha}.idx: ${size} bytes, too large for a pack of ${count} objects`);
+  let reader: PackReader;
+  try {
+    reader = new PackReader(packFile, new PackIndex(`pack-${sha}.idx`, await fsp.readFile(idxCopy)));
+  } catch (e) {
+    refuse(`pack-${sha}.idx: ${errorMessage(e)}`);
+  }
+  try {
+    if (reader.index.packChecksum !== sha) refuse(`pack-${sha}.idx: it indexes pack ${reader.index.packChecksum}`);
+    const problems = await reader.verify({
+      check: (_oid, type, content) => (type === 'tag' ? 'is a tag (accepted: commits, trees and blobs)' : checkObject(type, content)),
+    });
+    if (problems.length > 0) refuse(`pack-${sha}: refused, it does not verify: ${problems.slice(0, 3).join('; ')}`);
+  } finally {
+    reader.close();
+  }
+}
+
+/**
+ * Place the host's temporary file `fromReal` at `toReal` (the caller holds the host's lock and
+ * has checked the names with checkRename). Throws Refusal when the copy does not check out.
+ */
+export async function place(fromReal: string, toReal: string, target: Placeable, repoReal: string): Promise<PlaceOutcome> {
+  const objectish = target.kind === 'pack' || target.kind === 'idx';
+  const small = target.kind === 'ref' || target.kind === 'head' || target.kind === 'config';
+  const copy = await copyIn(fromReal, toReal, objectish ? 0o444 : 0o644, small ? SMALL_FILE : undefined);
+  let outcome: PlaceOutcome = { kind: 'placed' };
+  try {
+    if (target.kind === 'pack') checkPack(copy, target.sha);
+    else if (target.kind === 'idx') await checkIdx(copy.file, path.join(path.dirname(toReal), `pack-${target.sha}.pack`), target.sha);
+    else if (target.kind === 'head' || target.kind === 'config') {
+      const want = target.kind === 'head' ? REPO_HEAD : REPO_CONFIG;
+      if ((await fsp.readFile(copy.file, 'utf8')) !== want) refuse(`repo/${target.kind === 'head' ? 'HEAD' : 'config'}: accepted content is exactly ${JSON.stringify(want)}`);
+    } else {
+      const text = await fsp.readFile(copy.file, 'utf8');
+      const next = text.trim();
+      if (!/^[0-9a-f]{40}$/.test(next) || text !== `${next}\n`) refuse('refs/heads/main: not a commit id (accepted: 40 lowercase hex digits and a newline)');
+      const old = await currentMain(repoReal);
+      const repo = new Repository(repoReal);
+      try {
+        checkForward(repo, old, next);
+      } finally {
+        repo.close();
+      }
+      outcome = { kind: 'ref', old, next };
+    }
+    if (target.kind !== 'ref' && (await exists(toReal))) {
+      // Never replaced: the same bytes again are a retried push.
+      if (!(await sameBytes(copy.file, toReal))) refuse(`${path.basename(toReal)}: exists already with other content; history is append-only`);
+      outcome = { kind: 'same' };
+      await fsp.rm(copy.file, { force: true });
+    } else {
+      await fsp.rename(copy.file, toReal);
+      syncDir(path.dirname(toReal));
+    }
+  } catch (e) {
+    await fsp.rm(copy.file, { force: true });
+    throw e;
+  }
+  await fsp.rm(fromReal, { force: true });
+  return outcome;
+}
