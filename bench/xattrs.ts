@@ -59,12 +59,13 @@ export async function run(): Promise<void> {
     addXattrs(path.join(trees.with, 'data'));
     process.stderr.write(`generated 2 x ${FILES} files${baseline ? `; baseline ${baseline}` : ''}\n`);
 
-    type Case = { name: string; bin: string; tree: 'none' | 'with'; snap: number[]; rebuild: number[] };
-    const cases: Case[] = [
-      { name: 'none', bin: PACHA_BIN, tree: 'none', snap: [], rebuild: [] },
-      { name: 'with', bin: PACHA_BIN, tree: 'with', snap: [], rebuild: [] },
-    ];
-    if (baseline) cases.push({ name: 'baseline none', bin: baseline, tree: 'none', snap: [], rebuild: [] });
+    type Case = { name: string; bin: string; tree: 'none' | 'with'; snap: number[]; rebuild: number[]; snapCpu: number[]; rebuildCpu: number[] };
+    const newCase = (name: string, bin: string, tree: 'none' | 'with'): Case => ({ name, bin, tree, snap: [], rebuild: [], snapCpu: [], rebuildCpu: [] });
+    const cases: Case[] = [newCase('none', PACHA_BIN, 'none'), newCase('with', PACHA_BIN, 'with')];
+    if (baseline) cases.push(newCase('baseline none', baseline, 'none'));
+    // Wall time and CPU time (user + system) of each process: on a shared, busy machine the CPU
+    // time is the steadier measure of the work a change adds.
+    const timed = (c: Case, args: string[], env: NodeJS.ProcessEnv) => runProc(process.execPath, [c.bin, ...args], { env, peakMemory: true });
 
     for (let i = 0; i < RUNS; i++) {
       for (let k = 0; k < cases.length; k++) {
@@ -75,26 +76,40 @@ export async function run(): Promise<void> {
         fs.mkdirSync(hosts);
         const env = hostConfig(src, hosts, 'bench');
         await runProc('sync', []);
-        c.snap.push((await runProc(process.execPath, [c.bin, 'snapshot'], { env })).ms);
+        const snap = await timed(c, ['snapshot'], env);
+        c.snap.push(snap.ms);
+        c.snapCpu.push(snap.cpuMs ?? NaN);
         await runProc(process.execPath, [c.bin, 'push'], { env });
         const dst = path.join(base, `dst-${i}-${k}`);
         const denv = hostConfig(dst, hosts, 'bench');
         await runProc('sync', []);
-        c.rebuild.push((await runProc(process.execPath, [c.bin, 'rebuild', 'bench', '--yes'], { env: denv })).ms);
+        const rb = await timed(c, ['rebuild', 'bench', '--yes'], denv);
+        c.rebuild.push(rb.ms);
+        c.rebuildCpu.push(rb.cpuMs ?? NaN);
         removeTree(dst);
         removeTree(hosts);
       }
-      process.stderr.write(`run ${i + 1}/${RUNS}: ${cases.map((c) => `${c.name} ${fmtMs(c.snap[i])}/${fmtMs(c.rebuild[i])}`).join(', ')}\n`);
+      process.stderr.write(`run ${i + 1}/${RUNS}: ${cases.map((c) => `${c.name} ${fmtMs(c.snap[i])} (cpu ${fmtMs(c.snapCpu[i])})/${fmtMs(c.rebuild[i])} (cpu ${fmtMs(c.rebuildCpu[i])})`).join(', ')}\n`);
     }
     const ref = cases.find((c) => c.name === (baseline ? 'baseline none' : 'none'))!;
+    const label = (c: Case) =>
+      c.name === 'none' ? 'no attribute set' : c.name === 'with' ? '1,160 paths with attributes (user.*, ACLs, capabilities, default ACLs)' : 'no attribute set, baseline (no xattr support)';
+    const ratio = (a: number[], b: number[]) => (median(a) / median(b)).toFixed(3);
     const rows = cases.map((c) => [
-      c.name === 'none' ? 'no attribute set' : c.name === 'with' ? '1,160 paths with attributes (user.*, ACLs, capabilities, default ACLs)' : 'no attribute set, baseline checkout (no xattr support)',
+      label(c),
       fmtMs(median(c.snap)),
-      (median(c.snap) / median(ref.snap)).toFixed(3),
+      ratio(c.snap, ref.snap),
+      fmtMs(median(c.snapCpu)),
+      ratio(c.snapCpu, ref.snapCpu),
       fmtMs(median(c.rebuild)),
-      (median(c.rebuild) / median(ref.rebuild)).toFixed(3),
+      ratio(c.rebuild, ref.rebuild),
+      fmtMs(median(c.rebuildCpu)),
+      ratio(c.rebuildCpu, ref.rebuildCpu),
     ]);
-    const table = markdownTable(['10,000 files of 1-8 KiB, 100 dirs', 'first snapshot', `/ ${ref.name}`, 'rebuild', `/ ${ref.name}`], rows);
+    const table = markdownTable(
+      ['10,000 files of 1-8 KiB, 100 dirs', 'first snapshot', `/ ${ref.name}`, 'its CPU time', `/ ${ref.name}`, 'rebuild', `/ ${ref.name}`, 'its CPU time', `/ ${ref.name}`],
+      rows,
+    );
     const load = os.loadavg().map((x) => x.toFixed(1)).join(' ');
     const text =
       `# Extended attributes benchmark\n\n${new Date().toISOString()}, ${os.cpus().length} CPUs, load average at the end ${load}; ` +

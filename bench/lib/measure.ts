@@ -28,6 +28,8 @@ export interface ProcResult {
   ms: number;
   /** Peak resident set size in KiB (from /usr/bin/time -v when asked). */
   maxRssKiB?: number;
+  /** CPU time (user + system) in ms, from the same /usr/bin/time -v: less disturbed by a busy machine than wall time. */
+  cpuMs?: number;
 }
 
 /** Run a command to completion; throws with its output when it fails. */
@@ -46,6 +48,9 @@ export function runProc(cmd: string, args: string[], opts: { env?: NodeJS.Proces
       const r: ProcResult = { code: code ?? 1, stdout, stderr, ms };
       const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(stderr);
       if (m) r.maxRssKiB = Number(m[1]);
+      const u = /User time \(seconds\): ([\d.]+)/.exec(stderr);
+      const sy = /System time \(seconds\): ([\d.]+)/.exec(stderr);
+      if (u && sy) r.cpuMs = (Number(u[1]) + Number(sy[1])) * 1000;
       if (r.code !== 0) reject(new Error(`${cmd} ${args.join(' ')} exited ${r.code}:\n${stdout}${stderr}`));
       else resolve(r);
     });
