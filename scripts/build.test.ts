@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -44,6 +45,7 @@ describe('bundled pacha.mjs and pacha-master.mjs', () => {
     fs.writeFileSync(h1.p('/etc/app/app.conf'), 'port = 8080\n', { mode: 0o640 });
     fs.chmodSync(h1.p('/etc/app/app.conf'), 0o640);
     fs.symlinkSync('app.conf', h1.p('/etc/app/current'));
+    execFileSync('setfacl', ['-m', 'u:4242:rw', h1.p('/etc/app/app.conf')]); // an ACL: koffi.node beside the bundle reads it
     const pacha = (h: TestHost, args: string[]) => runNode(path.join(out, 'pacha.mjs'), args, { cwd: out, env: h.env });
 
     expect((await pacha(h1, ['watch', '/etc/app'])).code).toBe(0);
@@ -56,6 +58,24 @@ describe('bundled pacha.mjs and pacha-master.mjs', () => {
     const rb = await pacha(h2, ['rebuild', 'bundled', '--yes']);
     expect(rb.code, rb.stdout + rb.stderr).toBe(0);
     expect(compareTrees(h1.root, h2.root, ['/etc/app']).differences).toEqual([]);
+    expect(execFileSync('getfacl', ['-n', '-c', h2.p('/etc/app/app.conf')], { encoding: 'utf8' })).toContain('user:4242:rw-');
     fs.rmSync(base, { recursive: true, force: true });
+  });
+
+  it('without koffi.node beside it, a snapshot warns once and records no attributes, and succeeds', async () => {
+    const bare = fs.mkdtempSync(path.join(os.tmpdir(), 'pacha-dist-bare-'));
+    fs.copyFileSync(path.join(out, 'pacha.mjs'), path.join(bare, 'pacha.mjs'));
+    const h = makeTestHost({ name: 'bare', config: { 'pacha.host': 'file://', 'pacha.hosts.path': bare } });
+    hosts.push(h);
+    fs.mkdirSync(h.p('/etc/app'), { recursive: true });
+    fs.writeFileSync(h.p('/etc/app/app.conf'), 'x\n');
+    execFileSync('setfattr', ['-n', 'user.tag', '-v', '1', h.p('/etc/app/app.conf')]);
+    const pacha = (args: string[]) => runNode(path.join(bare, 'pacha.mjs'), args, { cwd: bare, env: h.env });
+    expect((await pacha(['watch', '/etc/app'])).code).toBe(0);
+    const snap = await pacha(['snapshot']);
+    expect(snap.code, snap.stderr).toBe(0);
+    expect(snap.stderr.match(/extended attributes \(ACLs, capabilities, SELinux labels\) are not recorded: koffi.node not found/g)).toHaveLength(1);
+    expect(execFileSync('git', ['--git-dir', h.p('/var/lib/pacha/repo'), 'show', 'HEAD:etc/app/.pacha'], { encoding: 'utf8' })).not.toContain('user.tag');
+    fs.rmSync(bare, { recursive: true, force: true });
   });
 });

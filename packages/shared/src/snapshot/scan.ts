@@ -149,7 +149,7 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
   const makeEntry = (rel: string, type: EntryType, st: fs.BigIntStats, target?: string) => {
     const e = entryOf(rel, type, st, owners, target);
     if (input.xattrs) {
-      const x = readXattrs(input.xattrs, prefix + rel, owners);
+      const x = readXattrs(input.xattrs, prefix + rel, owners, '/' + rel);
       if (x.length > 0) e.xattrs = formatXattrs(x);
     }
     return e;

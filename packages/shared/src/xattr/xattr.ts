@@ -19,6 +19,11 @@ export const SELINUX = 'security.selinux';
 const MAX = 65536;
 const NONE: readonly RawXattr[] = Object.freeze([]);
 
+/** A few of many paths, for a warning that covers them all. */
+function someOf(l: readonly string[]): string {
+  return l.slice(0, 3).join(', ') + (l.length > 3 ? ` and ${l.length - 3} more` : '');
+}
+
 /** What the snapshot could not record: one warning each, however many paths it concerned. */
 export class XattrWarnings {
   private unsupported: string[] = [];
@@ -39,15 +44,16 @@ export class XattrWarnings {
 
   messages(): string[] {
     const out: string[] = [];
-    const some = (l: string[]) => l.slice(0, 3).join(', ') + (l.length > 3 ? ` and ${l.length - 3} more` : '');
     if (this.unavailable !== undefined) out.push(`extended attributes (ACLs, capabilities, SELinux labels) are not recorded: ${this.unavailable}`);
     if (this.unsupported.length > 0) {
-      out.push(`extended attributes are not supported by the file system of ${some(this.unsupported)}: none recorded there`);
+      out.push(`extended attributes are not supported by the file system of ${someOf(this.unsupported)}: none recorded there`);
     }
-    for (const [code, l] of this.failed) out.push(`cannot read the extended attributes of ${some(l)} (${code}): recorded without them`);
+    for (const [code, l] of this.failed) out.push(`cannot read the extended attributes of ${someOf(l)} (${code}): recorded without them`);
     return out;
   }
 }
+
+let unavailableTold = false;
 
 /** Reader of raw attributes for a snapshot: never throws, counts its problems in `warnings`. */
 export class XattrReader {
@@ -59,20 +65,24 @@ export class XattrReader {
   constructor() {
     const n = nativeXattr();
     if (n.ok) this.calls = n.calls;
-    else this.warnings.noteUnavailable(n.reason);
+    else if (!unavailableTold) {
+      // Once per process: a daemon says it at its first snapshot, not at every one.
+      unavailableTold = true;
+      this.warnings.noteUnavailable(n.reason);
+    }
   }
 
   get available(): boolean {
     return this.calls !== undefined;
   }
 
-  /** The attributes of `path` itself (a symlink's own), sorted by name; [] when it has none. */
-  read(path: string): readonly RawXattr[] {
+  /** The attributes of `path` itself (a symlink's own), sorted by name; [] when it has none. `shown` names it in warnings. */
+  read(path: string, shown = path): readonly RawXattr[] {
     const c = this.calls;
     if (!c) return NONE;
     const len = c.llistxattr(path, this.list, MAX);
     if (len === 0) return NONE;
-    if (len < 0) return this.fail(path, c.errorCode());
+    if (len < 0) return this.fail(shown, c.errorCode());
     const out: RawXattr[] = [];
     let start = 0;
     for (let i = 0; i < len; i++) {
@@ -81,14 +91,14 @@ export class XattrReader {
       start = i + 1;
       const name = nameBytes.toString('utf8');
       if (!Buffer.from(name, 'utf8').equals(nameBytes)) {
-        this.warnings.noteFailure(path, `attribute name "${nameBytes.toString('latin1')}" is not UTF-8`);
+        this.warnings.noteFailure(shown, `attribute name "${nameBytes.toString('latin1')}" is not UTF-8`);
         continue;
       }
       const vlen = c.lgetxattr(path, name, this.value, MAX);
       if (vlen < 0) {
         const code = c.errorCode();
         if (code === 'ENODATA') continue; // removed between the list and the read
-        return this.fail(path, code);
+        return this.fail(shown, code);
       }
       out.push({ name, value: Buffer.from(this.value.subarray(0, vlen)) });
     }
@@ -103,8 +113,8 @@ export class XattrReader {
 }
 
 /** Read and structure in one step (ACL ids named from the snapshotted host's databases). */
-export function readXattrs(reader: XattrReader, path: string, names: IdNames): Xattr[] {
-  const raw = reader.read(path);
+export function readXattrs(reader: XattrReader, path: string, names: IdNames, shown = path): Xattr[] {
+  const raw = reader.read(path, shown);
   return raw.length === 0 ? [] : raw.map((r) => fromRaw(r, names));
 }
 
@@ -169,13 +179,12 @@ export class XattrRestoreLog {
   }
 
   messages(): string[] {
-    const some = (l: string[]) => l.slice(0, 3).join(', ') + (l.length > 3 ? ` and ${l.length - 3} more` : '');
     const out: string[] = [];
     for (const [key, l] of this.skipped) {
       out.push(
         key === SELINUX
-          ? `${SELINUX} not restored on ${some(l)}: the target has no SELinux enabled (--selinux=force writes the labels anyway)`
-          : `${key} attributes not restored on ${some(l)}: they need root`,
+          ? `${SELINUX} not restored on ${someOf(l)}: the target has no SELinux enabled (--selinux=force writes the labels anyway)`
+          : `${key} attributes not restored on ${someOf(l)}: they need root`,
       );
     }
     return [...out, ...this.problems];
@@ -372,12 +381,7 @@ export class XattrRestorer {
   /** One message per kind of problem (for the rebuild's summary). */
   messages(): string[] {
     const out = this.log.messages();
-    if (this.missed.length > 0) {
-      const l = this.missed;
-      out.unshift(
-        `extended attributes not restored on ${l.slice(0, 3).join(', ')}${l.length > 3 ? ` and ${l.length - 3} more` : ''}: ${this.unavailable}`,
-      );
-    }
+    if (this.missed.length > 0) out.unshift(`extended attributes not restored on ${someOf(this.missed)}: ${this.unavailable}`);
     return out;
   }
 }
