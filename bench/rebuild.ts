@@ -5,6 +5,9 @@
 //   rsync -a root@127.0.0.1:DATA/ .  (pull over ssh from the same sshd)
 //   restic restore latest            (restic repository on the same sshd over sftp)
 // Everything runs as separate processes from a warm page cache; data lives under /tmp and is removed.
+// PACHA_BENCH_BASELINE=/other/checkout/packages/agent/bin/pacha.js adds that pacha to the same
+// rotation (A/B of two versions on the same machine at the same time), with the restore phase
+// of each (report.json) beside the whole command.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,6 +23,7 @@ const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const RUNS = Number(process.env.PACHA_BENCH_RUNS ?? 5);
 const HOST = 'benchhost';
 const FILES = 10_000;
+const BASELINE = process.env.PACHA_BENCH_BASELINE;
 
 export async function run(): Promise<void> {
   const sshd = await startSshd({ what: 'the rebuild benchmark' });
@@ -45,23 +49,31 @@ export async function run(): Promise<void> {
     const p: number[] = [];
     const r: number[] = [];
     const s: number[] = [];
+    const b: number[] = [];
+    // Restore phase (files, then directory metadata) and validation, from each run's report.json.
+    const phases: Record<'pacha' | 'baseline', { restore: number[]; validate: number[] }> = {
+      pacha: { restore: [], validate: [] },
+      baseline: { restore: [], validate: [] },
+    };
+    const rebuildWith = (bin: string, which: 'pacha' | 'baseline') => async (i: number) => {
+      const dst = path.join(base, `dst-${which}-${i}`);
+      fs.mkdirSync(dst);
+      const env = writeBenchHost(dst, sshd, HOST);
+      await runProc('sync', []);
+      const res = await runProc(process.execPath, [bin, 'rebuild', HOST, '--yes'], { env });
+      const count = fs.readdirSync(path.join(dst, 'data')).reduce((n, d) => n + fs.readdirSync(path.join(dst, 'data', d)).length, 0);
+      if (count !== FILES) throw new Error(`${which} rebuild restored ${count} files, expected ${FILES}:\n${res.stderr}`);
+      const ph = JSON.parse(fs.readFileSync(path.join(dst, 'var/lib/pacha/report.json'), 'utf8')).rebuild.phases as Record<string, number>;
+      phases[which].restore.push((ph.restore ?? 0) + (ph.metadata ?? 0));
+      phases[which].validate.push(ph.validate ?? 0);
+      fs.rmSync(dst, { recursive: true, force: true });
+      return res.ms;
+    };
     // Each tool starts with nothing dirty in the page cache (sync, untimed): otherwise the one
     // that fsyncs pays for the others' writeback. The order rotates from run to run.
     const tools: { name: string; times: number[]; go: (i: number) => Promise<number> }[] = [
-      {
-        name: 'pacha',
-        times: p,
-        go: async (i) => {
-          const dst = path.join(base, `dst-${i}`);
-          fs.mkdirSync(dst);
-          const env = writeBenchHost(dst, sshd, HOST);
-          await runProc('sync', []);
-          const res = await runProc(process.execPath, [PACHA_BIN, 'rebuild', HOST, '--yes'], { env });
-          const count = fs.readdirSync(path.join(dst, 'data')).reduce((n, d) => n + fs.readdirSync(path.join(dst, 'data', d)).length, 0);
-          if (count !== FILES) throw new Error(`pacha rebuild restored ${count} files, expected ${FILES}:\n${res.stderr}`);
-          return res.ms;
-        },
-      },
+      { name: 'pacha', times: p, go: rebuildWith(PACHA_BIN, 'pacha') },
+      ...(BASELINE ? [{ name: 'baseline', times: b, go: rebuildWith(BASELINE, 'baseline') }] : []),
       {
         name: 'rsync',
         times: r,
@@ -83,15 +95,16 @@ export async function run(): Promise<void> {
         },
       },
     ];
-    const runsText: string[] = ['| run | pacha | rsync | restic |', '|---|---|---|---|'];
+    const runsText: string[] = ['| run | pacha | rsync | restic |' + (BASELINE ? ' baseline |' : ''), '|---|---|---|---|' + (BASELINE ? '---|' : '')];
     for (let i = 0; i < RUNS; i++) {
       for (let k = 0; k < tools.length; k++) {
         const t = tools[(i + k) % tools.length];
         t.times.push(await t.go(i));
       }
-      for (const d of [`dst-${i}`, `rsync-${i}`, `restic-${i}`]) fs.rmSync(path.join(base, d), { recursive: true, force: true });
-      process.stderr.write(`run ${i + 1}/${RUNS}: pacha ${fmtMs(p[i])}, rsync ${fmtMs(r[i])}, restic ${fmtMs(s[i])}\n`);
-      runsText.push(`| ${i + 1} | ${fmtMs(p[i])} | ${fmtMs(r[i])} | ${fmtMs(s[i])} |`);
+      for (const d of [`rsync-${i}`, `restic-${i}`]) fs.rmSync(path.join(base, d), { recursive: true, force: true });
+      const ab = BASELINE ? `, baseline ${fmtMs(b[i])} (restore phase ${fmtMs(phases.pacha.restore[i])} vs ${fmtMs(phases.baseline.restore[i])})` : '';
+      process.stderr.write(`run ${i + 1}/${RUNS}: pacha ${fmtMs(p[i])}, rsync ${fmtMs(r[i])}, restic ${fmtMs(s[i])}${ab}\n`);
+      runsText.push(`| ${i + 1} | ${fmtMs(p[i])} | ${fmtMs(r[i])} | ${fmtMs(s[i])} |` + (BASELINE ? ` ${fmtMs(b[i])} |` : ''));
     }
     const mp = median(p);
     const mr = median(r);
@@ -104,13 +117,24 @@ export async function run(): Promise<void> {
         ['restic restore latest (sftp repository)', fmtMs(ms), (mp / ms).toFixed(2)],
       ],
     );
+    const abText = BASELINE
+      ? `\nA/B against ${BASELINE}, alternating in the same rotation (medians; restore = the restore and directory-metadata phases of report.json):\n\n` +
+        markdownTable(
+          ['', 'whole rebuild', 'restore phase', 'validate phase'],
+          [
+            ['this pacha', fmtMs(mp), fmtMs(median(phases.pacha.restore)), fmtMs(median(phases.pacha.validate))],
+            ['baseline', fmtMs(median(b)), fmtMs(median(phases.baseline.restore)), fmtMs(median(phases.baseline.validate))],
+            ['this / baseline', (mp / median(b)).toFixed(2), (median(phases.pacha.restore) / median(phases.baseline.restore)).toFixed(2), (median(phases.pacha.validate) / median(phases.baseline.validate)).toFixed(2)],
+          ],
+        )
+      : '';
     const load = os.loadavg().map((x) => x.toFixed(1)).join(' ');
     const text =
       `# Rebuild benchmark\n\n${new Date().toISOString()}, ${os.cpus().length} CPUs, load average at the end ${load}; ` +
       `${RUNS} runs each, ${(gen.bytes / 1048576).toFixed(1)} MiB in ${FILES} files; ` +
       `target: pacha at most 1.00x rsync.\n\n${table}\nEvery tool starts as a fresh process and restores into an empty folder on the same disk; ` +
       `pacha additionally fsyncs each file before renaming it into place, which rsync and restic do not. Before each timed ` +
-      `command the page cache is synced (untimed) and the order of the three tools rotates from run to run.\n\nEvery run:\n\n${runsText.join('\n')}\n`;
+      `command the page cache is synced (untimed) and the order of the tools rotates from run to run.\n${abText}\nEvery run:\n\n${runsText.join('\n')}\n`;
     process.stdout.write(text);
     process.stderr.write(`saved ${saveResult(benchDir, 'rebuild', text)}\n`);
   } finally {

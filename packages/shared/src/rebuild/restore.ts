@@ -236,6 +236,7 @@ async function restoreInto(tree: TargetTree, plan: Plan, opts: RestoreOptions): 
       tree.mkdir(it.hostPath);
       return true;
     });
+    tree.trim([]); // no file is in flight yet
     if (!ok) continue;
     log.debug(`mkdir ${escapeTerminal(it.hostPath)}`);
     res[p.action === 'create' ? 'created' : 'replaced']++;
@@ -290,7 +291,7 @@ async function restoreInto(tree: TargetTree, plan: Plan, opts: RestoreOptions): 
     const b = batch;
     batch = [];
     await settling;
-    tree.trim(b.map((x) => x.dir.hostPath)); // only this batch holds directories now
+    tree.trim(b.map((x) => x.dir)); // only this batch holds directories now
     settling = settle(b);
     settling.catch(() => undefined); // handled where it is awaited (next flush, or the end)
   };
@@ -406,6 +407,7 @@ async function restoreInto(tree: TargetTree, plan: Plan, opts: RestoreOptions): 
       applyMetadata({ fd: tree.dir(it.hostPath).fd }, it, ownerOf(it));
       return true;
     });
+    tree.trim([]);
     if (ok && p.action === 'unchanged') {
       res.unchanged++;
       if (p.changes.length) res.metadataFixed++;

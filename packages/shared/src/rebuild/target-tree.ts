@@ -73,6 +73,8 @@ export class TargetTree {
   readonly root: string;
   private readonly rootFd: number;
   private readonly open = new Map<string, TargetDir>();
+  /** Forgotten descriptors, closed at the next trim (see forget). */
+  private retired: TargetDir[] = [];
   /** The identity every directory must still have: from the plan, from our mkdir, or from its first open. */
   private readonly expected = new Map<string, Identity>();
   private readonly euid = process.geteuid?.() ?? 0;
@@ -201,33 +203,44 @@ export class TargetTree {
     return dir;
   }
 
-  /** Close a directory's descriptor (and its descendants'): the next use opens and verifies it again. */
+  /**
+   * Stop using a directory's descriptor (and its descendants'): the next use opens and verifies
+   * it again. The descriptors are closed at the next trim, not now: a file of the batch being
+   * written may still name its directory by that descriptor, and a closed number can be reused.
+   */
   forget(hostPath: string): void {
     for (const [p, d] of this.open) {
       if (p === hostPath || p.startsWith(hostPath + '/')) {
-        fs.closeSync(d.fd);
+        this.retired.push(d);
         this.open.delete(p);
       }
     }
   }
 
   /**
-   * Between batches: beyond KEEP_OPEN descriptors, close all but those still in use (they are
-   * opened and verified again when used next).
+   * Between batches: close forgotten descriptors and, beyond KEEP_OPEN, all others, except
+   * those the batch in flight uses (they are opened and verified again when used next).
    */
-  trim(inUse: Iterable<string>): void {
-    if (this.open.size <= KEEP_OPEN) return;
+  trim(inUse: Iterable<TargetDir>): void {
     const keep = new Set(inUse);
+    const retired = this.retired;
+    this.retired = [];
+    for (const d of retired) {
+      if (keep.has(d)) this.retired.push(d);
+      else fs.closeSync(d.fd);
+    }
+    if (this.open.size <= KEEP_OPEN) return;
     for (const [p, d] of this.open) {
-      if (keep.has(p)) continue;
+      if (keep.has(d)) continue;
       fs.closeSync(d.fd);
       this.open.delete(p);
     }
   }
 
   close(): void {
-    for (const d of this.open.values()) fs.closeSync(d.fd);
+    for (const d of [...this.open.values(), ...this.retired]) fs.closeSync(d.fd);
     this.open.clear();
+    this.retired = [];
     fs.closeSync(this.rootFd);
   }
 }
