@@ -199,6 +199,29 @@ describe('the unpacked package', () => {
   }, 120_000);
 });
 
+// Installed for real, only in CI (CI=true), as root, on a machine without pacha: dpkg -i runs
+// the maintainer scripts (the pacha-master user), then remove keeps the conffile and purge the
+// state directories, as docs/install.md says.
+const installable = process.env.CI === 'true' && process.getuid?.() === 0 && !fs.existsSync('/usr/lib/pacha') && !fs.existsSync('/etc/pacha.conf') && spawnSync('dpkg-query', ['-W', 'pacha']).status !== 0;
+describe.runIf(installable)('dpkg -i (CI only)', () => {
+  it('installs, runs without a Node on PATH, removes and purges', () => {
+    const dpkg = (...args: string[]) => execFileSync('dpkg', args, { encoding: 'utf8', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    dpkg('-i', deb);
+    try {
+      expect(execFileSync('/usr/bin/pacha', ['version'], { encoding: 'utf8', env: { PATH: noNodePath() } })).toContain(`pacha ${PACHA_VERSION}`);
+      expect(execFileSync('getent', ['passwd', 'pacha-master'], { encoding: 'utf8' })).toMatch(/^pacha-master:x:\d+:\d+:.*:\/var\/lib\/pacha-master:/);
+      expect(fs.existsSync('/etc/pacha.conf')).toBe(true);
+    } finally {
+      dpkg('-r', 'pacha');
+    }
+    expect(fs.existsSync('/usr/bin/pacha')).toBe(false);
+    expect(fs.existsSync('/usr/lib/pacha')).toBe(false);
+    expect(fs.existsSync('/etc/pacha.conf')).toBe(true); // a conffile stays until purge
+    dpkg('-P', 'pacha');
+    expect(fs.existsSync('/etc/pacha.conf')).toBe(false);
+  }, 300_000);
+});
+
 /** A PATH folder with the few tools the tests' hosts need, and no node. */
 function noNodePath(): string {
   const dir = path.join(work, 'path');
