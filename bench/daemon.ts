@@ -202,10 +202,9 @@ export async function benchDaemon(): Promise<string> {
       markdownTable(['measure', 'pacha daemon', 'rsync -a (second run)', 'target', 'met'], rows),
       `Latency runs from writing one file to the master's refs/heads/main moving (the last step of a push):`,
       `min ${ms(Math.min(...lat))}, max ${ms(Math.max(...lat))}. rsync walks the whole tree on every run to find`,
-      `the change; the daemon is told by inotify (${DIRS + 1} directory watches). Full scans (the first`,
-      `snapshot at start) run in a child process of the daemon, so their memory is not in the daemon's`,
-      `figures; snapshots of changed paths run in the daemon and load the tree's stat cache, which is`,
-      `most of the difference between the memory right after start and after the edits. Load average`,
+      `the change; the daemon is told by inotify (${DIRS + 1} directory watches). Every snapshot runs in`,
+      `the daemon: the peak is the first full snapshot at start, the idle figure what is left after it`,
+      `and the edits (the tree's stat cache, the watcher's names). Load average`,
       `at the end of the run: ${os.loadavg()[0].toFixed(1)} (other work on the machine inflates latency).`,
       '',
     ].join('\n');

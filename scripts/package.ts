@@ -156,7 +156,6 @@ function shellWrapper(program: string): string {
 
 /**
  * /usr/lib/pacha/<program>.cjs: turns on the code cache made at build time, then loads the bundle.
- * The daemon re-runs this file (process.argv[1]) for its snapshot child.
  */
 function launcher(bundle: string): string {
   return [

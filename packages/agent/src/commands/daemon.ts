@@ -7,9 +7,6 @@ export const daemonCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   handler: async (args) => {
     // Loaded on use: keeps start-up of the other commands short.
     const { runDaemon } = await import('../daemon/daemon.ts');
-    const { isSnapshotChild, runSnapshotChild } = await import('../daemon/snapshot-child.ts');
-    // The daemon runs its full scans in a child process of itself (memory): that child lands here.
-    if (isSnapshotChild()) return runSnapshotChild();
     await runDaemon({ configPath: args.config, verbose: args.verbose === true });
     // Everything is closed by now; do not let a stray handle (a slow callback POST) keep us up.
     setTimeout(() => process.exit(process.exitCode ?? 0), 3000).unref();

@@ -2,7 +2,6 @@ import type { Logger } from '@pacha/shared/log';
 import { summaryLine } from '@pacha/shared/format/snapshot';
 import { takeSnapshot, type SnapshotEnv, type SnapshotResult } from '@pacha/shared/snapshot/engine';
 import { bytes, plural } from '../format.ts';
-import { takeSnapshotIsolated } from './isolated-snapshot.ts';
 
 // The daemon's snapshot step: the paths the watcher marked, or a full reconcile scan, with the
 // log line that says what it found. Failures are the caller's to retry.
@@ -19,10 +18,7 @@ export interface SnapshotWork {
 export async function snapshotStep(env: SnapshotEnv, work: SnapshotWork): Promise<SnapshotResult> {
   const t0 = Date.now();
   const log = env.log;
-  const res = work.paths === undefined
-    // A full scan runs in a child process: its peak memory leaves with it.
-    ? await takeSnapshotIsolated(env, { message: work.reason ? `reconcile (${work.reason})` : undefined })
-    : await takeSnapshot(env, { dirty: work.paths });
+  const res = await takeSnapshot(env, work.paths === undefined ? { message: work.reason ? `reconcile (${work.reason})` : undefined } : { dirty: work.paths });
   logSnapshot(log, work, res, Date.now() - t0);
   return res;
 }
