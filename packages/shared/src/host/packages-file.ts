@@ -1,4 +1,4 @@
-import { FormatError, comparePaths } from '../format/entry.ts';
+import { FormatError } from '../format/entry.ts';
 
 // `.pacha/packages`: the host's package manifest, one line per installed package, sorted by
 // name then architecture (byte order), so that `git log -p` shows an install, a removal or an
@@ -35,8 +35,12 @@ const HEADER = /^# package manager: (dpkg|rpm)\b/;
 // Names, architectures and versions as dpkg and rpm allow them: no blanks, no control characters.
 const TOKEN = /^[^\s\x00-\x1f\x7f]+$/;
 
+// Package names and architectures are ASCII (dpkg: [a-z0-9+.-], rpm likewise), where the order
+// of UTF-16 code units is the order of bytes: no Buffer per comparison.
+const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
 export function comparePackages(a: Pick<InstalledPackage, 'name' | 'arch'>, b: Pick<InstalledPackage, 'name' | 'arch'>): number {
-  return comparePaths(a.name, b.name) || comparePaths(a.arch, b.arch);
+  return byCodeUnits(a.name, b.name) || byCodeUnits(a.arch, b.arch);
 }
 
 export function sortPackages(list: InstalledPackage[]): InstalledPackage[] {
@@ -96,7 +100,7 @@ export function diffPackages(before: PackageManifest | null, after: PackageManif
     s.add(p.arch);
   }
   const multi = new Set([...archs].filter(([, s]) => s.size > 1).map(([n]) => n));
-  const keys = [...new Set([...a.keys(), ...b.keys()])].sort((x, y) => comparePaths(x, y));
+  const keys = [...new Set([...a.keys(), ...b.keys()])].sort(byCodeUnits);
   const out: string[] = [];
   for (const k of keys) {
     const x = a.get(k);

@@ -73,52 +73,35 @@ function forEachLine(text: string, f: (line: string) => void): void {
 
 /**
  * Parse /var/lib/dpkg/status: the packages whose files are on the host, with apt's marks.
- * Only the first letter of a line is looked at unless it can start a wanted field: the long
- * Description and Conffiles blocks cost a scan for the next newline and nothing more.
+ * Stanzas are found by searching for "\nPackage:" and their fields by searching within them
+ * (native string search), so the long Description and Conffiles blocks are skipped without a
+ * JavaScript step per line: that keeps the first parse in a new process short too.
  */
 export function parseDpkgStatus(text: string, marks: AutoMarks): InstalledPackage[] {
   const out: InstalledPackage[] = [];
-  let name = '';
-  let arch = '';
-  let version = '';
-  let status = '';
-  const flush = () => {
-    if (name !== '' && version !== '' && status !== '') {
-      const s = status.split(/\s+/);
-      if (s.length === 3 && PRESENT.has(s[2])) {
-        out.push({ name, arch: arch || 'none', version, manual: !isAuto(marks, name, arch), held: s[0] === 'hold' });
-      }
-    }
-    name = '';
-    arch = '';
-    version = '';
-    status = '';
+  const t = text.startsWith('Package:') ? '\n' + text : text;
+  const field = (name: string, from: number, to: number): string => {
+    const i = t.indexOf(name, from);
+    if (i < 0 || i >= to) return '';
+    const start = i + name.length;
+    let end = t.indexOf('\n', start);
+    if (end < 0 || end > to) end = to;
+    return t.slice(start, end).trim();
   };
-  let pos = 0;
-  const n = text.length;
-  while (pos <= n) {
-    let end = text.indexOf('\n', pos);
-    if (end < 0) end = n;
-    if (end === pos) flush();
-    else {
-      switch (text.charCodeAt(pos)) {
-        case 80: // P
-          if (text.startsWith('Package:', pos)) name = text.slice(pos + 8, end).trim();
-          break;
-        case 83: // S
-          if (text.startsWith('Status:', pos)) status = text.slice(pos + 7, end).trim();
-          break;
-        case 65: // A
-          if (text.startsWith('Architecture:', pos)) arch = text.slice(pos + 13, end).trim();
-          break;
-        case 86: // V
-          if (text.startsWith('Version:', pos)) version = text.slice(pos + 8, end).trim();
-          break;
-      }
+  let at = t.indexOf('\nPackage:');
+  while (at >= 0) {
+    const next = t.indexOf('\nPackage:', at + 9);
+    const to = next < 0 ? t.length : next;
+    const name = field('\nPackage:', at, to);
+    const status = field('\nStatus:', at, to);
+    const version = field('\nVersion:', at, to);
+    const arch = field('\nArchitecture:', at, to);
+    const st = status.split(/\s+/);
+    if (name !== '' && version !== '' && st.length === 3 && PRESENT.has(st[2])) {
+      out.push({ name, arch: arch || 'none', version, manual: !isAuto(marks, name, arch), held: st[0] === 'hold' });
     }
-    pos = end + 1;
+    at = next;
   }
-  flush();
   return sortPackages(out);
 }
 
