@@ -54,12 +54,15 @@ describe('packages and accounts in snapshots', () => {
     expect(d.packages).toEqual(['-pkg00000', 'pkg00002 3.2.2-3+deb12u0 → 3.2.3-1', '+pkg00003 1.0-1']);
     r = await h.pacha(['snapshot']);
     expect(r.stdout).toMatch(/^[0-9a-f]{40} 0 added, 0 changed, 0 deleted, 0 metadata-only\n$/);
+    // The commit message says what changed besides the files.
+    expect(git(['log', '-1', '--format=%B'])).toContain('\npackages: 1 installed, 1 removed, 1 upgraded or downgraded\n');
 
     // bob comes to own a file: his account (and his group) join the snapshot.
     fs.chownSync(h.p('/srv/app/a.conf'), 1001, 1001);
     r = await h.pacha(['diff']);
     expect(r.stdout).toBe('changed  /srv/app/a.conf (owner root:0 -> bob:1001, group root:0 -> bob:1001)\naccount  +group bob 1001\naccount  +user bob 1001:1001 /home/bob /bin/sh\n');
     expect((await h.pacha(['snapshot'])).code).toBe(0);
+    expect(git(['log', '-1', '--format=%B'])).toContain('\naccounts: 2 added\n');
 
     r = await h.pacha(['log', '-p']);
     expect(r.code, r.stderr).toBe(0);

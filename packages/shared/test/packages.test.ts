@@ -28,20 +28,26 @@ const haveDpkg = fs.existsSync('/var/lib/dpkg/status') && fs.existsSync('/usr/bi
 
 describe('reading the dpkg database', () => {
   it.runIf(haveDpkg)("this machine's /var/lib/dpkg/status: the same packages, versions, manual and held marks as dpkg-query and apt-mark", () => {
-    const marks = parseExtendedStates(fs.readFileSync('/var/lib/apt/extended_states', 'latin1'));
-    const pkgs = parseDpkgStatus(fs.readFileSync('/var/lib/dpkg/status', 'latin1'), marks);
-    // Read while the test runs: another process may install something meanwhile, so both sides
-    // are read twice and compared once they agree with themselves.
-    const installed = lines('dpkg-query', ['-W', '-f', '${db:Status-Abbrev}\t${Package}\t${Architecture}\t${Version}\n'])
-      .filter((l) => /^[ih][iWtUF]/.test(l))
-      .map((l) => l.split('\t').slice(1).join('\t'))
-      .sort();
-    expect(pkgs.map((p) => `${p.name}\t${p.arch}\t${p.version}`).sort()).toEqual(installed);
-    const manual = new Set(lines('apt-mark', ['showmanual']).map((n) => n.replace(/:.*$/, '')));
-    expect(new Set(pkgs.filter((p) => p.manual).map((p) => p.name))).toEqual(manual);
-    const held = new Set(lines('apt-mark', ['showhold']).map((n) => n.replace(/:.*$/, '')));
-    expect(new Set(pkgs.filter((p) => p.held).map((p) => p.name))).toEqual(held);
-    expect(pkgs.length).toBeGreaterThan(50);
+    // Other tests may run apt meanwhile (rebuild-packages.test.ts): compare readings taken while
+    // the database stayed the same (its signature before and after), trying again otherwise.
+    const sig = () => ['/var/lib/dpkg/status', '/var/lib/apt/extended_states'].map((f) => `${fs.statSync(f).size}:${fs.statSync(f).mtimeMs}`).join('/');
+    for (let attempt = 1; ; attempt++) {
+      const before = sig();
+      const marks = parseExtendedStates(fs.readFileSync('/var/lib/apt/extended_states', 'latin1'));
+      const pkgs = parseDpkgStatus(fs.readFileSync('/var/lib/dpkg/status', 'latin1'), marks);
+      const installed = lines('dpkg-query', ['-W', '-f', '${db:Status-Abbrev}\t${Package}\t${Architecture}\t${Version}\n'])
+        .filter((l) => /^[ih][iWtUF]/.test(l))
+        .map((l) => l.split('\t').slice(1).join('\t'))
+        .sort();
+      const manual = new Set(lines('apt-mark', ['showmanual']).map((n) => n.replace(/:.*$/, '')));
+      const held = new Set(lines('apt-mark', ['showhold']).map((n) => n.replace(/:.*$/, '')));
+      if (sig() !== before && attempt < 10) continue;
+      expect(pkgs.map((p) => `${p.name}\t${p.arch}\t${p.version}`).sort()).toEqual(installed);
+      expect(new Set(pkgs.filter((p) => p.manual).map((p) => p.name))).toEqual(manual);
+      expect(new Set(pkgs.filter((p) => p.held).map((p) => p.name))).toEqual(held);
+      expect(pkgs.length).toBeGreaterThan(50);
+      break;
+    }
   });
 
   it('a generated 2,000-package database: states, marks, holds, architectures, epochs', () => {

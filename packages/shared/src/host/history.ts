@@ -26,14 +26,15 @@ function blobText(objects: Repository, oid: string, what: string): string {
 }
 
 /** Read (and parse) the two files of a commit. A file that does not parse is an error naming it. */
-export function readHostFiles(objects: Repository, commit: string): HostFiles {
+export function readHostFiles(objects: Repository, commit: string, opts: { unlessOid?: { packages: string | null; accounts: string | null } } = {}): HostFiles {
   const root = objects.readTree(objects.readCommit(commit).tree);
   const pacha = root.find((e) => e.name === PACHA_DIR && e.mode.replace(/^0+/, '') === '40000');
   const files = new Map((pacha ? objects.readTree(pacha.oid) : []).map((e) => [e.name, e.oid]));
   const packagesOid = files.get(PACKAGES_FILE.slice(PACHA_DIR.length + 1)) ?? null;
   const accountsOid = files.get(ACCOUNTS_FILE.slice(PACHA_DIR.length + 1)) ?? null;
   const parse = <T>(oid: string | null, what: string, decode: (t: string) => T): T | null => {
-    if (oid === null) return null;
+    // The caller has this content already (same blob id): no need to parse it.
+    if (oid === null || oid === opts.unlessOid?.packages || oid === opts.unlessOid?.accounts) return null;
     try {
       return decode(blobText(objects, oid, what));
     } catch (e) {

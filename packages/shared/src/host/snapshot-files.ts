@@ -4,7 +4,11 @@ import type { PachaConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { Node } from '../snapshot/stat-cache.ts';
 import type { NodeMap } from '../snapshot/node-map.ts';
-import { accountsForSnapshot } from './accounts-file.ts';
+import type { Repository } from '../git/repository.ts';
+import { hashObject } from '../git/objects.ts';
+import { accountsForSnapshot, decodeAccounts, diffAccounts } from './accounts-file.ts';
+import { readHostFiles } from './history.ts';
+import { decodePackages, diffPackages } from './packages-file.ts';
 import { packageManifestForSnapshot } from './packages.ts';
 
 // What the snapshot engine adds to each snapshot's .pacha/: `packages` (packages-file.ts) and
@@ -54,6 +58,11 @@ function bump(m: Map<number, number>, id: number, by: number): void {
 export interface SnapshotHostFiles {
   /** The files for the engine's extraFiles: name -> content (null: remove it). */
   files: Map<string, Buffer | null>;
+  /**
+   * For the commit message: what changed in them against the previous snapshot ("" when
+   * nothing). Asked only when a commit is made, with the repository as the caller opened it.
+   */
+  note(objects: Repository): string;
   /** Call with the new snapshot's tree once it is built: the owner counts are kept for the next one. */
   done(tree: string): void;
 }
@@ -64,7 +73,7 @@ export interface SnapshotHostFiles {
  */
 export function snapshotHostFiles(
   env: { config: PachaConfig; stateDir: string; log: Logger },
-  s: { prevTree: string | null; prevNodes: ReadonlyMap<string, Node>; nodes: NodeMap; touched: string[] },
+  s: { prevTree: string | null; prevNodes: ReadonlyMap<string, Node>; nodes: NodeMap; touched: string[]; head: string | null },
 ): SnapshotHostFiles {
   const file = path.join(env.stateDir, 'owners.json');
   let tally = readTally(file);
@@ -106,6 +115,7 @@ export function snapshotHostFiles(
   const final = tally;
   return {
     files,
+    note: (objects) => changeNote(objects, s.head, accounts.text, packages.text),
     done(tree) {
       final.tree = tree;
       memo.set(file, final);
@@ -131,5 +141,37 @@ function warnUnknownOnce(log: Logger, root: string, unknown: string[]): void {
     if (told.has(k)) continue;
     told.add(k);
     log.warn(`pacha.accounts: "${n}" is neither a user nor a group in ${path.join(root, 'etc/passwd')} or ${path.join(root, 'etc/group')}: not recorded`);
+  }
+}
+
+/** "packages: 1 installed, 1 upgraded; accounts: 1 added" against the snapshot `head`. */
+function changeNote(objects: Repository, head: string | null, accountsText: string, packagesText: string | null): string {
+  if (head === null) return '';
+  try {
+    const oid = (t: string | null) => (t === null ? null : hashObject('blob', Buffer.from(t)));
+    const now = { packages: oid(packagesText), accounts: oid(accountsText) };
+    const before = readHostFiles(objects, head, { unlessOid: now });
+    const parts: string[] = [];
+    if (before.packages && packagesText !== null) {
+      const n = { installed: 0, removed: 0, 'upgraded or downgraded': 0, 'marked or held': 0 };
+      for (const l of diffPackages(before.packages, decodePackages(packagesText))) {
+        if (l.startsWith('+')) n.installed++;
+        else if (l.startsWith('-')) n.removed++;
+        else if (/^\S+ \S+ → /.test(l)) n['upgraded or downgraded']++;
+        else n['marked or held']++;
+      }
+      const d = Object.entries(n).filter(([, v]) => v > 0).map(([k, v]) => `${v} ${k}`);
+      if (d.length) parts.push(`packages: ${d.join(', ')}`);
+    }
+    if (before.accounts) {
+      const lines = diffAccounts(before.accounts, decodeAccounts(accountsText));
+      const added = lines.filter((l) => l.startsWith('+')).length;
+      const removed = lines.filter((l) => l.startsWith('-')).length;
+      const d = [added ? `${added} added` : '', removed ? `${removed} removed` : '', lines.length - added - removed ? `${lines.length - added - removed} changed` : ''].filter((x) => x);
+      if (d.length) parts.push(`accounts: ${d.join(', ')}`);
+    }
+    return parts.join('; ');
+  } catch {
+    return ''; // a note only: a previous snapshot that cannot be read does not stop this one
   }
 }

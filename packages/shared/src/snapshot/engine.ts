@@ -329,7 +329,7 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
     const rootRels = roots.filter((r) => r !== '/').map(treePath);
     const migrating = head !== null && prev.version < FORMAT_VERSION;
     // The package manifest and the accounts (host/snapshot-files.ts): a package installed is a change too.
-    const host = snapshotHostFiles({ config, stateDir: state.dir, log }, { prevTree: prev.tree, prevNodes: prev.nodes, nodes: sc.nodes, touched: cmp.touched });
+    const host = snapshotHostFiles({ config, stateDir: state.dir, log }, { prevTree: prev.tree, prevNodes: prev.nodes, nodes: sc.nodes, touched: cmp.touched, head });
     const pacha = { roots: Buffer.from(encodeRoots(roots)), extra: extraFiles(packs, state.repo, head, new Map([...host.files, ...(opts.extraFiles ?? [])])) };
     const tree = buildTrees(sc.nodes, order, cmp.touched, rootRels, pacha, packs.add, migrating);
     host.done(tree);
@@ -346,7 +346,7 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
       // signature, or one no longer racy); a trusted cache of HEAD with no new node is as it was.
       if (head !== null && (sc.fresh.length > 0 || !prev.trusted)) await saveCache(head);
     } else {
-      const note = [opts.message?.trim(), migrating ? `snapshot format ${prev.version} -> ${FORMAT_VERSION}` : undefined].filter((x) => x).join('\n\n');
+      const note = [opts.message?.trim(), host.note(packs.objects), migrating ? `snapshot format ${prev.version} -> ${FORMAT_VERSION}` : undefined].filter((x) => x).join('\n\n');
       ({ commit, bytesWritten } = await land(env, packs, head, tree, summary, note, saveCache, clock.lap));
     }
     clock.lap('commit');
