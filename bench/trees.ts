@@ -7,7 +7,7 @@
 //   rebuild                  `pacha rebuild HOST --yes` into an empty host vs `rsync -a` pulling
 //                            the tree from the sshd and `restic restore latest`
 // The tools take turns within each run (the order rotates), each after an untimed `sync`, so
-// all see the same machine load. `npm run bench -- trees etc` (or usr-share, generated) runs one tree.
+// all see the same machine load. `npm run bench -- trees tree=etc` (or usr-share, generated) runs one tree.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -170,7 +170,7 @@ async function benchTree(tree: Tree, sshd: NonNullable<Awaited<ReturnType<typeof
 }
 
 export async function run(args: string[] = []): Promise<void> {
-  const only = TREES.filter((t) => args.includes(t.key));
+  const only = TREES.filter((t) => args.includes(`tree=${t.key}`));
   const trees = only.length > 0 ? only : TREES;
   const sshd = await startSshd({ what: 'the trees benchmark' });
   if (!sshd) throw new Error('the trees benchmark needs OpenSSH sshd');

@@ -35,6 +35,11 @@ export interface PackWriterOptions {
   known?: (oid: string) => boolean;
   /** zlib level for blobs (git's loose objects use 1). */
   level?: number;
+  /**
+   * false: no fsync (a temporary pack that is uploaded and removed, whose durable copy is the
+   * master's). Default true: a pack of the repository is on disk before anything refers to it.
+   */
+  durable?: boolean;
 }
 
 export interface FinishedPack {
@@ -83,6 +88,7 @@ export class PackWriter {
   private readonly inPack = new Set<string>();
   private readonly known: (oid: string) => boolean;
   private readonly level: number;
+  private readonly durable: boolean;
   // Entries are copied into one buffer until it is written: holding views instead would keep
   // alive every 8 KiB pool slab they sit in (with the file contents read there), which made a
   // first snapshot of 100,000 small files grow to 2.5 GiB.
@@ -107,6 +113,7 @@ export class PackWriter {
     fs.writeSync(this.fd, header, 0, 12, 0);
     this.known = opts.known ?? (() => false);
     this.level = opts.level ?? 1;
+    this.durable = opts.durable ?? true;
   }
 
   /** Start a pack in packDir (usually <repo>/objects/pack). */
@@ -330,7 +337,7 @@ export class PackWriter {
     }
     const sha = hash.digest();
     fs.writeSync(this.fd, sha, 0, 20, this.offset);
-    fs.fsyncSync(this.fd);
+    if (this.durable) fs.fsyncSync(this.fd);
     fs.closeSync(this.fd);
     this.closed = true;
     const id = sha.toString('hex');
@@ -342,13 +349,13 @@ export class PackWriter {
       const ifd = fs.openSync(idxTmp, 'w', 0o444);
       try {
         fs.writeSync(ifd, idx);
-        fs.fsyncSync(ifd);
+        if (this.durable) fs.fsyncSync(ifd);
       } finally {
         fs.closeSync(ifd);
       }
       fs.renameSync(this.tmpFile, packFile);
       fs.renameSync(idxTmp, idxFile);
-      syncDir(this.packDir);
+      if (this.durable) syncDir(this.packDir);
     } catch (e) {
       fs.rmSync(this.tmpFile, { force: true });
       fs.rmSync(idxTmp, { force: true });

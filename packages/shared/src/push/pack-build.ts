@@ -22,7 +22,8 @@ export interface BuiltPack {
 /** Build pack + idx of `oids` from `store` in the local folder `dir`. */
 export async function buildPack(store: Repository, oids: string[], dir: string, onProgress?: (done: number, total: number) => void): Promise<BuiltPack> {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const w = PackWriter.create(dir);
+  // A temporary pack, uploaded then removed: the master's copy is the one made durable.
+  const w = PackWriter.create(dir, { durable: false });
   let copied = 0;
   let deflated = 0;
   try {
