@@ -43,6 +43,14 @@ export function readIdNames(file: string): IdNames {
   return parseIdNames(readDb(file));
 }
 
+// What useradd and groupadd accept on Debian and Fedora (a trailing $ for Samba machine
+// accounts). A name never starts with '-': it becomes a groupadd/useradd argument in a rebuild.
+const ACCOUNT_NAME = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?$/;
+
+export function isAccountName(name: string): boolean {
+  return ACCOUNT_NAME.test(name);
+}
+
 /** A passwd line without its password field (pacha never reads or records password hashes). */
 export interface UserEntry {
   name: string;

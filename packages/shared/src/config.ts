@@ -4,6 +4,7 @@ import path from 'node:path';
 import ini from 'ini';
 import { callbackRequest, maskUrl } from './callback.ts';
 import { UsageError } from './errors.ts';
+import { isAccountName } from './accounts.ts';
 import { expandHome, hostPath, rootDir } from './paths.ts';
 import { HOST_NAME_ACCEPTED, isValidHostName } from './master-tree.ts';
 
@@ -204,7 +205,7 @@ export function parseConfig(text: string, ctx: { file: string | null; root: stri
 
   const accounts = splitList(get('pacha.accounts')!);
   for (const a of accounts) {
-    if (!ACCOUNT_NAME.test(a)) fail('pacha.accounts', `"${a}" is not a user or group name (accepted: comma-separated names of letters, digits, '_', '.', '-', not starting with '-')`);
+    if (!isAccountName(a)) fail('pacha.accounts', `"${a}" is not a user or group name (accepted: comma-separated names of letters, digits, '_', '.', '-', not starting with '-')`);
   }
 
   const sshKey = absKey('pacha.ssh.key');
@@ -249,9 +250,6 @@ export function splitList(v: string): string[] {
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
 }
-
-// What useradd and groupadd accept on Debian and Fedora (a trailing $ for Samba machine accounts).
-const ACCOUNT_NAME = /^[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?$/;
 
 const UNITS: Record<string, number> = {
   '': 1, b: 1,

@@ -92,6 +92,9 @@ describe('.pacha/accounts', () => {
   it('bad lines name the line and the accepted shape', () => {
     expect(() => decodeAccounts('# x\nuser\tbob\t1\n')).toThrow(/\.pacha\/accounts line 2: expected "group<TAB>name<TAB>gid/);
     expect(() => decodeAccounts('group\tadm\tfour\n')).toThrow(/line 1: bad gid "four"/);
+    // Names become groupadd/useradd arguments in a rebuild: never an option.
+    expect(() => decodeAccounts('user\t--prefix=/tmp\t1\t1\t\t/\t/bin/sh\n')).toThrow(/line 1: bad name "--prefix=\/tmp"/);
+    expect(() => decodeAccounts('group\tadm\t4\tok,-x\n')).toThrow(/line 1: bad name "-x"/);
   });
 
   it('diff: added, removed and changed users and groups', () => {

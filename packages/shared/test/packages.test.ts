@@ -136,7 +136,10 @@ describe('.pacha/packages', () => {
     expect(() => decodePackages('nginx\tamd64\t1\tmanual\n')).toThrow(/line 1: expected "# package manager: dpkg"/);
     expect(() => decodePackages('# package manager: dpkg\nnginx\tamd64\t1\n')).toThrow(/line 2: 3 fields \(expected: name<TAB>architecture/);
     expect(() => decodePackages('# package manager: dpkg\nnginx\tamd64\t1\tmaybe\n')).toThrow(/line 2: bad flags "maybe"/);
-    expect(() => decodePackages('# package manager: dpkg\nnginx x\tamd64\t1\tauto\n')).toThrow(/line 2: a name/);
+    expect(() => decodePackages('# package manager: dpkg\nnginx x\tamd64\t1\tauto\n')).toThrow(/line 2: bad package name "nginx x"/);
+    // A name or version from a repository becomes an apt-get argument: never an option.
+    expect(() => decodePackages('# package manager: dpkg\n-oDebug::pkgProblemResolver=1\tamd64\t1\tmanual\n')).toThrow(/line 2: bad package name/);
+    expect(() => decodePackages('# package manager: dpkg\nhello\tamd64\t--reinstall\tmanual\n')).toThrow(/line 2: bad version "--reinstall"/);
   });
 
   it('diff: installed, removed, upgraded, marked, held; architectures only where a name has several', () => {

@@ -1,4 +1,4 @@
-import { loadAccountEntries, type GroupEntry, type UserEntry } from '../accounts.ts';
+import { isAccountName, loadAccountEntries, type GroupEntry, type UserEntry } from '../accounts.ts';
 import { FormatError, comparePaths, escapeField, unescapeField } from '../format/entry.ts';
 
 // `.pacha/accounts`: the passwd and group entries (never a password or its hash: shadow files
@@ -35,6 +35,12 @@ export function encodeAccounts(m: AccountsManifest): string {
   return out;
 }
 
+function accountName(s: string): string {
+  const n = unescapeField(s);
+  if (!isAccountName(n)) throw new FormatError(`bad name "${s}" (letters, digits, '_', '.', '-', not starting with '-')`);
+  return n;
+}
+
 function id(s: string, what: string): number {
   const n = Number(s);
   if (!/^\d+$/.test(s) || !Number.isSafeInteger(n)) throw new FormatError(`bad ${what} "${s}" (expected a number)`);
@@ -52,11 +58,9 @@ export function decodeAccounts(text: string): AccountsManifest {
     try {
       const f = line.split('\t');
       if (f[0] === 'group' && (f.length === 3 || f.length === 4)) {
-        if (f[1] === '') throw new FormatError('empty group name');
-        groups.push({ name: unescapeField(f[1]), gid: id(f[2], 'gid'), members: f.length === 4 ? f[3].split(',').filter((m) => m !== '').map(unescapeField) : [] });
+        groups.push({ name: accountName(f[1]), gid: id(f[2], 'gid'), members: f.length === 4 ? f[3].split(',').filter((m) => m !== '').map(accountName) : [] });
       } else if (f[0] === 'user' && f.length === 7) {
-        if (f[1] === '') throw new FormatError('empty user name');
-        users.push({ name: unescapeField(f[1]), uid: id(f[2], 'uid'), gid: id(f[3], 'gid'), gecos: unescapeField(f[4]), home: unescapeField(f[5]), shell: unescapeField(f[6]) });
+        users.push({ name: accountName(f[1]), uid: id(f[2], 'uid'), gid: id(f[3], 'gid'), gecos: unescapeField(f[4]), home: unescapeField(f[5]), shell: unescapeField(f[6]) });
       } else {
         throw new FormatError('expected "group<TAB>name<TAB>gid[<TAB>members]" or "user<TAB>name<TAB>uid<TAB>gid<TAB>gecos<TAB>home<TAB>shell"');
       }

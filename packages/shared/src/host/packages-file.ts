@@ -32,8 +32,11 @@ export interface PackageManifest {
 }
 
 const HEADER = /^# package manager: (dpkg|rpm)\b/;
-// Names, architectures and versions as dpkg and rpm allow them: no blanks, no control characters.
-const TOKEN = /^[^\s\x00-\x1f\x7f]+$/;
+// Names, architectures and versions as dpkg and rpm make them. They become apt-get arguments in
+// a rebuild: none may start with '-' (it would be read as an option).
+const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.+-]*$/;
+const ARCH = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+const VERSION = /^[A-Za-z0-9_][A-Za-z0-9_.+~:^-]*$/;
 
 // Package names and architectures are ASCII (dpkg: [a-z0-9+.-], rpm likewise), where the order
 // of UTF-16 code units is the order of bytes: no Buffer per comparison.
@@ -67,7 +70,9 @@ export function decodePackages(text: string): PackageManifest {
     const bad = (why: string) => new FormatError(`${PACKAGES_FILE} line ${i + 1}: ${why} (expected: name<TAB>architecture<TAB>version<TAB>manual|auto[,held])`);
     if (f.length !== 4) throw bad(`${f.length} fields`);
     const [name, arch, version, flags] = f;
-    if (!TOKEN.test(name) || !TOKEN.test(arch) || !TOKEN.test(version)) throw bad('a name, architecture or version is empty or holds blanks');
+    if (!NAME.test(name)) throw bad(`bad package name "${name}" (letters, digits, '_', '.', '+', '-', not starting with '.', '+' or '-')`);
+    if (!ARCH.test(arch)) throw bad(`bad architecture "${arch}"`);
+    if (!VERSION.test(version)) throw bad(`bad version "${version}"`);
     const fl = flags.split(',');
     const mark = fl[0];
     if ((mark !== 'manual' && mark !== 'auto') || fl.length > 2 || (fl.length === 2 && fl[1] !== 'held')) throw bad(`bad flags "${flags}"`);
