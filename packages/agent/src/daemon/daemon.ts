@@ -33,8 +33,6 @@ export interface DaemonOptions {
   configPath?: string;
   verbose?: boolean;
   env?: NodeJS.ProcessEnv;
-  /** Told every step's result, after the daemon recorded it in the status files. */
-  onStep?: (r: StepResult) => void;
 }
 
 export class Daemon {
@@ -263,14 +261,13 @@ export class Daemon {
     }
   }
 
-  /** A step finished: its result goes to the status files, then to whoever listens. */
+  /** A step finished: the one place its result goes (the status files, and what they feed). */
   private stepDone(r: StepResult): void {
     try {
       recordStep(this.state, r);
     } catch (e) {
       this.log.debug(`cannot write ${this.state.status}: ${errorMessage(e)}`);
     }
-    this.opts.onStep?.(r);
     this.heartbeat.beat();
   }
 

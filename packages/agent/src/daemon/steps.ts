@@ -3,9 +3,9 @@ import type { SnapshotResult } from '@pacha/shared/snapshot/engine';
 import type { StatePaths } from '@pacha/shared/state';
 import { recordError, recordPush, recordPushFailure, recordSnapshot } from '../status/status-files.ts';
 
-// What each step of the daemon's loop did. The daemon records every result in status.json and
-// report.json (recordStep) and hands it to DaemonOptions.onStep, the place for anything else
-// that follows the daemon's work (metrics, for one).
+// What each step of the daemon's loop did. The loop hands every result to one place
+// (Daemon.stepDone), which records it in status.json and report.json (recordStep); whatever else
+// follows the daemon's work reads from there (pacha.metrics.path is rewritten after each update).
 
 export type StepResult =
   | { step: 'snapshot'; full: boolean; ms: number; ok: true; result: SnapshotResult }
