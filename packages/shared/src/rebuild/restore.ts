@@ -296,6 +296,17 @@ async function restoreInto(tree: TargetTree, plan: Plan, opts: RestoreOptions): 
     settling.catch(() => undefined); // handled where it is awaited (next flush, or the end)
   };
 
+  /** A finished temporary file or symlink that is not part of a batch: into place, or removed. */
+  const placeNow = (dir: TargetDir, tmp: string, p: PlannedItem, started: number) => {
+    try {
+      place(dir, tmp, p);
+    } catch (e) {
+      removeTemp({ dir, tmp });
+      throw e;
+    }
+    done(p, started);
+  };
+
   const restoreOne = async (p: PlannedItem): Promise<Pending | undefined> => {
     const it = p.item;
     const name = basename(it.hostPath);
@@ -326,12 +337,11 @@ async function restoreInto(tree: TargetTree, plan: Plan, opts: RestoreOptions): 
       try {
         fs.symlinkSync(it.target!, dir.at(tmp));
         applyMetadata({ linkPath: dir.at(tmp) }, it, owner);
-        place(dir, tmp, p);
       } catch (e) {
         removeTemp({ dir, tmp });
         throw e;
       }
-      done(p, started);
+      placeNow(dir, tmp, p, started);
       return undefined;
     }
     const fd = fs.openSync(dir.at(tmp), NEW_FILE_FLAGS, 0o600);
@@ -356,13 +366,7 @@ async function restoreInto(tree: TargetTree, plan: Plan, opts: RestoreOptions): 
       throw e;
     }
     fs.closeSync(fd);
-    try {
-      place(dir, tmp, p);
-    } catch (e) {
-      removeTemp({ dir, tmp });
-      throw e;
-    }
-    done(p, started);
+    placeNow(dir, tmp, p, started);
     return undefined;
   };
 
