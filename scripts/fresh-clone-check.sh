@@ -9,6 +9,8 @@ set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 src=${1:-$here}
 dir=$(mktemp -d "${TMPDIR:-/tmp}/pacha-fresh-clone.XXXXXX")
+# mktemp makes it 0700: some tests run the CLI as another user, who must reach the clone.
+chmod 0755 "$dir"
 git clone -q "$src" "$dir/pacha"
 cd "$dir/pacha"
 
