@@ -59,8 +59,7 @@ let unavailableTold = false;
 export class XattrReader {
   readonly warnings = new XattrWarnings();
   private readonly calls: XattrCalls | undefined;
-  private readonly list = Buffer.allocUnsafe(MAX);
-  private readonly value = Buffer.allocUnsafe(MAX);
+  private readonly buffers: Buffers = { list: Buffer.allocUnsafe(MAX), value: Buffer.allocUnsafe(MAX) };
 
   constructor() {
     const n = nativeXattr();
@@ -80,29 +79,10 @@ export class XattrReader {
   read(path: string, shown = path): readonly RawXattr[] {
     const c = this.calls;
     if (!c) return NONE;
-    const len = c.llistxattr(path, this.list, MAX);
-    if (len === 0) return NONE;
-    if (len < 0) return this.fail(shown, c.errorCode());
-    const out: RawXattr[] = [];
-    let start = 0;
-    for (let i = 0; i < len; i++) {
-      if (this.list[i] !== 0) continue;
-      const nameBytes = this.list.subarray(start, i);
-      start = i + 1;
-      const name = nameBytes.toString('utf8');
-      if (!Buffer.from(name, 'utf8').equals(nameBytes)) {
-        this.warnings.noteFailure(shown, `attribute name "${nameBytes.toString('latin1')}" is not UTF-8`);
-        continue;
-      }
-      const vlen = c.lgetxattr(path, name, this.value, MAX);
-      if (vlen < 0) {
-        const code = c.errorCode();
-        if (code === 'ENODATA') continue; // removed between the list and the read
-        return this.fail(shown, code);
-      }
-      out.push({ name, value: Buffer.from(this.value.subarray(0, vlen)) });
-    }
-    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const r = collect(c, ops(c, { linkPath: path }), this.buffers, (raw) =>
+      this.warnings.noteFailure(shown, `attribute name "${raw.toString('latin1')}" is not UTF-8`),
+    );
+    return typeof r === 'string' ? this.fail(shown, r) : r;
   }
 
   private fail(path: string, code: string): readonly RawXattr[] {
@@ -205,6 +185,44 @@ function callsOrThrow(): XattrCalls {
   return n.calls;
 }
 
+interface Buffers {
+  list: Buffer;
+  value: Buffer;
+}
+
+/**
+ * Every attribute through `o`, sorted by name, or the errno code of a failure (an attribute
+ * removed between the list and the read is skipped). A name that is not UTF-8 cannot be named in
+ * the text metadata: it goes to `badName` and is skipped.
+ */
+function collect(c: XattrCalls, o: Ops, b: Buffers, badName: (raw: Buffer) => void): readonly RawXattr[] | string {
+  const len = o.list(b.list, MAX);
+  if (len === 0) return NONE;
+  if (len < 0) return c.errorCode();
+  const out: RawXattr[] = [];
+  let start = 0;
+  for (let i = 0; i < len; i++) {
+    if (b.list[i] !== 0) continue;
+    const raw = b.list.subarray(start, i);
+    start = i + 1;
+    const name = raw.toString('utf8');
+    if (!Buffer.from(name, 'utf8').equals(raw)) {
+      badName(raw);
+      continue;
+    }
+    const n = o.get(name, b.value, MAX);
+    if (n < 0) {
+      const code = c.errorCode();
+      if (code === 'ENODATA') continue;
+      return code;
+    }
+    out.push({ name, value: Buffer.from(b.value.subarray(0, n)) });
+  }
+  return out.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+}
+
+type Ops = ReturnType<typeof ops>;
+
 function ops(c: XattrCalls, t: XattrTarget) {
   if ('fd' in t) {
     const fd = t.fd;
@@ -225,37 +243,18 @@ function ops(c: XattrCalls, t: XattrTarget) {
 }
 
 // One pair of buffers for every readTarget() (synchronous, so never in use twice at once).
-let buffers: { list: Buffer; value: Buffer } | undefined;
-function targetBuffers(): { list: Buffer; value: Buffer } {
+let buffers: Buffers | undefined;
+function targetBuffers(): Buffers {
   return (buffers ??= { list: Buffer.allocUnsafe(MAX), value: Buffer.allocUnsafe(MAX) });
 }
 
 /** The live attributes of a target (throws with the errno code on a failure other than ENOTSUP). */
 export function readTarget(t: XattrTarget): RawXattr[] {
   const c = callsOrThrow();
-  const o = ops(c, t);
-  const { list, value } = targetBuffers();
-  const len = o.list(list, MAX);
-  if (len < 0) {
-    const code = c.errorCode();
-    if (code === 'ENOTSUP') return [];
-    throw Object.assign(new Error(`cannot list extended attributes (${code})`), { code });
-  }
-  const out: RawXattr[] = [];
-  let start = 0;
-  for (let i = 0; i < len; i++) {
-    if (list[i] !== 0) continue;
-    const name = list.toString('utf8', start, i);
-    start = i + 1;
-    const n = o.get(name, value, MAX);
-    if (n < 0) {
-      const code = c.errorCode();
-      if (code === 'ENODATA') continue;
-      throw Object.assign(new Error(`cannot read extended attribute ${name} (${code})`), { code });
-    }
-    out.push({ name, value: Buffer.from(value.subarray(0, n)) });
-  }
-  return out;
+  const r = collect(c, ops(c, t), targetBuffers(), () => undefined);
+  if (typeof r !== 'string') return [...r];
+  if (r === 'ENOTSUP') return [];
+  throw Object.assign(new Error(`cannot read extended attributes (${r})`), { code: r });
 }
 
 /**
