@@ -118,6 +118,26 @@ describe('a local user racing the rebuild cannot redirect it', () => {
     expect(w.outside()).toEqual(before);
   });
 
+  it('a hard link to a file outside the roots is replaced by its own copy, never chowned or chmodded', async () => {
+    const w = aliceWorld();
+    world = w;
+    // notes.txt is another name of a root file outside the roots, with the snapshot's content.
+    const decoy = w.host.p(`${w.top}/etc/notes-of-root`);
+    fs.writeFileSync(decoy, 'notes\n', { mode: 0o600 });
+    fs.chmodSync(decoy, 0o600);
+    fs.rmSync(w.host.p(`${w.home}/notes.txt`));
+    fs.linkSync(decoy, w.host.p(`${w.home}/notes.txt`));
+    fs.utimesSync(w.host.p(`${w.top}/etc`), 1_000_000_000, 1_000_000_000);
+    const before = w.outside();
+    const dry = await w.host.pacha(['rebuild', 'web1', '--dry-run']);
+    expect(dry.stdout).toContain(`replace  ${w.home}/notes.txt (hard link (2 names): replaced by its own copy`);
+    const r = await w.host.pacha(['rebuild', 'web1', '--yes']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(w.outside()).toEqual(before);
+    const st = fs.statSync(w.host.p(`${w.home}/notes.txt`));
+    expect([st.nlink, st.mode & 0o7777, st.uid]).toEqual([1, 0o644, SVC_UID]);
+  });
+
   it('swap right between the plan and the restore, at the descriptor level: refused, nothing outside changed', async () => {
     const w = aliceWorld();
     world = w;
