@@ -159,6 +159,8 @@ export interface VerifyReport {
   packs: number;
   objects: number;
   problems: string[];
+  /** Things native git fsck also only mentions: not damage. */
+  notes: string[];
 }
 
 /**
@@ -170,7 +172,7 @@ export interface VerifyReport {
  */
 export async function verifyHost(hostsPath: string, host: string): Promise<VerifyReport> {
   const repo = hostRepo(hostsPath, host);
-  const report: VerifyReport = { host, ok: false, head: null, packs: 0, objects: 0, problems: [] };
+  const report: VerifyReport = { host, ok: false, head: null, packs: 0, objects: 0, problems: [], notes: [] };
   const problem = (m: string) => report.problems.push(m);
   if (!fs.existsSync(repo)) {
     problem(`${repo}: no repository (the host never pushed)`);
@@ -193,7 +195,9 @@ export async function verifyHost(hostsPath: string, host: string): Promise<Verif
   for (const n of names.filter((x) => x.endsWith('.pack')).sort()) {
     const idx = n.slice(0, -5) + '.idx';
     if (!names.includes(idx)) {
-      problem(`${packDir}/${n}: has no .idx`);
+      // As for git fsck: unused (a push cut between its two renames, or a pack the master refused
+      // the index of), not damage.
+      report.notes.push(`${packDir}/${n}: has no .idx (unused)`);
       continue;
     }
     report.packs++;

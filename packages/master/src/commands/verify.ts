@@ -1,6 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import fs from 'node:fs';
 import { PachaError } from '@pacha/shared/errors';
+import { escapeTerminal } from '@pacha/shared/terminal';
 import { masterLayout } from '../layout.ts';
 import { verifyHost } from '../inspect.ts';
 import { hostsPathOption } from './hosts.ts';
@@ -27,8 +28,9 @@ export const verifyCommand: CommandModule<Args, Args> = {
     if (args.json) process.stdout.write(JSON.stringify({ hostsPath, ok: damaged.length === 0, hosts: reports }, null, 2) + '\n');
     else {
       for (const r of reports) {
+        for (const n of r.notes) process.stdout.write(`${r.host}: note: ${escapeTerminal(n)}\n`);
         if (r.ok) process.stdout.write(`${r.host}: ok (${r.objects} objects reachable from ${r.head ? r.head.slice(0, 12) : 'no snapshot'}, ${r.packs} pack(s))\n`);
-        else for (const p of r.problems) process.stdout.write(`${r.host}: DAMAGED: ${p}\n`);
+        else for (const p of r.problems) process.stdout.write(`${r.host}: DAMAGED: ${escapeTerminal(p)}\n`);
       }
     }
     if (damaged.length > 0) {
