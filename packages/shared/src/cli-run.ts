@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { PachaError, errorMessage } from './errors.ts';
+import { PachaError, UsageError, errorMessage } from './errors.ts';
 import { levelLines, redact, stderrIsJournal } from './log.ts';
 import { escapeTerminal } from './terminal.ts';
 
@@ -26,7 +26,7 @@ async function commandsFor(spec: CliSpec, argv: string[]): Promise<CommandModule
 }
 
 /** yargs refused the command line (unknown option, missing command, bad value). */
-class CommandLineError extends Error {}
+class CommandLineError extends UsageError {}
 
 /** An error as the user sees it, and its exit code. */
 function reportError(err: unknown): number {

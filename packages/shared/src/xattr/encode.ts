@@ -1,5 +1,6 @@
 import { ACL_ACCESS, ACL_DEFAULT, aclText, decodeAcl, encodeAcl, parseAclText, type AclEntry } from './acl.ts';
 import { CAPABILITY, capsText, decodeCaps, encodeCaps, parseCapsText, type FileCaps } from './capability.ts';
+import { PachaError } from '../errors.ts';
 
 // The extended attributes of one path as one text field of its metadata record: no tab, no
 // newline, sorted by name, so that `git log -p` shows a setfacl, a setcap or a setfattr as a
@@ -42,8 +43,8 @@ export interface IdMap {
   gid(group: string, recordedGid: number, hostPathForWarning: string): number;
 }
 
-export class XattrFormatError extends Error {
-  readonly code = 'EXATTRFORMAT';
+export class XattrFormatError extends PachaError {
+  override readonly code = 'EXATTRFORMAT';
   constructor(message: string) {
     super(message);
     this.name = 'XattrFormatError';

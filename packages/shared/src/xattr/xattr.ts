@@ -3,6 +3,7 @@ import { hostPath } from '../paths.ts';
 import { CAPABILITY } from './capability.ts';
 import { formatValue, fromRaw, parseXattrs, toBytes, type IdMap, type IdNames, type RawXattr, type Xattr } from './encode.ts';
 import { nativeXattr, type XattrCalls } from './native.ts';
+import { PachaError } from '../errors.ts';
 
 // Reading and writing the extended attributes of real files. Paths are read without following
 // symlinks (l* calls); the restore writes through the descriptor it holds (f* calls), and through
@@ -171,8 +172,8 @@ export class XattrRestoreLog {
   }
 }
 
-export class XattrUnavailableError extends Error {
-  readonly code = 'EXATTRUNAVAILABLE';
+export class XattrUnavailableError extends PachaError {
+  override readonly code = 'EXATTRUNAVAILABLE';
   constructor(reason: string) {
     super(`extended attributes cannot be restored: ${reason}`);
     this.name = 'XattrUnavailableError';
