@@ -6,6 +6,7 @@ import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../src/log.ts';
 import { decodePackages, diffPackages, encodePackages, type PackageManifest } from '../src/host/packages-file.ts';
+import { chooseVersions, parseMadison, planPackages } from '../src/host/package-step.ts';
 import { packageDatabaseFiles, packageManifestForSnapshot, parseDpkgStatus, parseExtendedStates, parseRpmQuery, readPackageManifest } from '../src/host/packages.ts';
 import { generatePackages, writeDpkgDatabase } from '@pacha/test-support/dpkg-fixture';
 
@@ -156,3 +157,38 @@ describe('.pacha/packages', () => {
     expect(diffPackages(m, m)).toEqual([]);
   });
 });
+
+describe('the rebuild\'s packages step: what to install', () => {
+  const pkg = (name: string, version: string, extra: Partial<PackageManifest['packages'][number]> = {}) => ({ name, arch: 'amd64', version, manual: true, held: false, ...extra });
+
+  it('pins the recorded version when the archive has it, else the current one with a warning; leaves out what no archive has', () => {
+    const madison = parseMadison(
+      '     hello |     2.10-3 | http://deb.debian.org/debian bookworm/main amd64 Packages\n' +
+        '     nginx | 1.22.1-9+deb12u2 | http://deb.debian.org/debian-security bookworm-security/main amd64 Packages\n' +
+        '     nginx | 1.22.1-9 | http://deb.debian.org/debian bookworm/main amd64 Packages\n' +
+        '    libfoo | 1.0-1 | http://deb.debian.org/debian bookworm/main i386 Packages\n',
+    );
+    const r = chooseVersions([pkg('hello', '2.10-3'), pkg('nginx', '1.22.1-8'), pkg('gone', '1.0'), pkg('libfoo', '1.0-1', { arch: 'i386' }), pkg('tzdata', '2025b', { arch: 'all' })], madison, 'amd64');
+    expect(r.specs).toEqual(['hello=2.10-3', 'nginx', 'libfoo:i386=1.0-1']);
+    expect(r.warnings).toEqual([
+      "package nginx: the recorded version 1.22.1-8 is not in the archive any more: installing the archive's current one (1.22.1-9+deb12u2, 1.22.1-9)",
+      'package gone 1.0 is in no configured archive: not installed (add its repository in a pacha_pre hook)',
+      'package tzdata 2025b is in no configured archive: not installed (add its repository in a pacha_pre hook)',
+    ]);
+  });
+
+  it('plans the manual packages the host lacks, marks and holds; says why it cannot install and when /etc/apt is not recorded', () => {
+    const recorded: PackageManifest = { manager: 'dpkg', packages: [pkg('hello', '2.10-3'), pkg('libc6', '2.36-9', { manual: false }), pkg('nginx', '1.22.1-9', { held: true }), pkg('curl', '7.88', { held: true })] };
+    const live: PackageManifest = { manager: 'dpkg', packages: [pkg('libc6', '2.36-9', { manual: false }), pkg('nginx', '1.22.1-9', { manual: false })] };
+    const p = planPackages(recorded, live, { root: '/', roots: ['/etc/nginx'] });
+    expect(p.missing.map((x) => x.name)).toEqual(['hello', 'curl']);
+    expect(p.markManual.map((x) => x.name)).toEqual(['nginx']);
+    expect(p.hold.map((x) => x.name)).toEqual(['nginx', 'curl']);
+    expect(p.cannotInstall).toBeNull();
+    expect(p.notes[0]).toMatch(/^\/etc\/apt is not in the snapshot/);
+    expect(planPackages(recorded, live, { root: '/', roots: ['/etc/apt', '/etc/nginx'] }).notes).toEqual([]);
+    expect(planPackages(recorded, live, { root: '/srv/vol', roots: ['/etc'] }).cannotInstall).toMatch(/apt-get cannot install under PACHA_ROOT_DIR \/srv\/vol/);
+    expect(planPackages({ ...recorded, manager: 'rpm' }, live, { root: '/', roots: [] }).cannotInstall).toMatch(/records rpm packages: installing them is not built in/);
+  });
+});
+

@@ -92,6 +92,29 @@ export function parseMadison(text: string): Map<string, Set<string>> {
   return out;
 }
 
+/**
+ * The apt-get arguments for the missing packages: name=version when the archive has the
+ * recorded version, else the name (the archive's current version) with a warning; a package the
+ * archive does not have at all is left out with a warning. `native`: dpkg's architecture.
+ */
+export function chooseVersions(missing: InstalledPackage[], versions: Map<string, Set<string>>, native: string): { specs: string[]; warnings: string[] } {
+  const specs: string[] = [];
+  const warnings: string[] = [];
+  for (const p of missing) {
+    const name = p.arch === 'all' || p.arch === native ? p.name : `${p.name}:${p.arch}`;
+    const have = versions.get(p.name);
+    if (!have || have.size === 0) {
+      warnings.push(`package ${name} ${p.version} is in no configured archive: not installed (add its repository in a pacha_pre hook)`);
+    } else if (have.has(p.version)) {
+      specs.push(`${name}=${p.version}`);
+    } else {
+      warnings.push(`package ${name}: the recorded version ${p.version} is not in the archive any more: installing the archive's current one (${[...have].join(', ')})`);
+      specs.push(name);
+    }
+  }
+  return { specs, warnings };
+}
+
 export interface PackagesStepResult {
   installed: string[];
   marked: string[];
@@ -137,20 +160,9 @@ export async function runPackagesStep(plan: PackagesPlan, opts: { log: Logger })
       // madison exits 0 even for unknown names on current apt; an old one may not: use what it printed.
       madison = String((e as { stdout?: unknown }).stdout ?? '');
     }
-    const versions = parseMadison(madison);
-    for (const p of plan.missing) {
-      const name = p.arch === 'all' || p.arch === native ? p.name : `${p.name}:${p.arch}`;
-      const have = versions.get(p.name);
-      if (!have || have.size === 0) {
-        warn(`package ${name} ${p.version} is in no configured archive: not installed (add its repository in a pacha_pre hook)`);
-        continue;
-      }
-      if (have.has(p.version)) specs.push(`${name}=${p.version}`);
-      else {
-        warn(`package ${name}: the recorded version ${p.version} is not in the archive any more: installing the archive's current one (${[...have].join(', ')})`);
-        specs.push(name);
-      }
-    }
+    const chosen = chooseVersions(plan.missing, parseMadison(madison), native);
+    specs.push(...chosen.specs);
+    for (const w of chosen.warnings) warn(w);
   }
   if (specs.length > 0) {
     await run('apt-get', ['install', '-y', '-q', ...APT_OPTS, ...specs], `apt-get install ${specs.join(' ')}`);
