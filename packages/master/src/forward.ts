@@ -1,5 +1,6 @@
 import { checkObject } from '@pacha/shared/git/fsck';
 import { firstParentChain } from '@pacha/shared/git/history';
+import type { ObjectType } from '@pacha/shared/git/objects';
 import type { Repository } from '@pacha/shared/git/repository';
 import { parseTree, type TreeEntry } from '@pacha/shared/git/tree';
 import { errorMessage } from '@pacha/shared/errors';
@@ -16,7 +17,7 @@ function refuse(message: string): never {
 }
 
 /** Throws Refusal unless moving main from `old` to `next` is forward. */
-export function checkForward(repo: Repository, old: string | null, next: string): void {
+export function checkForward(repo: Repository, old: string | null, next: string, verified: (oid: string) => ObjectType | undefined = () => undefined): void {
   if (old === next) return;
   const fresh: string[] = [];
   let reached = old === null;
@@ -42,7 +43,7 @@ export function checkForward(repo: Repository, old: string | null, next: string)
       const bad = checkObject('commit', repo.read(oid).content);
       if (bad) refuse(`commit ${oid}: ${bad}`);
       const parentTree = c.parents.length > 0 ? repo.readCommit(c.parents[0]).tree : undefined;
-      checkTree(repo, c.tree, parentTree);
+      checkTree(repo, c.tree, parentTree, verified);
     } catch (e) {
       if (e instanceof Refusal) throw e;
       refuse(`the history of ${next} is not complete on the master (${errorMessage(e)}); upload the objects first`);
@@ -50,7 +51,7 @@ export function checkForward(repo: Repository, old: string | null, next: string)
   }
 }
 
-function checkTree(repo: Repository, tree: string, old: string | undefined): void {
+function checkTree(repo: Repository, tree: string, old: string | undefined, verified: (oid: string) => ObjectType | undefined): void {
   if (tree === old) return;
   const obj = repo.read(tree);
   if (obj.type !== 'tree') refuse(`object ${tree} is a ${obj.type}, expected a tree`);
@@ -62,9 +63,10 @@ function checkTree(repo: Repository, tree: string, old: string | undefined): voi
     const prev = before.get(e.name);
     if (prev && prev.oid === e.oid && prev.mode === e.mode) continue;
     if (e.mode === '160000') refuse(`tree ${tree}: ${e.name} is a submodule (not accepted)`);
-    if (e.mode === '40000') checkTree(repo, e.oid, prev?.mode === '40000' ? prev.oid : undefined);
+    if (e.mode === '40000') checkTree(repo, e.oid, prev?.mode === '40000' ? prev.oid : undefined, verified);
     else {
-      const t = repo.typeOf(e.oid);
+      // A blob of a pack this master just verified whole needs no second look.
+      const t = verified(e.oid) ?? repo.typeOf(e.oid);
       if (t === undefined) refuse(`object ${e.oid} (${e.name} in tree ${tree}) is missing`);
       if (t !== 'blob') refuse(`object ${e.oid} (${e.name} in tree ${tree}) is a ${t}, expected a blob`);
     }

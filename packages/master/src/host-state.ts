@@ -1,3 +1,4 @@
+import type { ObjectType } from '@pacha/shared/git/objects';
 import { Refusal } from './host-view.ts';
 
 // What the master knows about one host while any of its connections is open: one object per
@@ -18,6 +19,11 @@ export class HostState {
   readonly limits: HostLimits;
   handles = 0;
   connections = 0;
+  /**
+   * Types of the objects of packs this master verified whole and placed since the host's last
+   * ref update: the forward check takes a blob's type from here instead of reading it again.
+   */
+  readonly verified = new Map<string, ObjectType>();
   private tail: Promise<unknown> = Promise.resolve();
 
   constructor(host: string, limits: HostLimits) {

@@ -9,7 +9,9 @@ import { PackIndex } from '@pacha/shared/git/pack-index';
 import { PackReader } from '@pacha/shared/git/pack-reader';
 import { parsePackedRefs } from '@pacha/shared/git/packed-refs';
 import { REPO_CONFIG, REPO_HEAD, Repository } from '@pacha/shared/git/repository';
+import type { ObjectType } from '@pacha/shared/git/objects';
 import type { Placeable } from './append-only.ts';
+import type { HostState } from './host-state.ts';
 import { checkForward } from './forward.ts';
 import { Refusal } from './host-view.ts';
 
@@ -145,7 +147,7 @@ function checkPack(copy: { size: number; bodySha: string; tail: Buffer; file: st
 }
 
 /** Verify an index copy whole against its (already placed) pack. */
-async function checkIdx(idxCopy: string, packFile: string, sha: string): Promise<void> {
+async function checkIdx(idxCopy: string, packFile: string, sha: string, types: Map<string, ObjectType>): Promise<void> {
   let count: number;
   try {
     const fd = fs.openSync(packFile, 'r');
@@ -173,6 +175,7 @@ async function checkIdx(idxCopy: string, packFile: string, sha: string): Promise
     if (reader.index.packChecksum !== sha) refuse(`pack-${sha}.idx: it indexes pack ${reader.index.packChecksum}`);
     const problems = await reader.verify({
       check: (_oid, type, content) => (type === 'tag' ? 'is a tag (accepted: commits, trees and blobs)' : checkObject(type, content)),
+      onObject: (oid, type) => types.set(oid, type),
     });
     if (problems.length > 0) refuse(`pack-${sha}: refused, it does not verify: ${problems.slice(0, 3).join('; ')}`);
   } finally {
@@ -184,14 +187,15 @@ async function checkIdx(idxCopy: string, packFile: string, sha: string): Promise
  * Place the host's temporary file `fromReal` at `toReal` (the caller holds the host's lock and
  * has checked the names with checkRename). Throws Refusal when the copy does not check out.
  */
-export async function place(fromReal: string, toReal: string, target: Placeable, repoReal: string): Promise<PlaceOutcome> {
+export async function place(fromReal: string, toReal: string, target: Placeable, repoReal: string, host: HostState): Promise<PlaceOutcome> {
   const objectish = target.kind === 'pack' || target.kind === 'idx';
   const small = target.kind === 'ref' || target.kind === 'head' || target.kind === 'config';
   const copy = await copyIn(fromReal, toReal, objectish ? 0o444 : 0o644, small ? SMALL_FILE : undefined);
+  const types = new Map<string, ObjectType>();
   let outcome: PlaceOutcome = { kind: 'placed' };
   try {
     if (target.kind === 'pack') checkPack(copy, target.sha);
-    else if (target.kind === 'idx') await checkIdx(copy.file, path.join(path.dirname(toReal), `pack-${target.sha}.pack`), target.sha);
+    else if (target.kind === 'idx') await checkIdx(copy.file, path.join(path.dirname(toReal), `pack-${target.sha}.pack`), target.sha, types);
     else if (target.kind === 'head' || target.kind === 'config') {
       const want = target.kind === 'head' ? REPO_HEAD : REPO_CONFIG;
       if ((await fsp.readFile(copy.file, 'utf8')) !== want) refuse(`repo/${target.kind === 'head' ? 'HEAD' : 'config'}: accepted content is exactly ${JSON.stringify(want)}`);
@@ -202,7 +206,7 @@ export async function place(fromReal: string, toReal: string, target: Placeable,
       const old = await currentMain(repoReal);
       const repo = new Repository(repoReal);
       try {
-        checkForward(repo, old, next);
+        checkForward(repo, old, next, (oid) => host.verified.get(oid));
       } finally {
         repo.close();
       }
@@ -222,5 +226,8 @@ export async function place(fromReal: string, toReal: string, target: Placeable,
     throw e;
   }
   await fsp.rm(fromReal, { force: true });
+  // Only now are the verified objects in the repository.
+  for (const [oid, type] of types) host.verified.set(oid, type);
+  if (outcome.kind === 'ref') host.verified.clear();
   return outcome;
 }

@@ -298,7 +298,7 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
     const target = checkRename(a.rel, b.rel);
     const repo = path.join(await view.realHome(), HOST_TREE.repo);
     // One rename of a host at a time, whichever connection or channel it comes on.
-    const outcome = await state.serialize(() => place(a.real, b.real, target, repo));
+    const outcome = await state.serialize(() => place(a.real, b.real, target, repo, state));
     if (outcome.kind === 'ref') hooks.onRefUpdate(outcome.old, outcome.next);
     if (!closed) sftp.status(reqId, STATUS_CODE.OK);
   };

@@ -11,12 +11,23 @@ import { PackIndex } from './pack-index.ts';
 // hands out whole entries as stored for copying into another pack. It does not check ids:
 // Repository does, for every object it returns. verify() checks the whole pack.
 
+export interface VerifyOptions {
+  /** Refuse deltas. */
+  wholeOnly?: boolean;
+  /** More rules for each object (the master's well-formedness rules): what is wrong, or null. */
+  check?: (oid: string, type: ObjectType, content: Buffer) => string | null;
+  /** Told about each object that verified. */
+  onObject?: (oid: string, type: ObjectType) => void;
+}
+
 /** Resolves a REF_DELTA base that is not in this pack. */
 export type BaseLookup = (oid: string) => GitObject | undefined;
 
 /** Entries whose zlib stream is larger than this are inflated as a stream by verify(). */
 const STREAM_VERIFY_AT = 8 * 1024 * 1024;
 const CHUNK = 1024 * 1024;
+/** verify() reads the pack through a window of this size. */
+const WINDOW = 8 * 1024 * 1024;
 /** Delta chains deeper than this are refused (git's default depth is 50). */
 const MAX_DELTA_DEPTH = 4096;
 
@@ -164,7 +175,7 @@ export class PackReader {
    * every object inflating and hashing to the id the index gives it. `check(type, content)` is
    * called on each object (the master's well-formedness rules). Returns the problems found.
    */
-  async verify(opts: { wholeOnly?: boolean; check?: (oid: string, type: ObjectType, content: Buffer) => string | null } = {}): Promise<string[]> {
+  async verify(opts: VerifyOptions = {}): Promise<string[]> {
     const problems: string[] = [];
     let fd: number;
     try {
@@ -196,6 +207,15 @@ export class PackReader {
     const order = Array.from({ length: this.count }, (_, i) => i).sort((a, b) => this.index.offsetAt(a) - this.index.offsetAt(b));
     let expect = 12;
     let n = 0;
+    // Entries are read through one window of the pack, in order: a read per window, not per entry.
+    const win: { start: number; buf: Buffer } = { start: 0, buf: Buffer.alloc(0) };
+    const slice = (from: number, to: number): Buffer => {
+      if (from < win.start || to > win.start + win.buf.length) {
+        win.start = from;
+        win.buf = this.read(from, Math.min(end, Math.max(to, from + WINDOW)) - from);
+      }
+      return win.buf.subarray(from - win.start, to - win.start);
+    };
     for (const i of order) {
       // A long verification (the master's, of a large pack) lets other requests in between.
       if ((++n & 255) === 0) await new Promise<void>((resolve) => setImmediate(resolve));
@@ -207,7 +227,7 @@ export class PackReader {
       }
       const entryEnd = this.entryEnd(offset);
       expect = entryEnd;
-      const p = await this.verifyEntry(i, oid, offset, entryEnd, opts);
+      const p = await this.verifyEntry(i, oid, offset, entryEnd, opts, slice);
       if (p) problems.push(`${this.packFile}: object ${oid}: ${p}`);
       if (problems.length >= 20) {
         problems.push(`${this.packFile}: more problems not listed`);
@@ -223,34 +243,40 @@ export class PackReader {
     oid: string,
     offset: number,
     end: number,
-    opts: { wholeOnly?: boolean; check?: (oid: string, type: ObjectType, content: Buffer) => string | null },
+    opts: VerifyOptions,
+    slice: (from: number, to: number) => Buffer,
   ): Promise<string | null> {
     let h: EntryHeader;
     try {
-      h = this.header(offset);
+      h = decodeEntryHeader(offset, slice(offset, Math.min(end, offset + MAX_ENTRY_HEADER)));
     } catch (e) {
       return (e as Error).message;
     }
     const whole = TYPE_OF_PACK[h.code];
     if (!whole && opts.wholeOnly) return 'is a delta (accepted here: whole objects only)';
+    const large = end - offset > STREAM_VERIFY_AT || h.size > STREAM_VERIFY_AT;
     // The CRC covers the entry as stored (header and zlib stream).
     let crc = 0;
-    for (let pos = offset; pos < end; ) {
-      const n = Math.min(CHUNK, end - pos);
-      crc = zlib.crc32(this.read(pos, n), crc);
-      pos += n;
-    }
+    if (large) {
+      for (let pos = offset; pos < end; ) {
+        const n = Math.min(CHUNK, end - pos);
+        crc = zlib.crc32(this.read(pos, n), crc);
+        pos += n;
+      }
+    } else crc = zlib.crc32(slice(offset, end));
     if (crc >>> 0 !== this.index.crcAt(i)) return 'fails its CRC-32';
-    if (whole && (end - offset - h.dataStart > STREAM_VERIFY_AT || h.size > STREAM_VERIFY_AT)) {
+    if (whole && large) {
       const r = await this.hashStream(offset + h.dataStart, end, whole, h.size);
       if (typeof r === 'string') return r;
       if (r.oid !== oid) return `content hashes to ${r.oid}`;
-      return opts.check && whole !== 'blob' ? 'is a large non-blob object' : null;
+      if (opts.check && whole !== 'blob') return 'is a large non-blob object';
+      opts.onObject?.(oid, whole);
+      return null;
     }
     let obj: GitObject;
     try {
       if (whole) {
-        const stream = this.read(offset + h.dataStart, end - offset - h.dataStart);
+        const stream = slice(offset + h.dataStart, end);
         const content = zlib.inflateSync(stream, { maxOutputLength: Math.max(h.size, 1) });
         if (content.length !== h.size) return `inflates to ${content.length} bytes, its header says ${h.size}`;
         obj = { type: whole, content };
@@ -260,7 +286,9 @@ export class PackReader {
     }
     const got = hashObject(obj.type, obj.content);
     if (got !== oid) return `content hashes to ${got}`;
-    return opts.check?.(oid, obj.type, obj.content) ?? null;
+    const bad = opts.check?.(oid, obj.type, obj.content) ?? null;
+    if (bad === null) opts.onObject?.(oid, obj.type);
+    return bad;
   }
 
   /** Inflate [start, end) as a stream and hash it as an object of `type`. */
