@@ -193,7 +193,7 @@ export async function run(args: string[] = []): Promise<void> {
     '',
     table,
     'Over one OpenSSH sshd on loopback, same key and default cipher for every tool. pacha runs as processes',
-    '(`pacha snapshot`, `pacha push`, `pacha rebuild`), timed together; restic's repository is initialised untimed;',
+    "(`pacha snapshot`, `pacha push`, `pacha rebuild`), timed together; restic's repository is initialised untimed;",
     'git commits locally (it has no transfer in this row). The rebuild restores owners, modes and times, as',
     '`rsync -a` and `restic restore` do (all run as root).',
     '',
