@@ -24,6 +24,8 @@ export class HostState {
    * ref update: the forward check takes a blob's type from here instead of reading it again.
    */
   readonly verified = new Map<string, ObjectType>();
+  /** Packs whose checksum this master computed itself over the file it placed (checkPack). */
+  readonly checksummed = new Set<string>();
   private tail: Promise<unknown> = Promise.resolve();
 
   constructor(host: string, limits: HostLimits) {

@@ -147,7 +147,7 @@ function checkPack(copy: { size: number; bodySha: string; tail: Buffer; file: st
 }
 
 /** Verify an index copy whole against its (already placed) pack. */
-async function checkIdx(idxCopy: string, packFile: string, sha: string, types: Map<string, ObjectType>): Promise<void> {
+async function checkIdx(idxCopy: string, packFile: string, sha: string, types: Map<string, ObjectType>, checksummed: boolean): Promise<void> {
   let count: number;
   try {
     const fd = fs.openSync(packFile, 'r');
@@ -176,6 +176,8 @@ async function checkIdx(idxCopy: string, packFile: string, sha: string, types: M
     const problems = await reader.verify({
       check: (_oid, type, content) => (type === 'tag' ? 'is a tag (accepted: commits, trees and blobs)' : checkObject(type, content)),
       onObject: (oid, type) => types.set(oid, type),
+      // The master checked this pack's checksum itself when it placed it (checkPack); it cannot change since.
+      checksummed: checksummed ? sha : undefined,
     });
     if (problems.length > 0) refuse(`pack-${sha}: refused, it does not verify: ${problems.slice(0, 3).join('; ')}`);
   } finally {
@@ -195,7 +197,7 @@ export async function place(fromReal: string, toReal: string, target: Placeable,
   let outcome: PlaceOutcome = { kind: 'placed' };
   try {
     if (target.kind === 'pack') checkPack(copy, target.sha);
-    else if (target.kind === 'idx') await checkIdx(copy.file, path.join(path.dirname(toReal), `pack-${target.sha}.pack`), target.sha, types);
+    else if (target.kind === 'idx') await checkIdx(copy.file, path.join(path.dirname(toReal), `pack-${target.sha}.pack`), target.sha, types, host.checksummed.has(target.sha));
     else if (target.kind === 'head' || target.kind === 'config') {
       const want = target.kind === 'head' ? REPO_HEAD : REPO_CONFIG;
       if ((await fsp.readFile(copy.file, 'utf8')) !== want) refuse(`repo/${target.kind === 'head' ? 'HEAD' : 'config'}: accepted content is exactly ${JSON.stringify(want)}`);
@@ -228,6 +230,7 @@ export async function place(fromReal: string, toReal: string, target: Placeable,
   await fsp.rm(fromReal, { force: true });
   // Only now are the verified objects in the repository.
   for (const [oid, type] of types) host.verified.set(oid, type);
+  if (target.kind === 'pack') host.checksummed.add(target.sha);
   if (outcome.kind === 'ref') host.verified.clear();
   return outcome;
 }
