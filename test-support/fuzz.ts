@@ -242,6 +242,17 @@ export async function fuzzMaster(m: MasterHandle, host: string, limits: FuzzLimi
   const realIdx = fs.readFileSync(path.join(repo, 'objects/pack', packName.replace('.pack', '.idx')));
   const R = `/pacha/hosts/${host}/repo`;
   let conn = await connect(m, host);
+  /** A channel on the connection; when the master has closed it (a protocol error), on a new one it must accept. */
+  const live = async <T>(open: (c: ssh2.Client) => Promise<T>): Promise<T> => {
+    try {
+      if (closedConns.has(conn)) throw new Error('closed');
+      return await open(conn);
+    } catch {
+      conn.end();
+      conn = await connect(m, host);
+      return open(conn);
+    }
+  };
   const input = fc.oneof(
     { weight: 3, arbitrary: fc.array(packetArb(host), { minLength: 1, maxLength: 12 }).map((packets) => ({ kind: 'packets' as const, packets })) },
     { weight: 1, arbitrary: fc.tuple(mutation, mutation).map(([mp, mi]) => ({ kind: 'pack' as const, mp, mi })) },
@@ -252,16 +263,7 @@ export async function fuzzMaster(m: MasterHandle, host: string, limits: FuzzLimi
         if (limits.until !== undefined && Date.now() > limits.until) return true;
         stats.inputs++;
         if (x.kind === 'packets') {
-          let ch: ClientChannel;
-          try {
-            if (closedConns.has(conn)) throw new Error('closed');
-            ch = await rawSftp(conn);
-          } catch {
-            // The master closed the connection (a protocol error): it must take a new one.
-            conn.end();
-            conn = await connect(m, host);
-            ch = await rawSftp(conn);
-          }
+          const ch = await live(rawSftp);
           // A last request the master must answer (REALPATH with a marked id): it is still serving.
           const MARK = 0x7ffe1234;
           const want = Buffer.concat([Buffer.from([104]), u32(MARK)]);
@@ -293,15 +295,7 @@ export async function fuzzMaster(m: MasterHandle, host: string, limits: FuzzLimi
           await closed;
           clearTimeout(late);
         } else {
-          let s: SFTPWrapper;
-          try {
-            if (closedConns.has(conn)) throw new Error('closed');
-            s = await sftpOf(conn);
-          } catch {
-            conn.end();
-            conn = await connect(m, host);
-            s = await sftpOf(conn);
-          }
+          const s = await live(sftpOf);
           const put = (p: string, data: Buffer) =>
             new Promise<void>((resolve, reject) => s.writeFile(p, data, (e) => (e ? reject(e) : resolve())));
           const rename = (a: string, b: string) => new Promise<boolean>((resolve) => s.rename(a, b, (e) => resolve(!e)));
