@@ -7,8 +7,7 @@ import { checkObject } from '@pacha/shared/git/fsck';
 import { syncDir } from '@pacha/shared/git/fsync';
 import { PackIndex } from '@pacha/shared/git/pack-index';
 import { PackReader } from '@pacha/shared/git/pack-reader';
-import { parsePackedRefs } from '@pacha/shared/git/packed-refs';
-import { REPO_CONFIG, REPO_HEAD, Repository } from '@pacha/shared/git/repository';
+import { MAIN_REF, REPO_CONFIG, REPO_HEAD, Repository, readRefIn } from '@pacha/shared/git/repository';
 import type { ObjectType } from '@pacha/shared/git/objects';
 import type { Placeable } from './append-only.ts';
 import type { HostState } from './host-state.ts';
@@ -108,28 +107,6 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
-/** The current main: the loose ref, else the packed one (git reads them in that order). */
-async function currentMain(repoReal: string): Promise<string | null> {
-  let text: string | undefined;
-  try {
-    text = await fsp.readFile(path.join(repoReal, 'refs/heads/main'), 'utf8');
-  } catch (e) {
-    if (errnoOf(e) !== 'ENOENT') throw e;
-  }
-  if (text !== undefined) {
-    const oid = text.trim();
-    if (!/^[0-9a-f]{40}$/.test(oid)) throw new Error(`refs/heads/main on the master holds "${oid.slice(0, 60)}", not a commit id`);
-    return oid;
-  }
-  let packed = '';
-  try {
-    packed = await fsp.readFile(path.join(repoReal, 'packed-refs'), 'utf8');
-  } catch (e) {
-    if (errnoOf(e) !== 'ENOENT') throw e;
-  }
-  return parsePackedRefs(packed).get('refs/heads/main') ?? null;
-}
-
 /** Check a pack's copy (header, checksum = name). */
 function checkPack(copy: { size: number; bodySha: string; tail: Buffer; file: string }, sha: string): void {
   if (copy.size < 32) refuse(`pack-${sha}.pack: ${copy.size} bytes is too short to be a pack`);
@@ -205,7 +182,8 @@ export async function place(fromReal: string, toReal: string, target: Placeable,
       const text = await fsp.readFile(copy.file, 'utf8');
       const next = text.trim();
       if (!/^[0-9a-f]{40}$/.test(next) || text !== `${next}\n`) refuse('refs/heads/main: not a commit id (accepted: 40 lowercase hex digits and a newline)');
-      const old = await currentMain(repoReal);
+      // The current main: the loose ref, else the packed one (git reads them in that order).
+      const old = readRefIn(repoReal, MAIN_REF);
       const repo = new Repository(repoReal);
       try {
         checkForward(repo, old, next, (oid) => host.verified.get(oid));
