@@ -241,8 +241,11 @@ function phaseClock(): { phases: Record<string, number>; lap: (name: string) => 
 }
 
 /**
- * Commit `tree` and move the branch. The stat cache is saved while the packs are completed: a
- * cache is used only when HEAD names its commit, so if the packs never land it is simply ignored.
+ * Commit `tree` and move the branch, then save the stat cache. The cache is written after the
+ * fsyncs, not alongside them: on ext4 (data=ordered) a journal commit forced by an fsync must
+ * first write out every data block allocated in it, and the cache is by far the largest file a
+ * small snapshot writes. A cache is used only when HEAD names its commit, so a crash before it
+ * is saved leaves the old one, which is simply ignored.
  */
 async function land(
   env: SnapshotEnv,
@@ -259,11 +262,10 @@ async function land(
   const host = config.hostname;
   const message = snapshotMessage(summary, host, note);
   const commit = packs.pack.addObject('commit', serializeCommit({ tree, parent: head, author: `pacha <pacha@${host}>`, time: now, message }));
-  const saving = saveCache(commit);
   const bytesWritten = await packs.finish();
-  await saving;
-  lap('write');
   updateHead(state.repo, commit);
+  await saveCache(commit);
+  lap('write');
   const merged = await consolidatePacks(state.repo);
   if (merged) log.debug(`merged ${merged.packs} packs into one (${merged.objects} objects)`);
   return { commit, bytesWritten };

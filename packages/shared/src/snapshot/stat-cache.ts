@@ -241,8 +241,11 @@ function unchangedRun(nodes: Node[], at: number): number {
 }
 
 /**
- * Written to a temp file renamed over the old one, but without fsync: the cache only saves
- * work, and a torn one (wrong length, no END) is simply not used.
+ * Written to a temp file renamed into place, but without fsync: the cache only saves work, and
+ * a torn one (wrong length, no END) is simply not used. The old cache is removed before the
+ * rename: ext4 starts writing out a file renamed over another at once (auto_da_alloc), which
+ * puts all of the cache's blocks in the journal commit that the next fsync (of a pack, the
+ * branch, the status) waits for; without the rename-over they go out with ordinary writeback.
  */
 export async function saveStatCache(file: string, c: { commit: string; tree: string; settings: string; nodes: Node[] }): Promise<void> {
   const count = c.nodes.length;
@@ -308,5 +311,6 @@ export async function saveStatCache(file: string, c: { commit: string; tree: str
   const parts = [header, ...paths, ...text, Buffer.alloc(align8(before) - before), view(sigs), view(lineAt), view(pathAt), oids, flags, END];
   const tmp = `${file}.tmp-${process.pid}`;
   await fs.promises.writeFile(tmp, Buffer.concat(parts), { mode: 0o600 });
+  await fs.promises.rm(file, { force: true });
   await fs.promises.rename(tmp, file);
 }
