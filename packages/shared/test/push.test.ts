@@ -68,6 +68,25 @@ describe('push to a local-folder master', () => {
     expect(gitIn(fx.masterRepo, ['rev-list', '--count', 'main']).trim()).toBe('2');
   });
 
+  it('sends the local pack as it is when it holds exactly what the master lacks', async () => {
+    fx = makePushFixture();
+    fx.snapshot(50, 0);
+    // The fixture writes loose objects: git packs them (each repack packs only the loose ones).
+    gitIn(fx.state.repo, ['repack', '-d', '-q']);
+    const local = () => packFiles(fx!.state.repo).filter((n) => n.startsWith('pack-'));
+    const first = local();
+    await pushSnapshots(env(fx));
+    // The same pack (same name: same checksum) and the same bytes, not a copy of its entries.
+    expect(packFiles(fx.masterRepo).filter((n) => n.startsWith('pack-'))).toEqual(first);
+    for (const n of first) expect(fs.readFileSync(path.join(fx.masterRepo, 'objects/pack', n)).equals(fs.readFileSync(path.join(fx.state.repo, 'objects/pack', n)))).toBe(true);
+    fx.snapshot(50, 1);
+    gitIn(fx.state.repo, ['repack', '-d', '-q']);
+    const second = local().filter((n) => !first.includes(n));
+    await pushSnapshots(env(fx));
+    expect(packFiles(fx.masterRepo).filter((n) => n.startsWith('pack-')).sort()).toEqual([...first, ...second].sort());
+    fsck(fx.masterRepo);
+  });
+
   it('sends several snapshots taken while the master was away, all in one push', async () => {
     fx = makePushFixture();
     fx.snapshot(30, 0);

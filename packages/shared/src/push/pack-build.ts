@@ -1,5 +1,7 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { PackWriter } from '../git/pack-writer.ts';
+import type { PackReader } from '../git/pack-reader.ts';
 import type { Repository } from '../git/repository.ts';
 
 // One pack (version 2, whole objects) of the selected objects plus its .idx, written with the
@@ -17,6 +19,39 @@ export interface BuiltPack {
   /** Entries copied as stored vs deflated here. */
   copied: number;
   deflated: number;
+}
+
+/** A pack + idx to upload: built for the push, or one of the local repository's own. */
+export type PushPack = Pick<BuiltPack, 'packFile' | 'idxFile' | 'checksum' | 'objects' | 'bytes'>;
+
+/** The most local packs sent as they are: more would pile small packs up on the master. */
+const MAX_REUSED_PACKS = 2;
+
+/**
+ * The local packs that hold exactly `oids` (each pack wholly among them, together all of them),
+ * to upload as they are instead of copying their entries into a new pack; null when there are
+ * none such (then buildPack). This is the first push of a snapshot: its pack, and the pack of
+ * its large files, are what the master lacks.
+ */
+export function reusablePacks(store: Repository, oids: string[]): PushPack[] | null {
+  const want = new Set(oids);
+  const chosen: PackReader[] = [];
+  let covered = 0;
+  for (const p of store.packs()) {
+    const n = p.count;
+    if (n === 0 || covered + n > want.size) continue;
+    let all = true;
+    for (let i = 0; i < n && all; i++) all = want.has(p.index.oidAt(i));
+    if (!all) continue;
+    // The master accepts a pack only under the name of its checksum.
+    if (path.basename(p.packFile) !== `pack-${p.index.packChecksum}.pack`) return null;
+    chosen.push(p);
+    covered += n;
+  }
+  if (covered !== want.size || chosen.length > MAX_REUSED_PACKS) return null;
+  // Equal counts, but two packs could share an id and leave another out: every id must be found.
+  for (const oid of oids) if (!chosen.some((p) => p.has(oid))) return null;
+  return chosen.map((p) => ({ packFile: p.packFile, idxFile: p.packFile.replace(/\.pack$/, '.idx'), checksum: p.index.packChecksum, objects: p.count, bytes: p.packSize }));
 }
 
 /** Build pack + idx of `oids` from `store` in the local folder `dir`. */

@@ -9,7 +9,7 @@ import type { Transport } from '../transport/transport.ts';
 import { openTransport } from '../transport/open.ts';
 import { Repository } from '../git/repository.ts';
 import { commitsAfter, selectObjects } from './pack-select.ts';
-import { buildPack } from './pack-build.ts';
+import { buildPack, type PushPack, reusablePacks } from './pack-build.ts';
 import { acquireRemoteLock } from './remote-lock.ts';
 import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.ts';
 import { clearLeftovers, ensureRemoteRepo, randomTag, readRemoteHead, writeRemoteHead, TMP_PACK_PREFIX, TMP_IDX_PREFIX } from './remote-repo.ts';
@@ -116,26 +116,17 @@ async function pushOnce(
 
       phases.start('pack');
       const sel = selectObjects(store, commits);
-      const pack = await buildPack(store, sel.objects, tmpDir, (done, total) => log.progress(`packing ${done}/${total} objects`));
-      log.debug(`pack of ${pack.objects} objects, ${pack.bytes} bytes (${pack.copied} copied as stored, ${pack.deflated} deflated)`);
+      let packs: PushPack[] | null = reusablePacks(store, sel.objects);
+      if (packs !== null) {
+        log.debug(`sending ${packs.length} local pack(s) as they are (${sel.objects.length} objects)`);
+      } else {
+        const built = await buildPack(store, sel.objects, tmpDir, (done, total) => log.progress(`packing ${done}/${total} objects`));
+        log.debug(`pack of ${built.objects} objects, ${built.bytes} bytes (${built.copied} copied as stored, ${built.deflated} deflated)`);
+        packs = [built];
+      }
 
       phases.start('upload');
-      const name = `pack-${pack.checksum}`;
-      const dir = `${remote.repo}/objects/pack`;
-      const tag = randomTag();
-      const tmpPack = `${dir}/${TMP_PACK_PREFIX}${pack.checksum}-${tag}`;
-      const tmpIdx = `${dir}/${TMP_IDX_PREFIX}${pack.checksum}-${tag}`;
-      log.progress(`uploading ${pack.bytes} bytes to ${t.description}`);
-      // Both files go up together (neither is visible to git under its temporary name).
-      await Promise.all([
-        t.upload(pack.packFile, tmpPack),
-        t.upload(pack.idxFile, tmpIdx),
-      ]);
-      await Promise.all([checkUploaded(t, tmpPack, pack.packFile), checkUploaded(t, tmpIdx, pack.idxFile)]);
-      // A pack of the same name is the same content (named by its checksum): an earlier,
-      // interrupted push already put it in place; keep it (the master never overwrites objects).
-      await placeFile(t, tmpPack, `${dir}/${name}.pack`);
-      await placeFile(t, tmpIdx, `${dir}/${name}.idx`);
+      for (const pack of packs) await uploadPack(t, `${remote.repo}/objects/pack`, pack, log);
 
       phases.start('ref');
       const now = await readRemoteHead(t, remote);
@@ -146,8 +137,10 @@ async function pushOnce(
       }
       await writeRemoteHead(t, remote, localHead);
       phases.stop();
-      log.info(`pushed ${commits.length} snapshot(s), ${pack.objects} objects, ${pack.bytes} bytes to ${t.description}`);
-      return { commits: commits.length, objects: pack.objects, bytes: pack.bytes, remoteHead: localHead, phases: phases.ms };
+      const objects = packs.reduce((a, p) => a + p.objects, 0);
+      const bytes = packs.reduce((a, p) => a + p.bytes, 0);
+      log.info(`pushed ${commits.length} snapshot(s), ${objects} objects, ${bytes} bytes to ${t.description}`);
+      return { commits: commits.length, objects, bytes, remoteHead: localHead, phases: phases.ms };
     } finally {
       await lock.release().catch((e: unknown) => log.debug(`could not release ${remote.lock}: ${errorMessage(e)}`));
     }
@@ -155,6 +148,22 @@ async function pushOnce(
     fs.rmSync(tmpDir, { recursive: true, force: true });
     if (own) await t.close().catch(() => undefined);
   }
+}
+
+/** Upload under temporary names, check the sizes, rename into place: the pack, then its index. */
+async function uploadPack(t: Transport, dir: string, pack: PushPack, log: Logger): Promise<void> {
+  const name = `pack-${pack.checksum}`;
+  const tag = randomTag();
+  const tmpPack = `${dir}/${TMP_PACK_PREFIX}${pack.checksum}-${tag}`;
+  const tmpIdx = `${dir}/${TMP_IDX_PREFIX}${pack.checksum}-${tag}`;
+  log.progress(`uploading ${pack.bytes} bytes to ${t.description}`);
+  // Both files go up together (neither is visible to git under its temporary name).
+  await Promise.all([t.upload(pack.packFile, tmpPack), t.upload(pack.idxFile, tmpIdx)]);
+  await Promise.all([checkUploaded(t, tmpPack, pack.packFile), checkUploaded(t, tmpIdx, pack.idxFile)]);
+  // A pack of the same name is the same content (named by its checksum): an earlier,
+  // interrupted push already put it in place; keep it (the master never overwrites objects).
+  await placeFile(t, tmpPack, `${dir}/${name}.pack`);
+  await placeFile(t, tmpIdx, `${dir}/${name}.idx`);
 }
 
 async function checkUploaded(t: Transport, remotePath: string, localFile: string): Promise<void> {
