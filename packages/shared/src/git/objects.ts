@@ -19,8 +19,11 @@ export function objectHeader(type: ObjectType, size: number): Buffer {
   return Buffer.from(`${type} ${size}\0`);
 }
 
-/** Objects up to this size are hashed in one call (crypto.hash): a Hash object per object costs more than the hashing. */
-const ONE_SHOT = 1024 * 1024;
+/**
+ * Objects up to this size are hashed in one call (crypto.hash): a Hash object per object costs
+ * more than the hashing. Above it, copying the object behind its header costs more.
+ */
+const ONE_SHOT = 16 * 1024;
 
 export function hashObject(type: ObjectType, data: Uint8Array): string {
   if (data.length <= ONE_SHOT) return crypto.hash('sha1', Buffer.concat([objectHeader(type, data.length), data]));

@@ -31,6 +31,10 @@ export type BaseLookup = (oid: string) => GitObject | undefined;
 /** Entries whose zlib stream is larger than this are inflated as a stream by verify(). */
 const STREAM_VERIFY_AT = 8 * 1024 * 1024;
 const CHUNK = 1024 * 1024;
+/** readAt inflates objects below this size into one buffer of their size. */
+const ONE_CHUNK_UP_TO = 64 * 1024 * 1024;
+/** readAt reads entries up to this size into one buffer it keeps; larger ones get their own. */
+const SCRATCH = 1024 * 1024;
 /** verify() reads the pack through a window of this size. */
 const WINDOW = 8 * 1024 * 1024;
 /** Delta chains deeper than this are refused (git's default depth is 50). */
@@ -44,6 +48,8 @@ export class PackReader {
   private sizeOfPack = 0;
   /** Small cache of delta bases, so chains are not inflated again and again. */
   private readonly baseCache = new Map<number, GitObject>();
+  /** readAt's reusable read buffer (entries up to SCRATCH bytes). */
+  private scratch: Buffer | undefined;
 
   /** `index`: the pack's .idx when already loaded (else it is read from the file next to the pack). */
   constructor(packFile: string, index?: PackIndex) {
@@ -72,15 +78,20 @@ export class PackReader {
     if (this.fdOpen !== undefined) fs.closeSync(this.fdOpen);
     this.fdOpen = undefined;
     this.baseCache.clear();
+    this.scratch = undefined;
   }
 
   private corrupt(message: string): PackCorruptError {
     return new PackCorruptError(this.packFile, message);
   }
 
-  private read(offset: number, length: number): Buffer {
+  /**
+   * `into`: a buffer to read into when it is large enough (the caller uses the bytes before the
+   * next read into it), else a new one is allocated.
+   */
+  private read(offset: number, length: number, into?: Buffer): Buffer {
     if (offset < 0 || length < 0 || offset + length > this.packSize) throw this.corrupt(`read of ${length} bytes at ${offset} is outside the pack`);
-    const buf = Buffer.allocUnsafe(length);
+    const buf = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     let got = 0;
     while (got < length) {
       const n = fs.readSync(this.fd, buf, got, length - got, offset + got);
@@ -142,12 +153,24 @@ export class PackReader {
     const cached = this.baseCache.get(offset);
     if (cached) return cached;
     if (depth > MAX_DELTA_DEPTH) throw this.corrupt(`delta chain at ${offset} is deeper than ${MAX_DELTA_DEPTH}`);
-    const h = this.header(offset);
     const end = this.entryEnd(offset);
+    // One read for the header and the zlib stream; small entries into a buffer kept for the
+    // next one, which the inflate has consumed by then (no allocation per object to collect).
+    const entry = this.read(offset, end - offset, end - offset <= SCRATCH ? (this.scratch ??= Buffer.allocUnsafe(SCRATCH)) : undefined);
+    let h: EntryHeader;
+    try {
+      h = decodeEntryHeader(offset, entry.subarray(0, MAX_ENTRY_HEADER));
+    } catch (e) {
+      throw this.corrupt((e as Error).message);
+    }
     if (h.size > 2 ** 31) throw this.corrupt(`entry at ${offset} claims ${h.size} bytes`);
     let data: Buffer;
     try {
-      data = zlib.inflateSync(this.read(offset + h.dataStart, end - offset - h.dataStart), { maxOutputLength: Math.max(h.size, 1) });
+      // An output chunk one byte larger than the object: inflated straight into one buffer,
+      // not into 16 KiB chunks joined by a copy. Not for a size a lying header could inflate
+      // into a huge allocation.
+      const chunkSize = h.size < ONE_CHUNK_UP_TO ? Math.max(h.size + 1, zlib.constants.Z_MIN_CHUNK) : undefined;
+      data = zlib.inflateSync(entry.subarray(h.dataStart), { maxOutputLength: Math.max(h.size, 1), chunkSize });
     } catch (e) {
       throw this.corrupt(`entry at ${offset} does not inflate: ${(e as Error).message}`);
     }
