@@ -8,6 +8,9 @@
 //                            the tree from the sshd and `restic restore latest`
 // The tools take turns within each run (the order rotates), each after an untimed `sync`, so
 // all see the same machine load. `npm run bench -- trees tree=etc` (or usr-share, generated) runs one tree.
+// PACHA_BENCH_BASELINE=/other/checkout/packages/agent/bin/pacha.js adds that pacha to the rebuild's
+// rotation (an A/B of two versions in the same run); PACHA_BENCH_REBUILD_ONLY=1 times the rebuild
+// alone (after one untimed snapshot + push).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,6 +25,8 @@ import { generateTree, removeTree, tempDir } from './lib/tree.ts';
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const RUNS = Number(process.env.PACHA_BENCH_RUNS ?? 3);
 const HOST = 'treehost';
+const BASELINE = process.env.PACHA_BENCH_BASELINE;
+const REBUILD_ONLY = process.env.PACHA_BENCH_REBUILD_ONLY === '1';
 const gitEnv = { GIT_AUTHOR_NAME: 'b', GIT_AUTHOR_EMAIL: 'b@b', GIT_COMMITTER_NAME: 'b', GIT_COMMITTER_EMAIL: 'b@b' };
 
 interface Tree {
@@ -75,72 +80,78 @@ async function benchTree(tree: Tree, sshd: NonNullable<Awaited<ReturnType<typeof
     const masterHost = path.join(sshd.hostsPath, HOST);
     const stateDir = path.join(src, 'var/lib/pacha');
 
-    // First snapshot + push (backup).
-    const first = await alternate([
-      {
-        name: 'pacha',
-        go: async () => {
-          fs.rmSync(stateDir, { recursive: true, force: true });
-          fs.rmSync(masterHost, { recursive: true, force: true });
-          const t = performance.now();
-          await runProc(process.execPath, [PACHA_BIN, 'snapshot'], { env: srcEnv });
-          await runProc(process.execPath, [PACHA_BIN, 'push'], { env: srcEnv });
-          return performance.now() - t;
+    if (REBUILD_ONLY) {
+      await runProc(process.execPath, [PACHA_BIN, 'snapshot'], { env: srcEnv });
+      await runProc(process.execPath, [PACHA_BIN, 'push'], { env: srcEnv });
+      await restic(path.join(base, 'restic-repo-0'), ['init', '-q']);
+      await restic(path.join(base, 'restic-repo-0'), ['backup', '-q', '--host', HOST, data]);
+    } else {
+      // First snapshot + push (backup).
+      const first = await alternate([
+        {
+          name: 'pacha',
+          go: async () => {
+            fs.rmSync(stateDir, { recursive: true, force: true });
+            fs.rmSync(masterHost, { recursive: true, force: true });
+            const t = performance.now();
+            await runProc(process.execPath, [PACHA_BIN, 'snapshot'], { env: srcEnv });
+            await runProc(process.execPath, [PACHA_BIN, 'push'], { env: srcEnv });
+            return performance.now() - t;
+          },
         },
-      },
-      {
-        name: 'rsync',
-        go: async (i) => {
-          const dest = path.join(base, `rsync-dest-${i}`);
-          return (await runProc('rsync', ['-a', '-e', ssh, `${data}/`, `${sshd.user}@127.0.0.1:${dest}/`])).ms;
+        {
+          name: 'rsync',
+          go: async (i) => {
+            const dest = path.join(base, `rsync-dest-${i}`);
+            return (await runProc('rsync', ['-a', '-e', ssh, `${data}/`, `${sshd.user}@127.0.0.1:${dest}/`])).ms;
+          },
         },
-      },
-      {
-        name: 'restic',
-        go: async (i) => {
-          const repo = path.join(base, `restic-repo-${i}`);
-          await restic(repo, ['init', '-q']);
-          return (await restic(repo, ['backup', '-q', '--host', HOST, data])).ms;
+        {
+          name: 'restic',
+          go: async (i) => {
+            const repo = path.join(base, `restic-repo-${i}`);
+            await restic(repo, ['init', '-q']);
+            return (await restic(repo, ['backup', '-q', '--host', HOST, data])).ms;
+          },
         },
-      },
-      {
-        name: 'git',
-        go: async (i) => {
-          const gitDir = path.join(base, `git-${i}`);
-          sh(`git init -q --bare ${JSON.stringify(gitDir)}`);
-          return (await runProc('sh', ['-c', 'git add -A && git commit -q -m first'], { cwd: data, env: { ...gitEnv, GIT_DIR: gitDir, GIT_WORK_TREE: data, GIT_INDEX_FILE: path.join(gitDir, 'index') } })).ms;
+        {
+          name: 'git',
+          go: async (i) => {
+            const gitDir = path.join(base, `git-${i}`);
+            sh(`git init -q --bare ${JSON.stringify(gitDir)}`);
+            return (await runProc('sh', ['-c', 'git add -A && git commit -q -m first'], { cwd: data, env: { ...gitEnv, GIT_DIR: gitDir, GIT_WORK_TREE: data, GIT_INDEX_FILE: path.join(gitDir, 'index') } })).ms;
+          },
         },
-      },
-    ]);
-    sh(`git --git-dir ${JSON.stringify(path.join(masterHost, 'repo'))} fsck --full --strict`);
-    for (let i = 0; i < RUNS; i++) {
-      removeTree(path.join(base, `rsync-dest-${i}`));
-      removeTree(path.join(base, `git-${i}`));
-      if (i > 0) removeTree(path.join(base, `restic-repo-${i}`));
+      ]);
+      sh(`git --git-dir ${JSON.stringify(path.join(masterHost, 'repo'))} fsck --full --strict`);
+      for (let i = 0; i < RUNS; i++) {
+        removeTree(path.join(base, `rsync-dest-${i}`));
+        removeTree(path.join(base, `git-${i}`));
+        if (i > 0) removeTree(path.join(base, `restic-repo-${i}`));
+      }
+      const m = (k: string) => median(first.get(k)!);
+      rows.push([
+        `${tree.name} (${size.paths.toLocaleString('en')} paths, ${(size.bytes / 2 ** 20).toFixed(0)} MiB): first snapshot + push`,
+        fmtMs(m('pacha')), fmtMs(m('rsync')), fmtMs(m('restic')), fmtMs(m('git')) + ' (local)',
+        `${(m('pacha') / m('rsync')).toFixed(2)} / ${(m('pacha') / m('restic')).toFixed(2)}`, '<= 1.00 / <= 1.00',
+      ]);
     }
-    const m = (k: string) => median(first.get(k)!);
-    rows.push([
-      `${tree.name} (${size.paths.toLocaleString('en')} paths, ${(size.bytes / 2 ** 20).toFixed(0)} MiB): first snapshot + push`,
-      fmtMs(m('pacha')), fmtMs(m('rsync')), fmtMs(m('restic')), fmtMs(m('git')) + ' (local)',
-      `${(m('pacha') / m('rsync')).toFixed(2)} / ${(m('pacha') / m('restic')).toFixed(2)}`, '<= 1.00 / <= 1.00',
-    ]);
 
     // Rebuild (restore) into an empty host.
     const restoreRepo = path.join(base, 'restic-repo-0');
+    const pachaRebuild = (bin: string) => async (i: number) => {
+      const dst = path.join(base, `pacha-dst-${i}`);
+      fs.mkdirSync(dst);
+      const env = writeBenchHost(dst, sshd, HOST);
+      const t = performance.now();
+      await runProc(process.execPath, [bin, 'rebuild', HOST, '--yes'], { env });
+      const ms = performance.now() - t;
+      removeTree(dst);
+      return ms;
+    };
     const rebuild = await alternate([
-      {
-        name: 'pacha',
-        go: async (i) => {
-          const dst = path.join(base, `pacha-dst-${i}`);
-          fs.mkdirSync(dst);
-          const env = writeBenchHost(dst, sshd, HOST);
-          const t = performance.now();
-          await runProc(process.execPath, [PACHA_BIN, 'rebuild', HOST, '--yes'], { env });
-          const ms = performance.now() - t;
-          removeTree(dst);
-          return ms;
-        },
-      },
+      { name: 'pacha', go: pachaRebuild(PACHA_BIN) },
+      ...(BASELINE ? [{ name: 'baseline', go: pachaRebuild(BASELINE) }] : []),
       {
         name: 'rsync',
         go: async (i) => {
@@ -164,6 +175,10 @@ async function benchTree(tree: Tree, sshd: NonNullable<Awaited<ReturnType<typeof
     ]);
     const r = (k: string) => median(rebuild.get(k)!);
     rows.push([`${tree.name}: rebuild / restore (owners, modes, times)`, fmtMs(r('pacha')), fmtMs(r('rsync')), fmtMs(r('restic')), '', `${(r('pacha') / r('rsync')).toFixed(2)} / ${(r('pacha') / r('restic')).toFixed(2)}`, '<= 1.00 x rsync']);
+    if (BASELINE) {
+      const runs = (k: string) => rebuild.get(k)!.map(fmtMs).join(', ');
+      rows.push([`${tree.name}: rebuild, baseline ${BASELINE} (runs: this ${runs('pacha')}; baseline ${runs('baseline')})`, fmtMs(r('baseline')), '', '', '', `this / baseline ${(r('pacha') / r('baseline')).toFixed(2)}`, '']);
+    }
   } finally {
     removeTree(base);
   }
