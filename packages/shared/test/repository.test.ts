@@ -118,6 +118,20 @@ describe('Repository (the one object reader)', () => {
     expect(readHead(r)).toBe(ids.c2);
   });
 
+  it('reads a packed blob into memory of its own size, one after another from the same reader', () => {
+    // The rebuild keeps validated blobs up to a budget counted in their sizes: a blob must not
+    // hold a larger inflate buffer behind it. Sizes above the pool's, so each is its own allocation.
+    const r = repo();
+    const blobs = [6000, 9000, 70_000, 5000].map((n, i) => Buffer.alloc(n, 97 + i));
+    placePack(r, craftPack(blobs.map((content) => ({ type: 'blob' as const, content }))));
+    const reader = new Repository(r);
+    const got = blobs.map((b) => reader.readBlob(hashObject('blob', b)));
+    for (let i = 0; i < blobs.length; i++) {
+      expect(got[i].equals(blobs[i])).toBe(true);
+      expect(got[i].buffer.byteLength).toBeLessThanOrEqual(blobs[i].length + 1);
+    }
+  });
+
   it('checks an index whole: order, duplicates, checksum', () => {
     const p = craftPack([{ type: 'blob', content: Buffer.from('a') }, { type: 'blob', content: Buffer.from('b') }], {
       idx: (e) => e.reverse(),
