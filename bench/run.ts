@@ -8,10 +8,12 @@ import os from 'node:os';
 import path from 'node:path';
 
 const here = import.meta.dirname;
-const ORDER = ['floor', 'snapshot', 'growth', 'trees', 'push', 'rebuild', 'daemon', 'xattrs'];
+const ORDER = ['floor', 'snapshot', 'growth', 'trees', 'push', 'rebuild', 'daemon', 'xattrs', 'packages'];
+// A/B scripts run by hand against another checkout (node bench/NAME.ts BASELINE), not from here.
+const STANDALONE = ['master-push'];
 const available = fs
   .readdirSync(here)
-  .filter((f) => f.endsWith('.ts') && f !== 'run.ts')
+  .filter((f) => f.endsWith('.ts') && f !== 'run.ts' && !STANDALONE.includes(f.slice(0, -3)))
   .map((f) => f.slice(0, -3))
   .sort((a, b) => ORDER.indexOf(a) - ORDER.indexOf(b));
 const args = process.argv.slice(2);

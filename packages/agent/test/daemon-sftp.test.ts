@@ -90,7 +90,10 @@ describe.each(targets)('pacha daemon with the $name', ({ get }) => {
     git(repo, ['fsck', '--full', '--strict']);
     if (t.kind === 'embedded') {
       // Both pushes went over the one connection the daemon keeps between close pushes.
-      const conns = [...master!.output().matchAll(new RegExp(`push accepted: host=${host.name} .* conn=(\\S+)`, 'g'))].map((m) => m[1]);
+      // The ref is in place a moment before the master logs the push: wait for both lines.
+      const accepted = () => [...master!.output().matchAll(new RegExp(`push accepted: host=${host!.name} .* conn=(\\S+)`, 'g'))].map((m) => m[1]);
+      await until('both pushes logged by the master', () => accepted().length >= 2, 30_000);
+      const conns = accepted();
       expect(conns).toHaveLength(2);
       expect(new Set(conns).size).toBe(1);
     }
