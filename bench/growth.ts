@@ -69,7 +69,8 @@ async function measure(name: string, fill: (data: string) => void, rows: string[
     const paths = countPaths(data);
     const gdir = path.join(base, 'git');
     sh(`cp -a ${JSON.stringify(data)} ${JSON.stringify(gdir)}`);
-    sh('git init -q', gdir);
+    // No background auto-gc: it would repack the objects while they are being counted.
+    sh('git init -q && git config gc.auto 0', gdir);
     const env = { PACHA_ROOT_DIR: root, PACHA_CONFIG: '' };
     const objects = path.join(root, 'var/lib/pacha/repo/objects');
     const gitObjects = path.join(gdir, '.git/objects');
