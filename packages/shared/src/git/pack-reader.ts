@@ -175,6 +175,13 @@ export class PackReader {
       throw this.corrupt(`entry at ${offset} does not inflate: ${(e as Error).message}`);
     }
     if (data.length !== h.size) throw this.corrupt(`entry at ${offset} inflates to ${data.length} bytes, its header says ${h.size}`);
+    // zlib's sync output sits in a chunk of at least 64 KiB whatever chunkSize asks: a small
+    // object gets memory of its own size, or a kept blob would hold the whole chunk.
+    if (data.buffer.byteLength > data.length + 1) {
+      const own = Buffer.allocUnsafeSlow(data.length);
+      data.copy(own);
+      data = own;
+    }
     if (h.code !== OFS_DELTA && h.code !== REF_DELTA) return { type: TYPE_OF_PACK[h.code]!, content: data };
     let base: GitObject | undefined;
     if (h.code === OFS_DELTA) base = this.readAt(h.baseOffset!, lookup, depth + 1);
