@@ -6,7 +6,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import ssh2 from 'ssh2';
+import { generateEd25519 } from '@pacha/shared/transport/ed25519';
 import { compareTrees } from './tree-compare.ts';
 
 const repo = path.resolve(import.meta.dirname, '..');
@@ -143,7 +143,7 @@ async function main(): Promise<void> {
   // The host's SSH key, authorised on the master; the agent's config points at the master.
   const keyDir = path.join(hostRoot, 'etc/pacha');
   fs.mkdirSync(keyDir, { recursive: true, mode: 0o700 });
-  const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: `pacha@${HOST}` });
+  const pair = generateEd25519(`pacha@${HOST}`);
   fs.writeFileSync(path.join(keyDir, 'id_ed25519'), pair.private, { mode: 0o600 });
   fs.writeFileSync(path.join(keyDir, 'id_ed25519.pub'), pair.public + '\n');
   const config = [

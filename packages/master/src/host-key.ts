@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import ssh2 from 'ssh2';
 import { PachaError } from '@pacha/shared/errors';
+import { generateEd25519 } from '@pacha/shared/transport/ed25519';
 import { fingerprintSha256 } from '@pacha/shared/transport/known-hosts';
 
 // The server's identity: an ed25519 key created on first start and kept (0600), so the agents'
@@ -18,7 +19,7 @@ export function loadOrCreateHostKey(file: string): HostKey {
   let created = false;
   if (!fs.existsSync(file)) {
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'pacha-master' });
+    const pair = generateEd25519('pacha-master');
     // wx: two servers starting at once must not overwrite each other's key.
     try {
       fs.writeFileSync(file, pair.private, { mode: 0o600, flag: 'wx' });

@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '@pacha/shared/log';
 import { SftpTransport } from '@pacha/shared/transport/sftp';
 import { ConnectionError } from '@pacha/shared/errors';
+import { generateEd25519 } from '@pacha/shared/transport/ed25519';
 import { startMaster, type MasterHandle } from '@pacha/test-support/master';
 
 // pacha-master serve as a process: host key kept across restarts, and the limits that protect
@@ -87,7 +88,7 @@ describe('pacha-master serve', () => {
   it('closes a connection after --max-auth-tries failed authentications', async () => {
     const m = await startMaster({ hosts: ['h1'], args: ['--max-auth-tries', '3'] });
     try {
-      const wrongKeys = Array.from({ length: 6 }, () => ssh2.utils.generateKeyPairSync('ed25519').private);
+      const wrongKeys = Array.from({ length: 6 }, () => generateEd25519().private);
       let attempts = 0;
       const outcome = await new Promise<string>((resolve) => {
         const c = new ssh2.Client();
