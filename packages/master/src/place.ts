@@ -3,7 +3,6 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { errnoOf, errorMessage } from '@pacha/shared/errors';
-import { checkObject } from '@pacha/shared/git/fsck';
 import { syncDir } from '@pacha/shared/git/fsync';
 import { PackIndex } from '@pacha/shared/git/pack-index';
 import { PackReader } from '@pacha/shared/git/pack-reader';
@@ -13,6 +12,7 @@ import type { Placeable } from './append-only.ts';
 import type { HostState } from './host-state.ts';
 import { checkForward } from './forward.ts';
 import { Refusal } from './host-view.ts';
+import { verifyPackEntries } from './pack-check.ts';
 
 // A rename of a host's temporary file onto a pack, an index, the ref, HEAD or config, done as
 // copy-on-rename: the master copies the bytes into a file it creates itself, checks that copy
@@ -150,12 +150,17 @@ async function checkIdx(idxCopy: string, packFile: string, sha: string, types: M
   }
   try {
     if (reader.index.packChecksum !== sha) refuse(`pack-${sha}.idx: it indexes pack ${reader.index.packChecksum}`);
-    const problems = await reader.verify({
-      check: (_oid, type, content) => (type === 'tag' ? 'is a tag (accepted: commits, trees and blobs)' : checkObject(type, content)),
-      onObject: (oid, type) => types.set(oid, type),
-      // The master checked this pack's checksum itself when it placed it (checkPack); it cannot change since.
-      checksummed: checksummed ? sha : undefined,
-    });
+    // The master checked this pack's checksum itself when it placed it (checkPack); it cannot change since.
+    let problems = reader.verifyWhole({ checksummed: checksummed ? sha : undefined });
+    if (problems.length === 0) {
+      try {
+        const r = await verifyPackEntries(reader, idxCopy);
+        problems = r.problems;
+        for (const [oid, type] of r.objects) types.set(oid, type);
+      } catch (e) {
+        problems = [errorMessage(e)];
+      }
+    }
     if (problems.length > 0) refuse(`pack-${sha}: refused, it does not verify: ${problems.slice(0, 3).join('; ')}`);
   } finally {
     reader.close();

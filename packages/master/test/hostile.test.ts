@@ -336,6 +336,28 @@ describe('the embedded master against a hostile host (issue 11)', () => {
     }
   }, 60_000);
 
+  it('3b. a large pack (its entries checked by several threads) is refused for one bad object deep inside, and accepted whole', async () => {
+    remember();
+    // More objects than the master checks in one thread (pack-check.ts): the entries go out in ranges.
+    const blobs = Array.from({ length: 3000 }, (_, i) => ({ type: 'blob' as const, content: Buffer.from(`large pack blob ${i}\n`) }));
+    const bad = craftPack(blobs.map((b, i) => (i === 2900 ? { ...b, claim: hashObject('blob', Buffer.from('something else\n')) } : b)));
+    await put(chanA, `${R}/objects/pack/tmp_pack_3b`, bad.pack);
+    await put(chanA, `${R}/objects/pack/tmp_idx_3b`, bad.idx);
+    await rename(chanA, `${R}/objects/pack/tmp_pack_3b`, `${R}/objects/pack/pack-${bad.checksum}.pack`);
+    const refused = await rename(chanA, `${R}/objects/pack/tmp_idx_3b`, `${R}/objects/pack/pack-${bad.checksum}.idx`).then(() => null, (e: unknown) => e);
+    expect(refused).toMatchObject(denied);
+    expect(String(refused)).toMatch(new RegExp(`object ${bad.ids[2900]}: content hashes to ${hashObject('blob', blobs[2900].content)}`));
+    await remove(chanA, `${R}/objects/pack/tmp_idx_3b`);
+    expect(fs.existsSync(path.join(repo, `objects/pack/pack-${bad.checksum}.idx`))).toBe(false);
+    // The same objects honestly packed: every range verifies, the index is placed.
+    const good = craftPack(blobs);
+    await put(chanA, `${R}/objects/pack/tmp_pack_3b`, good.pack);
+    await put(chanA, `${R}/objects/pack/tmp_idx_3b`, good.idx);
+    await rename(chanA, `${R}/objects/pack/tmp_pack_3b`, `${R}/objects/pack/pack-${good.checksum}.pack`);
+    await rename(chanA, `${R}/objects/pack/tmp_idx_3b`, `${R}/objects/pack/pack-${good.checksum}.idx`);
+    expect(git('cat-file', '-p', good.ids[2999])).toBe('large pack blob 2999');
+  });
+
   it('9. folder modes cannot be changed; folders are made with the master\'s mode', async () => {
     remember();
     for (const d of ['objects', 'objects/pack', 'refs/heads', 'refs', '']) {

@@ -25,8 +25,15 @@ export function objectHeader(type: ObjectType, size: number): Buffer {
  */
 const ONE_SHOT = 16 * 1024;
 
+/** Where a small object is put behind its header to be hashed: no allocation per object (verifying a pack hashes every one). */
+const scratch = Buffer.allocUnsafe(ONE_SHOT + 32);
+
 export function hashObject(type: ObjectType, data: Uint8Array): string {
-  if (data.length <= ONE_SHOT) return crypto.hash('sha1', Buffer.concat([objectHeader(type, data.length), data]));
+  if (data.length <= ONE_SHOT) {
+    const n = scratch.write(`${type} ${data.length}\0`, 'latin1');
+    scratch.set(data, n);
+    return crypto.hash('sha1', scratch.subarray(0, n + data.length));
+  }
   return crypto.createHash('sha1').update(objectHeader(type, data.length)).update(data).digest('hex');
 }
 

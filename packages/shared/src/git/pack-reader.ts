@@ -50,6 +50,8 @@ export class PackReader {
   private readonly baseCache = new Map<number, GitObject>();
   /** readAt's reusable read buffer (entries up to SCRATCH bytes). */
   private scratch: Buffer | undefined;
+  /** packOrder(), computed once. */
+  private order: Uint32Array | undefined;
 
   /** `index`: the pack's .idx when already loaded (else it is read from the file next to the pack). */
   constructor(packFile: string, index?: PackIndex) {
@@ -211,14 +213,22 @@ export class PackReader {
    * called on each object (the master's well-formedness rules). Returns the problems found.
    */
   async verify(opts: VerifyOptions = {}): Promise<string[]> {
+    const problems = this.verifyWhole(opts);
+    return problems.length > 0 ? problems : this.verifyEntries(opts);
+  }
+
+  /**
+   * The checks of verify() on the pack as a whole (everything but the entries): sizes, signature,
+   * version, count, trailer checksum, the index's own checks. The entries are checked by
+   * verifyEntries(), in one call or in ranges (the master spreads them over threads).
+   */
+  verifyWhole(opts: VerifyOptions = {}): string[] {
     const problems: string[] = [];
-    let fd: number;
     try {
-      fd = this.fd;
+      void this.fd;
     } catch (e) {
       return [`${this.packFile}: cannot be opened: ${(e as Error).message}`];
     }
-    void fd;
     if (this.packSize < 32) return [`${this.packFile}: too short to be a pack (${this.packSize} bytes)`];
     problems.push(...this.index.check());
     const head = this.read(0, 12);
@@ -239,21 +249,33 @@ export class PackReader {
       if (hash.digest('hex') !== trailer) problems.push(`${this.packFile}: pack checksum does not match its content`);
     }
     if (trailer !== this.index.packChecksum) problems.push(`${this.index.idxFile}: records pack checksum ${this.index.packChecksum}, the pack has ${trailer}`);
-    if (problems.length > 0) return problems;
-    // Entries in pack order: they must start right after the header and follow each other to the trailer.
-    const order = Array.from({ length: this.count }, (_, i) => i).sort((a, b) => this.index.offsetAt(a) - this.index.offsetAt(b));
-    let expect = 12;
+    if (this.count === 0 && end !== 12) problems.push(`${this.packFile}: ${end - 12} bytes of entries its index does not list`);
+    return problems;
+  }
+
+  /**
+   * Check the entries at positions [from, to) in pack order (by offset), after verifyWhole():
+   * they tile the pack (the first right after the header, each where the one before ends), and
+   * each passes its CRC-32, inflates and hashes to its id, and passes `check`.
+   */
+  async verifyEntries(opts: VerifyOptions = {}, from = 0, to = this.count): Promise<string[]> {
+    const problems: string[] = [];
+    const end = this.packSize - 20;
+    const order = this.packOrder();
+    // Where the first entry of the range must start: right after the header, or where the entry before it ends.
+    let expect = from === 0 ? 12 : this.entryEnd(this.index.offsetAt(order[from - 1]));
     let n = 0;
     // Entries are read through one window of the pack, in order: a read per window, not per entry.
     const win: { start: number; buf: Buffer } = { start: 0, buf: Buffer.alloc(0) };
-    const slice = (from: number, to: number): Buffer => {
-      if (from < win.start || to > win.start + win.buf.length) {
-        win.start = from;
-        win.buf = this.read(from, Math.min(end, Math.max(to, from + WINDOW)) - from);
+    const slice = (a: number, b: number): Buffer => {
+      if (a < win.start || b > win.start + win.buf.length) {
+        win.start = a;
+        win.buf = this.read(a, Math.min(end, Math.max(b, a + WINDOW)) - a);
       }
-      return win.buf.subarray(from - win.start, to - win.start);
+      return win.buf.subarray(a - win.start, b - win.start);
     };
-    for (const i of order) {
+    for (let k = from; k < Math.min(to, this.count); k++) {
+      const i = order[k];
       // A long verification (the master's, of a large pack) lets other requests in between.
       if ((++n & 255) === 0) await new Promise<void>((resolve) => setImmediate(resolve));
       const oid = this.index.oidAt(i);
@@ -271,8 +293,17 @@ export class PackReader {
         return problems;
       }
     }
-    if (this.count === 0 && end !== 12) problems.push(`${this.packFile}: ${end - 12} bytes of entries its index does not list`);
     return problems;
+  }
+
+  /** Index positions sorted by offset: the order of the entries in the pack. */
+  private packOrder(): Uint32Array {
+    if (!this.order) {
+      const offsets = new Float64Array(this.count);
+      for (let i = 0; i < this.count; i++) offsets[i] = this.index.offsetAt(i);
+      this.order = Uint32Array.from({ length: this.count }, (_, i) => i).sort((a, b) => offsets[a] - offsets[b]);
+    }
+    return this.order;
   }
 
   private async verifyEntry(
