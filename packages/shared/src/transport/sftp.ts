@@ -66,6 +66,15 @@ function hostKeyError(status: 'unknown' | 'changed' | 'revoked', host: string, p
   );
 }
 
+/**
+ * Write requests of an upload: OpenSSH's sftp-server takes up to 256 KiB per write
+ * (limits@openssh.com says 261120 bytes of data), one status reply each, where ssh2's default of
+ * 32 KiB has eight replies to decrypt for as much data. ssh2 splits a request over a server's
+ * smaller limit (pacha-master serve, which does not advertise one) by itself. 16 in flight
+ * (4 MiB) cover OpenSSH's 2 MiB channel window.
+ */
+const UPLOAD_REQUESTS = { chunkSize: 261_120, concurrency: 16 };
+
 /** SFTP status codes (draft-ietf-secsh-filexfer-02), as ssh2 puts them in `code`. */
 const SFTP_NO_SUCH_FILE = 2;
 const SFTP_PERMISSION_DENIED = 3;
@@ -279,7 +288,7 @@ export class SftpTransport implements Transport {
 
   async upload(localFile: string, remote: string): Promise<void> {
     await this.transfer('upload', remote, (step) => new Promise<void>((resolve, reject) => {
-      this.sftp.fastPut(localFile, remote, { step, mode: 0o644 }, (err) => (err ? reject(err) : resolve()));
+      this.sftp.fastPut(localFile, remote, { step, mode: 0o644, ...UPLOAD_REQUESTS }, (err) => (err ? reject(err) : resolve()));
     }));
   }
 
