@@ -60,4 +60,41 @@ describe('pack writer deflate', () => {
     for (const name of ['small.gz', 'big.gz']) expect(entries.get(ids.get(name)!)).toBeGreaterThan(files.find((f) => f.name === name)!.data.length);
     expect(entries.get(ids.get('t39.txt')!)).toBeLessThan(files.find((f) => f.name === 't39.txt')!.data.length / 10);
   });
+
+  it('with the deflate worker writes the same pack, byte for byte, as without it', async () => {
+    const r = repo();
+    // Objects of every route in one order: small ones (batched to the worker), one of 2 MiB
+    // (the thread pool), compressed ones (stored), an entry copied as it is, a duplicate.
+    const rnd = (n: number) => crypto.randomBytes(n).toString('hex');
+    const objects: Buffer[] = [];
+    for (let i = 0; i < 3000; i++) objects.push(Buffer.from(`${rnd(8)} = ${i}\n`.repeat(1 + (i % 300))));
+    objects.splice(1000, 0, Buffer.from(`big ${rnd(4)}\n`.repeat(200_000)));
+    objects.splice(2000, 0, zlib.gzipSync(rnd(5000)));
+    objects.push(objects[5]);
+    const raw = { data: zlib.deflateSync('copied as it is'), size: 15 };
+    const rawOid = crypto.createHash('sha1').update('blob 15\0copied as it is').digest('hex');
+    const write = async (worker: boolean) => {
+      const w = PackWriter.create(path.join(r.dir, worker ? 'with' : 'without'), { worker });
+      const ids = objects.map((o, i) => {
+        if (i === 2500) w.addRawEntry({ oid: rawOid, type: 'blob', size: raw.size, data: raw.data });
+        return w.addObject('blob', o);
+      });
+      expect(w.count).toBe(new Set(ids).size + 1);
+      return { ids, done: (await w.finish())! };
+    };
+    const a = await write(true);
+    const b = await write(false);
+    expect(a.ids).toEqual(b.ids);
+    expect(fs.readFileSync(a.done.packFile).equals(fs.readFileSync(b.done.packFile))).toBe(true);
+    execFileSync('git', ['--git-dir', r.dir, 'verify-pack', a.done.idxFile]);
+  });
+
+  it('drops the batches still with the worker when the pack is aborted', async () => {
+    const r = repo();
+    const w = PackWriter.create(r.pack, { worker: true });
+    for (let i = 0; i < 2000; i++) w.addObject('blob', Buffer.from(`object ${i}\n`.repeat(300)));
+    w.abort();
+    expect(fs.readdirSync(r.pack)).toEqual([]);
+    await expect(w.finish()).rejects.toThrow(/already finished or aborted/);
+  });
 });

@@ -242,6 +242,26 @@ describe('takeSnapshot', () => {
     expect(fs.readFileSync(out).equals(big)).toBe(true);
   });
 
+  it('a snapshot of many megabytes (deflated on the worker thread) is read back whole; fsck clean', async () => {
+    const h = host();
+    // Over the engine's 8 MiB of whole files for the deflate worker: 600 files of 16 KiB.
+    const files = new Map<string, Buffer>();
+    for (let i = 0; i < 600; i++) files.set(`/srv/app/d${i % 7}/f${i}.conf`, Buffer.from(`key${i} = ${'v'.repeat(i % 50)}\n`.repeat(2000)).subarray(0, 16 * 1024));
+    for (const [p, data] of files) {
+      fs.mkdirSync(path.dirname(h.p(p)), { recursive: true });
+      fs.writeFileSync(h.p(p), data);
+    }
+    const r = await takeSnapshot(h.env2());
+    expect(r.summary.added).toBe(files.size + 8);
+    fsck(h);
+    const snap = await readSnapshot(h.repo(), r.commit!);
+    const out = path.join(h.root, 'out');
+    for (const [p, data] of files) {
+      expect(await snap.writeBlobTo(p.slice(1), out)).toBe(data.length);
+      expect(fs.readFileSync(out).equals(data)).toBe(true);
+    }
+  });
+
   it('a dirty scan sees only what the watcher reported, deletions included', async () => {
     const h = host();
     fs.mkdirSync(h.p('/srv/app/a/b'), { recursive: true });

@@ -8,11 +8,14 @@ import { encodeEntryHeader } from './pack-entry.ts';
 import { buildIndex, type IndexEntry } from './pack-index.ts';
 import { collectYoungGarbage } from './memory.ts';
 import { syncDir } from './fsync.ts';
+import { DeflateWorker, type BatchItem } from './deflate-worker.ts';
 
 // Writes one pack (version 2, whole objects, no deltas) plus its .idx v2. The pack grows in a
 // temporary file in the pack dir; finish() renames it into place and the .idx last, so a reader
 // never sees an index without its pack. Objects already in the repository (known()) or already in
-// this pack are not written twice.
+// this pack are not written twice. Objects are written in the order they are added, also those
+// deflated in the background (on the thread pool or the deflate worker), so a pack's bytes
+// depend only on what was added.
 
 /** Files up to this size are read whole; larger ones are streamed (memory independent of size). */
 export const STREAM_THRESHOLD = 4 * 1024 * 1024;
@@ -29,6 +32,8 @@ const DEFER_DEFLATE_AT = 1024 * 1024;
 const DEFER_MAX_BYTES = 32 * 1024 * 1024;
 /** Output per thread-pool trip: zlib's default of 16 KiB makes hundreds of round trips. */
 const DEFER_DEFLATE_CHUNK = 4 * 1024 * 1024;
+/** Bytes of smaller objects handed to the deflate worker at once (options.worker). */
+const BATCH_BYTES = 1024 * 1024;
 
 export interface PackWriterOptions {
   /** Is the object already stored elsewhere in the repository? Then it is skipped. */
@@ -40,6 +45,20 @@ export interface PackWriterOptions {
    * master's). Default true: a pack of the repository is on disk before anything refers to it.
    */
   durable?: boolean;
+  /**
+   * Deflate objects under 1 MiB on a worker thread, in batches, while the caller goes on: for a
+   * pack of many megabytes (the worker takes some 50 ms to start).
+   */
+  worker?: boolean;
+}
+
+/** An entry as written: its zlib stream made. */
+interface Entry {
+  oid: string;
+  type: ObjectType;
+  size: number;
+  data: Uint8Array;
+  crc?: number;
 }
 
 export interface FinishedPack {
@@ -98,9 +117,17 @@ export class PackWriter {
   private oidSlab = Buffer.allocUnsafeSlow(0);
   private oidSlabUsed = 0;
   private closed = false;
-  /** Objects being deflated in the background, appended by drain() and finish(). */
-  private readonly deferred: { oid: string; type: ObjectType; size: number; data: Promise<Buffer> }[] = [];
-  private deferredBytes = 0;
+  /**
+   * Entries not written yet, in pack order: deflated in the background, or made while some
+   * before them were. drain() and finish() write them.
+   */
+  private readonly queue: { bytes: number; count: number; entries: Promise<Entry[]> }[] = [];
+  /** Input bytes and entries of the queue. */
+  private queuedBytes = 0;
+  private queuedCount = 0;
+  private readonly deflater: DeflateWorker | undefined;
+  /** The batch being filled for the deflate worker. */
+  private batch: { data: Buffer; used: number; items: BatchItem[]; entries: Omit<Entry, 'data'>[] } | undefined;
 
   private constructor(packDir: string, opts: PackWriterOptions) {
     this.packDir = packDir;
@@ -114,6 +141,7 @@ export class PackWriter {
     this.known = opts.known ?? (() => false);
     this.level = opts.level ?? 1;
     this.durable = opts.durable ?? true;
+    this.deflater = opts.worker ? new DeflateWorker() : undefined;
   }
 
   /** Start a pack in packDir (usually <repo>/objects/pack). */
@@ -122,7 +150,7 @@ export class PackWriter {
   }
 
   get count(): number {
-    return this.entries.length + this.deferred.length;
+    return this.entries.length + this.queuedCount + (this.batch?.entries.length ?? 0);
   }
 
   /** Is the object in the repository or in this pack already? */
@@ -166,49 +194,85 @@ export class PackWriter {
 
   /**
    * Add an object from memory; returns its id. Skipped when already stored. An object of 1 MiB
-   * or more is deflated on the thread pool and written by a later drain() or finish(), so the
-   * caller's work overlaps it: its data must not change until then.
+   * or more is deflated on the thread pool, and with the deflate worker every object is: written
+   * by a later drain() or finish(), so the caller's work overlaps it. The data of an object of
+   * 1 MiB or more must not change until then (smaller ones are copied into the worker's batch).
    */
   addObject(type: ObjectType, data: Uint8Array, oid?: string): string {
     const id = oid ?? crypto.createHash('sha1').update(objectHeader(type, data.length)).update(data).digest('hex');
     if (this.has(id)) return id;
+    this.assertOpen();
     const level = this.levelFor(type, data);
     if (data.length >= DEFER_DEFLATE_AT) {
-      this.assertOpen();
       const deflated = new Promise<Buffer>((resolve, reject) => zlib.deflate(data, { level, chunkSize: DEFER_DEFLATE_CHUNK }, (err, out) => (err ? reject(err) : resolve(out))));
-      deflated.catch(() => undefined); // reported by drain() or finish(); an aborted pack ignores it
-      this.deferred.push({ oid: id, type, size: data.length, data: deflated });
-      this.deferredBytes += data.length;
-      this.inPack.add(id);
-      return id;
+      this.enqueue(data.length, 1, deflated.then((out) => [{ oid: id, type, size: data.length, data: out }]));
+    } else if (this.deflater !== undefined) {
+      this.addToBatch({ oid: id, type, size: data.length }, data, level);
+    } else {
+      this.addEntry({ oid: id, type, size: data.length, data: zlib.deflateSync(data, { level }) });
     }
-    this.addRawEntry({ oid: id, type, size: data.length, data: zlib.deflateSync(data, { level }) });
+    this.inPack.add(id);
     return id;
   }
 
-  /** Append deferred objects, oldest first, until at most `maxBytes` of them are in flight. */
+  /** Put an object in the deflate worker's batch; a full batch goes to the worker. */
+  private addToBatch(e: Omit<Entry, 'data'>, data: Uint8Array, level: number): void {
+    if (this.batch !== undefined && this.batch.used + data.length > this.batch.data.length) this.sendBatch();
+    const b = (this.batch ??= { data: Buffer.allocUnsafeSlow(Math.max(BATCH_BYTES, data.length)), used: 0, items: [], entries: [] });
+    b.data.set(data, b.used);
+    b.items.push({ offset: b.used, length: data.length, level });
+    b.entries.push(e);
+    b.used += data.length;
+  }
+
+  private sendBatch(): void {
+    const b = this.batch;
+    if (b === undefined) return;
+    this.batch = undefined;
+    const done = this.deflater!.deflate(b.data, b.items).then((out) => b.entries.map((e, i) => ({ ...e, data: out[i] })));
+    this.enqueue(b.used, b.entries.length, done);
+  }
+
+  private enqueue(bytes: number, count: number, entries: Promise<Entry[]>): void {
+    this.sendBatch(); // what was added before goes before
+    entries.catch(() => undefined); // reported by drain() or finish(); an aborted pack ignores it
+    this.queue.push({ bytes, count, entries });
+    this.queuedBytes += bytes;
+    this.queuedCount += count;
+  }
+
+  /** Write queued entries, oldest first, until at most `maxBytes` of input are in flight. */
   private async drain(maxBytes: number): Promise<void> {
-    while (this.deferred.length > 0 && this.deferredBytes > maxBytes) {
-      const d = this.deferred.shift()!;
-      this.deferredBytes -= d.size;
-      const data = await d.data;
+    if (maxBytes < 0) this.sendBatch();
+    while (this.queue.length > 0 && this.queuedBytes > maxBytes) {
+      const q = this.queue.shift()!;
+      this.queuedBytes -= q.bytes;
+      this.queuedCount -= q.count;
+      const entries = await q.entries;
       this.assertOpen();
-      this.appendEntry({ oid: d.oid, type: d.type, size: d.size, data });
+      for (const e of entries) this.appendEntry(e);
     }
+  }
+
+  /** Write an entry now, or after the ones still being deflated. */
+  private addEntry(e: Entry): void {
+    if (this.queue.length === 0 && this.batch === undefined) this.appendEntry(e);
+    else this.enqueue(e.data.length, 1, Promise.resolve([e]));
   }
 
   /**
    * Add an entry whose zlib stream is already made (e.g. copied from another pack).
    * crc is the CRC32 of header plus data as git's idx records it; computed when omitted.
    */
-  addRawEntry(e: { oid: string; type: ObjectType; size: number; data: Uint8Array; crc?: number }): boolean {
+  addRawEntry(e: Entry): boolean {
     this.assertOpen();
     if (this.inPack.has(e.oid)) return false;
-    this.appendEntry(e);
+    this.addEntry(e);
+    this.inPack.add(e.oid);
     return true;
   }
 
-  private appendEntry(e: { oid: string; type: ObjectType; size: number; data: Uint8Array; crc?: number }): void {
+  private appendEntry(e: Entry): void {
     const header = encodeEntryHeader(e.type, e.size);
     const crc = e.crc ?? zlib.crc32(e.data, zlib.crc32(header));
     this.entries.push({ oid: this.oidBuffer(e.oid), crc, offset: this.offset });
@@ -258,6 +322,8 @@ export class PackWriter {
 
   /** Hash and deflate at once, writing the entry as it goes; truncate it back if not needed. */
   private async streamBlob(fd: number, size: number): Promise<{ oid: string | null; written: boolean; bytesRead: number }> {
+    // It writes at the end of the pack: everything added before is written first.
+    await this.drain(-1);
     this.flush();
     const start = this.offset;
     const hash = crypto.createHash('sha1').update(objectHeader('blob', size));
@@ -317,6 +383,7 @@ export class PackWriter {
   async finish(): Promise<FinishedPack | null> {
     this.assertOpen();
     await this.drain(-1);
+    this.deflater?.close();
     if (this.entries.length === 0) {
       this.abort();
       return null;
@@ -368,6 +435,7 @@ export class PackWriter {
   abort(): void {
     if (this.closed) return;
     this.closed = true;
+    this.deflater?.close();
     try {
       fs.closeSync(this.fd);
     } catch {

@@ -188,6 +188,13 @@ function keepPrevious(sc: ScanOutput, prev: Map<string, Node>): (job: HashJob, w
   };
 }
 
+/**
+ * Bytes to read from files that go whole into the snapshot's pack, from which its objects are
+ * deflated on a worker thread (PackWriter's worker option): below, the worker's start costs more
+ * than the overlap saves.
+ */
+const WORKER_DEFLATE_BYTES = 8 * 1024 * 1024;
+
 /** The packs of one snapshot: files over STREAM_THRESHOLD get one of their own. */
 class SnapshotPacks {
   readonly pack: PackWriter;
@@ -197,12 +204,14 @@ class SnapshotPacks {
   /** The repository's objects as they were when the snapshot began. */
   readonly objects: Repository;
 
-  constructor(repo: string) {
+  constructor(repo: string, toRead: HashJob[]) {
     this.packDir = path.join(repo, 'objects', 'pack');
     const store = new Repository(repo);
     this.objects = store;
     this.known = (oid) => store.has(oid);
-    this.pack = PackWriter.create(this.packDir, { known: this.known });
+    let whole = 0;
+    for (const job of toRead) if (job.entry.size <= STREAM_THRESHOLD) whole += job.entry.size;
+    this.pack = PackWriter.create(this.packDir, { known: this.known, worker: whole >= WORKER_DEFLATE_BYTES });
   }
 
   readonly store = (job: HashJob) => {
@@ -320,7 +329,7 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
   sc.warnings.push(...xattrs.warnings.messages());
   clock.lap('scan');
 
-  const packs = new SnapshotPacks(state.repo);
+  const packs = new SnapshotPacks(state.repo, sc.toHash);
   try {
     for (const [oid, data] of sc.smallBlobs) packs.pack.addObject('blob', data, oid);
     const bytesRead = await readContents(sc.toHash, log, packs.store, keepPrevious(sc, prev.nodes));
