@@ -61,6 +61,19 @@ function unitEnvironment(): Record<string, string> {
   return env;
 }
 
+/**
+ * From the daemon's -v log: the watcher's event for the file, the snapshot's line, the push's
+ * line, the master's ref seen moving (ms, each from the one before); undefined without -v.
+ */
+function stagesOf(arrived: { t: number; line: string }[], t0: number, tRef: number, name: string): Record<string, number> | undefined {
+  const after = (t: number, re: RegExp) => arrived.find((a) => a.t >= t && re.test(a.line))?.t;
+  const tEvent = after(t0, new RegExp(`^changed: .*/${name}$`));
+  const tSnap = tEvent === undefined ? undefined : after(tEvent, /^snapshot [0-9a-f]{12}: /);
+  const tPush = tSnap === undefined ? undefined : after(tSnap, /^pushed \d+ snapshots? to /);
+  if (tPush === undefined) return undefined;
+  return { event: tEvent! - t0, snapshot: tSnap! - tEvent!, push: tPush - tSnap!, 'ref seen': tRef - tPush };
+}
+
 export async function benchDaemon(): Promise<string> {
   const work = tempDir('daemon');
   let sshd: SshdHandle | null = null;
@@ -114,9 +127,19 @@ export async function benchDaemon(): Promise<string> {
     t = now();
     // The daemon runs with the environment the systemd unit gives it (Environment= lines).
     const unitEnv = unitEnvironment();
-    daemon = spawn(process.execPath, [PACHA_BIN, 'daemon'], { env: { ...process.env, ...unitEnv, ...host.env }, cwd: REPO_DIR, stdio: ['ignore', 'ignore', 'pipe'] });
+    const nodeArgs = (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+    daemon = spawn(process.execPath, [...nodeArgs, PACHA_BIN, 'daemon', ...(process.env.BENCH_DAEMON_VERBOSE ? ['-v'] : [])], { env: { ...process.env, ...unitEnv, ...host.env }, cwd: REPO_DIR, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
-    daemon.stderr!.on('data', (d) => (log += d));
+    // With BENCH_DAEMON_VERBOSE, when each log line arrived: where an edit's latency goes.
+    const arrived: { t: number; line: string }[] = [];
+    let partial = '';
+    daemon.stderr!.on('data', (d) => {
+      log += d;
+      const t = now();
+      const lines = (partial + d).split('\n');
+      partial = lines.pop()!;
+      for (const line of lines) arrived.push({ t, line });
+    });
     const pid = daemon.pid!;
     while (!/^watching /m.test(log)) {
       if (daemon.exitCode !== null) throw new Error(`daemon exited: ${log}`);
@@ -133,6 +156,7 @@ export async function benchDaemon(): Promise<string> {
 
     // Latency: write one file, poll the master's ref until it moves.
     const lat: number[] = [];
+    const stages: (Record<string, number> | undefined)[] = [];
     const fileOf = (f: number) => path.join(tree, `d${String(f % DIRS).padStart(4, '0')}`, `f${String(f).padStart(6, '0')}.conf`);
     for (let i = 0; i < EDITS; i++) {
       const before = readRef();
@@ -144,9 +168,15 @@ export async function benchDaemon(): Promise<string> {
         await sleep(2);
       }
       lat.push(now() - t0);
+      stages.push(stagesOf(arrived, t0, now(), path.basename(file)));
       await sleep(150);
     }
     process.stderr.write(`  latency p50 ${ms(percentile(lat, 50))}, p95 ${ms(percentile(lat, 95))}\n`);
+    const known = stages.filter((x) => x !== undefined);
+    if (known.length > 0) {
+      const names = Object.keys(known[0]);
+      process.stderr.write(`  stages (median of ${known.length}): ${names.map((n) => `${n} ${ms(median(known.map((x) => x[n])))}`).join(', ')}\n`);
+    }
 
     // Idle cost, with the daemon watching the whole tree and nothing changing.
     await sleep(3000);
@@ -159,6 +189,7 @@ export async function benchDaemon(): Promise<string> {
     daemon.kill('SIGTERM');
     await new Promise((r) => daemon!.once('exit', r));
     daemon = undefined;
+    if (process.env.BENCH_DAEMON_LOG) fs.writeFileSync(process.env.BENCH_DAEMON_LOG, log);
 
     // rsync: a full first copy, then the time a second run needs for one changed file.
     if (!sshd) fs.mkdirSync(rsyncDest[0], { recursive: true });

@@ -42,7 +42,7 @@ describe('pacha snapshot', () => {
     expect(j.commit).toMatch(/^[0-9a-f]{40}$/);
     // the directory's mtime changed too
     expect(j.summary).toMatchObject({ added: 1, changed: 0, deleted: 0, metadataOnly: 1, total: 3 });
-    expect(Object.keys(j.phases)).toEqual(['load', 'scan', 'hash', 'write', 'commit']);
+    expect(Object.keys(j.phases)).toEqual(['load', 'scan', 'hash', 'trees', 'write', 'commit']);
     // the lock is released
     expect(fs.existsSync(h.p('/var/lib/pacha/pacha.pid'))).toBe(false);
   });

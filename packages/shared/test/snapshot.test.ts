@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import { diffLive, takeSnapshot } from '../src/snapshot/engine.ts';
+import { diffLive, type SnapshotMemory, takeSnapshot } from '../src/snapshot/engine.ts';
+import { journalOf, loadStatCache, type Node } from '../src/snapshot/stat-cache.ts';
 import { listSnapshots, readSnapshot } from '../src/snapshot/read.ts';
 import { Repository, readHead } from '../src/git/repository.ts';
 import { resolveAt as resolveIn } from '../src/git/history.ts';
@@ -68,7 +69,7 @@ describe('takeSnapshot', () => {
     fsck(h);
     // The result carries what the agent records (status.json and report.json are the agent's).
     expect(r.commit).toBe(h.git(['rev-parse', 'HEAD']).trim());
-    expect(Object.keys(r.phases)).toEqual(['load', 'scan', 'hash', 'write', 'commit']);
+    expect(Object.keys(r.phases)).toEqual(['load', 'scan', 'hash', 'trees', 'write', 'commit']);
     expect(r.filesRead).toBeGreaterThan(0);
     expect(r.bytesWritten).toBeGreaterThan(0);
   });
@@ -344,6 +345,59 @@ describe('incremental snapshots agree with a scan from scratch', () => {
       expect(check.commit, `round ${round} (${useDirty ? 'dirty' : 'full'})`).toBeNull();
       fs.renameSync(cache + '.keep', cache);
     }
+    fsck(h);
+  });
+});
+
+describe('the stat cache kept in memory (the daemon) and its journal', () => {
+  const rows = (nodes: Node[]) => nodes.map((n) => [n.path, n.type, n.line, n.sig, n.oid]);
+
+  it('a few changes are appended to the journal; the file and journal, the memory and a scan from scratch agree', async () => {
+    const h = host();
+    const memory: SnapshotMemory = { cache: null };
+    const env = () => ({ ...h.env2(), memory });
+    for (const d of ['a', 'a/b', 'c']) fs.mkdirSync(h.p(`/srv/app/${d}`), { recursive: true });
+    for (let i = 0; i < 30; i++) fs.writeFileSync(h.p(`/srv/app/${['a', 'a/b', 'c'][i % 3]}/f${i}`), `file ${i}\n`);
+    await takeSnapshot(env());
+    await settle();
+    // The first snapshot's records are racy: this one writes the file whole with their signatures.
+    await takeSnapshot(env());
+    const file = h.env2().state.statCache;
+    const whole = fs.readFileSync(file);
+    const steps: [string[], () => void][] = [
+      [['/srv/app/a/f0'], () => fs.appendFileSync(h.p('/srv/app/a/f0'), 'more\n')],
+      [['/srv/app/c/new', '/srv/app/c'], () => fs.writeFileSync(h.p('/srv/app/c/new'), 'new\n')],
+      [['/srv/app/a/b', '/srv/app/a'], () => fs.rmSync(h.p('/srv/app/a/b'), { recursive: true })],
+      [['/srv/app/c/f2'], () => fs.chmodSync(h.p('/srv/app/c/f2'), 0o600)],
+      [['/srv/app/a/b', '/srv/app/a'], () => fs.mkdirSync(h.p('/srv/app/a/b'))],
+      [[], () => fs.symlinkSync('f0', h.p('/srv/app/a/l'))], // found by the full scan
+    ];
+    for (const [dirty, change] of steps) {
+      change();
+      await settle();
+      const r = await takeSnapshot(env(), dirty.length > 0 ? { dirty } : {});
+      expect(r.commit).not.toBeNull();
+      expect(memory.cache!.commit).toBe(r.commit);
+      expect(rows(memory.cache!.nodes)).toEqual(rows(loadStatCache(file)!.nodes));
+      expect([...memory.cache!.byPath.keys()].sort()).toEqual(memory.cache!.nodes.map((n) => n.path).sort());
+    }
+    expect(fs.readFileSync(file).equals(whole)).toBe(true);
+    expect(fs.readFileSync(journalOf(file), 'utf8').split('\n')).toHaveLength(steps.length + 1);
+    // A snapshot that fails leaves no cache in memory: the next one reads the files.
+    const packDir = path.join(h.repo(), 'objects', 'pack');
+    fs.renameSync(packDir, packDir + '.away');
+    fs.writeFileSync(packDir, '');
+    fs.writeFileSync(h.p('/srv/app/c/f5'), 'changed\n');
+    await expect(takeSnapshot(env(), { dirty: ['/srv/app/c/f5'] })).rejects.toThrow();
+    expect(memory.cache).toBeNull();
+    fs.rmSync(packDir);
+    fs.renameSync(packDir + '.away', packDir);
+    await settle();
+    expect((await takeSnapshot(env(), { dirty: ['/srv/app/c/f5'] })).summary).toMatchObject({ changed: 1 });
+    // What the journal and the memory built is what a snapshot without a cache builds.
+    fs.rmSync(file);
+    expect((await takeSnapshot(h.env2())).commit).toBeNull();
+    expect(fs.existsSync(journalOf(file))).toBe(false);
     fsck(h);
   });
 });

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadStatCache, type Node, sameStat, saveStatCache, type Sig, sigOf } from '../src/snapshot/stat-cache.ts';
+import { journalOf, loadStatCache, type Node, persistStatCache, sameStat, saveStatCache, type Sig, sigOf, type StatCache } from '../src/snapshot/stat-cache.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -70,5 +70,77 @@ describe('stat cache file', () => {
     expect(sameStat({ path: 'x', type: 'file', line: '', sig: s, oid: '' }, fs.lstatSync(file))).toBe(false);
     // no signature: never unchanged
     expect(sameStat({ path: 'x', type: 'file', line: '', sig: null, oid: '' }, fs.lstatSync(file))).toBe(false);
+  });
+});
+
+describe('stat cache journal', () => {
+  const c = (n: number) => String(n).repeat(40);
+  const cache = (commit: string, nodes: Node[]): StatCache => ({ commit, tree: 't'.repeat(40), settings: 's1', nodes, byPath: new Map(nodes.map((n) => [n.path, n])) });
+
+  it('extends the file line by line; replayed, it gives the cache a whole write gives', async () => {
+    const f = path.join(tmp(), 'statcache');
+    const saved = await saveStatCache(f, cache(c(1), sample()));
+    const whole = fs.readFileSync(f);
+    const c1 = loadStatCache(f)!;
+    expect(c1.saved).toEqual(saved);
+    // Snapshot 2: a file deleted, a record and a signature changed, a path added between two.
+    const [srv, ab, empty, l] = sample();
+    const empty2: Node = { ...empty, sig: sig(1, 4, 0, 5, 5) };
+    const l2: Node = { ...l, line: line('symlink', '9.0'), oid: 'f'.repeat(40) };
+    const added: Node = { path: 'srv/d', type: 'file', line: line('file', '6.0'), sig: null, oid: 'e'.repeat(40) };
+    const n2 = [srv, added, empty2, l2];
+    const c2 = cache(c(2), n2);
+    c2.saved = await persistStatCache(f, c1, c2, { parent: c(1), set: [added, empty2, l2], deleted: ['srv/a\tb'] });
+    expect(fs.readFileSync(f).equals(whole)).toBe(true);
+    let back = loadStatCache(f)!;
+    expect([back.commit, rows(back.nodes)]).toEqual([c(2), rows(n2)]);
+    expect(back.saved).toEqual(c2.saved);
+    // Snapshot 3: the deleted path of the file back, the added one gone, another added.
+    const other: Node = { ...added, path: 'srv/m' };
+    const n3 = [srv, ab, empty2, l2, other];
+    const c3 = cache(c(3), n3);
+    c3.saved = await persistStatCache(f, back, c3, { parent: c(2), set: [ab, other], deleted: ['srv/d'] });
+    back = loadStatCache(f)!;
+    expect([back.commit, rows(back.nodes)]).toEqual([c(3), rows(n3)]);
+    expect(back.byPath.size).toBe(5);
+
+    // A torn last line is not replayed (the cache is the commit before), and the next save is whole.
+    const j = journalOf(f);
+    const lines = fs.readFileSync(j);
+    fs.writeFileSync(j, lines.subarray(0, lines.length - 5));
+    back = loadStatCache(f)!;
+    expect([back.commit, rows(back.nodes), back.saved]).toEqual([c(2), rows(n2), undefined]);
+    const again = await persistStatCache(f, back, c3, { parent: c(2), set: [ab, other], deleted: ['srv/d'] });
+    expect(fs.existsSync(j)).toBe(false);
+    expect(again.journalBytes).toBe(0);
+    expect(rows(loadStatCache(f)!.nodes)).toEqual(rows(n3));
+
+    // A journal that does not start from the file's commit (left by an older file) is not replayed.
+    fs.writeFileSync(j, lines);
+    back = loadStatCache(f)!;
+    expect([back.commit, rows(back.nodes), back.saved]).toEqual([c(3), rows(n3), undefined]);
+  });
+
+  it('is written whole again once the journal has grown to an eighth of the file, or when the file is not the cache it extends', async () => {
+    const f = path.join(tmp(), 'statcache');
+    await saveStatCache(f, cache(c(1), sample()));
+    let prev = loadStatCache(f)!;
+    // Not what the files hold: written whole.
+    const c2 = cache(c(2), sample());
+    expect((await persistStatCache(f, { ...prev, saved: undefined }, c2, { parent: c(1), set: [], deleted: [] })).journalBytes).toBe(0);
+    prev = loadStatCache(f)!;
+    let lines = 0;
+    for (let i = 3; prev.saved!.journalBytes < 64 * 1024; i++, lines++) {
+      const n = { ...sample()[1], line: line('file', `${i}.0`) };
+      const next = cache(`${i}`.padStart(40, '0'), [sample()[0], n, ...sample().slice(2)]);
+      next.saved = await persistStatCache(f, prev, next, { parent: prev.commit, set: [n], deleted: [] });
+      prev = next;
+    }
+    expect(lines).toBeGreaterThan(100);
+    expect(loadStatCache(f)!.commit).toBe(prev.commit);
+    const next = cache(c(9), sample());
+    expect(await persistStatCache(f, prev, next, { parent: prev.commit, set: [], deleted: [] })).toMatchObject({ journalBytes: 0 });
+    expect(fs.existsSync(journalOf(f))).toBe(false);
+    expect(loadStatCache(f)!.commit).toBe(c(9));
   });
 });

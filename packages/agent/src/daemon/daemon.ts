@@ -6,6 +6,7 @@ import { ensureStateDir, statePaths, type StatePaths } from '@pacha/shared/state
 import { effectiveRoots } from '@pacha/shared/watchlist';
 import { watchPackageDatabase } from '@pacha/shared/host/packages';
 import { postCallback } from '@pacha/shared/callback';
+import type { SnapshotMemory } from '@pacha/shared/snapshot/engine';
 import { PACHA_VERSION } from '@pacha/shared/version';
 import { logConfigWarnings } from '../context.ts';
 import { describeMaster, plural, seconds } from '../format.ts';
@@ -47,6 +48,8 @@ export class Daemon {
   private readonly batcher: DirtyBatcher;
   private readonly schedule: ReconcileSchedule;
   private readonly snapshotGate: StepGate;
+  /** The last snapshot's stat cache, kept between snapshots (engine.ts). */
+  private readonly snapshotMemory: SnapshotMemory = { cache: null };
   private readonly push: PushStep;
   private readonly heartbeat: Heartbeat;
   private readonly wakeTimer = new WakeTimer(() => this.wake());
@@ -245,7 +248,7 @@ export class Daemon {
     this.setState(full ? 'reconcile' : 'snapshot');
     const t0 = Date.now();
     try {
-      const result = await snapshotStep({ config: this.config, state: this.state, log: this.log }, work);
+      const result = await snapshotStep({ config: this.config, state: this.state, log: this.log, memory: this.snapshotMemory }, work);
       this.snapshotGate.succeeded();
       if (result.commit) this.pushNeeded = true;
       this.stepDone({ step: 'snapshot', full, ms: Date.now() - t0, ok: true, result });

@@ -37,6 +37,7 @@ function logSnapshot(log: Logger, work: SnapshotWork, res: SnapshotResult, ms: n
   } else {
     log.debug(`no changes in ${what} (${ms} ms)`);
   }
+  log.debug(`snapshot phases: ${Object.entries(res.phases).map(([k, v]) => `${k} ${v} ms`).join(', ')}`);
   for (const w of res.warnings) log.debug(`snapshot warning: ${w}`);
   if (log.verbose) {
     const m = process.memoryUsage();

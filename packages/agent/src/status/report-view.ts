@@ -2,7 +2,7 @@ import { bytes } from '../format.ts';
 import type { ReportEntry, ReportFile } from './status-files.ts';
 
 // `pacha report`: one table of the last snapshot, push and rebuild, phase by phase, then the
-// sizes involved. Phases are whatever the writer recorded (snapshot: load, scan, hash, write, commit;
+// sizes involved. Phases are whatever the writer recorded (snapshot: load, scan, hash, trees, write, commit;
 // push: connect, negotiate, pack, upload, ref; rebuild: fetch, validate, hooks, restore, ...).
 
 const SIZE_KEYS = ['files', 'bytes', 'objects', 'commits'] as const;

@@ -18,7 +18,8 @@ import { compareNodes, describeChanges, orderNodes, type PathChange } from './ch
 import { loadOwners } from './owners.ts';
 import { XattrReader } from '../xattr/xattr.ts';
 import { type HashJob, scan, type ScanOutput } from './scan.ts';
-import { loadStatCache, type Node, saveStatCache, type StatCache } from './stat-cache.ts';
+import { type CacheChange, loadStatCache, type Node, persistStatCache, type StatCache } from './stat-cache.ts';
+import { type NodeMap, nodesAsMap } from './node-map.ts';
 import { buildTrees } from './tree-builder.ts';
 import { snapshotHostFiles } from '../host/snapshot-files.ts';
 
@@ -30,6 +31,17 @@ export interface SnapshotEnv {
   config: PachaConfig;
   state: StatePaths;
   log: Logger;
+  /** Kept by a long-lived caller (the daemon) between its snapshots. */
+  memory?: SnapshotMemory;
+}
+
+/**
+ * The stat cache of the last snapshot, held in memory so that the next one neither reads nor
+ * parses the file. Taken out while a snapshot runs (a failed one leaves none: the next reads
+ * the file, which is never ahead of the repository) and put back when it succeeds.
+ */
+export interface SnapshotMemory {
+  cache: StatCache | null;
 }
 
 export interface SnapshotOptions {
@@ -54,7 +66,7 @@ export interface SnapshotResult {
   commit: string | null;
   parent: string | null;
   summary: ChangeSummary;
-  /** Milliseconds per phase: load, scan, hash, write, commit. */
+  /** Milliseconds per phase: load, scan, hash, trees, write, commit. */
   phases: Record<string, number>;
   /** How the files were looked at: full (every root walked), dirty (the watcher's paths only). */
   route: 'full' | 'dirty';
@@ -90,10 +102,15 @@ function treeSource(objects: Repository): TreeSource {
   };
 }
 
-/** What the last snapshot holds: from the stat cache when it describes HEAD, else from the commit. */
-function loadPrevious(state: StatePaths, head: string | null, settings: string, log: Logger): Previous {
+/**
+ * What the last snapshot holds: from the stat cache when it describes HEAD (the one in memory,
+ * else the file), else from the commit.
+ */
+function loadPrevious(state: StatePaths, head: string | null, settings: string, log: Logger, memory?: SnapshotMemory): Previous {
+  const kept = memory?.cache ?? null;
+  if (memory) memory.cache = null;
   if (head === null) return { nodes: new Map(), cache: null, tree: null, trusted: false, version: FORMAT_VERSION };
-  const cache = loadStatCache(state.statCache);
+  const cache = kept !== null && kept.commit === head ? kept : loadStatCache(state.statCache);
   if (cache !== null && cache.commit === head) return { nodes: cache.byPath, cache, tree: cache.tree, trusted: cache.settings === settings, version: FORMAT_VERSION };
   log.debug(`stat cache does not describe ${head.slice(0, 12)}: reading the snapshot instead`);
   const objects = new Repository(state.repo);
@@ -235,6 +252,13 @@ class SnapshotPacks {
   }
 }
 
+/** The journal line of a snapshot (stat-cache.ts): the nodes it made or changed, the paths it removed. */
+function cacheChange(parent: string | null, nodes: NodeMap, made: Node[], touched: string[]): CacheChange {
+  const set = new Set<Node>();
+  for (const n of made) if (nodes.get(n.path) === n) set.add(n);
+  return { parent: parent ?? '', set: [...set], deleted: touched.filter((p) => !nodes.has(p)) };
+}
+
 /** Milliseconds per phase, each measured from the end of the one before. */
 function phaseClock(): { phases: Record<string, number>; lap: (name: string) => void } {
   const phases: Record<string, number> = {};
@@ -320,7 +344,7 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
   const xattrs = new XattrReader();
   const settings = settingsKey(config, roots, owners.signature, xattrs);
   const racyNs = racyStamp(state);
-  const prev = loadPrevious(state, head, settings, log);
+  const prev = loadPrevious(state, head, settings, log, env.memory);
   clock.lap('load');
   const sc = scan(
     { root: config.root, roots, ignore: config.ignore, maxFileSize: config.maxFileSize, prev: prev.cache, trusted: prev.trusted, owners, racyNs, dirty: opts.dirty, xattrs },
@@ -342,25 +366,33 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
     // The package manifest and the accounts (host/snapshot-files.ts): a package installed is a change too.
     const host = snapshotHostFiles({ config, stateDir: state.dir, log }, { prevTree: prev.tree, prevNodes: prev.nodes, nodes: sc.nodes, touched: cmp.touched, head });
     const pacha = { roots: Buffer.from(encodeRoots(roots)), extra: extraFiles(packs, state.repo, head, new Map([...host.files, ...(opts.extraFiles ?? [])])) };
-    const tree = buildTrees(sc.nodes, order, cmp.touched, rootRels, pacha, packs.add, migrating);
+    const { tree, rebuilt } = buildTrees(sc.nodes, order, cmp.touched, rootRels, pacha, packs.add, migrating);
     host.done(tree);
+    clock.lap('trees');
     const summary: ChangeSummary = { added: cmp.added, changed: cmp.changed, deleted: cmp.deleted, metadataOnly: cmp.metadataOnly, total: sc.nodes.size, bytesRead };
     for (const w of sc.warnings) log.warn(w);
 
     let commit: string | null = null;
     let bytesWritten = 0;
-    const saveCache = (described: string) => saveStatCache(state.statCache, { commit: described, tree, settings, nodes: order });
+    let next: StatCache | null = null;
+    const saveCache = async (described: string) => {
+      next = { commit: described, tree, settings, nodes: order, byPath: new Map() };
+      next.saved = await persistStatCache(state.statCache, prev.cache, next, cacheChange(head, sc.nodes, [...sc.fresh, ...rebuilt], cmp.touched));
+    };
     if (tree === prev.tree || (head === null && sc.nodes.size === 0)) {
       packs.abort();
       clock.lap('write');
       // The cache is written again only when it learnt something (a record made anew: a new
       // signature, or one no longer racy); a trusted cache of HEAD with no new node is as it was.
-      if (head !== null && (sc.fresh.length > 0 || !prev.trusted)) await saveCache(head);
+      if (head !== null && (sc.fresh.length > 0 || !prev.trusted || cmp.touched.length > 0)) await saveCache(head);
+      else if (head !== null && prev.cache !== null) next = { ...prev.cache, tree, nodes: order, byPath: new Map() };
     } else {
       const note = [opts.message?.trim(), host.note(packs.objects), migrating ? `snapshot format ${prev.version} -> ${FORMAT_VERSION}` : undefined].filter((x) => x).join('\n\n');
       ({ commit, bytesWritten } = await land(env, packs, head, tree, summary, note, saveCache, clock.lap));
     }
     clock.lap('commit');
+    // The nodes become the next snapshot's (the previous cache's Map is changed into them).
+    if (env.memory && next !== null) env.memory.cache = { ...(next as StatCache), byPath: nodesAsMap(sc.nodes) };
     const route = opts.dirty === undefined ? 'full' : 'dirty';
     return { commit, parent: head, summary, phases: clock.phases, route, warnings: sc.warnings, bytesWritten, filesRead: sc.toHash.length };
   } catch (e) {

@@ -2,7 +2,7 @@ import type { Node } from './stat-cache.ts';
 
 // The new snapshot's nodes by path. A re-scan usually changes a handful of 100,000 paths, and
 // copying the previous snapshot's Map costs some 30 ms: NodeOverlay records only the changes
-// over the previous Map, which it never modifies. A plain Map is a NodeMap too.
+// over the previous Map, which it leaves alone until mergeIntoBase() (when the snapshot is done). A plain Map is a NodeMap too.
 
 /** The node now at the path of `was` (a node of the previous snapshot); undefined when gone. */
 export function nodeNow(nodes: NodeMap, was: Node): Node | undefined {
@@ -19,13 +19,21 @@ export interface NodeMap {
   [Symbol.iterator](): Iterator<[string, Node]>;
 }
 
+/**
+ * The nodes as a plain Map, for the next snapshot to start from. An overlay writes its changes
+ * into its base Map (no copy): call it only when the base is no longer needed as it was.
+ */
+export function nodesAsMap(nodes: NodeMap): Map<string, Node> {
+  return nodes instanceof NodeOverlay ? nodes.mergeIntoBase() : (nodes as Map<string, Node>);
+}
+
 export class NodeOverlay implements NodeMap {
-  private readonly base: ReadonlyMap<string, Node>;
+  private readonly base: Map<string, Node>;
   /** Paths set or deleted (null) since the base. */
   private readonly changes = new Map<string, Node | null>();
   private count: number;
 
-  constructor(base: ReadonlyMap<string, Node>) {
+  constructor(base: Map<string, Node>) {
     this.base = base;
     this.count = base.size;
   }
@@ -62,6 +70,16 @@ export class NodeOverlay implements NodeMap {
     const c = this.changes.get(was.path);
     if (c === undefined) return was;
     return c ?? undefined;
+  }
+
+  /** Apply the changes to the base Map and return it; the overlay is spent. */
+  mergeIntoBase(): Map<string, Node> {
+    for (const [path, c] of this.changes) {
+      if (c === null) this.base.delete(path);
+      else this.base.set(path, c);
+    }
+    this.changes.clear();
+    return this.base;
   }
 
   *keys(): IterableIterator<string> {

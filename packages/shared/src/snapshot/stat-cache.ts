@@ -1,6 +1,7 @@
 import { isAscii } from 'node:buffer';
 import fs from 'node:fs';
 import type { EntryType } from '../format/entry.ts';
+import { orderNodes } from './changes.ts';
 
 // The stat cache: what the last snapshot knew about every path, so that a re-snapshot of an
 // unchanged file reads no content. Per path, in path byte order: its metadata record (the
@@ -21,6 +22,14 @@ import type { EntryType } from '../format/entry.ts';
 //   flags        count x 1 byte: type (bits 0-1), signature valid (4), object id present (8)
 //   "END\n"
 // Numbers are in the machine's byte order: the file never leaves the host that wrote it.
+//
+// A snapshot that changes a few paths does not write the whole file again: it appends what
+// changed to `<cache>.journal`, one JSON line per snapshot
+//   {"parent":<commit before>,"commit":<commit>,"tree":..,"settings":..,"set":[[path,type,record,sig,oid],..],"del":[path,..]}
+// (sig is [dev, ino, size, mtimeMs, ctimeMs] or null). Loading replays the lines whose parents
+// chain from the file's commit and stops at the first that does not (torn, or of an older file).
+// The whole file is written again, and the journal removed first, once the journal has grown
+// to an eighth of it (JOURNAL_SHARE) or when the previous cache is not the one on disk.
 
 /** A stat signature in the numbers of a plain (non-bigint) fs.Stats. */
 export interface Sig {
@@ -50,7 +59,24 @@ export interface StatCache {
   /** In path byte order. */
   nodes: Node[];
   byPath: Map<string, Node>;
+  /** The files on disk hold exactly this cache (set by loading and saving); undefined: they may not. */
+  saved?: CacheOnDisk;
 }
+
+/** Sizes of the cache file and of its journal as last read or written. */
+export interface CacheOnDisk {
+  baseBytes: number;
+  journalBytes: number;
+}
+
+/** The journal is replayed after the file it extends. */
+export function journalOf(file: string): string {
+  return `${file}.journal`;
+}
+
+/** The journal may grow to 1/JOURNAL_SHARE of the cache file (at least JOURNAL_MIN bytes) before the file is written whole. */
+const JOURNAL_SHARE = 8;
+const JOURNAL_MIN = 64 * 1024;
 
 const MAGIC = 'pacha-statcache 4';
 const END = Buffer.from('END\n');
@@ -167,8 +193,120 @@ export function sameStat(n: Node, st: fs.Stats): boolean {
   return s !== null && st.mtimeMs === s.mtimeMs && st.ctimeMs === s.ctimeMs && st.size === s.size && st.ino === s.ino && st.dev === s.dev;
 }
 
-/** Load the cache; null when it is missing, torn or of another format. */
+/**
+ * Load the cache and replay its journal; null when the file is missing, torn or of another
+ * format. A journal line that does not follow (torn, or left from an older file) ends the replay.
+ */
 export function loadStatCache(file: string): StatCache | null {
+  const base = loadBase(file);
+  if (base === null) return null;
+  let journal: Buffer;
+  try {
+    journal = fs.readFileSync(journalOf(file));
+  } catch {
+    return base; // no journal: the file is the whole cache
+  }
+  return replayJournal(base, journal);
+}
+
+type JournalRecord = [path: string, type: number, line: string, sig: number[] | null, oid: string];
+
+interface JournalEntry {
+  parent: string;
+  commit: string;
+  tree: string;
+  settings: string;
+  set: JournalRecord[];
+  del: string[];
+}
+
+function parseEntry(line: string): JournalEntry | null {
+  try {
+    const e = JSON.parse(line) as JournalEntry;
+    const ok =
+      typeof e === 'object' && e !== null && typeof e.parent === 'string' && typeof e.commit === 'string' && typeof e.tree === 'string' &&
+      typeof e.settings === 'string' && Array.isArray(e.set) && Array.isArray(e.del) &&
+      e.set.every((r) => Array.isArray(r) && typeof r[0] === 'string' && TYPES[r[1]] !== undefined && typeof r[2] === 'string' &&
+        (r[3] === null || (Array.isArray(r[3]) && r[3].length === SIG && r[3].every((x) => typeof x === 'number'))) && typeof r[4] === 'string') &&
+      e.del.every((p) => typeof p === 'string');
+    return ok ? e : null;
+  } catch {
+    return null;
+  }
+}
+
+function replayJournal(base: StatCache, journal: Buffer): StatCache {
+  if (journal.length === 0) return base;
+  const byPath = base.byPath;
+  /** Paths the file does not have, with their nodes. */
+  const added = new Map<string, Node>();
+  /** Paths of the file deleted by the journal (so far). */
+  const removed = new Set<string>();
+  let { commit, tree, settings } = base;
+  let at = 0;
+  while (at < journal.length) {
+    const nl = journal.indexOf(10, at);
+    if (nl < 0) break;
+    const e = parseEntry(journal.toString('utf8', at, nl));
+    if (e === null || e.parent !== commit) break;
+    for (const [path, type, line, sig, oid] of e.set) {
+      const n: Node = { path, type: TYPES[type], line, sig: sig === null ? null : { dev: sig[0], ino: sig[1], size: sig[2], mtimeMs: sig[3], ctimeMs: sig[4] }, oid };
+      if (added.has(path) || (!byPath.has(path) && !removed.has(path))) added.set(path, n);
+      removed.delete(path);
+      byPath.set(path, n);
+    }
+    for (const path of e.del) {
+      if (!byPath.delete(path)) continue;
+      if (!added.delete(path)) removed.add(path);
+    }
+    ({ commit, tree, settings } = e);
+    at = nl + 1;
+  }
+  if (at === 0) return { ...base, saved: undefined };
+  const deleted = removed.size > 0;
+  // The new paths merged into the file's order, the replaced nodes in their places.
+  const nodes = deleted || added.size > 0 ? orderNodes(byPath, base.nodes, new Map(), [...added.values()]) : base.nodes.map((n) => byPath.get(n.path)!);
+  // Bytes after the last line replayed (torn, or not following): the next save writes the file whole.
+  const saved = at === journal.length && base.saved ? { baseBytes: base.saved.baseBytes, journalBytes: at } : undefined;
+  return { commit, tree, settings, nodes, byPath, saved };
+}
+
+/** What one snapshot changed in the cache it started from (parent): the journal's line for it. */
+export interface CacheChange {
+  parent: string;
+  /** Nodes made or modified by the snapshot (now in the new cache). */
+  set: Node[];
+  /** Paths the new cache no longer has. */
+  deleted: string[];
+}
+
+/**
+ * Persist `next`: as a journal line when `prev` is what the files on disk hold and the journal
+ * is still small, else the whole file. Returns where the files on disk now stand.
+ */
+export async function persistStatCache(file: string, prev: StatCache | null, next: StatCache, change: CacheChange): Promise<CacheOnDisk> {
+  const saved = prev?.saved;
+  if (saved !== undefined && prev!.commit === change.parent && saved.journalBytes < Math.max(JOURNAL_MIN, saved.baseBytes / JOURNAL_SHARE)) {
+    const entry: JournalEntry = {
+      parent: change.parent,
+      commit: next.commit,
+      tree: next.tree,
+      settings: next.settings,
+      set: change.set.map((n) => {
+        const s = n.sig;
+        return [n.path, TYPES.indexOf(n.type), n.line, s === null ? null : [s.dev, s.ino, s.size, s.mtimeMs, s.ctimeMs], n.oid];
+      }),
+      del: change.deleted,
+    };
+    const line = Buffer.from(JSON.stringify(entry) + '\n');
+    await fs.promises.appendFile(journalOf(file), line, { mode: 0o600 });
+    return { baseBytes: saved.baseBytes, journalBytes: saved.journalBytes + line.length };
+  }
+  return saveStatCache(file, next);
+}
+
+/** The cache file alone (its journal not replayed). */
+function loadBase(file: string): StatCache | null {
   let buf: Buffer;
   try {
     buf = fs.readFileSync(file);
@@ -221,7 +359,7 @@ export function loadStatCache(file: string): StatCache | null {
     nodes[i] = node;
     byPath.set(node.path, node);
   }
-  return { commit: head[1], tree: head[2], settings: head[3], nodes, byPath };
+  return { commit: head[1], tree: head[2], settings: head[3], nodes, byPath, saved: { baseBytes: buf.length, journalBytes: 0 } };
 }
 
 function align8(n: number): number {
@@ -242,12 +380,13 @@ function unchangedRun(nodes: Node[], at: number): number {
 
 /**
  * Written to a temp file renamed into place, but without fsync: the cache only saves work, and
- * a torn one (wrong length, no END) is simply not used. The old cache is removed before the
+ * a torn one (wrong length, no END) is simply not used. The journal goes first (its lines extend
+ * the old file). The old cache is removed before the
  * rename: ext4 starts writing out a file renamed over another at once (auto_da_alloc), which
  * puts all of the cache's blocks in the journal commit that the next fsync (of a pack, the
  * branch, the status) waits for; without the rename-over they go out with ordinary writeback.
  */
-export async function saveStatCache(file: string, c: { commit: string; tree: string; settings: string; nodes: Node[] }): Promise<void> {
+export async function saveStatCache(file: string, c: { commit: string; tree: string; settings: string; nodes: Node[] }): Promise<CacheOnDisk> {
   const count = c.nodes.length;
   const sigs = new Float64Array(count * SIG);
   const lineAt = new Uint32Array(count);
@@ -310,7 +449,10 @@ export async function saveStatCache(file: string, c: { commit: string; tree: str
   const view = (a: Float64Array | Uint32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
   const parts = [header, ...paths, ...text, Buffer.alloc(align8(before) - before), view(sigs), view(lineAt), view(pathAt), oids, flags, END];
   const tmp = `${file}.tmp-${process.pid}`;
-  await fs.promises.writeFile(tmp, Buffer.concat(parts), { mode: 0o600 });
+  const whole = Buffer.concat(parts);
+  await fs.promises.rm(journalOf(file), { force: true });
+  await fs.promises.writeFile(tmp, whole, { mode: 0o600 });
   await fs.promises.rm(file, { force: true });
   await fs.promises.rename(tmp, file);
+  return { baseBytes: whole.length, journalBytes: 0 };
 }

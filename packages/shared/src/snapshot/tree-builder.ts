@@ -42,7 +42,7 @@ export function buildTrees(
   add: AddObject,
   /** Build every directory's tree again (the previous snapshot is of another format). */
   everything = false,
-): string {
+): { tree: string; rebuilt: Node[] } {
   const rootSet = new Set(rootRels);
   const dirty = new Set<string>();
   const mark = (p: string) => {
@@ -59,6 +59,7 @@ export function buildTrees(
   if (everything) {
     for (const n of order) if (n.type === 'dir') dirty.add(n.path);
   } else for (const p of touched) mark(p);
+  const rebuilt: Node[] = [];
   if (dirty.size > 0) {
     const deepestFirst = [...dirty].sort((a, b) => depth(b) - depth(a));
     for (const d of deepestFirst) {
@@ -66,17 +67,24 @@ export function buildTrees(
       const lines = [dirLine(SELF, node.line)];
       const entries: TreeEntry[] = [];
       // The paths below d/ form one run in path byte order; its direct children in name order.
+      // The paths below a sub-directory form a run of their own, skipped as a whole.
       const pre = d + '/';
-      for (let i = lowerBoundPath(order.length, (k) => order[k].path, pre); i < order.length && order[i].path.startsWith(pre); i++) {
+      for (let i = lowerBoundPath(order.length, (k) => order[k].path, pre); i < order.length && order[i].path.startsWith(pre); ) {
         const c = order[i];
-        if (c.path.indexOf('/', pre.length) >= 0) continue;
+        const slash = c.path.indexOf('/', pre.length);
+        if (slash >= 0) {
+          i = endOfRun(order, i, c.path.slice(0, slash + 1));
+          continue;
+        }
         const name = c.path.slice(pre.length);
         if (c.type === 'dir' && c.oid === '') throw new Error(`internal: /${c.path} has no tree`);
         entries.push({ name: gitName(name, FORMAT_VERSION), mode: nodeGitMode(c), oid: c.oid });
         if (c.type !== 'dir') lines.push(dirLine(name, c.line));
+        i++;
       }
       entries.push({ name: PACHA_NAME, mode: '100644', oid: add('blob', Buffer.from(lines.join('\n') + '\n')) });
       node.oid = add('tree', serializeTree(entries));
+      rebuilt.push(node);
     }
   }
 
@@ -85,7 +93,25 @@ export function buildTrees(
     const n = nodes.get(r);
     if (n) rootNodes.push(n);
   }
-  return buildTopTree(rootNodes, pacha, add);
+  return { tree: buildTopTree(rootNodes, pacha, add), rebuilt };
+}
+
+/** The end of the run of paths starting with `pre` that holds index `from`: galloping, then bisecting. */
+function endOfRun(order: Node[], from: number, pre: string): number {
+  const inRun = (i: number) => i < order.length && order[i].path.startsWith(pre);
+  let lo = from; // in the run
+  let step = 1;
+  while (inRun(lo + step)) {
+    lo += step;
+    step *= 2;
+  }
+  let hi = Math.min(lo + step, order.length); // not in the run (or the end)
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >>> 1;
+    if (inRun(mid)) lo = mid;
+    else hi = mid;
+  }
+  return hi;
 }
 
 /**
