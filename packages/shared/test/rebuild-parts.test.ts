@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { commitSnapshot, git, initBareRepo, packRepo } from '@pacha/test-support/git-fixture';
 import { silentLogger, type Logger } from '../src/log.ts';
-import { BlobSource } from '../src/rebuild/blob-source.ts';
+import { BlobSource, checkedBudget } from '../src/rebuild/blob-source.ts';
 import { appendRun, hookStatus, readJournal, type HookRun } from '../src/rebuild/journal.ts';
 import { loadAccounts as loadIdTable } from '../src/accounts.ts';
 import { ownerResolver } from '../src/rebuild/owners.ts';
@@ -130,6 +130,58 @@ describe('BlobSource', () => {
     const src = new BlobSource(repo);
     expect(() => src.tryRead(id, 5000)).toThrow(new RegExp(`object ${id} in .* is corrupt`));
     src.close();
+  });
+
+  it('reads each validated blob once, hands it to the restore from memory within the budget, and lets go of it after its last file', async () => {
+    const repo = path.join(tmp(), 'repo');
+    initBareRepo(repo);
+    const shared = 's'.repeat(3000);
+    const own = 'o'.repeat(4000);
+    commitSnapshot(repo, {
+      roots: ['/etc/x'],
+      entries: [
+        { path: '/etc/x', type: 'dir' },
+        { path: '/etc/x/a', type: 'file', content: shared },
+        { path: '/etc/x/b', type: 'file', content: shared },
+        { path: '/etc/x/c', type: 'file', content: own },
+      ],
+    });
+    packRepo(repo);
+    const [sid, oid] = ['main:etc/x/a', 'main:etc/x/c'].map((r) => git(repo, ['rev-parse', r]).trim());
+    const packFile = path.join(repo, 'objects/pack', fs.readdirSync(path.join(repo, 'objects/pack')).find((f) => f.endsWith('.pack'))!);
+    const pristine = fs.readFileSync(packFile);
+    /** Every byte after the pack's header flipped: any object read from it now fails its check. */
+    const corruptPack = () => {
+      const buf = Buffer.from(pristine);
+      for (let i = 12; i < buf.length - 20; i++) buf[i] ^= 0xff;
+      fs.writeFileSync(packFile, buf);
+    };
+
+    // A budget for the first blob only: the other is read again by the restore.
+    const src = new BlobSource(repo, { budget: 3500 });
+    try {
+      expect(await src.checkBlob(sid, 3000)).toBeNull();
+      expect(await src.checkBlob(oid, 4000)).toBeNull();
+      corruptPack();
+      // Read once for both files that share it, and checked against each file's size.
+      expect(await src.checkBlob(sid, 3000)).toBeNull();
+      expect(await src.checkBlob(sid, 2999)).toMatch(/the metadata says 2999 bytes, its content \(blob [0-9a-f]{40}\) has 3000/);
+      expect(src.tryRead(sid, 3000)!.toString()).toBe(shared);
+      expect(src.tryRead(sid, 3000)!.toString()).toBe(shared);
+      expect(() => src.tryRead(oid, 4000)).toThrow(/corrupt|inflate|incorrect|invalid/i);
+      // Its three uses are spent: the next read goes to the (now corrupt) pack.
+      expect(src.tryRead(sid, 3000)!.toString()).toBe(shared);
+      expect(() => src.tryRead(sid, 3000)).toThrow(/corrupt|inflate|incorrect|invalid/i);
+    } finally {
+      src.close();
+    }
+  });
+
+  it('keeps a quarter of the available memory for validated blobs, between 64 MiB and 1 GiB', () => {
+    const MiB = 1024 * 1024;
+    expect(checkedBudget(0)).toBe(64 * MiB);
+    expect(checkedBudget(1024 * MiB)).toBe(256 * MiB);
+    expect(checkedBudget(16 * 1024 * MiB)).toBe(1024 * MiB);
   });
 });
 

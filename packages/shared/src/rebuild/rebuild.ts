@@ -266,7 +266,14 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     let seeded = false;
     if (host === config.hostname) {
       if (!fs.existsSync(state.repo)) {
-        fs.cpSync(staging.repo, state.repo, { recursive: true });
+        // The staged copy is no longer needed: moved, not copied, unless the state dir is on
+        // another filesystem (a whole pack written again for nothing).
+        try {
+          fs.renameSync(staging.repo, state.repo);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+          fs.cpSync(staging.repo, state.repo, { recursive: true });
+        }
         seeded = true;
         log.info(`seeded the local repository ${state.repo} from the master's history`);
       }
