@@ -73,12 +73,14 @@ export class BlobSource {
   async checkBlob(oid: string, size: number): Promise<string | null> {
     let c = this.checked.get(oid);
     if (!c) {
+      let got: Checked | string;
       try {
-        c = await this.check(oid, size);
+        got = await this.check(oid, size);
       } catch (e) {
         return `its content (blob ${oid}) cannot be read: ${(e as Error).message}`;
       }
-      if (typeof c === 'string') return c;
+      if (typeof got === 'string') return got;
+      c = got;
       this.checked.set(oid, c);
     }
     c.uses++;
