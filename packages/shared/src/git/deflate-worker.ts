@@ -82,6 +82,11 @@ export class DeflateWorker {
     return p;
   }
 
+  /** Batches given and not yet returned. */
+  get pending(): number {
+    return this.waiting.size;
+  }
+
   close(): void {
     void this.worker.terminate();
   }

@@ -34,6 +34,12 @@ const DEFER_MAX_BYTES = 32 * 1024 * 1024;
 const DEFER_DEFLATE_CHUNK = 4 * 1024 * 1024;
 /** Bytes of smaller objects handed to the deflate worker at once (options.worker). */
 const BATCH_BYTES = 1024 * 1024;
+/**
+ * Batches the worker may have waiting: when it has more, the caller's thread deflates the next
+ * one itself, so that neither thread waits for the other (on a busy machine the worker may get
+ * far less CPU than the reading thread).
+ */
+const WORKER_BACKLOG = 2;
 
 export interface PackWriterOptions {
   /** Is the object already stored elsewhere in the repository? Then it is skipped. */
@@ -229,8 +235,12 @@ export class PackWriter {
     const b = this.batch;
     if (b === undefined) return;
     this.batch = undefined;
-    const done = this.deflater!.deflate(b.data, b.items).then((out) => b.entries.map((e, i) => ({ ...e, data: out[i] })));
-    this.enqueue(b.used, b.entries.length, done);
+    const deflater = this.deflater!;
+    const out =
+      deflater.pending < WORKER_BACKLOG
+        ? deflater.deflate(b.data, b.items)
+        : Promise.resolve(b.items.map((it) => zlib.deflateSync(b.data.subarray(it.offset, it.offset + it.length), { level: it.level })));
+    this.enqueue(b.used, b.entries.length, out.then((parts) => b.entries.map((e, i) => ({ ...e, data: parts[i] }))));
   }
 
   private enqueue(bytes: number, count: number, entries: Promise<Entry[]>): void {
