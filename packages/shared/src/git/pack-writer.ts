@@ -133,6 +133,8 @@ export class PackWriter {
   private queuedCount = 0;
   private readonly deflater: DeflateWorker | undefined;
   /** The batch being filled for the deflate worker. */
+  /** readBuffer()'s buffer for files under DEFER_DEFLATE_AT. */
+  private scratch = Buffer.allocUnsafeSlow(64 * 1024);
   private batch: { data: Buffer; used: number; items: BatchItem[]; entries: Omit<Entry, 'data'>[] } | undefined;
 
   private constructor(packDir: string, opts: PackWriterOptions) {
@@ -292,6 +294,17 @@ export class PackWriter {
   }
 
   /**
+   * Where a file of `size` bytes is read whole. Under DEFER_DEFLATE_AT one buffer serves every
+   * file: addObject keeps none of such data (deflated at once, or copied into the worker's
+   * batch). Larger ones are kept until the thread pool has deflated them: a buffer of their own.
+   */
+  private readBuffer(size: number): Buffer {
+    if (size + 1 >= DEFER_DEFLATE_AT) return Buffer.allocUnsafeSlow(size + 1);
+    if (this.scratch.length < size + 1) this.scratch = Buffer.allocUnsafeSlow(Math.max(size + 1, Math.min(2 * this.scratch.length, DEFER_DEFLATE_AT)));
+    return this.scratch;
+  }
+
+  /**
    * Add a file's content as a blob. Small files are read whole; large ones are hashed and
    * deflated as a stream straight into the pack. A file that changes while it is read (size,
    * mtime, ctime differ before and after) is read again, up to `tries` times.
@@ -303,12 +316,11 @@ export class PackWriter {
     const tries = opts.tries ?? 3;
     let bytesRead = 0;
     for (let attempt = 1; attempt <= tries; attempt++) {
-      const fd = openRegular(file);
+      const { fd, before } = openRegular(file);
       try {
-        const before = fs.fstatSync(fd, { bigint: true });
         const size = Number(before.size);
         if (size <= STREAM_THRESHOLD) {
-          const data = readWhole(fd, size);
+          const data = readWhole(fd, size, this.readBuffer(size));
           bytesRead += data.length;
           const after = fs.fstatSync(fd, { bigint: true });
           if (statKey(after) !== statKey(before) || data.length !== size) continue;
@@ -462,27 +474,34 @@ export class PackWriter {
 // Never block on a fifo or follow a symlink that replaced the file since it was listed.
 const OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW;
 
-function openRegular(file: string): number {
+/** Open a file to read; its stat, taken once, is also the "before" of the re-read rule. */
+function openRegular(file: string): { fd: number; before: fs.BigIntStats } {
   const fd = fs.openSync(file, OPEN_FLAGS);
-  if (!fs.fstatSync(fd).isFile()) {
+  const before = fs.fstatSync(fd, { bigint: true });
+  if (!before.isFile()) {
     fs.closeSync(fd);
     throw new PachaError(`${file} is no longer a regular file`);
   }
-  return fd;
+  return { fd, before };
 }
 
 function writeAll(fd: number, data: Uint8Array, position: number): void {
   for (let done = 0; done < data.length; ) done += fs.writeSync(fd, data, done, data.length - done, position + done);
 }
 
-function readWhole(fd: number, size: number): Buffer {
-  // One byte more than expected tells a file that grew since fstat.
-  const buf = Buffer.allocUnsafe(size + 1);
+/**
+ * Read a file of `size` bytes into `buf` (size + 1 bytes or more). One byte more than expected
+ * tells a file that grew since fstat; a short read is the end of a regular file, so a file read
+ * whole costs one read call, not a second one that returns nothing. A file that was shorter
+ * than its stat said fails the size check of the caller and is read again.
+ */
+function readWhole(fd: number, size: number, buf: Buffer): Buffer {
   let n = 0;
-  while (n < buf.length) {
-    const r = fs.readSync(fd, buf, n, buf.length - n, n);
-    if (r === 0) break;
+  for (;;) {
+    const want = size + 1 - n;
+    const r = fs.readSync(fd, buf, n, want, n);
     n += r;
+    if (r === 0 || r < want) break;
   }
   return buf.subarray(0, n);
 }
@@ -492,9 +511,8 @@ export function hashFile(file: string, tries = 3): { oid: string; size: number; 
   let bytesRead = 0;
   const chunk = Buffer.allocUnsafe(STREAM_CHUNK);
   for (let attempt = 1; attempt <= tries; attempt++) {
-    const fd = openRegular(file);
+    const { fd, before } = openRegular(file);
     try {
-      const before = fs.fstatSync(fd, { bigint: true });
       const size = Number(before.size);
       const hash = crypto.createHash('sha1').update(objectHeader('blob', size));
       let read = 0;

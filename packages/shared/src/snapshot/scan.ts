@@ -12,7 +12,7 @@ import { readXattrs, type XattrReader } from '../xattr/xattr.ts';
 // stat-cache.ts sameStat) are the cached Node objects themselves, so later stages tell
 // "unchanged" by identity. Files whose content must be read are listed in `toHash`; symlink
 // targets are read here. Every path costs one plain lstat; only a changed one gets a second,
-// exact (bigint) lstat for its record.
+// exact (bigint) lstat for its record, and a path the cache does not know only the exact one.
 //
 // Full scan: every root is walked; a directory whose own signature is unchanged is not listed
 // again (its entries come from the cache: adding or removing a name changes the directory's
@@ -205,10 +205,13 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
   const visit = (rel: string, mode: Mode, isRoot: boolean, admitted = false): void => {
     if (isDirty) visited.add(rel);
     const local = prefix + rel;
-    let st: fs.Stats | undefined;
+    const p = prevMap.get(rel);
+    // A path the cache does not know gets a record made anyway: its one lstat is the exact one.
+    let st: fs.Stats | fs.BigIntStats | undefined;
+    let plain: fs.Stats | undefined;
     let bst: fs.BigIntStats | undefined;
     try {
-      st = fs.lstatSync(local, { throwIfNoEntry: false });
+      st = p === undefined ? (bst = fs.lstatSync(local, { bigint: true, throwIfNoEntry: false })) : (plain = fs.lstatSync(local, { throwIfNoEntry: false }));
     } catch (e) {
       warn(`cannot stat /${rel}: ${(e as Error).message}; its previous version is kept`);
       out.kept++;
@@ -224,10 +227,9 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
       remove(rel, true);
       return;
     }
-    const p = prevMap.get(rel);
     if (p && p.type === 'dir' && !st.isDirectory()) remove(rel, false);
     // Same signature: same content. Trusted: the cached record (names, settings) is still right too.
-    const sameSig = p !== undefined && sameStat(p, st);
+    const sameSig = p !== undefined && plain !== undefined && sameStat(p, plain);
     const same = sameSig && input.trusted;
     const gone = () => void remove(rel, true);
     if (st.isFile()) {
@@ -241,7 +243,7 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
         keep(rel, p);
         return;
       }
-      if ((bst = exact(local)) === undefined) return gone();
+      if ((bst ??= exact(local)) === undefined) return gone();
       const entry = makeEntry(rel, 'file', bst);
       if (sameSig && p.type === 'file') {
         put({ path: rel, type: 'file', line: encodeFields(entry), sig: p.sig, oid: p.oid });
@@ -257,7 +259,7 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
       }
       let raw: Buffer;
       try {
-        if ((bst = exact(local)) === undefined) return gone();
+        if ((bst ??= exact(local)) === undefined) return gone();
         raw = fs.readlinkSync(local, { encoding: 'buffer' });
       } catch (e) {
         warn(`cannot read symlink /${rel}: ${(e as Error).message}; its previous version is kept`);
@@ -282,7 +284,7 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
         node = p;
         keep(rel, node);
       } else {
-        if ((bst = exact(local)) === undefined) return gone();
+        if ((bst ??= exact(local)) === undefined) return gone();
         node = { path: rel, type: 'dir', line: encodeFields(makeEntry(rel, 'dir', bst)), sig: sigUnlessRacy(bst), oid: p?.type === 'dir' ? p.oid : '' };
         put(node);
       }
