@@ -1,5 +1,12 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { errnoOf } from '@pacha/shared/errors';
 import type { ObjectType } from '@pacha/shared/git/objects';
+import { HOST_TREE } from '@pacha/shared/master-tree';
+import { classify } from './append-only.ts';
 import { Refusal } from './host-view.ts';
+import { MASTER_COPY_PREFIX } from './place.ts';
 
 // What the master knows about one host while any of its connections is open: one object per
 // host, shared by all its connections and channels (never per channel), so that a limit or a
@@ -10,9 +17,28 @@ export interface HostLimits {
   maxHandles: number;
   /** Authenticated connections of one host at a time. */
   maxConnections: number;
+  /** Bytes of one host's temporary files (uploads not yet renamed into place) on the master's disk. */
+  maxTempBytes: number;
 }
 
-export const HOST_LIMIT_DEFAULTS: HostLimits = { maxHandles: 64, maxConnections: 8 };
+export const HOST_LIMIT_DEFAULTS: HostLimits = { maxHandles: 64, maxConnections: 8, maxTempBytes: 32 * 1024 ** 3 };
+
+/** The folders where the host's temporary files and the master's copies (place.ts) are made. */
+const WORK_DIRS = [HOST_TREE.repo, `${HOST_TREE.repo}/objects/pack`, `${HOST_TREE.repo}/refs/heads`];
+
+/** A temporary file of the host, by device and inode (a name can be removed while a handle still writes). */
+interface TempFile {
+  /** Its size as counted: the end of its furthest write or truncate (holes count). */
+  size: number;
+  /** Still has its name (not yet removed or renamed into place). */
+  named: boolean;
+  /** The host's handles open on it. */
+  handles: number;
+}
+
+export function tempFileId(st: fs.Stats): string {
+  return `${st.dev}:${st.ino}`;
+}
 
 export class HostState {
   readonly host: string;
@@ -27,6 +53,10 @@ export class HostState {
   /** Packs whose checksum this master computed itself over the file it placed (checkPack). */
   readonly checksummed = new Set<string>();
   private tail: Promise<unknown> = Promise.resolve();
+  /** The host's temporary files on disk and their bytes (maxTempBytes). */
+  private readonly temps = new Map<string, TempFile>();
+  tempBytes = 0;
+  private prepared: Promise<number> | undefined;
 
   constructor(host: string, limits: HostLimits) {
     this.host = host;
@@ -46,6 +76,99 @@ export class HostState {
 
   releaseHandle(): void {
     if (this.handles > 0) this.handles--;
+  }
+
+  /**
+   * Before the host's first session in this master's life: remove the copies an interrupted
+   * rename left (a crash between copy and rename, place.ts), and count the temporary files the
+   * host has on disk already. Once per master start; returns the number of copies removed.
+   */
+  prepare(homeReal: string): Promise<number> {
+    this.prepared ??= (async () => {
+      let removed = 0;
+      for (const dir of WORK_DIRS) {
+        let names: string[];
+        try {
+          names = await fsp.readdir(path.join(homeReal, dir));
+        } catch (e) {
+          if (errnoOf(e) === 'ENOENT' || errnoOf(e) === 'ENOTDIR') continue;
+          throw e;
+        }
+        for (const name of names) {
+          const real = path.join(homeReal, dir, name);
+          if (name.startsWith(MASTER_COPY_PREFIX)) {
+            await fsp.rm(real, { force: true });
+            removed++;
+            continue;
+          }
+          const k = classify(`${dir}/${name}`).kind;
+          if (k !== 'tmp' && k !== 'lock') continue;
+          const st = await fsp.lstat(real).catch(() => null);
+          if (st?.isFile()) this.tempResize(tempFileId(st), st.size, true);
+        }
+      }
+      return removed;
+    })();
+    return this.prepared;
+  }
+
+  private temp(id: string): TempFile {
+    let t = this.temps.get(id);
+    if (!t) this.temps.set(id, (t = { size: 0, named: true, handles: 0 }));
+    return t;
+  }
+
+  private tempDrop(id: string, t: TempFile): void {
+    if (t.named || t.handles > 0) return;
+    this.tempBytes -= t.size;
+    this.temps.delete(id);
+  }
+
+  /**
+   * A temporary file takes `size` bytes now (a write's end, a truncate, its size when opened).
+   * A growth is counted before the write is done, in the same tick: throws Refusal when it would
+   * take the host's temporary files past the limit. `trust`: a size found on disk, counted as is.
+   */
+  tempResize(id: string, size: number, trust = false): void {
+    const t = this.temp(id);
+    const grow = size - t.size;
+    if (!trust && grow > 0 && this.tempBytes + grow > this.limits.maxTempBytes) {
+      throw new Refusal(
+        'failure',
+        `temporary uploads of ${this.host} would take ${this.tempBytes + grow} bytes on the master, more than the ${this.limits.maxTempBytes} allowed per host (--max-host-temp); remove unfinished uploads (tmp_*) or ask the operator to raise the limit`,
+      );
+    }
+    t.size = size;
+    this.tempBytes += grow;
+  }
+
+  /** A write of `length` bytes at `offset` (append: at the end) through a handle: counted first. */
+  tempWrite(id: string, offset: number | 'append', length: number): void {
+    const t = this.temp(id);
+    const end = offset === 'append' ? t.size + length : offset + length;
+    if (end > t.size) this.tempResize(id, end);
+  }
+
+  tempOpened(id: string, size: number): void {
+    const t = this.temp(id);
+    t.handles++;
+    t.named = true;
+    this.tempResize(id, size, true);
+  }
+
+  tempClosed(id: string): void {
+    const t = this.temps.get(id);
+    if (!t) return;
+    if (t.handles > 0) t.handles--;
+    this.tempDrop(id, t);
+  }
+
+  /** Its name is gone (removed, or renamed into place by the master): its bytes are freed once no handle holds it. */
+  tempUnlinked(id: string): void {
+    const t = this.temps.get(id);
+    if (!t) return;
+    t.named = false;
+    this.tempDrop(id, t);
   }
 
   /** Run fn after every earlier one of this host has finished: renames and ref updates never interleave. */

@@ -69,6 +69,14 @@ export async function verifyPackEntries(reader: PackReader, idxFile: string, opt
   return { problems, objects };
 }
 
+/**
+ * A pack of `count` objects was just placed: its index comes next. Start the threads now for a
+ * large one, so that their start-up (loading the reader) overlaps the index's upload and copy.
+ */
+export function warmPackCheck(count: number): void {
+  if (count >= PARALLEL_FROM && THREADS >= 2) pool.warm();
+}
+
 interface Job {
   task: RangeTask;
   resolve(r: { problems: string[]; oids: string[]; types: ObjectType[] }): void;
@@ -89,6 +97,11 @@ class Pool {
       this.queue.push({ task: { ...task, id: this.nextId++ }, resolve, reject });
       this.pump();
     });
+  }
+
+  warm(): void {
+    while (this.count < THREADS) this.idle.push(this.spawn());
+    this.pump();
   }
 
   private pump(): void {

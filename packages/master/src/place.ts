@@ -12,7 +12,7 @@ import type { Placeable } from './append-only.ts';
 import type { HostState } from './host-state.ts';
 import { checkForward } from './forward.ts';
 import { Refusal } from './host-view.ts';
-import { verifyPackEntries } from './pack-check.ts';
+import { verifyPackEntries, warmPackCheck } from './pack-check.ts';
 
 // A rename of a host's temporary file onto a pack, an index, the ref, HEAD or config, done as
 // copy-on-rename: the master copies the bytes into a file it creates itself, checks that copy
@@ -32,6 +32,9 @@ import { verifyPackEntries } from './pack-check.ts';
 // An existing pack, index, HEAD or config is never replaced: the same bytes again (a retried
 // push) are accepted and dropped, other bytes refused.
 
+/** The master's own copies are named so, beside their target, until renamed into place (host-state.ts removes those a crash left). */
+export const MASTER_COPY_PREFIX = '.pacha-master-';
+
 /** HEAD, config and the ref are small: a larger temporary file is refused unread. */
 const SMALL_FILE = 4096;
 const CHUNK = 1024 * 1024;
@@ -45,7 +48,7 @@ function refuse(message: string): never {
 /** Copy src into a new file of the master's beside dst; returns its path and the SHA-1 of all but the last 20 bytes. */
 async function copyIn(src: string, dst: string, mode: number, maxSize?: number): Promise<{ file: string; size: number; bodySha: string; tail: Buffer }> {
   const from = await fsp.open(src, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
-  const file = path.join(path.dirname(dst), `.pacha-master-${crypto.randomBytes(8).toString('hex')}`);
+  const file = path.join(path.dirname(dst), `${MASTER_COPY_PREFIX}${crypto.randomBytes(8).toString('hex')}`);
   let to: fsp.FileHandle | undefined;
   try {
     const st = await from.stat();
@@ -107,20 +110,23 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
-/** Check a pack's copy (header, checksum = name). */
-function checkPack(copy: { size: number; bodySha: string; tail: Buffer; file: string }, sha: string): void {
+/** Check a pack's copy (header, checksum = name); returns the number of objects its header gives. */
+function checkPack(copy: { size: number; bodySha: string; tail: Buffer; file: string }, sha: string): number {
+  let count: number;
   if (copy.size < 32) refuse(`pack-${sha}.pack: ${copy.size} bytes is too short to be a pack`);
   const fd = fs.openSync(copy.file, 'r');
   try {
     const head = Buffer.alloc(12);
     fs.readSync(fd, head, 0, 12, 0);
     if (head.toString('latin1', 0, 4) !== 'PACK' || ![2, 3].includes(head.readUInt32BE(4))) refuse(`pack-${sha}.pack: not a git pack (version 2 or 3)`);
+    count = head.readUInt32BE(8);
   } finally {
     fs.closeSync(fd);
   }
   const trailer = copy.tail.toString('hex');
   if (trailer !== copy.bodySha) refuse(`pack-${sha}.pack: its checksum does not match its content (damaged upload?)`);
   if (trailer !== sha) refuse(`pack-${sha}.pack: its checksum is ${trailer}; a pack is named pack-<its checksum>.pack`);
+  return count;
 }
 
 /** Verify an index copy whole against its (already placed) pack. */
@@ -178,7 +184,7 @@ export async function place(fromReal: string, toReal: string, target: Placeable,
   const types = new Map<string, ObjectType>();
   let outcome: PlaceOutcome = { kind: 'placed' };
   try {
-    if (target.kind === 'pack') checkPack(copy, target.sha);
+    if (target.kind === 'pack') warmPackCheck(checkPack(copy, target.sha));
     else if (target.kind === 'idx') await checkIdx(copy.file, path.join(path.dirname(toReal), `pack-${target.sha}.pack`), target.sha, types, host.checksummed.has(target.sha));
     else if (target.kind === 'head' || target.kind === 'config') {
       const want = target.kind === 'head' ? REPO_HEAD : REPO_CONFIG;

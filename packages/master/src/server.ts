@@ -2,13 +2,14 @@ import net from 'node:net';
 import ssh2 from 'ssh2';
 import type { Connection, AuthContext } from 'ssh2';
 import type { Logger } from '@pacha/shared/log';
-import { PachaError } from '@pacha/shared/errors';
+import { PachaError, errorMessage } from '@pacha/shared/errors';
 import { isValidHostName } from '@pacha/shared/master-tree';
 import { loadHostKeys } from './authorized-keys.ts';
 import { loadOrCreateHostKey } from './host-key.ts';
 import { HOST_LIMIT_DEFAULTS, HostStates, type HostLimits } from './host-state.ts';
-import { HostView } from './host-view.ts';
+import { HostView, Refusal } from './host-view.ts';
 import { MasterCounters } from './metrics.ts';
+import { MASTER_COPY_PREFIX } from './place.ts';
 import { serveSftp } from './sftp-session.ts';
 import type { MasterLayout } from './layout.ts';
 
@@ -221,8 +222,21 @@ export async function startMaster(opts: ServeOptions): Promise<RunningMaster> {
         if (channels >= 4) return; // unaccepted: ssh2 rejects it
         channels++;
         const session = accept();
-        session.on('sftp', (acceptSftp) => {
-          const sftp = acceptSftp();
+        session.on('sftp', async (acceptSftp) => {
+          // Before the host's first session: leftovers of a crash removed, its temporary files counted.
+          try {
+            const removed = await host.prepare(await view.realHome());
+            if (removed > 0) log.info(`host=${user}: removed ${removed} copy(ies) an interrupted rename left (${MASTER_COPY_PREFIX}*)`);
+          } catch (e) {
+            // A host without a folder gets the reason on each request (host-view.ts).
+            if (!(e instanceof Refusal)) log.warn(`host=${user}: cannot look through its folder: ${errorMessage(e)}`);
+          }
+          // ssh2 answers nothing when the session ended meanwhile.
+          const sftp: ReturnType<typeof acceptSftp> | undefined = acceptSftp();
+          if (!sftp) {
+            channels--;
+            return;
+          }
           serveSftp(sftp, view, {
             host,
             touch: touchIdle,

@@ -5,7 +5,7 @@ import ssh2 from 'ssh2';
 import type { Attributes, FileEntry, SFTPWrapper } from 'ssh2';
 import { HOST_TREE } from '@pacha/shared/master-tree';
 import { checkMkdir, checkRemove, checkRename, checkWrite } from './append-only.ts';
-import type { HostState } from './host-state.ts';
+import { tempFileId, type HostState } from './host-state.ts';
 import { HostView, Refusal, type Resolved } from './host-view.ts';
 import { place } from './place.ts';
 
@@ -27,7 +27,7 @@ const DIR_MODE = 0o755;
 const FILE_MODE = 0o644;
 
 type Handle =
-  | { kind: 'file'; fd: number; real: string; rel: string; writable: boolean }
+  | { kind: 'file'; fd: number; real: string; rel: string; writable: boolean; /** A writable handle's temporary file (host-state.ts counts its bytes). */ temp?: { id: string; append: boolean } }
   | { kind: 'dir'; real: string | null; entries: FileEntry[] | null; pos: number; synthetic?: string };
 
 export interface SessionHooks {
@@ -52,6 +52,7 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
   const newHandle = (h: Handle): Buffer | null => {
     if (closed) {
       if (h.kind === 'file') fs.close(h.fd, () => {});
+      if (h.kind === 'file' && h.temp) state.tempClosed(h.temp.id);
       state.releaseHandle();
       return null;
     }
@@ -129,7 +130,13 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
         fs.close(fd, () => {});
         throw new Refusal('failure', `${r.virtual}: ${st.isDirectory() ? 'is a directory' : 'not a regular file'}`);
       }
-      const h = newHandle({ kind: 'file', fd, real: r.real, rel: r.rel, writable: writing });
+      // Only temporary files and the lock are writable (checkWrite): their bytes count against the host's limit.
+      let temp: { id: string; append: boolean } | undefined;
+      if (writing) {
+        temp = { id: tempFileId(st), append: (flags & OPEN_MODE.APPEND) !== 0 };
+        state.tempOpened(temp.id, st.size);
+      }
+      const h = newHandle({ kind: 'file', fd, real: r.real, rel: r.rel, writable: writing, temp });
       if (h) sftp.handle(reqId, h);
     } catch (e) {
       state.releaseHandle();
@@ -152,6 +159,8 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
     if (!h || h[1].kind !== 'file') throw new Refusal('failure', 'bad handle');
     if (!h[1].writable) throw new Refusal('denied', 'handle not open for writing');
     const f = h[1];
+    // Counted before the write, in this tick: pipelined WRITEs cannot all pass the limit first.
+    if (f.temp) state.tempWrite(f.temp.id, f.temp.append ? 'append' : offset, data.length);
     let done = 0;
     while (done < data.length) {
       done += await new Promise<number>((res, rej) => fs.write(f.fd, data, done, data.length - done, offset + done, (e, n) => (e ? rej(e) : res(n))));
@@ -171,6 +180,7 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
     if (!h || h[1].kind !== 'file') throw new Refusal('failure', 'bad handle');
     if (!h[1].writable) throw new Refusal('denied', `${h[1].rel}: handle not open for writing`);
     checkWrite(h[1].rel);
+    if (typeof attrs.size === 'number' && h[1].temp) state.tempResize(h[1].temp.id, attrs.size);
     await applyAttrs(h[1].fd, attrs);
     sftp.status(reqId, STATUS_CODE.OK);
   });
@@ -182,6 +192,7 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
     state.releaseHandle();
     if (h[1].kind === 'file') {
       const f = h[1];
+      if (f.temp) state.tempClosed(f.temp.id);
       await new Promise<void>((res, rej) => fs.close(f.fd, (e) => (e ? rej(e) : res())));
     }
     sftp.status(reqId, STATUS_CODE.OK);
@@ -248,7 +259,9 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
     checkWrite(r.rel);
     const fd = await new Promise<number>((res, rej) => fs.open(r.real, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK, (e, fd) => (e ? rej(e) : res(fd))));
     try {
-      if (!fs.fstatSync(fd).isFile()) throw new Refusal('denied', `${r.virtual}: not a regular file`);
+      const st = fs.fstatSync(fd);
+      if (!st.isFile()) throw new Refusal('denied', `${r.virtual}: not a regular file`);
+      if (typeof attrs.size === 'number') state.tempResize(tempFileId(st), attrs.size);
       await applyAttrs(fd, attrs);
     } finally {
       fs.closeSync(fd);
@@ -262,6 +275,7 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
     const st = await fsp.lstat(r.real);
     if (st.isDirectory()) throw new Refusal('failure', `${r.virtual}: is a directory`);
     await fsp.unlink(r.real);
+    state.tempUnlinked(tempFileId(st));
     sftp.status(reqId, STATUS_CODE.OK);
   });
 
@@ -298,7 +312,13 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
     const target = checkRename(a.rel, b.rel);
     const repo = path.join(await view.realHome(), HOST_TREE.repo);
     // One rename of a host at a time, whichever connection or channel it comes on.
-    const outcome = await state.serialize(() => place(a.real, b.real, target, repo, state));
+    const outcome = await state.serialize(async () => {
+      const st = await fsp.lstat(a.real);
+      const o = await place(a.real, b.real, target, repo, state);
+      // The host's file is gone (place removed it after copying).
+      state.tempUnlinked(tempFileId(st));
+      return o;
+    });
     if (outcome.kind === 'ref') hooks.onRefUpdate(outcome.old, outcome.next);
     if (!closed) sftp.status(reqId, STATUS_CODE.OK);
   };
@@ -317,6 +337,7 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
     closed = true;
     for (const h of handles.values()) {
       if (h.kind === 'file') fs.close(h.fd, () => {});
+      if (h.kind === 'file' && h.temp) state.tempClosed(h.temp.id);
       state.releaseHandle();
     }
     handles.clear();

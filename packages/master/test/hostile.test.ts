@@ -54,6 +54,8 @@ async function put(s: Sftp, p: string, data: Buffer): Promise<void> {
   await close(s, h);
 }
 const denied = { code: ssh2.utils.sftp.STATUS_CODE.PERMISSION_DENIED };
+const failure = { code: ssh2.utils.sftp.STATUS_CODE.FAILURE };
+const TEMP_LIMIT = 4 * 1024 * 1024;
 
 async function snapshotAndPush(content: string): Promise<string> {
   fs.writeFileSync(genuine.p('/srv/app/a.conf'), content);
@@ -75,13 +77,18 @@ async function futureSnapshot(content: string): Promise<{ commit: string; pack: 
   return { commit, pack: fs.readFileSync(path.join(dir, `p-${name}.pack`)), idx: fs.readFileSync(path.join(dir, `p-${name}.idx`)), name };
 }
 
-async function connect(): Promise<void> {
-  conn = new ssh2.Client();
+async function login(host: string): Promise<ssh2.Client> {
+  const c = new ssh2.Client();
   await new Promise<void>((resolve, reject) => {
-    conn.once('error', reject);
-    conn.once('ready', () => resolve());
-    conn.connect({ host: '127.0.0.1', port: m.port, username: HOST, privateKey: fs.readFileSync(m.keyFor(HOST)) });
+    c.once('error', reject);
+    c.once('ready', () => resolve());
+    c.connect({ host: '127.0.0.1', port: m.port, username: host, privateKey: fs.readFileSync(m.keyFor(host)) });
   });
+  return c;
+}
+
+async function connect(): Promise<void> {
+  conn = await login(HOST);
   chanA = await call<SFTPWrapper>((cb) => conn.sftp(cb));
   chanB = await call<SFTPWrapper>((cb) => conn.sftp(cb));
 }
@@ -89,7 +96,8 @@ async function connect(): Promise<void> {
 beforeAll(async () => {
   base = fs.mkdtempSync(path.join(os.tmpdir(), 'pacha-hostile-'));
   fs.mkdirSync(path.join(base, 'master-tmp'), { recursive: true });
-  m = await startMaster({ hosts: [HOST], tmpDir: base, env: { TMPDIR: path.join(base, 'master-tmp') } });
+  // A small limit on temporary uploads (test 10); every genuine push here is far below it.
+  m = await startMaster({ hosts: [HOST], tmpDir: base, env: { TMPDIR: path.join(base, 'master-tmp') }, args: ['--max-host-temp', `${TEMP_LIMIT}`] });
   genuine = makeTestHost({ name: HOST, tmpDir: base });
   fs.writeFileSync(genuine.p('/etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
   fs.writeFileSync(genuine.p('/etc/group'), 'root:x:0:\n');
@@ -356,6 +364,78 @@ describe('the embedded master against a hostile host (issue 11)', () => {
     await rename(chanA, `${R}/objects/pack/tmp_pack_3b`, `${R}/objects/pack/pack-${good.checksum}.pack`);
     await rename(chanA, `${R}/objects/pack/tmp_idx_3b`, `${R}/objects/pack/pack-${good.checksum}.idx`);
     expect(git('cat-file', '-p', good.ids[2999])).toBe('large pack blob 2999');
+  });
+
+  it('10. temporary uploads cannot fill the master\'s disk: a byte limit per host, over all its files, handles and channels', async () => {
+    remember();
+    const P = `${R}/objects/pack`;
+    const tempOnDisk = () =>
+      ['objects/pack', 'refs/heads', ''].flatMap((d) => fs.readdirSync(path.join(repo, d)).filter((n) => /^(tmp_|\.main\.tmp-|\.HEAD\.tmp-|\.config\.tmp-)/.test(n)).map((n) => fs.statSync(path.join(repo, d, n)).size)).reduce((a, b) => a + b, 0);
+    const chunk = Buffer.alloc(256 * 1024, 0x61);
+    // Two files on two channels, 24 writes of 256 KiB sent at once without waiting (6 MiB for a 4 MiB limit).
+    const ha = await open(chanA, `${P}/tmp_pack_10a`, WRITE);
+    const hb = await open(chanB, `${P}/tmp_pack_10b`, WRITE);
+    const writes = await Promise.allSettled(Array.from({ length: 24 }, (_, i) => write(i % 2 ? chanA : chanB, i % 2 ? ha : hb, chunk, Math.floor(i / 2) * chunk.length)));
+    const refused = writes.flatMap((w) => (w.status === 'rejected' ? [w.reason as Error] : []));
+    expect(refused.length).toBeGreaterThanOrEqual(8);
+    expect(refused[0]).toMatchObject(failure);
+    expect(refused[0].message).toMatch(/temporary uploads of victim would take \d+ bytes on the master, more than the 4194304 allowed per host \(--max-host-temp\)/);
+    // (ssh2 sends each 256 KiB write as several requests: the last accepted may end between two.)
+    expect(tempOnDisk()).toBeLessThanOrEqual(TEMP_LIMIT);
+    expect(tempOnDisk()).toBeGreaterThan(TEMP_LIMIT - chunk.length);
+    // A hole is counted: a write far past the end, or a truncate up to a huge size, is refused.
+    await expect(write(chanA, ha, Buffer.from('x'), 1024 ** 4)).rejects.toMatchObject(failure);
+    await expect(call<void>((cb) => chanA.fsetstat(ha, { size: 1024 ** 4 }, (e) => cb(e, undefined)))).rejects.toMatchObject(failure);
+    await expect(setstat(chanB, `${P}/tmp_pack_10b`, { size: 1024 ** 4 })).rejects.toMatchObject(failure);
+    // Removing a file while a handle still writes to it frees nothing until the handle is closed.
+    const sizeA = fs.statSync(path.join(repo, 'objects/pack/tmp_pack_10a')).size;
+    await remove(chanA, `${P}/tmp_pack_10a`);
+    await expect(write(chanA, ha, chunk, sizeA)).rejects.toMatchObject(failure);
+    await close(chanA, ha);
+    // Now its bytes are free again: the other file may grow by them, and no more.
+    let sizeB = fs.statSync(path.join(repo, 'objects/pack/tmp_pack_10b')).size;
+    const small = chunk.subarray(0, 64 * 1024);
+    for (;;) {
+      const ok = await write(chanB, hb, small, sizeB).then(() => true, () => false);
+      if (!ok) break;
+      sizeB += small.length;
+    }
+    expect(sizeB).toBeGreaterThan(TEMP_LIMIT - small.length);
+    expect(tempOnDisk()).toBeLessThanOrEqual(TEMP_LIMIT);
+    await close(chanB, hb);
+    // A new connection counts the same bytes; removing the upload frees them for the genuine push (afterEach).
+    const c2 = await login(HOST);
+    const s2 = await call<SFTPWrapper>((cb) => c2.sftp(cb));
+    await expect(put(s2, `${R}/refs/heads/.main.tmp-10`, small)).rejects.toMatchObject(failure);
+    await remove(s2, `${R}/refs/heads/.main.tmp-10`);
+    await remove(s2, `${P}/tmp_pack_10b`);
+    c2.end();
+    expect(tempOnDisk()).toBe(0);
+  });
+
+  it('11. copies a master crash left mid copy-on-rename are removed when the host next connects; temporary files found are counted', async () => {
+    remember();
+    // A host this master has not served since it started: as after a crash and a restart.
+    const other = 'crashed';
+    m.keyFor(other);
+    const dir = path.join(m.hostDir(other), 'repo');
+    for (const d of ['objects/pack', 'refs/heads']) fs.mkdirSync(path.join(dir, d), { recursive: true });
+    const copies = ['objects/pack/.pacha-master-0123456789abcdef', 'refs/heads/.pacha-master-fedcba9876543210', '.pacha-master-00112233aabbccdd'];
+    for (const c of copies) fs.writeFileSync(path.join(dir, c), 'half a copy');
+    // An upload left by the host before the crash: 3 MiB of the 4 MiB it may have.
+    fs.writeFileSync(path.join(dir, 'objects/pack/tmp_pack_left'), Buffer.alloc(3 * 1024 * 1024));
+    const c = await login(other);
+    try {
+      const s = await call<SFTPWrapper>((cb) => c.sftp(cb));
+      for (const f of copies) expect(fs.existsSync(path.join(dir, f)), f).toBe(false);
+      await m.waitForLog(/host=crashed: removed 3 copy\(ies\) an interrupted rename left/);
+      await expect(put(s, `/pacha/hosts/${other}/repo/objects/pack/tmp_pack_more`, Buffer.alloc(2 * 1024 * 1024))).rejects.toMatchObject(failure);
+      await remove(s, `/pacha/hosts/${other}/repo/objects/pack/tmp_pack_left`);
+      await put(s, `/pacha/hosts/${other}/repo/objects/pack/tmp_pack_more`, Buffer.alloc(2 * 1024 * 1024));
+      await remove(s, `/pacha/hosts/${other}/repo/objects/pack/tmp_pack_more`);
+    } finally {
+      c.end();
+    }
   });
 
   it('9. folder modes cannot be changed; folders are made with the master\'s mode', async () => {

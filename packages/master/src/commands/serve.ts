@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { createLogger } from '@pacha/shared/log';
 import { UsageError } from '@pacha/shared/errors';
+import { parseSize } from '@pacha/shared/config';
 import { masterLayout, DEFAULT_HOSTS_PATH, DEFAULT_VIRTUAL_HOSTS_PATH } from '../layout.ts';
 import { renderMasterMetrics, serveMetrics, type MetricsServer } from '../metrics.ts';
 import { SERVE_DEFAULTS, startMaster } from '../server.ts';
@@ -21,6 +22,7 @@ interface ServeArgs {
   'max-startups-per-address': number;
   'max-host-connections': number;
   'max-host-handles': number;
+  'max-host-temp': string;
   'log-file'?: string;
   metrics?: string;
   verbose?: boolean;
@@ -58,6 +60,7 @@ export const serveCommand: CommandModule<{}, ServeArgs> = {
       .option('max-startups-per-address', { type: 'number', default: SERVE_DEFAULTS.maxStartupsPerAddress, describe: 'unauthenticated connections from one address at a time' })
       .option('max-host-connections', { type: 'number', default: SERVE_DEFAULTS.hostLimits.maxConnections, describe: 'authenticated connections of one host at a time' })
       .option('max-host-handles', { type: 'number', default: SERVE_DEFAULTS.hostLimits.maxHandles, describe: 'open files and folders of one host, over all its connections' })
+      .option('max-host-temp', { type: 'string', default: `${SERVE_DEFAULTS.hostLimits.maxTempBytes / 1024 ** 3}GiB`, describe: "bytes of one host's unfinished uploads (temporary files) on the master's disk" })
       .option('log-file', { type: 'string', describe: 'also log to this file' })
       .option('metrics', { type: 'string', describe: 'serve Prometheus metrics on http://ADDR:PORT/metrics (off by default)' }),
   handler: async (args) => {
@@ -66,6 +69,8 @@ export const serveCommand: CommandModule<{}, ServeArgs> = {
     for (const [name, v] of [['max-connections', args['max-connections']], ['max-auth-tries', args['max-auth-tries']], ['max-address-failures', args['max-address-failures']], ['max-startups-per-address', args['max-startups-per-address']], ['max-host-connections', args['max-host-connections']], ['max-host-handles', args['max-host-handles']]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${name} ${v}: accepted: a whole number of 1 or more`);
     }
+    const maxTemp = parseSize(args['max-host-temp']);
+    if (maxTemp === null || maxTemp < 1) throw new UsageError(`--max-host-temp ${args['max-host-temp']}: not a size (accepted: bytes or a number with K, M, G, KiB, MiB, GiB, e.g. 32GiB)`);
     const startups = /^(\d+):(\d+):(\d+)$/.exec(args['max-startups']);
     const [begin, rate, full] = startups ? startups.slice(1).map(Number) : [NaN, NaN, NaN];
     if (!startups || begin < 1 || rate > 100 || full < begin) throw new UsageError(`--max-startups ${args['max-startups']}: accepted: begin:rate:full, whole numbers with 1 <= begin <= full and rate <= 100 (e.g. 100:30:200)`);
@@ -91,7 +96,7 @@ export const serveCommand: CommandModule<{}, ServeArgs> = {
       bannerTimeoutMs: args['banner-timeout'] * 1000,
       maxStartups: { begin, rate, full },
       maxStartupsPerAddress: args['max-startups-per-address'],
-      hostLimits: { maxConnections: args['max-host-connections'], maxHandles: args['max-host-handles'] },
+      hostLimits: { maxConnections: args['max-host-connections'], maxHandles: args['max-host-handles'], maxTempBytes: maxTemp },
       log,
     });
     let metrics: MetricsServer | undefined;
