@@ -58,4 +58,18 @@ describe('status files written by the commands', () => {
     expect(status().lastSnapshot.commit).toBe(heads[2]);
     expect(report().snapshot.commit).toBeNull();
   });
+
+  it('a torn status.json or report.json (written without fsync) is written whole again by the next step', async () => {
+    const h = (host = makeTestHost({ config: { 'pacha.watch': '/etc/app' } }));
+    fs.mkdirSync(h.p('/etc/app'), { recursive: true });
+    fs.writeFileSync(h.p('/etc/app/a.conf'), 'a\n');
+    expect((await h.pacha(['snapshot'])).code).toBe(0);
+    fs.writeFileSync(h.p('/var/lib/pacha/status.json'), '{"lastSnapshot": {"comm');
+    fs.writeFileSync(h.p('/var/lib/pacha/report.json'), '');
+    fs.writeFileSync(h.p('/etc/app/a.conf'), 'b\n');
+    expect((await h.pacha(['snapshot'])).code).toBe(0);
+    const head = git(h.p('/var/lib/pacha/repo'), ['rev-parse', 'refs/heads/main']);
+    expect(readJson(h.p('/var/lib/pacha/status.json')).lastSnapshot).toMatchObject({ commit: head });
+    expect(readJson(h.p('/var/lib/pacha/report.json')).snapshot).toMatchObject({ commit: head });
+  });
 });

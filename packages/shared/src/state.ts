@@ -45,13 +45,17 @@ export function ensureStateDir(stateDir: string): void {
   fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
 }
 
-/** Write a file atomically: temp file in the same dir, fsync, rename. */
-export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): void {
+/**
+ * Write a file atomically: temp file in the same dir, fsync, rename. `durable: false` skips the
+ * fsync, for a file that is rewritten often and whose loss in a crash costs nothing (a status):
+ * its reader must then take a torn file for a missing one.
+ */
+export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600, opts: { durable?: boolean } = {}): void {
   const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
   const fd = fs.openSync(tmp, 'w', mode);
   try {
     fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    fs.fsyncSync(fd);
+    if (opts.durable !== false) fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ObjectCorruptError, ObjectMissingError } from '../src/errors.ts';
 import { firstParentChain, resolveAt } from '../src/git/history.ts';
 import { hashObject } from '../src/git/objects.ts';
-import { PackIndex } from '../src/git/pack-index.ts';
+import { PackIndex, PackIndexCache } from '../src/git/pack-index.ts';
 import { PackReader } from '../src/git/pack-reader.ts';
 import { Repository, initRepo, readHead } from '../src/git/repository.ts';
 import { serializeTree } from '../src/git/tree.ts';
@@ -145,5 +145,38 @@ describe('Repository (the one object reader)', () => {
     const problems = new PackIndex('x.idx', idx).check();
     expect(problems.join('\n')).toMatch(/not sorted/);
     expect(problems.join('\n')).toMatch(/checksum/);
+  });
+});
+
+describe('PackIndexCache (indexes kept across Repository objects, the daemon)', () => {
+  it('loads an index once, sees packs added and removed, and loads a replaced index again', () => {
+    const r = repo();
+    const ids = history(r);
+    const cache = new PackIndexCache();
+    const open = () => new Repository(r, cache);
+    const first = open();
+    expect(first.readCommit(ids.c3).parents).toEqual([ids.c2]);
+    const index = first.packs()[0].index;
+    expect(open().packs()[0].index).toBe(index);
+    // A pack added: listed by the next Repository, the known index kept.
+    const blob = Buffer.from('second\n');
+    const extra = placePack(r, craftPack([{ type: 'blob', content: blob }]));
+    const second = open();
+    expect(second.packs()).toHaveLength(2);
+    expect(second.has(hashObject('blob', blob))).toBe(true);
+    expect(second.packs().map((p) => p.index)).toContain(index);
+    // A pack removed: gone from the next Repository.
+    fs.rmSync(extra.replace(/\.pack$/, '.idx'));
+    fs.rmSync(extra);
+    expect(open().has(hashObject('blob', blob))).toBe(false);
+    // An index replaced under the same name (another file, another mtime) is read again.
+    const idxFile = index.idxFile;
+    fs.copyFileSync(idxFile, idxFile + '.new');
+    fs.utimesSync(idxFile + '.new', 1_000_000, 1_000_000);
+    fs.renameSync(idxFile + '.new', idxFile);
+    const again = open();
+    expect(again.packs()[0].index).not.toBe(index);
+    expect(again.readCommit(ids.c3).parents).toEqual([ids.c2]);
+    fsck(r);
   });
 });

@@ -7,6 +7,7 @@ import { effectiveRoots } from '@pacha/shared/watchlist';
 import { watchPackageDatabase } from '@pacha/shared/host/packages';
 import { postCallback } from '@pacha/shared/callback';
 import type { SnapshotMemory } from '@pacha/shared/snapshot/engine';
+import { PackIndexCache } from '@pacha/shared/git/pack-index';
 import { PACHA_VERSION } from '@pacha/shared/version';
 import { logConfigWarnings } from '../context.ts';
 import { describeMaster, plural, seconds } from '../format.ts';
@@ -48,8 +49,10 @@ export class Daemon {
   private readonly batcher: DirtyBatcher;
   private readonly schedule: ReconcileSchedule;
   private readonly snapshotGate: StepGate;
+  /** The local repository's pack indexes, loaded once for the snapshots and the pushes. */
+  private readonly packIndexes = new PackIndexCache();
   /** The last snapshot's stat cache, kept between snapshots (engine.ts). */
-  private readonly snapshotMemory: SnapshotMemory = { cache: null };
+  private readonly snapshotMemory: SnapshotMemory = { cache: null, indexes: this.packIndexes };
   private readonly push: PushStep;
   private readonly heartbeat: Heartbeat;
   private readonly wakeTimer = new WakeTimer(() => this.wake());
@@ -80,6 +83,7 @@ export class Daemon {
       hostname: this.config.hostname,
       backoff,
       signal: this.abort.signal,
+      indexes: this.packIndexes,
       notify: async (n) => {
         await postCallback(this.config.callbackUrl, n, this.log, { what: 'daemon' });
       },

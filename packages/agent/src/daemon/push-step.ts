@@ -4,6 +4,7 @@ import { pushSnapshots, type PushEnv, type PushResult } from '@pacha/shared/push
 import { describeMaster, plural, seconds, bytes } from '../format.ts';
 import { pendingSinceLastPush } from '../status/status-files.ts';
 import type { BackoffOptions } from '@pacha/shared/backoff';
+import type { PackIndexCache } from '@pacha/shared/git/pack-index';
 import { PushHealth, type PushNotice } from './callback-notify.ts';
 import { MasterConnection } from './connection.ts';
 import type { StepResult } from './steps.ts';
@@ -24,8 +25,11 @@ export class PushStep {
   private readonly health: PushHealth;
   private readonly signal: AbortSignal;
 
-  constructor(opts: { hostname: string; backoff: BackoffOptions; signal: AbortSignal; notify: (n: PushNotice) => Promise<void> }) {
+  private readonly indexes: PackIndexCache | undefined;
+
+  constructor(opts: { hostname: string; backoff: BackoffOptions; signal: AbortSignal; notify: (n: PushNotice) => Promise<void>; indexes?: PackIndexCache }) {
     this.gate = new StepGate(opts.backoff);
+    this.indexes = opts.indexes;
     this.health = new PushHealth(opts.hostname, opts.notify);
     this.signal = opts.signal;
   }
@@ -88,6 +92,7 @@ export class PushStep {
           signal: this.signal,
           // The gate's backoff spaces the attempts; no second retry loop inside.
           retry: { attempts: 1 },
+          indexes: this.indexes,
         });
         this.connection.release();
         return { res, reused, error: undefined };

@@ -97,10 +97,24 @@ export function readReport(state: StatePaths): ReportFile {
   return readJson<ReportFile>(state.report) ?? {};
 }
 
+/**
+ * status.json and report.json are written without fsync (the daemon writes them several times
+ * per change, and an fsync each cost more than the snapshot): a crash can leave one torn. Its
+ * readers say so; its writers start it afresh.
+ */
+function readForUpdate<T>(file: string): T | undefined {
+  try {
+    return readJson<T>(file);
+  } catch (e) {
+    if (e instanceof SyntaxError) return undefined;
+    throw e;
+  }
+}
+
 /** Merge top-level keys into a JSON file, atomically. */
 function update<T extends object>(file: string, patch: Partial<T>): void {
-  const cur = readJson<T>(file) ?? ({} as T);
-  writeFileAtomic(file, JSON.stringify({ ...cur, ...patch }, null, 2) + '\n');
+  const cur = readForUpdate<T>(file) ?? ({} as T);
+  writeFileAtomic(file, JSON.stringify({ ...cur, ...patch }, null, 2) + '\n', 0o600, { durable: false });
 }
 
 // pacha.metrics.path is another view of these two files: refreshed after each update.

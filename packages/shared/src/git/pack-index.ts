@@ -213,3 +213,28 @@ export class PackIndex {
     return lo < s.length ? s[lo] : packSize - 20;
   }
 }
+
+/**
+ * Pack indexes loaded once by a process that opens one repository again and again (the daemon:
+ * each snapshot and each push opens it), with what they computed (the sorted offsets). An index
+ * does not change under its name (pack-<checksum>.idx); its file's inode, size and mtime are
+ * compared all the same, and a changed file is loaded again.
+ */
+export class PackIndexCache {
+  private readonly loaded = new Map<string, { key: string; index: PackIndex }>();
+
+  load(idxFile: string): PackIndex {
+    const st = fs.statSync(idxFile);
+    const key = `${st.ino}:${st.size}:${st.mtimeMs}`;
+    const hit = this.loaded.get(idxFile);
+    if (hit !== undefined && hit.key === key) return hit.index;
+    const index = PackIndex.load(idxFile);
+    this.loaded.set(idxFile, { key, index });
+    return index;
+  }
+
+  /** Forget the indexes of packs no longer in the repository (merged, removed). */
+  keepOnly(idxFiles: ReadonlySet<string>): void {
+    for (const f of this.loaded.keys()) if (!idxFiles.has(f)) this.loaded.delete(f);
+  }
+}

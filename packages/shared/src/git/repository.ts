@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { ObjectCorruptError, ObjectMissingError, ObjectTypeError, PachaError, PackCorruptError } from '../errors.ts';
 import { type CommitInfo, parseCommit } from './commit.ts';
 import { type GitObject, hashObject, isObjectType, isOid, objectHeader } from './objects.ts';
-import { PackIndex } from './pack-index.ts';
+import { PackIndex, PackIndexCache } from './pack-index.ts';
 import { PackReader } from './pack-reader.ts';
 import { parsePackedRefs } from './packed-refs.ts';
 import { type TreeEntry, parseTree } from './tree.ts';
@@ -31,11 +31,16 @@ export class Repository {
   private suspect: PackReader[] = [];
   private looseDirs: boolean | undefined;
   private readonly given: PackIndex[] | undefined;
+  private readonly indexCache: PackIndexCache | undefined;
 
-  /** `indexes`: the repository's pack indexes when already loaded, not read again. */
-  constructor(gitdir: string, indexes?: PackIndex[]) {
+  /**
+   * `indexes`: the repository's pack indexes when already loaded, not read again; or a cache
+   * of indexes kept by the caller across Repository objects (the packs are listed afresh).
+   */
+  constructor(gitdir: string, indexes?: PackIndex[] | PackIndexCache) {
     this.gitdir = gitdir;
-    this.given = indexes;
+    if (indexes instanceof PackIndexCache) this.indexCache = indexes;
+    else this.given = indexes;
   }
 
   /** Every readable pack, good ones first (opened once; refresh() picks up new ones). */
@@ -53,15 +58,19 @@ export class Repository {
         }
         const all = new Set(names);
         this.good = [];
+        const listed = new Set<string>();
         for (const n of names.filter((x) => x.endsWith('.pack') && all.has(x.slice(0, -5) + '.idx')).sort()) {
           const file = path.join(dir, n);
+          const idxFile = file.slice(0, -5) + '.idx';
+          listed.add(idxFile);
           try {
-            this.good.push(new PackReader(file));
+            this.good.push(new PackReader(file, this.indexCache?.load(idxFile)));
           } catch (e) {
             if (!(e instanceof PackCorruptError)) throw e;
             this.badPacks.set(file, e.message);
           }
         }
+        this.indexCache?.keepOnly(listed);
       }
     }
     return this.suspect.length === 0 ? this.good : [...this.good, ...this.suspect];

@@ -8,6 +8,7 @@ import { masterHostPaths, type MasterHostPaths } from '../master-tree.ts';
 import type { Transport } from '../transport/transport.ts';
 import { openTransport } from '../transport/open.ts';
 import { Repository } from '../git/repository.ts';
+import type { PackIndexCache } from '../git/pack-index.ts';
 import { commitsAfter, selectObjects } from './pack-select.ts';
 import { buildPack, type PushPack, reusablePacks } from './pack-build.ts';
 import { acquireRemoteLock } from './remote-lock.ts';
@@ -42,6 +43,8 @@ export interface PushOptions {
   transport?: Transport;
   signal?: AbortSignal;
   retry?: Partial<RetryPolicy>;
+  /** The local repository's pack indexes, kept by a caller that pushes again and again (the daemon). */
+  indexes?: PackIndexCache;
 }
 
 class Phases {
@@ -63,7 +66,7 @@ export async function pushSnapshots(env: PushEnv, opts: PushOptions = {}): Promi
   const { config, state, log } = env;
   const host = config.hostname;
   const remote = masterHostPaths(config.hostsPath, host);
-  const store = new Repository(state.repo);
+  const store = new Repository(state.repo, opts.indexes);
   const policy = { ...DEFAULT_RETRY, ...opts.retry };
   try {
     const localHead = fs.existsSync(state.repo) ? store.readRef('refs/heads/main') : null;

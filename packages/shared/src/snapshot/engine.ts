@@ -11,6 +11,7 @@ import { hashObject, type ObjectType } from '../git/objects.ts';
 import { serializeCommit } from '../git/commit.ts';
 import { Repository, initRepo, readHead, updateHead } from '../git/repository.ts';
 import { consolidatePacks } from '../git/consolidate.ts';
+import type { PackIndexCache } from '../git/pack-index.ts';
 import { FileChangedError, hashFile, PackWriter, STREAM_THRESHOLD } from '../git/pack-writer.ts';
 import { encodeFields } from '../format/entry.ts';
 import { type ChangeCounts, checkExtraName, encodeRoots, FORMAT_NAME, FORMAT_VERSION, METADATA_V1_NAME, PACHA_DIR, readSnapshotTree, ROOTS_NAME, snapshotMessage, TOP_METADATA_NAME, type TreeSource } from '../format/snapshot.ts';
@@ -35,13 +36,16 @@ export interface SnapshotEnv {
   memory?: SnapshotMemory;
 }
 
-/**
- * The stat cache of the last snapshot, held in memory so that the next one neither reads nor
- * parses the file. Taken out while a snapshot runs (a failed one leaves none: the next reads
- * the file, which is never ahead of the repository) and put back when it succeeds.
- */
+/** What a long-lived caller (the daemon) keeps from one snapshot to the next. */
 export interface SnapshotMemory {
+  /**
+   * The stat cache of the last snapshot, so that the next one neither reads nor parses the
+   * file. Taken out while a snapshot runs (a failed one leaves none: the next reads the file,
+   * which is never ahead of the repository) and put back when it succeeds.
+   */
   cache: StatCache | null;
+  /** The repository's pack indexes, loaded once. */
+  indexes?: PackIndexCache;
 }
 
 export interface SnapshotOptions {
@@ -221,9 +225,9 @@ class SnapshotPacks {
   /** The repository's objects as they were when the snapshot began. */
   readonly objects: Repository;
 
-  constructor(repo: string, toRead: HashJob[]) {
+  constructor(repo: string, toRead: HashJob[], indexes: PackIndexCache | undefined) {
     this.packDir = path.join(repo, 'objects', 'pack');
-    const store = new Repository(repo);
+    const store = new Repository(repo, indexes);
     this.objects = store;
     this.known = (oid) => store.has(oid);
     let whole = 0;
@@ -353,7 +357,7 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
   sc.warnings.push(...xattrs.warnings.messages());
   clock.lap('scan');
 
-  const packs = new SnapshotPacks(state.repo, sc.toHash);
+  const packs = new SnapshotPacks(state.repo, sc.toHash, env.memory?.indexes);
   try {
     for (const [oid, data] of sc.smallBlobs) packs.pack.addObject('blob', data, oid);
     const bytesRead = await readContents(sc.toHash, log, packs.store, keepPrevious(sc, prev.nodes));
