@@ -8,9 +8,11 @@
 //                            the tree from the sshd and `restic restore latest`
 // The tools take turns within each run (the order rotates), each after an untimed `sync`, so
 // all see the same machine load. `npm run bench -- trees tree=etc` (or usr-share, generated) runs one tree.
-// PACHA_BENCH_BASELINE=/other/checkout/packages/agent/bin/pacha.js adds that pacha to the rebuild's
-// rotation (an A/B of two versions in the same run); PACHA_BENCH_REBUILD_ONLY=1 times the rebuild
-// alone (after one untimed snapshot + push).
+// PACHA_BENCH_BASELINE=/other/checkout/packages/agent/bin/pacha.js adds that pacha to the rotation
+// of the first snapshot + push and of the rebuild (an A/B of two versions in the same run);
+// PACHA_BENCH_REBUILD_ONLY=1 times the rebuild alone (after one untimed snapshot + push),
+// PACHA_BENCH_FIRST_ONLY=1 the first snapshot + push alone.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,6 +29,7 @@ const RUNS = Number(process.env.PACHA_BENCH_RUNS ?? 3);
 const HOST = 'treehost';
 const BASELINE = process.env.PACHA_BENCH_BASELINE;
 const REBUILD_ONLY = process.env.PACHA_BENCH_REBUILD_ONLY === '1';
+const FIRST_ONLY = process.env.PACHA_BENCH_FIRST_ONLY === '1';
 const gitEnv = { GIT_AUTHOR_NAME: 'b', GIT_AUTHOR_EMAIL: 'b@b', GIT_COMMITTER_NAME: 'b', GIT_COMMITTER_EMAIL: 'b@b' };
 
 interface Tree {
@@ -78,6 +81,7 @@ async function benchTree(tree: Tree, sshd: NonNullable<Awaited<ReturnType<typeof
     const restic = (repo: string, args: string[]) =>
       runProc('restic', ['-r', `sftp:${sshd.user}@127.0.0.1:${repo}`, '-o', `sftp.command=${ssh} ${sshd.user}@127.0.0.1 -s sftp`, '--no-lock', ...args], { env: resticEnv });
     const masterHost = path.join(sshd.hostsPath, HOST);
+    const repoBytes = new Map<string, number>();
     const stateDir = path.join(src, 'var/lib/pacha');
 
     if (REBUILD_ONLY) {
@@ -87,18 +91,22 @@ async function benchTree(tree: Tree, sshd: NonNullable<Awaited<ReturnType<typeof
       await restic(path.join(base, 'restic-repo-0'), ['backup', '-q', '--host', HOST, data]);
     } else {
       // First snapshot + push (backup).
+      const pachaFirst = (bin: string) => async () => {
+        fs.rmSync(stateDir, { recursive: true, force: true });
+        fs.rmSync(masterHost, { recursive: true, force: true });
+        const t = performance.now();
+        await runProc(process.execPath, [bin, 'snapshot'], { env: srcEnv });
+        await runProc(process.execPath, [bin, 'push'], { env: srcEnv });
+        const ms = performance.now() - t;
+        // What the master holds: the same for both versions, or the A/B is not of like with like.
+        repoBytes.set(bin, Number(execFileSync('du', ['-sb', path.join(masterHost, 'repo')], { encoding: 'utf8' }).split('\t')[0]));
+        return ms;
+      };
+      // Untimed: the first run of a checkout after a change fills Node's compile cache.
+      for (const bin of [PACHA_BIN, ...(BASELINE ? [BASELINE] : [])]) await warmUp(bin, base, sshd);
       const first = await alternate([
-        {
-          name: 'pacha',
-          go: async () => {
-            fs.rmSync(stateDir, { recursive: true, force: true });
-            fs.rmSync(masterHost, { recursive: true, force: true });
-            const t = performance.now();
-            await runProc(process.execPath, [PACHA_BIN, 'snapshot'], { env: srcEnv });
-            await runProc(process.execPath, [PACHA_BIN, 'push'], { env: srcEnv });
-            return performance.now() - t;
-          },
-        },
+        { name: 'pacha', go: pachaFirst(PACHA_BIN) },
+        ...(BASELINE ? [{ name: 'baseline', go: pachaFirst(BASELINE) }] : []),
         {
           name: 'rsync',
           go: async (i) => {
@@ -124,6 +132,11 @@ async function benchTree(tree: Tree, sshd: NonNullable<Awaited<ReturnType<typeof
         },
       ]);
       sh(`git --git-dir ${JSON.stringify(path.join(masterHost, 'repo'))} fsck --full --strict`);
+      if (BASELINE) {
+        // The last pacha of the rotation left its repository on the master: make it this one's.
+        await pachaFirst(PACHA_BIN)();
+        sh(`git --git-dir ${JSON.stringify(path.join(masterHost, 'repo'))} fsck --full --strict`);
+      }
       for (let i = 0; i < RUNS; i++) {
         removeTree(path.join(base, `rsync-dest-${i}`));
         removeTree(path.join(base, `git-${i}`));
@@ -135,7 +148,16 @@ async function benchTree(tree: Tree, sshd: NonNullable<Awaited<ReturnType<typeof
         fmtMs(m('pacha')), fmtMs(m('rsync')), fmtMs(m('restic')), fmtMs(m('git')) + ' (local)',
         `${(m('pacha') / m('rsync')).toFixed(2)} / ${(m('pacha') / m('restic')).toFixed(2)}`, '<= 1.00 / <= 1.00',
       ]);
+      if (BASELINE) {
+        const runs = (k: string) => first.get(k)!.map(fmtMs).join(', ');
+        const mib = (bin: string) => `${((repoBytes.get(bin) ?? 0) / 2 ** 20).toFixed(1)} MiB`;
+        rows.push([
+          `${tree.name}: first snapshot + push, baseline ${BASELINE} (runs: this ${runs('pacha')}; baseline ${runs('baseline')}; master repository: this ${mib(PACHA_BIN)}, baseline ${mib(BASELINE)})`,
+          fmtMs(m('baseline')), '', '', '', `this / baseline ${(m('pacha') / m('baseline')).toFixed(2)}`, '',
+        ]);
+      }
     }
+    if (FIRST_ONLY) return;
 
     // Rebuild (restore) into an empty host.
     const restoreRepo = path.join(base, 'restic-repo-0');
@@ -182,6 +204,18 @@ async function benchTree(tree: Tree, sshd: NonNullable<Awaited<ReturnType<typeof
   } finally {
     removeTree(base);
   }
+}
+
+/** snapshot + push of one file as another host, untimed. */
+async function warmUp(bin: string, base: string, sshd: NonNullable<Awaited<ReturnType<typeof startSshd>>>): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(base, 'warm-up-'));
+  const env = writeBenchHost(dir, sshd, 'warmup');
+  fs.mkdirSync(path.join(dir, 'data'));
+  fs.writeFileSync(path.join(dir, 'data/file'), 'x\n');
+  await runProc(process.execPath, [bin, 'snapshot'], { env });
+  await runProc(process.execPath, [bin, 'push'], { env });
+  removeTree(dir);
+  removeTree(path.join(sshd.hostsPath, 'warmup'));
 }
 
 export async function run(args: string[] = []): Promise<void> {
