@@ -206,6 +206,33 @@ describe('push to a local-folder master', () => {
     expect(masterHead(fx.masterRepo)).toBe(head);
   });
 
+  it('after a completed push, the next neither looks for leftovers nor for the repository; the ref goes up with the packs and is renamed last', async () => {
+    fx = makePushFixture();
+    fx.snapshot(10);
+    const local = new LocalTransport();
+    await pushSnapshots(env(fx), { transport: local });
+    const head = fx.snapshot(10, 1);
+    const lists: string[] = [];
+    const renames: string[] = [];
+    const t = faultyTransport(local, [
+      { op: 'list', when: 'before', action: () => void lists.push('list') },
+      { op: 'rename', when: 'after', action: () => void renames.push(fs.readdirSync(path.join(fx!.masterRepo, 'refs/heads')).join(',')) },
+    ]);
+    await pushSnapshots(env(fx), { transport: t, afterCompletedPush: true });
+    expect(masterHead(fx.masterRepo)).toBe(head);
+    expect(lists).toEqual([]);
+    // pack, index, ref: the ref's temporary file was there (git ignores a dot name) until the last rename.
+    expect(renames).toHaveLength(3);
+    expect(renames[0]).toMatch(/^\.main\.tmp-/m);
+    expect(renames[2]).toBe('main');
+    fsck(fx.masterRepo);
+    // Without it (a push that may follow a failed one), the leftovers are looked for.
+    fx.snapshot(10, 2);
+    await pushSnapshots(env(fx), { transport: t });
+    expect(lists.length).toBeGreaterThan(0);
+    fsck(fx.masterRepo);
+  });
+
   it('has nothing to push before the first snapshot', async () => {
     fx = makePushFixture();
     const r = await pushSnapshots(env(fx));

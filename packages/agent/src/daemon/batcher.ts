@@ -3,7 +3,7 @@
 // deadline back, so a file edited every second still gets snapshotted). Delay 0 still waits a
 // few milliseconds so that a burst of events lands in one batch.
 
-export const MIN_SETTLE_MS = 50;
+export const MIN_SETTLE_MS = 20;
 /** Beyond this many dirty paths a full reconcile is cheaper than a path list. */
 export const MAX_DIRTY_PATHS = 50_000;
 

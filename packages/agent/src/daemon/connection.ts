@@ -9,6 +9,8 @@ import type { Transport } from '@pacha/shared/transport/transport';
 
 export const IDLE_CLOSE_MS = 60_000;
 export const PROBE_TIMEOUT_MS = 5_000;
+/** A connection that answered this recently is used without a probe (one round trip less per push). */
+export const PROBE_AFTER_IDLE_MS = 5_000;
 
 /** Does the other end answer at all (an error reply counts: it is alive) within the time? */
 async function answers(t: Transport, probePath: string, timeoutMs: number): Promise<boolean> {
@@ -28,6 +30,8 @@ async function answers(t: Transport, probePath: string, timeoutMs: number): Prom
 export class MasterConnection {
   private transport: Transport | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** When the last push on the connection ended (ms since the epoch). */
+  private releasedAt = 0;
   private readonly idleMs: number;
 
   constructor(idleMs = IDLE_CLOSE_MS) {
@@ -39,7 +43,9 @@ export class MasterConnection {
     this.clearIdle();
     if (this.transport) {
       // One cheap round trip first: a connection that died silently (a NAT forgot it, the
-      // master hung) would otherwise stall the push until the SSH keepalive gives up.
+      // master hung) would otherwise stall the push until the SSH keepalive gives up. Not
+      // within seconds of a push that completed on it.
+      if (Date.now() - this.releasedAt < PROBE_AFTER_IDLE_MS) return { transport: this.transport, reused: true };
       if (await answers(this.transport, config.hostsPath, PROBE_TIMEOUT_MS)) return { transport: this.transport, reused: true };
       log.debug(`the kept connection to the master did not answer within ${PROBE_TIMEOUT_MS} ms; reconnecting`);
       await this.close();
@@ -52,12 +58,14 @@ export class MasterConnection {
   release(): void {
     this.clearIdle();
     if (!this.transport) return;
+    this.releasedAt = Date.now();
     this.idleTimer = setTimeout(() => void this.close(), this.idleMs);
     this.idleTimer.unref();
   }
 
   async close(): Promise<void> {
     this.clearIdle();
+    this.releasedAt = 0;
     const t = this.transport;
     this.transport = undefined;
     if (t) await t.close().catch(() => undefined);

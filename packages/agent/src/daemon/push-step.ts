@@ -26,6 +26,8 @@ export class PushStep {
   private readonly signal: AbortSignal;
 
   private readonly indexes: PackIndexCache | undefined;
+  /** The last push to this master completed (push.ts afterCompletedPush). */
+  private completed = false;
 
   constructor(opts: { hostname: string; backoff: BackoffOptions; signal: AbortSignal; notify: (n: PushNotice) => Promise<void>; indexes?: PackIndexCache }) {
     this.gate = new StepGate(opts.backoff);
@@ -70,6 +72,7 @@ export class PushStep {
 
   /** The master's address or identity changed: a new connection, and no backoff left over. */
   async masterChanged(): Promise<void> {
+    this.completed = false;
     await this.connection.close();
     this.gate.succeeded();
   }
@@ -93,10 +96,13 @@ export class PushStep {
           // The gate's backoff spaces the attempts; no second retry loop inside.
           retry: { attempts: 1 },
           indexes: this.indexes,
+          afterCompletedPush: this.completed,
         });
         this.connection.release();
+        this.completed = true;
         return { res, reused, error: undefined };
       } catch (e) {
+        this.completed = false;
         await this.connection.close();
         return { res: undefined, reused, error: e };
       }

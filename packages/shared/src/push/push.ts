@@ -13,7 +13,7 @@ import { commitsAfter, selectObjects } from './pack-select.ts';
 import { buildPack, type PushPack, reusablePacks } from './pack-build.ts';
 import { acquireRemoteLock } from './remote-lock.ts';
 import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.ts';
-import { clearLeftovers, ensureRemoteRepo, randomTag, readRemoteHead, writeRemoteHead, TMP_PACK_PREFIX, TMP_IDX_PREFIX } from './remote-repo.ts';
+import { clearLeftovers, ensureRemoteRepo, randomTag, readRemoteHead, writeRemoteHeadTemp, TMP_PACK_PREFIX, TMP_IDX_PREFIX } from './remote-repo.ts';
 
 // `pacha push`: send the snapshots the master lacks (docs/push-protocol.md).
 //   connect → lock → negotiate (read the master's ref) → pack (one pack of the missing objects)
@@ -45,6 +45,12 @@ export interface PushOptions {
   retry?: Partial<RetryPolicy>;
   /** The local repository's pack indexes, kept by a caller that pushes again and again (the daemon). */
   indexes?: PackIndexCache;
+  /**
+   * The caller's previous push to this master completed (the daemon, the one writer of its
+   * host's repository): the repository exists and the leftovers of interrupted pushes were
+   * cleared then, so neither is looked for again. After a failed push the next one looks.
+   */
+  afterCompletedPush?: boolean;
 }
 
 class Phases {
@@ -106,9 +112,11 @@ async function pushOnce(
       lock = await acquireRemoteLock(t, remote.lock, config.hostname, log);
     }
     try {
-      const leftovers = await clearLeftovers(t, remote, log);
-      if (leftovers > 0) log.info(`removed ${leftovers} temporary file(s) of an interrupted push`);
-      if (await ensureRemoteRepo(t, remote)) log.info(`created ${remote.repo} on the master`);
+      if (opts.afterCompletedPush !== true) {
+        const leftovers = await clearLeftovers(t, remote, log);
+        if (leftovers > 0) log.info(`removed ${leftovers} temporary file(s) of an interrupted push`);
+        if (await ensureRemoteRepo(t, remote)) log.info(`created ${remote.repo} on the master`);
+      }
       const remoteHead = await readRemoteHead(t, remote);
       log.debug(`master ${t.description} has ${remote.repo} at ${remoteHead ?? '(no snapshot)'}; local head ${localHead}`);
       if (remoteHead === localHead) {
@@ -129,16 +137,23 @@ async function pushOnce(
       }
 
       phases.start('upload');
-      for (const pack of packs) await uploadPack(t, `${remote.repo}/objects/pack`, pack, log);
+      // The new ref goes up with the packs, under a temporary name (git ignores it; a push that
+      // dies leaves it to clearLeftovers); only its rename, last, makes the snapshots visible.
+      const ref = writeRemoteHeadTemp(t, remote, localHead);
+      ref.catch(() => undefined); // awaited below; an upload failing first must not leave it unhandled
+      const uploaded: UploadedPack[] = [];
+      for (const pack of packs) uploaded.push(await uploadPack(t, `${remote.repo}/objects/pack`, pack, log));
+      // One round of checks for all: the uploads' sizes, what is in place already, and the ref.
+      const [checked, now] = await Promise.all([Promise.all(uploaded.map((u) => checkUploaded(t, u))), readRemoteHead(t, remote)]);
+      for (const c of checked) await placePack(t, c);
 
       phases.start('ref');
-      const now = await readRemoteHead(t, remote);
       if (now !== remoteHead) {
         throw new PachaError(`the master's ref of ${config.hostname} moved during the push (${remoteHead} -> ${now}): another writer?`, {
           hint: 'run pacha push again; it negotiates afresh',
         });
       }
-      await writeRemoteHead(t, remote, localHead);
+      await (await ref)();
       phases.stop();
       const objects = packs.reduce((a, p) => a + p.objects, 0);
       const bytes = packs.reduce((a, p) => a + p.bytes, 0);
@@ -153,35 +168,42 @@ async function pushOnce(
   }
 }
 
-/** Upload under temporary names, check the sizes, rename into place: the pack, then its index. */
-async function uploadPack(t: Transport, dir: string, pack: PushPack, log: Logger): Promise<void> {
+/** A pack and its index uploaded under temporary names: [temporary, final, local file] each. */
+type UploadedPack = [tmp: string, final: string, local: string][];
+
+/** Upload a pack and its index under temporary names, together (git sees neither under them). */
+async function uploadPack(t: Transport, dir: string, pack: PushPack, log: Logger): Promise<UploadedPack> {
   const name = `pack-${pack.checksum}`;
   const tag = randomTag();
-  const tmpPack = `${dir}/${TMP_PACK_PREFIX}${pack.checksum}-${tag}`;
-  const tmpIdx = `${dir}/${TMP_IDX_PREFIX}${pack.checksum}-${tag}`;
+  const files: UploadedPack = [
+    [`${dir}/${TMP_PACK_PREFIX}${pack.checksum}-${tag}`, `${dir}/${name}.pack`, pack.packFile],
+    [`${dir}/${TMP_IDX_PREFIX}${pack.checksum}-${tag}`, `${dir}/${name}.idx`, pack.idxFile],
+  ];
   log.progress(`uploading ${pack.bytes} bytes to ${t.description}`);
-  // Both files go up together (neither is visible to git under its temporary name).
-  await Promise.all([t.upload(pack.packFile, tmpPack), t.upload(pack.idxFile, tmpIdx)]);
-  await Promise.all([checkUploaded(t, tmpPack, pack.packFile), checkUploaded(t, tmpIdx, pack.idxFile)]);
-  // A pack of the same name is the same content (named by its checksum): an earlier,
-  // interrupted push already put it in place; keep it (the master never overwrites objects).
-  await placeFile(t, tmpPack, `${dir}/${name}.pack`);
-  await placeFile(t, tmpIdx, `${dir}/${name}.idx`);
+  await Promise.all(files.map(([tmp, , local]) => t.upload(local, tmp)));
+  return files;
 }
 
-async function checkUploaded(t: Transport, remotePath: string, localFile: string): Promise<void> {
-  const st = await t.stat(remotePath);
-  const want = fs.statSync(localFile).size;
-  if (!st || st.size !== want) {
-    throw new ConnectionError(`upload of ${remotePath} is incomplete (${st ? st.size : 'no file'} of ${want} bytes): connection lost?`);
-  }
+/**
+ * Each upload complete (its size), and whether a file of the same name is in place already: a
+ * pack of the same name is the same content (named by its checksum), put there by an earlier,
+ * interrupted push; it is kept (the master never overwrites objects). All at once.
+ */
+async function checkUploaded(t: Transport, files: UploadedPack): Promise<{ tmp: string; final: string; exists: boolean }[]> {
+  return Promise.all(files.map(async ([tmp, final, local]) => {
+    const [mine, existing] = await Promise.all([t.stat(tmp), t.stat(final)]);
+    const want = fs.statSync(local).size;
+    if (!mine || mine.size !== want) {
+      throw new ConnectionError(`upload of ${tmp} is incomplete (${mine ? mine.size : 'no file'} of ${want} bytes): connection lost?`);
+    }
+    return { tmp, final, exists: existing !== null && existing.size === mine.size };
+  }));
 }
 
-async function placeFile(t: Transport, tmp: string, final: string): Promise<void> {
-  const [existing, mine] = await Promise.all([t.stat(final), t.stat(tmp)]);
-  if (existing && mine && existing.size === mine.size) {
-    await t.remove(tmp).catch(() => undefined);
-    return;
+/** Rename into place: the pack, then its index (git reads a pack through its index). */
+async function placePack(t: Transport, files: { tmp: string; final: string; exists: boolean }[]): Promise<void> {
+  for (const f of files) {
+    if (f.exists) await t.remove(f.tmp).catch(() => undefined);
+    else await t.rename(f.tmp, f.final);
   }
-  await t.rename(tmp, final);
 }

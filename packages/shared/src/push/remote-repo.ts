@@ -63,8 +63,15 @@ export async function readRemoteHead(t: Transport, p: MasterHostPaths): Promise<
   return null;
 }
 
-export async function writeRemoteHead(t: Transport, p: MasterHostPaths, commit: string): Promise<void> {
-  await replaceFile(t, `${p.repo}/${REF}`, `${commit}\n`, `${TMP_REF_PREFIX}${randomTag()}`);
+/**
+ * The ref's new content written under its temporary name; the function returned renames it over
+ * the ref (the one step that makes a push visible), so the write can go alongside other work.
+ */
+export async function writeRemoteHeadTemp(t: Transport, p: MasterHostPaths, commit: string): Promise<() => Promise<void>> {
+  const file = `${p.repo}/${REF}`;
+  const tmp = `${file.slice(0, file.lastIndexOf('/'))}/${TMP_REF_PREFIX}${randomTag()}`;
+  await t.writeFile(tmp, `${commit}\n`);
+  return () => t.rename(tmp, file);
 }
 
 /** Remove temporary files of pushes that died (the caller holds the push lock). Best effort. */

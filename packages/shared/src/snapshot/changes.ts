@@ -21,11 +21,15 @@ export function nodeGitMode(n: Node): string {
   return gitMode({ type: n.type, mode: n.type === 'file' ? modeOfFields(n.line) : 0 });
 }
 
-/** The new nodes in path byte order, reusing the previous order when possible. */
-export function orderNodes(nodes: NodeMap, prevOrder: Node[] | undefined, prevMap: Map<string, Node>, fresh: Node[], cmp0?: Comparison): Node[] {
+/**
+ * The new nodes in path byte order, reusing the previous order when possible. `inPlace`: the
+ * previous order is not needed any more and may become the new one (no copy: a large array is
+ * allocated where the garbage collector must mark it all, and the daemon makes one per change).
+ */
+export function orderNodes(nodes: NodeMap, prevOrder: Node[] | undefined, prevMap: Map<string, Node>, fresh: Node[], cmp0?: Comparison, inPlace = false): Node[] {
   if (prevOrder && cmp0 && cmp0.added === 0 && cmp0.deleted === 0 && prevOrder.length === nodes.size) {
     // Same paths as before: the previous order with the changed nodes put in their places.
-    const out = prevOrder.slice();
+    const out = inPlace ? prevOrder : prevOrder.slice();
     if (fresh.length > 0) {
       const at = new Map<string, number>();
       if (fresh.length > 64) prevOrder.forEach((n, i) => at.set(n.path, i));

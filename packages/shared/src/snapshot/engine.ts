@@ -364,7 +364,8 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
     clock.lap('hash');
 
     const cmp = compareNodes(prev.nodes, sc.nodes, sc.fresh);
-    const order = orderNodes(sc.nodes, prev.cache?.nodes, prev.nodes, sc.fresh, cmp);
+    // The previous cache is spent once this snapshot is taken (or failed): its order is reused.
+    const order = orderNodes(sc.nodes, prev.cache?.nodes, prev.nodes, sc.fresh, cmp, true);
     const rootRels = roots.filter((r) => r !== '/').map(treePath);
     const migrating = head !== null && prev.version < FORMAT_VERSION;
     // The package manifest and the accounts (host/snapshot-files.ts): a package installed is a change too.
