@@ -39,6 +39,9 @@ const PACK_RE = new RegExp(`^${R}/objects/pack/pack-([0-9a-f]{40})\\.(pack|idx)$
 
 export const MAIN_REF = `${R}/refs/heads/main`;
 
+/** The master's own copies are named so, beside their target, until renamed into place (place.ts; host-state.ts removes those a crash left). */
+export const MASTER_COPY_PREFIX = '.pacha-master-';
+
 /** What a temporary file may become: a pack, its index, the ref, HEAD or config. */
 export type Placeable = Extract<PathKind, { kind: 'pack' | 'idx' | 'ref' | 'head' | 'config' }>;
 

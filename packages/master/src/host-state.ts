@@ -4,9 +4,10 @@ import path from 'node:path';
 import { errnoOf } from '@pacha/shared/errors';
 import type { ObjectType } from '@pacha/shared/git/objects';
 import { HOST_TREE } from '@pacha/shared/master-tree';
-import { classify } from './append-only.ts';
+import { MASTER_COPY_PREFIX, classify } from './append-only.ts';
 import { Refusal } from './host-view.ts';
-import { MASTER_COPY_PREFIX } from './place.ts';
+import { UploadStream } from './pack-stream.ts';
+import type { ScannedEntries } from '@pacha/shared/git/pack-scan';
 
 // What the master knows about one host while any of its connections is open: one object per
 // host, shared by all its connections and channels (never per channel), so that a limit or a
@@ -52,6 +53,10 @@ export class HostState {
   readonly verified = new Map<string, ObjectType>();
   /** Packs whose checksum this master computed itself over the file it placed (checkPack). */
   readonly checksummed = new Set<string>();
+  /** Packs placed from an upload stream (pack-stream.ts): the entries scanned in the master's copy, for checking their index. */
+  readonly scanned = new Map<string, ScannedEntries>();
+  /** Upload streams of new temporary packs, by the file's id. */
+  private readonly streams = new Map<string, UploadStream>();
   private tail: Promise<unknown> = Promise.resolve();
   /** The host's temporary files on disk and their bytes (maxTempBytes). */
   private readonly temps = new Map<string, TempFile>();
@@ -163,8 +168,40 @@ export class HostState {
     this.tempDrop(id, t);
   }
 
+  /** A new (empty) temporary pack opened for writing: its writes go to an upload stream (pack-stream.ts). */
+  streamOpen(id: string, dir: string): void {
+    this.streamDrop(id);
+    this.streams.set(id, new UploadStream(dir));
+  }
+
+  /** A write to a temporary file, at receipt: to its upload stream, if it has one. */
+  streamWrite(id: string, offset: number | 'append', data: Buffer): void {
+    const s = this.streams.get(id);
+    if (!s) return;
+    if (offset === 'append') this.streamDrop(id);
+    else s.write(offset, data);
+  }
+
+  /** The file changed otherwise than by writes in order (truncate, another open, a failed write): no stream. */
+  streamDrop(id: string): void {
+    this.streams.get(id)?.abort();
+    this.streams.delete(id);
+  }
+
+  streamDropAll(): void {
+    for (const id of [...this.streams.keys()]) this.streamDrop(id);
+  }
+
+  /** The stream of a file being renamed into place (place.ts finishes or drops it). */
+  takeStream(id: string): UploadStream | undefined {
+    const s = this.streams.get(id);
+    this.streams.delete(id);
+    return s;
+  }
+
   /** Its name is gone (removed, or renamed into place by the master): its bytes are freed once no handle holds it. */
   tempUnlinked(id: string): void {
+    this.streamDrop(id);
     const t = this.temps.get(id);
     if (!t) return;
     t.named = false;
@@ -203,6 +240,8 @@ export class HostStates {
 
   disconnect(s: HostState): void {
     if (s.connections > 0) s.connections--;
+    // An upload left unfinished holds no thread once the host is gone.
+    if (s.connections === 0) s.streamDropAll();
   }
 
   get size(): number {

@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads';
 import { errorMessage } from '@pacha/shared/errors';
 import { checkObject } from '@pacha/shared/git/fsck';
 import type { ObjectType } from '@pacha/shared/git/objects';
-import type { PackReader, VerifyOptions } from '@pacha/shared/git/pack-reader';
+import type { PackReader } from '@pacha/shared/git/pack-reader';
 
 // The entries of a pack the master verifies before its index is placed (place.ts): every
 // CRC-32, inflate and SHA-1, and the master's object rules. That is most of a push's cost on the
@@ -17,8 +17,8 @@ export function objectRule(_oid: string, type: ObjectType, content: Buffer): str
 }
 
 /** Packs with fewer objects than this are checked in the master's own thread. */
-const PARALLEL_FROM = 2048;
-const THREADS = Math.max(1, Math.min(4, os.availableParallelism()));
+export const PARALLEL_FROM = 2048;
+export const THREADS = Math.max(1, Math.min(4, os.availableParallelism()));
 /** Ranges per thread: a range of large objects or long delta chains does not hold up the others. */
 const RANGES_PER_THREAD = 4;
 /** Threads idle this long are ended (a master with no push going on holds none). */
@@ -44,20 +44,23 @@ export interface RangeTask {
 export type RangeReply = { id: number; problems: string[]; oids: string[]; types: ObjectType[] } | { id: number; error: string };
 
 /**
- * Check every entry of `reader`'s pack (after reader.verifyWhole() found nothing wrong).
- * `idxFile`: the master's own copy of the index `reader` was made from, for the threads to load.
+ * Check the entries of `reader`'s pack from pack-order position `from` on (after
+ * reader.verifyWhole() found nothing wrong). `idxFile`: the master's own copy of the index
+ * `reader` was made from, for the threads to load.
  */
-export async function verifyPackEntries(reader: PackReader, idxFile: string, opts: Pick<VerifyOptions, 'checksummed'> = {}): Promise<EntriesResult> {
+export async function verifyPackEntries(reader: PackReader, idxFile: string, from = 0): Promise<EntriesResult> {
   const objects = new Map<string, ObjectType>();
-  if (reader.count < PARALLEL_FROM || THREADS < 2) {
-    const problems = await reader.verifyEntries({ ...opts, check: objectRule, onObject: (oid, type) => objects.set(oid, type) });
+  const left = reader.count - from;
+  if (left <= 0) return { problems: [], objects };
+  if (left < PARALLEL_FROM || THREADS < 2) {
+    const problems = await reader.verifyEntries({ check: objectRule, onObject: (oid, type) => objects.set(oid, type) }, from);
     return { problems, objects };
   }
   const parts = THREADS * RANGES_PER_THREAD;
-  const step = Math.ceil(reader.count / parts);
+  const step = Math.ceil(left / parts);
   const replies = await Promise.all(
     Array.from({ length: parts }, (_, k) =>
-      pool.run({ packFile: reader.packFile, idxFile, idxName: reader.index.idxFile, from: k * step, to: Math.min(reader.count, (k + 1) * step) }),
+      pool.run({ packFile: reader.packFile, idxFile, idxName: reader.index.idxFile, from: from + k * step, to: Math.min(reader.count, from + (k + 1) * step) }),
     ),
   );
   const problems: string[] = [];

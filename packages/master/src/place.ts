@@ -8,11 +8,13 @@ import { PackIndex } from '@pacha/shared/git/pack-index';
 import { PackReader } from '@pacha/shared/git/pack-reader';
 import { MAIN_REF, REPO_CONFIG, REPO_HEAD, Repository, readRefIn } from '@pacha/shared/git/repository';
 import type { ObjectType } from '@pacha/shared/git/objects';
-import type { Placeable } from './append-only.ts';
+import { MASTER_COPY_PREFIX, type Placeable } from './append-only.ts';
 import type { HostState } from './host-state.ts';
 import { checkForward } from './forward.ts';
 import { Refusal } from './host-view.ts';
 import { verifyPackEntries, warmPackCheck } from './pack-check.ts';
+import type { UploadStream } from './pack-stream.ts';
+import type { ScannedEntries } from '@pacha/shared/git/pack-scan';
 
 // A rename of a host's temporary file onto a pack, an index, the ref, HEAD or config, done as
 // copy-on-rename: the master copies the bytes into a file it creates itself, checks that copy
@@ -32,14 +34,11 @@ import { verifyPackEntries, warmPackCheck } from './pack-check.ts';
 // An existing pack, index, HEAD or config is never replaced: the same bytes again (a retried
 // push) are accepted and dropped, other bytes refused.
 
-/** The master's own copies are named so, beside their target, until renamed into place (host-state.ts removes those a crash left). */
-export const MASTER_COPY_PREFIX = '.pacha-master-';
-
 /** HEAD, config and the ref are small: a larger temporary file is refused unread. */
 const SMALL_FILE = 4096;
 const CHUNK = 1024 * 1024;
 
-export type PlaceOutcome = { kind: 'placed' | 'same' } | { kind: 'ref'; old: string | null; next: string };
+export type PlaceOutcome = { kind: 'placed' | 'same'; /** A pack placed from its upload stream: the entries scanned on the way in. */ scanned?: number } | { kind: 'ref'; old: string | null; next: string };
 
 function refuse(message: string): never {
   throw new Refusal('denied', message);
@@ -130,7 +129,7 @@ function checkPack(copy: { size: number; bodySha: string; tail: Buffer; file: st
 }
 
 /** Verify an index copy whole against its (already placed) pack. */
-async function checkIdx(idxCopy: string, packFile: string, sha: string, types: Map<string, ObjectType>, checksummed: boolean): Promise<void> {
+async function checkIdx(idxCopy: string, packFile: string, sha: string, types: Map<string, ObjectType>, checksummed: boolean, scanned?: ScannedEntries): Promise<void> {
   let count: number;
   try {
     const fd = fs.openSync(packFile, 'r');
@@ -158,9 +157,17 @@ async function checkIdx(idxCopy: string, packFile: string, sha: string, types: M
     if (reader.index.packChecksum !== sha) refuse(`pack-${sha}.idx: it indexes pack ${reader.index.packChecksum}`);
     // The master checked this pack's checksum itself when it placed it (checkPack); it cannot change since.
     let problems = reader.verifyWhole({ checksummed: checksummed ? sha : undefined });
+    let from = 0;
+    if (problems.length === 0 && scanned) {
+      // The entries scanned as the pack came in: the index must list exactly them.
+      const m = reader.matchScanned(scanned);
+      problems = m.problems;
+      from = m.from;
+      if (problems.length === 0) scanned.oids.forEach((oid, k) => types.set(oid, scanned.types[k]));
+    }
     if (problems.length === 0) {
       try {
-        const r = await verifyPackEntries(reader, idxCopy);
+        const r = await verifyPackEntries(reader, idxCopy, from);
         problems = r.problems;
         for (const [oid, type] of r.objects) types.set(oid, type);
       } catch (e) {
@@ -177,15 +184,29 @@ async function checkIdx(idxCopy: string, packFile: string, sha: string, types: M
  * Place the host's temporary file `fromReal` at `toReal` (the caller holds the host's lock and
  * has checked the names with checkRename). Throws Refusal when the copy does not check out.
  */
-export async function place(fromReal: string, toReal: string, target: Placeable, repoReal: string, host: HostState): Promise<PlaceOutcome> {
+export async function place(fromReal: string, toReal: string, target: Placeable, repoReal: string, host: HostState, stream?: UploadStream): Promise<PlaceOutcome> {
   const objectish = target.kind === 'pack' || target.kind === 'idx';
   const small = target.kind === 'ref' || target.kind === 'head' || target.kind === 'config';
-  const copy = await copyIn(fromReal, toReal, objectish ? 0o444 : 0o644, small ? SMALL_FILE : undefined);
+  // A pack the master received in one run of writes is placed from the copy it made meanwhile.
+  let scanned: ScannedEntries | undefined;
+  let copy: Awaited<ReturnType<typeof copyIn>> | undefined;
+  if (stream && target.kind === 'pack' && (await fsp.lstat(fromReal)).size === stream.next) {
+    const d = await stream.finish();
+    if (d.ok) {
+      copy = { file: stream.copyFile, size: d.size, bodySha: d.bodySha, tail: Buffer.from(d.tail, 'hex') };
+      scanned = d.scanned;
+    }
+  } else stream?.abort();
+  copy ??= await copyIn(fromReal, toReal, objectish ? 0o444 : 0o644, small ? SMALL_FILE : undefined);
   const types = new Map<string, ObjectType>();
   let outcome: PlaceOutcome = { kind: 'placed' };
   try {
-    if (target.kind === 'pack') warmPackCheck(checkPack(copy, target.sha));
-    else if (target.kind === 'idx') await checkIdx(copy.file, path.join(path.dirname(toReal), `pack-${target.sha}.pack`), target.sha, types, host.checksummed.has(target.sha));
+    if (target.kind === 'pack') {
+      const count = checkPack(copy, target.sha);
+      // Entries not scanned on the way in are checked with the index: start its threads now.
+      if (!scanned?.complete) warmPackCheck(count);
+    }
+    else if (target.kind === 'idx') await checkIdx(copy.file, path.join(path.dirname(toReal), `pack-${target.sha}.pack`), target.sha, types, host.checksummed.has(target.sha), host.scanned.get(target.sha));
     else if (target.kind === 'head' || target.kind === 'config') {
       const want = target.kind === 'head' ? REPO_HEAD : REPO_CONFIG;
       if ((await fsp.readFile(copy.file, 'utf8')) !== want) refuse(`repo/${target.kind === 'head' ? 'HEAD' : 'config'}: accepted content is exactly ${JSON.stringify(want)}`);
@@ -220,6 +241,12 @@ export async function place(fromReal: string, toReal: string, target: Placeable,
   // Only now are the verified objects in the repository.
   for (const [oid, type] of types) host.verified.set(oid, type);
   if (target.kind === 'pack') host.checksummed.add(target.sha);
+  // Scanned entries count only for the copy they were scanned in, the one now in place.
+  if (target.kind === 'pack' && outcome.kind === 'placed' && scanned) {
+    host.scanned.set(target.sha, scanned);
+    outcome.scanned = scanned.offsets.length;
+  }
+  if (target.kind === 'idx') host.scanned.delete(target.sha);
   if (outcome.kind === 'ref') host.verified.clear();
   return outcome;
 }

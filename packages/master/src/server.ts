@@ -9,7 +9,7 @@ import { loadOrCreateHostKey } from './host-key.ts';
 import { HOST_LIMIT_DEFAULTS, HostStates, type HostLimits } from './host-state.ts';
 import { HostView, Refusal } from './host-view.ts';
 import { MasterCounters } from './metrics.ts';
-import { MASTER_COPY_PREFIX } from './place.ts';
+import { MASTER_COPY_PREFIX } from './append-only.ts';
 import { serveSftp } from './sftp-session.ts';
 import type { MasterLayout } from './layout.ts';
 

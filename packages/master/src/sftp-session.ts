@@ -4,7 +4,7 @@ import path from 'node:path';
 import ssh2 from 'ssh2';
 import type { Attributes, FileEntry, SFTPWrapper } from 'ssh2';
 import { HOST_TREE } from '@pacha/shared/master-tree';
-import { checkMkdir, checkRemove, checkRename, checkWrite } from './append-only.ts';
+import { checkMkdir, checkRemove, checkRename, checkWrite, classify } from './append-only.ts';
 import { tempFileId, type HostState } from './host-state.ts';
 import { HostView, Refusal, type Resolved } from './host-view.ts';
 import { place } from './place.ts';
@@ -27,7 +27,7 @@ const DIR_MODE = 0o755;
 const FILE_MODE = 0o644;
 
 type Handle =
-  | { kind: 'file'; fd: number; real: string; rel: string; writable: boolean; /** A writable handle's temporary file (host-state.ts counts its bytes). */ temp?: { id: string; append: boolean } }
+  | { kind: 'file'; fd: number; real: string; rel: string; writable: boolean; /** A writable handle's temporary file (host-state.ts counts its bytes; a pack's may be streamed). */ temp?: { id: string; append: boolean; pack: boolean } }
   | { kind: 'dir'; real: string | null; entries: FileEntry[] | null; pos: number; synthetic?: string };
 
 export interface SessionHooks {
@@ -131,9 +131,13 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
         throw new Refusal('failure', `${r.virtual}: ${st.isDirectory() ? 'is a directory' : 'not a regular file'}`);
       }
       // Only temporary files and the lock are writable (checkWrite): their bytes count against the host's limit.
-      let temp: { id: string; append: boolean } | undefined;
+      let temp: { id: string; append: boolean; pack: boolean } | undefined;
       if (writing) {
-        temp = { id: tempFileId(st), append: (flags & OPEN_MODE.APPEND) !== 0 };
+        const k = classify(r.rel);
+        temp = { id: tempFileId(st), append: (flags & OPEN_MODE.APPEND) !== 0, pack: k.kind === 'tmp' && k.for === 'pack' };
+        // An upload is streamed through one handle: another open of the same file drops its stream.
+        if (temp.pack && st.size === 0) state.streamOpen(temp.id, path.dirname(r.real));
+        else state.streamDrop(temp.id);
         state.tempOpened(temp.id, st.size);
       }
       const h = newHandle({ kind: 'file', fd, real: r.real, rel: r.rel, writable: writing, temp });
@@ -160,10 +164,18 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
     if (!h[1].writable) throw new Refusal('denied', 'handle not open for writing');
     const f = h[1];
     // Counted before the write, in this tick: pipelined WRITEs cannot all pass the limit first.
-    if (f.temp) state.tempWrite(f.temp.id, f.temp.append ? 'append' : offset, data.length);
+    if (f.temp) {
+      state.tempWrite(f.temp.id, f.temp.append ? 'append' : offset, data.length);
+      state.streamWrite(f.temp.id, f.temp.append ? 'append' : offset, data);
+    }
     let done = 0;
-    while (done < data.length) {
-      done += await new Promise<number>((res, rej) => fs.write(f.fd, data, done, data.length - done, offset + done, (e, n) => (e ? rej(e) : res(n))));
+    try {
+      while (done < data.length) {
+        done += await new Promise<number>((res, rej) => fs.write(f.fd, data, done, data.length - done, offset + done, (e, n) => (e ? rej(e) : res(n))));
+      }
+    } catch (e) {
+      if (f.temp) state.streamDrop(f.temp.id);
+      throw e;
     }
     sftp.status(reqId, STATUS_CODE.OK);
   });
@@ -180,7 +192,10 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
     if (!h || h[1].kind !== 'file') throw new Refusal('failure', 'bad handle');
     if (!h[1].writable) throw new Refusal('denied', `${h[1].rel}: handle not open for writing`);
     checkWrite(h[1].rel);
-    if (typeof attrs.size === 'number' && h[1].temp) state.tempResize(h[1].temp.id, attrs.size);
+    if (typeof attrs.size === 'number' && h[1].temp) {
+      state.tempResize(h[1].temp.id, attrs.size);
+      state.streamDrop(h[1].temp.id);
+    }
     await applyAttrs(h[1].fd, attrs);
     sftp.status(reqId, STATUS_CODE.OK);
   });
@@ -261,7 +276,10 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
     try {
       const st = fs.fstatSync(fd);
       if (!st.isFile()) throw new Refusal('denied', `${r.virtual}: not a regular file`);
-      if (typeof attrs.size === 'number') state.tempResize(tempFileId(st), attrs.size);
+      if (typeof attrs.size === 'number') {
+        state.tempResize(tempFileId(st), attrs.size);
+        state.streamDrop(tempFileId(st));
+      }
       await applyAttrs(fd, attrs);
     } finally {
       fs.closeSync(fd);
@@ -314,7 +332,8 @@ export function serveSftp(sftp: SFTPWrapper, view: HostView, hooks: SessionHooks
     // One rename of a host at a time, whichever connection or channel it comes on.
     const outcome = await state.serialize(async () => {
       const st = await fsp.lstat(a.real);
-      const o = await place(a.real, b.real, target, repo, state);
+      const o = await place(a.real, b.real, target, repo, state, state.takeStream(tempFileId(st)));
+      if (o.kind !== 'ref' && o.scanned !== undefined) hooks.debug(`${view.host}: ${b.rel}: placed from the upload as received, ${o.scanned} entries checked on the way in`);
       // The host's file is gone (place removed it after copying).
       state.tempUnlinked(tempFileId(st));
       return o;

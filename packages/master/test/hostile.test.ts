@@ -97,7 +97,7 @@ beforeAll(async () => {
   base = fs.mkdtempSync(path.join(os.tmpdir(), 'pacha-hostile-'));
   fs.mkdirSync(path.join(base, 'master-tmp'), { recursive: true });
   // A small limit on temporary uploads (test 10); every genuine push here is far below it.
-  m = await startMaster({ hosts: [HOST], tmpDir: base, env: { TMPDIR: path.join(base, 'master-tmp') }, args: ['--max-host-temp', `${TEMP_LIMIT}`] });
+  m = await startMaster({ hosts: [HOST], tmpDir: base, env: { TMPDIR: path.join(base, 'master-tmp') }, args: ['--max-host-temp', `${TEMP_LIMIT}`, '--verbose'] });
   genuine = makeTestHost({ name: HOST, tmpDir: base });
   fs.writeFileSync(genuine.p('/etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
   fs.writeFileSync(genuine.p('/etc/group'), 'root:x:0:\n');
@@ -229,6 +229,54 @@ describe('the embedded master against a hostile host (issue 11)', () => {
     }
   });
 
+  it('3c. a large pack is checked as it uploads, and what is placed is what the master received and checked; any other change to the file drops that and the rename checks the file', async () => {
+    remember();
+    const P = `${R}/objects/pack`;
+    const large = (tag: string) => craftPack(Array.from({ length: 2500 }, (_, i) => ({ type: 'blob' as const, content: Buffer.from(`${tag} ${i}\n`) })));
+    const streamedLine = (sha: string) => new RegExp(`pack-${sha}\\.pack: placed from the upload as received, 2500 entries checked on the way in`);
+    // (a) Every write sent at once, in reverse order: held until the gap before them is filled.
+    const a = large('a');
+    const h = await open(chanA, `${P}/tmp_pack_3c`, WRITE);
+    const pieces = Array.from({ length: Math.ceil(a.pack.length / 8192) }, (_, i) => i * 8192).reverse();
+    await Promise.all(pieces.map((pos) => write(chanA, h, a.pack.subarray(pos, pos + 8192), pos)));
+    await close(chanA, h);
+    await put(chanA, `${P}/tmp_idx_3c`, a.idx);
+    await rename(chanA, `${P}/tmp_pack_3c`, `${P}/pack-${a.checksum}.pack`);
+    await m.waitForLog(streamedLine(a.checksum));
+    await rename(chanA, `${P}/tmp_idx_3c`, `${P}/pack-${a.checksum}.idx`);
+    expect(fs.readFileSync(path.join(repo, `objects/pack/pack-${a.checksum}.pack`)).equals(a.pack)).toBe(true);
+    expect(git('cat-file', '-p', a.ids[2499])).toBe('a 2499');
+    // (b) The pack sent whole, then bytes in its middle written again (one object's content
+    // changed): the stream is dropped, the rename reads the host's file, whose checksum is wrong.
+    const b = large('b');
+    const hb = await open(chanA, `${P}/tmp_pack_3c`, WRITE);
+    for (let pos = 0; pos < b.pack.length; pos += 32 * 1024) await write(chanA, hb, b.pack.subarray(pos, pos + 32 * 1024), pos);
+    const mid = b.pack.length >> 1;
+    await write(chanA, hb, Buffer.from('XXXX'), mid);
+    await close(chanA, hb);
+    await expect(rename(chanA, `${P}/tmp_pack_3c`, `${P}/pack-${b.checksum}.pack`)).rejects.toMatchObject(denied);
+    // Written back as it was, and a second handle opened on it: no stream, the file is copied and checked, and placed.
+    const h2 = await open(chanB, `${P}/tmp_pack_3c`, OPEN_MODE.WRITE);
+    await write(chanB, h2, b.pack.subarray(mid, mid + 4), mid);
+    await close(chanB, h2);
+    await rename(chanA, `${P}/tmp_pack_3c`, `${P}/pack-${b.checksum}.pack`);
+    await put(chanA, `${P}/tmp_idx_3c`, b.idx);
+    await rename(chanA, `${P}/tmp_idx_3c`, `${P}/pack-${b.checksum}.idx`);
+    expect(m.output()).not.toMatch(streamedLine(b.checksum));
+    expect(fs.readFileSync(path.join(repo, `objects/pack/pack-${b.checksum}.pack`)).equals(b.pack)).toBe(true);
+    // (c) A pack streamed with a lying entry, then its index: refused by what was scanned on the way in.
+    const blobs = Array.from({ length: 2500 }, (_, i) => ({ type: 'blob' as const, content: Buffer.from(`c ${i}\n`) }));
+    const c = craftPack(blobs.map((x, i) => (i === 2000 ? { ...x, claim: hashObject('blob', Buffer.from('lie\n')) } : x)));
+    await put(chanA, `${P}/tmp_pack_3c`, c.pack);
+    await put(chanA, `${P}/tmp_idx_3c`, c.idx);
+    await rename(chanA, `${P}/tmp_pack_3c`, `${P}/pack-${c.checksum}.pack`);
+    await m.waitForLog(streamedLine(c.checksum));
+    const refused = await rename(chanA, `${P}/tmp_idx_3c`, `${P}/pack-${c.checksum}.idx`).then(() => null, (e: unknown) => e);
+    expect(refused).toMatchObject(denied);
+    expect(String(refused)).toContain(`object ${c.ids[2000]}: content hashes to ${hashObject('blob', blobs[2000].content)}`);
+    await remove(chanA, `${P}/tmp_idx_3c`);
+  });
+
   it('4. a merge whose first parent is an orphan is not forward', async () => {
     remember();
     const blob = Buffer.from('orphan\n');
@@ -349,7 +397,12 @@ describe('the embedded master against a hostile host (issue 11)', () => {
     // More objects than the master checks in one thread (pack-check.ts): the entries go out in ranges.
     const blobs = Array.from({ length: 3000 }, (_, i) => ({ type: 'blob' as const, content: Buffer.from(`large pack blob ${i}\n`) }));
     const bad = craftPack(blobs.map((b, i) => (i === 2900 ? { ...b, claim: hashObject('blob', Buffer.from('something else\n')) } : b)));
-    await put(chanA, `${R}/objects/pack/tmp_pack_3b`, bad.pack);
+    // A second open of the upload drops its stream (test 3c): the entries are checked with the index.
+    const unstreamed = async (data: Buffer) => {
+      await put(chanA, `${R}/objects/pack/tmp_pack_3b`, data);
+      await close(chanA, await open(chanA, `${R}/objects/pack/tmp_pack_3b`, OPEN_MODE.WRITE));
+    };
+    await unstreamed(bad.pack);
     await put(chanA, `${R}/objects/pack/tmp_idx_3b`, bad.idx);
     await rename(chanA, `${R}/objects/pack/tmp_pack_3b`, `${R}/objects/pack/pack-${bad.checksum}.pack`);
     const refused = await rename(chanA, `${R}/objects/pack/tmp_idx_3b`, `${R}/objects/pack/pack-${bad.checksum}.idx`).then(() => null, (e: unknown) => e);
@@ -359,11 +412,12 @@ describe('the embedded master against a hostile host (issue 11)', () => {
     expect(fs.existsSync(path.join(repo, `objects/pack/pack-${bad.checksum}.idx`))).toBe(false);
     // The same objects honestly packed: every range verifies, the index is placed.
     const good = craftPack(blobs);
-    await put(chanA, `${R}/objects/pack/tmp_pack_3b`, good.pack);
+    await unstreamed(good.pack);
     await put(chanA, `${R}/objects/pack/tmp_idx_3b`, good.idx);
     await rename(chanA, `${R}/objects/pack/tmp_pack_3b`, `${R}/objects/pack/pack-${good.checksum}.pack`);
     await rename(chanA, `${R}/objects/pack/tmp_idx_3b`, `${R}/objects/pack/pack-${good.checksum}.idx`);
     expect(git('cat-file', '-p', good.ids[2999])).toBe('large pack blob 2999');
+    expect(m.output()).not.toMatch(new RegExp(`pack-(${bad.checksum}|${good.checksum})\\.pack: placed from the upload`));
   });
 
   it('10. temporary uploads cannot fill the master\'s disk: a byte limit per host, over all its files, handles and channels', async () => {

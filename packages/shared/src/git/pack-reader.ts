@@ -5,6 +5,7 @@ import { PackCorruptError } from '../errors.ts';
 import { type GitObject, type ObjectType, hashObject } from './objects.ts';
 import { MAX_ENTRY_HEADER, OFS_DELTA, REF_DELTA, TYPE_OF_PACK, applyDelta, decodeEntryHeader, type EntryHeader } from './pack-entry.ts';
 import { PackIndex } from './pack-index.ts';
+import type { ScannedEntries } from './pack-scan.ts';
 
 // One pack file read through its .idx: positioned reads of single entries on one descriptor, so
 // memory follows the objects read, never the pack. It inflates entries (resolving deltas) and
@@ -294,6 +295,32 @@ export class PackReader {
       }
     }
     return problems;
+  }
+
+  /**
+   * After verifyWhole(): compare the index with the entries a PackScanner found in these very
+   * bytes (each one inflated, hashed and checked there): same offsets in the same order, CRC-32s
+   * and ids. Returns the problems and the pack-order position from which the entries are still
+   * to be checked with verifyEntries() (the count when the scan covered them all).
+   */
+  matchScanned(scanned: ScannedEntries): { problems: string[]; from: number } {
+    const order = this.packOrder();
+    const n = scanned.offsets.length;
+    if (n > this.count) return { problems: [`${this.index.idxFile}: lists ${this.count} objects, the pack holds more`], from: this.count };
+    for (let k = 0; k < n; k++) {
+      const i = order[k];
+      const oid = this.index.oidAt(i);
+      const offset = this.index.offsetAt(i);
+      if (offset !== scanned.offsets[k]) return { problems: [`${this.index.idxFile}: object ${oid} at offset ${offset}, the pack has an entry at ${scanned.offsets[k]}`], from: this.count };
+      if (this.index.crcAt(i) !== scanned.crcs[k]) return { problems: [`${this.packFile}: object ${oid}: fails its CRC-32`], from: this.count };
+      if (scanned.oids[k] !== oid) return { problems: [`${this.packFile}: object ${oid}: content hashes to ${scanned.oids[k]}`], from: this.count };
+    }
+    // The entries not scanned start where the scan stopped; when it covered all, they end at the trailer.
+    if (n < this.count && this.index.offsetAt(order[n]) !== scanned.end) {
+      return { problems: [`${this.index.idxFile}: object ${this.index.oidAt(order[n])} at offset ${this.index.offsetAt(order[n])}, the entry before ends at ${scanned.end}`], from: this.count };
+    }
+    if (n === this.count && scanned.end !== this.packSize - 20) return { problems: [`${this.packFile}: ${this.packSize - 20 - scanned.end} bytes after the last entry, before the trailer`], from: this.count };
+    return { problems: [], from: n };
   }
 
   /** Index positions sorted by offset: the order of the entries in the pack. */
