@@ -74,6 +74,12 @@ function hostKeyError(status: 'unknown' | 'changed' | 'revoked', host: string, p
  * (4 MiB) cover OpenSSH's 2 MiB channel window.
  */
 const UPLOAD_REQUESTS = { chunkSize: 261_120, concurrency: 16 };
+/**
+ * Read requests of a download (the rebuild's fetch of packs): the same size and number, for the
+ * same reason; one request per 255 KiB instead of eight. ssh2 splits a request over a server's
+ * limit, and a short read is asked again for the rest.
+ */
+const DOWNLOAD_REQUESTS = { chunkSize: 261_120, concurrency: 16 };
 
 /** SFTP status codes (draft-ietf-secsh-filexfer-02), as ssh2 puts them in `code`. */
 const SFTP_NO_SUCH_FILE = 2;
@@ -282,7 +288,7 @@ export class SftpTransport implements Transport {
   async download(remote: string, localFile: string): Promise<void> {
     // The callback of fastGet comes when the local file is complete.
     await this.transfer('download', remote, (step) => new Promise<void>((resolve, reject) => {
-      this.sftp.fastGet(remote, localFile, { step, mode: 0o600 }, (err) => (err ? reject(err) : resolve()));
+      this.sftp.fastGet(remote, localFile, { step, mode: 0o600, ...DOWNLOAD_REQUESTS }, (err) => (err ? reject(err) : resolve()));
     }));
   }
 
