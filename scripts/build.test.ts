@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runNode, REPO_DIR } from '@pacha/test-support/cli';
 import { makeTestHost, type TestHost } from '@pacha/test-support/host';
 import { compareTrees } from './tree-compare.ts';
+import { askBundledWorkers } from './worker-smoke.ts';
 
 // The bundled files (npm run build) must work on a host with nothing but Node 24:
 // run them from a folder outside the repository, with no node_modules around.
@@ -33,6 +34,13 @@ describe('bundled pacha.mjs and pacha-master.mjs', () => {
     expect(m.stdout).toMatch(/pacha-master serve/);
     expect(fs.existsSync(path.join(out, 'pacha.service'))).toBe(true);
     expect(fs.existsSync(path.join(out, 'koffi.node'))).toBe(true); // extended attributes, loaded from beside the bundle
+  });
+
+  it("bundles the master's worker threads beside it, each one runs", async () => {
+    expect(await askBundledWorkers(out, 'esm')).toEqual({
+      'pack-check-worker': { id: 1, error: expect.stringMatching(/none\.idx/) },
+      'pack-stream-worker': { ok: false, error: 'aborted' },
+    });
   });
 
   it('takes a snapshot, pushes it and rebuilds the host', async () => {

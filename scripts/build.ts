@@ -28,6 +28,17 @@ export const PROGRAMS = [
   { name: 'pacha-master', entry: 'packages/master/src/main.ts', out: 'pacha-master.mjs', outCjs: 'pacha-master.bundle.cjs' },
 ] as const;
 
+/** Worker threads' modules, bundled beside the programs (packages/shared/src/worker-file.ts finds them). */
+export const WORKERS = [
+  { name: 'pack-check-worker', entry: 'packages/master/src/pack-check-worker.ts' },
+  { name: 'pack-stream-worker', entry: 'packages/master/src/pack-stream-worker.ts' },
+] as const;
+
+/** A worker's bundle file name in `format`. */
+export function workerBundle(name: string, format: BundleFormat): string {
+  return format === 'esm' ? `${name}.mjs` : `${name}.bundle.cjs`;
+}
+
 export type BundleFormat = 'esm' | 'cjs';
 
 /**
@@ -42,6 +53,9 @@ export async function bundlePrograms(dist: string, log: (line: string) => void =
     const out = path.join(dist, format === 'esm' ? p.out : p.outCjs);
     for (const i of await bundleOne(p.entry, out, format)) inputs.add(i);
     log(`built ${out} (${Math.round(fs.statSync(out).size / 1024)} KiB)`);
+  }
+  for (const w of WORKERS) {
+    for (const i of await bundleOne(w.entry, path.join(dist, workerBundle(w.name, format)), format)) inputs.add(i);
   }
   // koffi's native module (extended attributes, packages/shared/src/xattr/native.ts) cannot be inside
   // the bundle: it is loaded from beside it.

@@ -10,6 +10,7 @@ import { embeddedTarget, startMaster, writeAgentConfig, type MasterHandle } from
 import { CONFIG_KEYS, parseConfig } from '@pacha/shared/config';
 import { PACHA_VERSION } from '@pacha/shared/version';
 import { compareTrees } from './tree-compare.ts';
+import { askBundledWorkers } from './worker-smoke.ts';
 
 // `npm run package` builds a .deb that carries its own Node: build it once (gzip instead of xz,
 // the only difference from the release build), check it as dpkg and lintian see it, then unpack
@@ -65,6 +66,8 @@ describe('the .deb as dpkg sees it', () => {
       '/usr/lib/pacha/pacha.bundle.cjs',
       '/usr/lib/pacha/pacha-master.bundle.cjs',
       '/usr/lib/pacha/koffi.node',
+      '/usr/lib/pacha/pack-check-worker.bundle.cjs',
+      '/usr/lib/pacha/pack-stream-worker.bundle.cjs',
       '/lib/systemd/system/pacha.service',
       '/lib/systemd/system/pacha-master.service',
       '/usr/share/man/man1/pacha.1.gz',
@@ -81,6 +84,13 @@ describe('the .deb as dpkg sees it', () => {
     }
     expect(entries.get('/etc/pacha.conf')).toBe('-rw-r----- root/root');
     expect([...entries.keys()].some((f) => f.startsWith('/usr/lib/pacha/compile-cache/') && !f.endsWith('/'))).toBe(true);
+  });
+
+  it("holds the master's worker threads, each one runs", async () => {
+    expect(await askBundledWorkers(path.join(root, 'usr/lib/pacha'), 'cjs')).toEqual({
+      'pack-check-worker': { id: 1, error: expect.stringMatching(/none\.idx/) },
+      'pack-stream-worker': { ok: false, error: 'aborted' },
+    });
   });
 
   it('passes lintian with no errors', () => {
@@ -146,7 +156,7 @@ describe('the unpacked package', () => {
     const version = await runProgram(path.join(root, 'usr/bin/pacha'), ['version'], { cwd: work, env });
     expect(version.stdout).toContain(`pacha ${PACHA_VERSION}`);
 
-    master = await startMaster({ command: [path.join(root, 'usr/bin/pacha-master')], env, hosts: ['packaged'] });
+    master = await startMaster({ command: [path.join(root, 'usr/bin/pacha-master')], env, hosts: ['packaged'], args: ['--verbose'] });
     const h1 = makeTestHost({ name: 'packaged' });
     const h2 = makeTestHost({ name: 'packaged' });
     hosts.push(h1, h2);
@@ -156,6 +166,9 @@ describe('the unpacked package', () => {
     fs.writeFileSync(h1.p('/etc/app/app.conf'), 'port = 8080\n');
     fs.chmodSync(h1.p('/etc/app/app.conf'), 0o640);
     fs.symlinkSync('app.conf', h1.p('/etc/app/current'));
+    // Enough files for a pack the master checks on its worker threads, bundled beside the master.
+    fs.mkdirSync(h1.p('/etc/app/many'));
+    for (let i = 0; i < 2100; i++) fs.writeFileSync(h1.p(`/etc/app/many/f${i}`), `file ${i}\n`);
     // Extended attributes go through koffi.node, which the package ships beside the bundle.
     execFileSync('setfattr', ['-n', 'user.pacha', '-v', 'packaged', h1.p('/etc/app/app.conf')]);
 
@@ -166,6 +179,7 @@ describe('the unpacked package', () => {
     const push = await run(h1, ['push']);
     expect(push.code, push.stdout + push.stderr).toBe(0);
     await master.waitForLog(/push accepted: host=packaged/);
+    await master.waitForLog(/placed from the upload as received, \d+ entries checked on the way in/);
 
     const rb = await run(h2, ['rebuild', 'packaged', '--yes']);
     expect(rb.code, rb.stdout + rb.stderr).toBe(0);

@@ -3,6 +3,7 @@
 // Layout (docs/install.md says why this one and not a single executable application):
 //   /usr/lib/pacha/node                    Node.js from the npm `node` package, stripped
 //   /usr/lib/pacha/pacha.bundle.cjs, pacha-master.bundle.cjs   the esbuild bundles (scripts/build.ts), CommonJS
+//   /usr/lib/pacha/*-worker.bundle.cjs     the master's worker threads, bundled the same way
 //   /usr/lib/pacha/compile-cache/          V8 code cache of both bundles, made here at build time
 //   /usr/lib/pacha/*.node                  native addons the bundles load, if any
 //   /usr/lib/pacha/pacha.cjs, pacha-master.cjs   launchers: code cache on, then the bundle
@@ -17,7 +18,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { bundlePrograms, PROGRAMS } from './build.ts';
+import { bundlePrograms, PROGRAMS, WORKERS, workerBundle } from './build.ts';
 import { renderManPages } from './man.ts';
 import { PACHA_VERSION } from '../packages/shared/src/version.ts';
 
@@ -68,6 +69,7 @@ export async function buildPackage(opts: { out: string; log?: (line: string) => 
     put(`${LIB}/${p.name}.cjs`, launcher(p.outCjs));
     put(`/usr/bin/${p.name}`, shellWrapper(p.name), 0o755);
   }
+  for (const w of WORKERS) put(`${LIB}/${workerBundle(w.name, 'cjs')}`, fs.readFileSync(path.join(work, 'dist', workerBundle(w.name, 'cjs'))));
   // Native addons the bundles load from beside themselves (bundlePrograms copies them to dist).
   const addons = fs.readdirSync(path.join(work, 'dist')).filter((f) => f.endsWith('.node'));
   for (const a of addons) {

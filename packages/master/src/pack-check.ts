@@ -4,6 +4,7 @@ import { errorMessage } from '@pacha/shared/errors';
 import { checkObject } from '@pacha/shared/git/fsck';
 import type { ObjectType } from '@pacha/shared/git/objects';
 import type { PackReader } from '@pacha/shared/git/pack-reader';
+import { workerFile } from '@pacha/shared/worker-file';
 
 // The entries of a pack the master verifies before its index is placed (place.ts): every
 // CRC-32, inflate and SHA-1, and the master's object rules. That is most of a push's cost on the
@@ -123,7 +124,7 @@ class Pool {
   }
 
   private spawn(): Worker {
-    const w = new Worker(new URL('./pack-check-worker.ts', import.meta.url));
+    const w = new Worker(workerFile(import.meta.url, 'pack-check-worker'));
     // Never what keeps the master running.
     w.unref();
     this.count++;

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { errorMessage } from '@pacha/shared/errors';
 import type { ScannedEntries } from '@pacha/shared/git/pack-scan';
+import { workerFile } from '@pacha/shared/worker-file';
 import { MASTER_COPY_PREFIX } from './append-only.ts';
 import { PARALLEL_FROM, THREADS } from './pack-check.ts';
 
@@ -40,7 +41,7 @@ function takeWorker(): Worker {
   clearTimeout(idleTimer);
   const w = idle.pop();
   if (w) return w;
-  const spawned = new Worker(new URL('./pack-stream-worker.ts', import.meta.url));
+  const spawned = new Worker(workerFile(import.meta.url, 'pack-stream-worker'));
   // Never what keeps the master running; a thread that fails is dropped (the upload it served falls back to the copy).
   spawned.unref();
   spawned.on('error', () => {});
