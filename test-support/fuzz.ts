@@ -8,6 +8,7 @@ import type { ClientChannel, SFTPWrapper } from 'ssh2';
 import { PachaError } from '../packages/shared/src/errors.ts';
 import { hashObject } from '../packages/shared/src/git/objects.ts';
 import { PackReader } from '../packages/shared/src/git/pack-reader.ts';
+import { PackScanner } from '../packages/shared/src/git/pack-scan.ts';
 import { Repository, initRepo } from '../packages/shared/src/git/repository.ts';
 import { serializeTree } from '../packages/shared/src/git/tree.ts';
 import { commitBytes, craftPack, placePack, type CraftedPack } from './craft-pack.ts';
@@ -17,7 +18,8 @@ import type { MasterHandle } from './master.ts';
 // is part of the master's tests): random and mutated packs and indexes thrown at the object
 // reader, and random and mutated SFTP packets, packs and indexes thrown at the embedded master.
 // What must hold: the reader answers with the true object or a typed error (never another
-// exception, never a lie, a good copy elsewhere always found); the master stays up, writes
+// exception, never a lie, a good copy elsewhere always found); a pack checked as it arrives
+// (PackScanner, then the index matched) gets the same verdict as one verified whole; the master stays up, writes
 // nothing outside the host's allowlist, and its repository stays valid for native git.
 
 export interface FuzzStats {
@@ -76,7 +78,7 @@ export async function fuzzReader(limits: FuzzLimits): Promise<FuzzStats> {
   const { pack, objects } = honestPack();
   try {
     await fc.assert(
-      fc.asyncProperty(mutation, mutation, fc.boolean(), async (mp, mi, withHonest) => {
+      fc.asyncProperty(mutation, mutation, fc.boolean(), fc.integer({ min: 1, max: 4096 }), async (mp, mi, withHonest, piece) => {
         if (limits.until !== undefined && Date.now() > limits.until) return true;
         stats.inputs++;
         const repo = path.join(dir, 'repo');
@@ -109,7 +111,18 @@ export async function fuzzReader(limits: FuzzLimits): Promise<FuzzStats> {
           }
           if (reader) {
             try {
-              if ((await reader.verify()).length === 0) stats.accepted++;
+              const whole = await reader.verify();
+              if (whole.length === 0) stats.accepted++;
+              // The master's way for an upload: scanned as it arrives (in pieces), then matched with the index.
+              const scanner = new PackScanner();
+              for (let pos = 0; pos < bad.pack.length; pos += piece) scanner.push(Buffer.from(bad.pack.subarray(pos, pos + piece)));
+              scanner.end();
+              let scanned = reader.verifyWhole();
+              if (scanned.length === 0) {
+                const m = reader.matchScanned(scanner.result());
+                scanned = m.problems.length > 0 ? m.problems : await reader.verifyEntries({}, m.from);
+              }
+              if ((whole.length === 0) !== (scanned.length === 0)) throw new Error(`verified whole: ${whole[0] ?? 'ok'}; scanned: ${scanned[0] ?? 'ok'}`);
             } catch (e) {
               if (!TYPED(e)) throw e;
             } finally {

@@ -4,7 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hashObject } from '../src/git/objects.ts';
-import { PackIndex } from '../src/git/pack-index.ts';
+import crypto from 'node:crypto';
+import zlib from 'node:zlib';
+import { PackIndex, buildIndex } from '../src/git/pack-index.ts';
 import { PackReader } from '../src/git/pack-reader.ts';
 import { PackScanner } from '../src/git/pack-scan.ts';
 import { craftPack } from '../../../test-support/craft-pack.ts';
@@ -96,6 +98,31 @@ describe('PackScanner (a pack checked as it arrives)', () => {
     const badOffset = craftPack(blobs, { idx: (e) => (e[9].offset += 1) });
     reader = open(tmp(), badOffset.pack, badOffset.idx);
     expect(reader.matchScanned(scan(badOffset.pack)).problems.join()).toMatch(/at offset \d+, the pack has an entry at/);
+    reader.close();
+  });
+
+  it('bytes after an entry\'s zlib stream (an index that hides them in the entry, with its CRC-32) are refused both ways', async () => {
+    const one = craftPack([{ type: 'blob', content: Buffer.from('one\n') }]);
+    const two = craftPack([{ type: 'blob', content: Buffer.from('two\n') }]);
+    const e1 = one.pack.subarray(12, one.pack.length - 20);
+    const e2 = two.pack.subarray(12, two.pack.length - 20);
+    const junk = Buffer.from('JUNK');
+    const head = Buffer.from(one.pack.subarray(0, 12));
+    head.writeUInt32BE(2, 8);
+    const body = Buffer.concat([head, e1, junk, e2]);
+    const sha = crypto.createHash('sha1').update(body).digest();
+    const idx = buildIndex(
+      [
+        { oid: Buffer.from(one.ids[0], 'hex'), crc: zlib.crc32(Buffer.concat([e1, junk])), offset: 12 },
+        { oid: Buffer.from(two.ids[0], 'hex'), crc: zlib.crc32(e2), offset: 12 + e1.length + junk.length },
+      ],
+      sha,
+    );
+    const pack = Buffer.concat([body, sha]);
+    const reader = open(tmp(), pack, idx);
+    expect((await reader.verify()).join()).toContain('has 4 bytes after its zlib stream');
+    // Scanned, the first entry ends at its stream: its CRC-32 over entry and junk does not match.
+    expect(reader.matchScanned(scan(pack)).problems.join()).toContain(`object ${one.ids[0]}: fails its CRC-32`);
     reader.close();
   });
 

@@ -1,3 +1,4 @@
+import zlib from 'node:zlib';
 import { type ObjectType } from './objects.ts';
 
 // One entry of a pack file: a header (type in 3 bits, inflated size as a little-endian varint),
@@ -75,6 +76,16 @@ export function decodeEntryHeader(offset: number, bytes: Buffer): EntryHeader {
   }
   if (TYPE_OF_PACK[code] === undefined) throw new Error(`entry at ${offset}: unknown object type ${code}`);
   return { code, size, dataStart: p };
+}
+
+/**
+ * Inflate the zlib stream at the start of `input` (at most `max` bytes out): its content and how
+ * many bytes of input it took (zlib stops at the stream's end; whatever follows is not read).
+ */
+export function inflateCounting(input: Buffer, max: number): { content: Buffer; consumed: number } {
+  // Node's `info` option (not in its types) returns the engine, whose bytesWritten is the input consumed.
+  const r = zlib.inflateSync(input, { info: true, maxOutputLength: max }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+  return { content: r.buffer, consumed: r.engine.bytesWritten };
 }
 
 function readVarint(d: Buffer, p: number): [number, number] {

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import zlib from 'node:zlib';
 import { PackCorruptError } from '../errors.ts';
 import { type GitObject, type ObjectType, hashObject } from './objects.ts';
-import { MAX_ENTRY_HEADER, OFS_DELTA, REF_DELTA, TYPE_OF_PACK, applyDelta, decodeEntryHeader, type EntryHeader } from './pack-entry.ts';
+import { MAX_ENTRY_HEADER, OFS_DELTA, REF_DELTA, TYPE_OF_PACK, applyDelta, decodeEntryHeader, inflateCounting, type EntryHeader } from './pack-entry.ts';
 import { PackIndex } from './pack-index.ts';
 import type { ScannedEntries } from './pack-scan.ts';
 
@@ -372,8 +372,10 @@ export class PackReader {
     try {
       if (whole) {
         const stream = slice(offset + h.dataStart, end);
-        const content = zlib.inflateSync(stream, { maxOutputLength: Math.max(h.size, 1) });
+        const { content, consumed } = inflateCounting(stream, Math.max(h.size, 1));
         if (content.length !== h.size) return `inflates to ${content.length} bytes, its header says ${h.size}`;
+        // As git's index-pack: an entry is its header and its zlib stream, nothing after (PackScanner reads it so).
+        if (consumed !== stream.length) return `has ${stream.length - consumed} bytes after its zlib stream`;
         obj = { type: whole, content };
       } else obj = this.readAt(offset, undefined);
     } catch (e) {

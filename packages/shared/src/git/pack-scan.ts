@@ -1,6 +1,6 @@
 import zlib from 'node:zlib';
 import { hashObject, type ObjectType } from './objects.ts';
-import { MAX_ENTRY_HEADER, TYPE_OF_PACK, decodeEntryHeader } from './pack-entry.ts';
+import { MAX_ENTRY_HEADER, TYPE_OF_PACK, decodeEntryHeader, inflateCounting } from './pack-entry.ts';
 
 // A pack read front to back as its bytes arrive (as git's index-pack does), without its index:
 // each whole entry's header, zlib stream (its end is where inflate stops), CRC-32 and object id.
@@ -11,13 +11,6 @@ import { MAX_ENTRY_HEADER, TYPE_OF_PACK, decodeEntryHeader } from './pack-entry.
 
 /** Entries whose object or zlib stream is larger than this end the scan (left to the full check). */
 const SCAN_UP_TO = 1024 * 1024;
-
-/** Inflate one zlib stream at the start of `input`: its content and how many bytes of input it took (zlib stops at its end). */
-function inflateCounting(input: Buffer, max: number): { buffer: Buffer; consumed: number } {
-  // Node's `info` option (not in its types) returns the engine, whose bytesWritten is the input consumed.
-  const r = zlib.inflateSync(input, { info: true, maxOutputLength: max }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
-  return { buffer: r.buffer, consumed: r.engine.bytesWritten };
-}
 
 export interface ScannedEntries {
   /** Offsets of the entries scanned, in pack order. */
@@ -93,17 +86,17 @@ export class PackScanner {
       // Inflated only once the bytes here surely hold its whole stream (zlib's worst case for
       // its size): a try on a stream cut short would be done again with the next bytes.
       if (!last && this.pending.length - h.dataStart < h.size + (h.size >> 10) + 64) return;
-      let r: { buffer: Buffer; consumed: number };
+      let r: { content: Buffer; consumed: number };
       try {
         r = inflateCounting(this.pending.subarray(h.dataStart), Math.max(h.size, 1));
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'Z_BUF_ERROR') return; // the stream goes on in bytes not yet here
         return this.stop();
       }
-      if (r.buffer.length !== h.size) return this.stop();
+      if (r.content.length !== h.size) return this.stop();
       const len = h.dataStart + r.consumed;
-      const oid = hashObject(type, r.buffer);
-      if (this.check?.(oid, type, r.buffer)) return this.stop();
+      const oid = hashObject(type, r.content);
+      if (this.check?.(oid, type, r.content)) return this.stop();
       this.out.offsets.push(this.pos);
       this.out.crcs.push(zlib.crc32(this.pending.subarray(0, len)) >>> 0);
       this.out.oids.push(oid);
