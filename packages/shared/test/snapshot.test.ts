@@ -2,7 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import { diffLive, type SnapshotMemory, takeSnapshot } from '../src/snapshot/engine.ts';
+import { diffLive, readContents, type SnapshotMemory, takeSnapshot } from '../src/snapshot/engine.ts';
+import type { HashJob } from '../src/snapshot/scan.ts';
+import { silentLogger } from '../src/log.ts';
 import { journalOf, loadStatCache, type Node } from '../src/snapshot/stat-cache.ts';
 import { listSnapshots, readSnapshot } from '../src/snapshot/read.ts';
 import { Repository, readHead } from '../src/git/repository.ts';
@@ -243,17 +245,20 @@ describe('takeSnapshot', () => {
     expect(fs.readFileSync(out).equals(big)).toBe(true);
   });
 
-  it('a snapshot of many megabytes (deflated on the worker thread) is read back whole; fsck clean', async () => {
+  it('a snapshot of many megabytes (deflated on the worker thread, large files streamed alongside) is read back whole; fsck clean', async () => {
     const h = host();
     // Over the engine's 8 MiB of whole files for the deflate worker: 600 files of 16 KiB.
     const files = new Map<string, Buffer>();
     for (let i = 0; i < 600; i++) files.set(`/srv/app/d${i % 7}/f${i}.conf`, Buffer.from(`key${i} = ${'v'.repeat(i % 50)}\n`.repeat(2000)).subarray(0, 16 * 1024));
+    // And files over 4 MiB among them, streamed into their own pack while the small ones are read.
+    for (const d of [1, 4]) files.set(`/srv/app/d${d}/big${d}.txt`, Buffer.from(`big ${d} line\n`.repeat(400_000)));
     for (const [p, data] of files) {
       fs.mkdirSync(path.dirname(h.p(p)), { recursive: true });
       fs.writeFileSync(h.p(p), data);
     }
     const r = await takeSnapshot(h.env2());
     expect(r.summary.added).toBe(files.size + 8);
+    expect(fs.readdirSync(path.join(h.repo(), 'objects/pack')).filter((f) => f.endsWith('.pack'))).toHaveLength(2);
     fsck(h);
     const snap = await readSnapshot(h.repo(), r.commit!);
     const out = path.join(h.root, 'out');
@@ -297,6 +302,33 @@ describe('takeSnapshot', () => {
     fs.writeFileSync(h.env2().state.statCache, 'garbage\n');
     const r = await takeSnapshot(h.env2());
     expect(r.summary).toMatchObject({ changed: 1, added: 0, deleted: 0 });
+  });
+});
+
+describe('readContents', () => {
+  it('waits for the files read alongside, each chain in job order', async () => {
+    const job = (name: string, size: number): HashJob => ({
+      node: { path: name, type: 'file', line: '', sig: null, oid: '' },
+      local: `/nowhere/${name}`,
+      entry: { path: name, type: 'file', mode: 0o644, uid: 0, user: 'root', gid: 0, group: 'root', mtimeNs: 0n, size },
+    });
+    // Large files first and last: the last one is still being read when the loop ends.
+    const jobs = [job('big0', 100), ...Array.from({ length: 300 }, (_, i) => job(`f${i}`, 1)), job('big1', 100), job('big2', 100)];
+    const started: string[] = [];
+    const events: string[] = [];
+    const store = async (j: HashJob) => {
+      started.push(j.node.path);
+      events.push(`start ${j.node.path}`);
+      if (j.entry.size > 1) await new Promise((resolve) => setTimeout(resolve, 20));
+      events.push(`end ${j.node.path}`);
+      return { oid: `oid-${j.node.path}`, size: j.entry.size, bytesRead: j.entry.size };
+    };
+    const read = await readContents(jobs, silentLogger, store, () => expect.unreachable(), (j) => j.entry.size > 1);
+    expect(read).toBe(300 + 3 * 100);
+    for (const j of jobs) expect(j.node.oid).toBe(`oid-${j.node.path}`);
+    expect(started.filter((n) => n.startsWith('big'))).toEqual(['big0', 'big1', 'big2']);
+    // The small files did not wait for the first large one.
+    expect(events.indexOf('start f0')).toBeLessThan(events.indexOf('end big0'));
   });
 });
 

@@ -152,19 +152,26 @@ function isMissing(e: unknown): boolean {
 /** Why a file could not be read: gone, or a message for the warning. */
 export type ReadFailure = { missing: true } | { missing: false; message: string };
 
+/** How often the reading loop lets the event loop turn while files are read alongside. */
+const ALONGSIDE_TURN_MS = 2;
+
 /**
  * Read (hash, and store through `store`) the files a scan found changed. A file that changed size
- * while read is recorded as read; one that cannot be read is handed to `failed`.
+ * while read is recorded as read; one that cannot be read is handed to `failed`. The jobs
+ * `alongside` picks are read one after another on a chain of their own while the loop goes on
+ * with the others: large files, whose deflate runs on the thread pool while the small files are
+ * read (each chain in job order, so what is written stays in a fixed order).
  */
 export async function readContents(
   jobs: HashJob[],
   log: Logger,
   store: (job: HashJob) => Promise<{ oid: string; size: number; bytesRead: number }>,
   failed: (job: HashJob, why: ReadFailure) => void,
+  alongside?: (job: HashJob) => boolean,
 ): Promise<number> {
   let bytesRead = 0;
   let done = 0;
-  for (const job of jobs) {
+  const readOne = async (job: HashJob): Promise<void> => {
     try {
       const r = await store(job);
       bytesRead += r.bytesRead;
@@ -183,10 +190,26 @@ export async function readContents(
       failed(job, isMissing(e) ? { missing: true } : { missing: false, message: e instanceof FileChangedError ? 'it kept changing while read' : (e as Error).message });
     }
     if (++done % 500 === 0) log.progress(`reading files: ${done}/${jobs.length}`);
+  };
+  let chain: Promise<void> | undefined;
+  let turned = performance.now();
+  let sinceTurn = 0;
+  for (const job of jobs) {
+    if (alongside?.(job)) {
+      chain = (chain ?? Promise.resolve()).then(() => readOne(job));
+      continue;
+    }
+    await readOne(job);
     // Small files are read synchronously, so this loop would never leave the microtask queue:
-    // let the event loop turn now and then (timers, signals, the daemon's watcher events).
-    if (done % 256 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    // let the event loop turn now and then (timers, signals, the daemon's watcher events), and
+    // often while the chain runs (its deflate's callbacks come through the event loop).
+    if (++sinceTurn >= 256 || (chain !== undefined && performance.now() - turned >= ALONGSIDE_TURN_MS)) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      turned = performance.now();
+      sinceTurn = 0;
+    }
   }
+  await chain;
   if (jobs.length >= 500) log.progress('');
   return bytesRead;
 }
@@ -360,7 +383,7 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
   const packs = new SnapshotPacks(state.repo, sc.toHash, env.memory?.indexes);
   try {
     for (const [oid, data] of sc.smallBlobs) packs.pack.addObject('blob', data, oid);
-    const bytesRead = await readContents(sc.toHash, log, packs.store, keepPrevious(sc, prev.nodes));
+    const bytesRead = await readContents(sc.toHash, log, packs.store, keepPrevious(sc, prev.nodes), (job) => job.entry.size > STREAM_THRESHOLD);
     clock.lap('hash');
 
     const cmp = compareNodes(prev.nodes, sc.nodes, sc.fresh);
