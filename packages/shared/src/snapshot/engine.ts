@@ -403,9 +403,11 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
     let commit: string | null = null;
     let bytesWritten = 0;
     let next: StatCache | null = null;
+    let wroteWhole = false;
     const saveCache = async (described: string) => {
       next = { commit: described, tree, settings, nodes: order, byPath: new Map() };
       next.saved = await persistStatCache(state.statCache, prev.cache, next, cacheChange(head, sc.nodes, [...sc.fresh, ...rebuilt], cmp.touched));
+      wroteWhole = next.saved.journalBytes === 0;
     };
     if (tree === prev.tree || (head === null && sc.nodes.size === 0)) {
       packs.abort();
@@ -419,8 +421,11 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
       ({ commit, bytesWritten } = await land(env, packs, head, tree, summary, note, saveCache, clock.lap));
     }
     clock.lap('commit');
-    // The nodes become the next snapshot's (the previous cache's Map is changed into them).
-    if (env.memory && next !== null) env.memory.cache = { ...(next as StatCache), byPath: nodesAsMap(sc.nodes) };
+    // The nodes become the next snapshot's (the previous cache's Map is changed into them). Not
+    // after the cache was written whole (a first or a large snapshot): its nodes are then objects
+    // of their own, several times the size of the file's records, and the next snapshot reads
+    // the file instead.
+    if (env.memory && next !== null && !wroteWhole) env.memory.cache = { ...(next as StatCache), byPath: nodesAsMap(sc.nodes) };
     const route = opts.dirty === undefined ? 'full' : 'dirty';
     return { commit, parent: head, summary, phases: clock.phases, route, warnings: sc.warnings, bytesWritten, filesRead: sc.toHash.length };
   } catch (e) {

@@ -69,11 +69,14 @@ export function buildTrees(
       // The paths below d/ form one run in path byte order; its direct children in name order.
       // The paths below a sub-directory form a run of their own, skipped as a whole.
       const pre = d + '/';
+      let lastRun = 0;
       for (let i = lowerBoundPath(order.length, (k) => order[k].path, pre); i < order.length && order[i].path.startsWith(pre); ) {
         const c = order[i];
         const slash = c.path.indexOf('/', pre.length);
         if (slash >= 0) {
-          i = endOfRun(order, i, c.path.slice(0, slash + 1));
+          const end = endOfRun(order, i, c.path.slice(0, slash + 1), lastRun);
+          lastRun = end - i;
+          i = end;
           continue;
         }
         const name = c.path.slice(pre.length);
@@ -96,9 +99,14 @@ export function buildTrees(
   return { tree: buildTopTree(rootNodes, pacha, add), rebuilt };
 }
 
-/** The end of the run of paths starting with `pre` that holds index `from`: galloping, then bisecting. */
-function endOfRun(order: Node[], from: number, pre: string): number {
+/**
+ * The end of the run of paths starting with `pre` that holds index `from`: first the guess (the
+ * length of the sibling run before it: directories of one tree tend to be alike), else
+ * galloping, then bisecting.
+ */
+function endOfRun(order: Node[], from: number, pre: string, guess: number): number {
   const inRun = (i: number) => i < order.length && order[i].path.startsWith(pre);
+  if (guess > 0 && inRun(from + guess - 1) && !inRun(from + guess)) return from + guess;
   let lo = from; // in the run
   let step = 1;
   while (inRun(lo + step)) {
