@@ -34,6 +34,9 @@ import type { ScannedEntries } from '@pacha/shared/git/pack-scan';
 // An existing pack, index, HEAD or config is never replaced: the same bytes again (a retried
 // push) are accepted and dropped, other bytes refused.
 
+/** Packs placed from their upload whose scanned entries are kept for their index (the oldest dropped: its index is then checked in full). */
+const MAX_SCANNED = 4;
+
 /** HEAD, config and the ref are small: a larger temporary file is refused unread. */
 const SMALL_FILE = 4096;
 const CHUNK = 1024 * 1024;
@@ -244,6 +247,8 @@ export async function place(fromReal: string, toReal: string, target: Placeable,
   // Scanned entries count only for the copy they were scanned in, the one now in place.
   if (target.kind === 'pack' && outcome.kind === 'placed' && scanned) {
     host.scanned.set(target.sha, scanned);
+    // Kept for the index that follows: a few at most (a host placing packs without their index holds no more memory).
+    for (const sha of host.scanned.keys()) if (host.scanned.size > MAX_SCANNED) host.scanned.delete(sha);
     outcome.scanned = scanned.offsets.length;
   }
   if (target.kind === 'idx') host.scanned.delete(target.sha);
