@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -8,6 +9,7 @@ import { silentLogger } from '@pacha/shared/log';
 import { SftpTransport } from '@pacha/shared/transport/sftp';
 import { ConnectionError } from '@pacha/shared/errors';
 import { generateEd25519 } from '@pacha/shared/transport/ed25519';
+import { REPO_HEAD } from '@pacha/shared/git/repository';
 import { startMaster, type MasterHandle } from '@pacha/test-support/master';
 
 // pacha-master serve as a process: host key kept across restarts, and the limits that protect
@@ -45,6 +47,46 @@ describe('pacha-master serve', () => {
     expect(m2.output()).not.toMatch(/created host key/);
     await m2.stop();
   });
+
+  it('a master killed in the middle of a copy-on-rename leaves its copy; the next start removes it when the host connects', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'crash-'));
+    const m1 = await startMaster({ dir, hosts: ['h'] });
+    const repo = '/pacha/hosts/h/repo';
+    const t1 = await connectAs(m1, 'h');
+    await t1.mkdirp(repo);
+    await t1.writeFile(`${repo}/.HEAD.tmp-crash`, REPO_HEAD);
+    // strace kills the master at its first fsync: the one of the copy it made of the host's file.
+    const log = path.join(dir, 'strace.log');
+    const tracer = spawn('strace', ['-f', '-qq', '-e', 'trace=openat,fsync', '-e', 'inject=fsync:signal=SIGKILL', '-o', log, '-p', String(m1.pid())], { stdio: 'ignore' });
+    try {
+      for (let i = 0; !(fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('/repo"')); i++) {
+        expect(i).toBeLessThan(2000);
+        await t1.list(repo);
+      }
+      await expect(t1.rename(`${repo}/.HEAD.tmp-crash`, `${repo}/HEAD`)).rejects.toThrow();
+    } finally {
+      tracer.kill('SIGINT');
+      await new Promise((r) => tracer.once('exit', r));
+      await t1.close().catch(() => undefined);
+      await m1.stop();
+    }
+    const real = path.join(dir, 'hosts', 'h', 'repo');
+    const left = () => fs.readdirSync(real).filter((n) => n.startsWith('.pacha-master-'));
+    expect(left()).toHaveLength(1);
+    expect(fs.existsSync(path.join(real, 'HEAD'))).toBe(false);
+    const m2 = await startMaster({ dir });
+    try {
+      const t2 = await connectAs(m2, 'h');
+      expect(left()).toEqual([]);
+      await m2.waitForLog(/host=h: removed 1 copy\(ies\) an interrupted rename left/);
+      // The host's own file is still there: the push is simply done again.
+      await t2.rename(`${repo}/.HEAD.tmp-crash`, `${repo}/HEAD`);
+      expect(fs.readFileSync(path.join(real, 'HEAD'), 'utf8')).toBe(REPO_HEAD);
+      await t2.close();
+    } finally {
+      await m2.stop();
+    }
+  }, 60_000);
 
   it('logs in each host with its own key only; one log line per connection', async () => {
     const m = await startMaster({ hosts: ['h1', 'h2'] });
