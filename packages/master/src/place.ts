@@ -34,6 +34,9 @@ import type { ScannedEntries } from '@pacha/shared/git/pack-scan';
 // An existing pack, index, HEAD or config is never replaced: the same bytes again (a retried
 // push) are accepted and dropped, other bytes refused.
 
+/** Object types remembered for the forward check at most (some 100 bytes each). */
+const MAX_VERIFIED = 2_000_000;
+
 /** Packs placed from their upload whose scanned entries are kept for their index (the oldest dropped: its index is then checked in full). */
 const MAX_SCANNED = 4;
 
@@ -242,6 +245,9 @@ export async function place(fromReal: string, toReal: string, target: Placeable,
   }
   await fsp.rm(fromReal, { force: true });
   // Only now are the verified objects in the repository.
+  // A hint for the forward check, bounded: a host placing packs without moving main holds no more
+  // memory (the forward check then reads the types from the repository).
+  if (host.verified.size + types.size > MAX_VERIFIED) host.verified.clear();
   for (const [oid, type] of types) host.verified.set(oid, type);
   if (target.kind === 'pack') host.checksummed.add(target.sha);
   // Scanned entries count only for the copy they were scanned in, the one now in place.
