@@ -53,7 +53,13 @@ describe('pacha daemon with a local-folder master', () => {
     await d.waitLog(/^pushed 1 snapshot/);
     expect(d.stderr()).toMatch(/^snapshot [0-9a-f]{12}: 0 added, 1 changed, 0 deleted/m);
     git(masterRepo(), ['fsck', '--full', '--strict']);
-    expect(git(masterRepo(), ['rev-parse', 'refs/heads/main'])).toBe(git(localRepo(), ['rev-parse', 'refs/heads/main']));
+    const head = git(masterRepo(), ['rev-parse', 'refs/heads/main']);
+    expect(head).toBe(git(localRepo(), ['rev-parse', 'refs/heads/main']));
+    // The edit's snapshot and push are recorded (together, once the push is done).
+    const json = (f: string) => JSON.parse(fs.readFileSync(host.p(`/var/lib/pacha/${f}`), 'utf8'));
+    await until('the snapshot and the push in status.json', () => json('status.json').lastPush?.commit === head);
+    expect(json('status.json').lastSnapshot).toMatchObject({ commit: head, summary: { changed: 1 } });
+    expect(json('report.json').snapshot).toMatchObject({ commit: head, route: 'dirty' });
     expect(fs.existsSync(host.p('/var/lib/pacha/pacha.pid'))).toBe(true);
     const r = await d.stop('SIGTERM');
     expect(r).toEqual({ code: 0, signal: null });

@@ -58,6 +58,9 @@ export class Daemon {
   private readonly wakeTimer = new WakeTimer(() => this.wake());
   private reconcileReason: string | undefined = 'start';
   private pushNeeded = true;
+  /** Step results (and state changes) not written to the status files yet: see pump(). */
+  private readonly doneSteps: StepResult[] = [];
+  private holdStatus = false;
   private pumping: Promise<void> | undefined;
   private reloading: Promise<void> = Promise.resolve();
   private reloadAfterStart = false;
@@ -229,14 +232,20 @@ export class Daemon {
         await this.snapshot({ paths: undefined, firstChangeAt: Date.now(), reason });
       } else if (step === 'snapshot') {
         const batch = this.batcher.take();
+        // The status files of a snapshot of changed paths are written once the push that
+        // follows it is done: they are off the way of the change to the master.
+        this.holdStatus = true;
         if (batch) await this.snapshot({ ...batch, reason: batch.paths === undefined ? 'too many changes' : undefined });
+        if (this.nextStep() !== 'push') this.writeStatus();
       } else if (step === 'push') {
         this.setState('push');
         const r = await this.push.run({ config: this.config, state: this.state, log: this.log });
         if (r?.ok) this.pushNeeded = false;
         if (r) this.stepDone(r);
+        this.writeStatus();
       } else break;
     }
+    this.writeStatus();
     if (!this.stopping) this.setState('idle');
   }
 
@@ -270,10 +279,21 @@ export class Daemon {
 
   /** A step finished: the one place its result goes (the status files, and what they feed). */
   private stepDone(r: StepResult): void {
-    try {
-      recordStep(this.state, r);
-    } catch (e) {
-      this.log.debug(`cannot write ${this.state.status}: ${errorMessage(e)}`);
+    this.doneSteps.push(r);
+    if (!this.holdStatus) this.writeStatus();
+  }
+
+  /** Write the results of the steps done and the heartbeat; from now on as they come. */
+  private writeStatus(): void {
+    const held = this.holdStatus || this.doneSteps.length > 0;
+    this.holdStatus = false;
+    if (!held) return;
+    for (const r of this.doneSteps.splice(0)) {
+      try {
+        recordStep(this.state, r);
+      } catch (e) {
+        this.log.debug(`cannot write ${this.state.status}: ${errorMessage(e)}`);
+      }
     }
     this.heartbeat.beat();
   }
@@ -281,7 +301,7 @@ export class Daemon {
   private setState(s: DaemonState): void {
     if (this.current === s) return;
     this.current = s;
-    this.heartbeat.beat();
+    if (!this.holdStatus) this.heartbeat.beat();
   }
 
   // ---- reload ----
