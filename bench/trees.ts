@@ -85,6 +85,8 @@ async function benchTree(tree: Tree, sshd: NonNullable<Awaited<ReturnType<typeof
     const stateDir = path.join(src, 'var/lib/pacha');
 
     if (REBUILD_ONLY) {
+      // The previous tree's history is on the master under the same host name.
+      fs.rmSync(masterHost, { recursive: true, force: true });
       await runProc(process.execPath, [PACHA_BIN, 'snapshot'], { env: srcEnv });
       await runProc(process.execPath, [PACHA_BIN, 'push'], { env: srcEnv });
       await restic(path.join(base, 'restic-repo-0'), ['init', '-q']);
