@@ -137,9 +137,9 @@ export class PackWriter {
   private queuedBytes = 0;
   private queuedCount = 0;
   private readonly deflater: DeflateWorker | undefined;
-  /** The batch being filled for the deflate worker. */
   /** readBuffer()'s buffer for files under DEFER_DEFLATE_AT. */
   private scratch = Buffer.allocUnsafeSlow(64 * 1024);
+  /** The batch being filled for the deflate worker. */
   private batch: { data: Buffer; used: number; items: BatchItem[]; entries: Omit<Entry, 'data'>[] } | undefined;
 
   private constructor(packDir: string, opts: PackWriterOptions) {
@@ -207,9 +207,10 @@ export class PackWriter {
 
   /**
    * Add an object from memory; returns its id. Skipped when already stored. An object of 1 MiB
-   * or more is deflated on the thread pool, and with the deflate worker every object is: written
-   * by a later drain() or finish(), so the caller's work overlaps it. The data of an object of
-   * 1 MiB or more must not change until then (smaller ones are copied into the worker's batch).
+   * or more is deflated on the thread pool, a smaller one on the deflate worker when there is one;
+   * either is written by a later drain() or finish(), so the caller's work overlaps the deflate.
+   * The data of an object of 1 MiB or more must not change until then (smaller ones are copied
+   * into the worker's batch).
    */
   addObject(type: ObjectType, data: Uint8Array, oid?: string): string {
     const id = oid ?? crypto.createHash('sha1').update(objectHeader(type, data.length)).update(data).digest('hex');
