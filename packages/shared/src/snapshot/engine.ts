@@ -421,11 +421,11 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
       ({ commit, bytesWritten } = await land(env, packs, head, tree, summary, note, saveCache, clock.lap));
     }
     clock.lap('commit');
-    // The nodes become the next snapshot's (the previous cache's Map is changed into them). Not
-    // after the cache was written whole (a first or a large snapshot): its nodes are then objects
-    // of their own, several times the size of the file's records, and the next snapshot reads
-    // the file instead.
-    if (env.memory && next !== null && !wroteWhole) env.memory.cache = { ...(next as StatCache), byPath: nodesAsMap(sc.nodes) };
+    // The nodes become the next snapshot's (the previous cache's Map is changed into them). After
+    // the cache was written whole (a first or a large snapshot) its nodes are objects of their
+    // own, several times the size of the file's records: the file just written is read instead,
+    // now rather than on the next change.
+    if (env.memory && next !== null) env.memory.cache = wroteWhole ? loadStatCache(state.statCache) : { ...(next as StatCache), byPath: nodesAsMap(sc.nodes) };
     const route = opts.dirty === undefined ? 'full' : 'dirty';
     return { commit, parent: head, summary, phases: clock.phases, route, warnings: sc.warnings, bytesWritten, filesRead: sc.toHash.length };
   } catch (e) {
