@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { decodeAcl, encodeAcl, parseAclText, aclText } from '../src/xattr/acl.ts';
 import { capsText, decodeCaps, encodeCaps, parseCapsText } from '../src/xattr/capability.ts';
 import { formatXattrs, fromRaw, parseXattrs, toBytes, xattrChanges, XattrFormatError, type IdMap, type IdNames, type Xattr } from '../src/xattr/encode.ts';
-import { nativeXattr } from '../src/xattr/native.ts';
+import { nativeXattr, releaseFreedMemory } from '../src/xattr/native.ts';
 import {
   applyXattrs,
   compareXattrs,
@@ -65,6 +65,10 @@ function file(name: string, content = 'x\n'): string {
 }
 
 describe('the native module', () => {
+  it("binds glibc's malloc_trim beside the xattr calls (the idle daemon gives freed memory back)", () => {
+    expect(releaseFreedMemory()).toBe(true);
+  });
+
   it('loads koffi.node from the npm package', () => {
     const n = nativeXattr();
     expect(n.ok, n.ok ? '' : n.reason).toBe(true);

@@ -9,6 +9,7 @@ import { postCallback } from '@pacha/shared/callback';
 import type { SnapshotMemory } from '@pacha/shared/snapshot/engine';
 import { PackIndexCache } from '@pacha/shared/git/pack-index';
 import { PACHA_VERSION } from '@pacha/shared/version';
+import { releaseFreedMemory } from '@pacha/shared/xattr/native';
 import { logConfigWarnings } from '../context.ts';
 import { describeMaster, plural, seconds } from '../format.ts';
 import type { DaemonState } from '../status/status-files.ts';
@@ -21,8 +22,13 @@ import { handleSignals } from './signals.ts';
 import { snapshotStep, type SnapshotWork } from './snapshot-step.ts';
 import { backoffFromEnv, StepGate, WakeTimer } from './step-scheduler.ts';
 import { recordStep, type StepResult } from './steps.ts';
-import { favourSmallHeap } from './v8-flags.ts';
+import { collectGarbage, favourSmallHeap } from './v8-flags.ts';
 import { TreeWatcher } from './watcher.ts';
+
+/** Idle this long after its steps, the daemon gives freed memory back (releaseMemorySoon)... */
+const RELEASE_MEMORY_AFTER_MS = 2000;
+/** ...and this long, the stat cache it keeps in memory too. */
+const DROP_STAT_CACHE_AFTER_MS = 30_000;
 
 // `pacha daemon`: one process, one pid lock for its whole life, one step at a time.
 // This module is the lifecycle (start, reload, stop) and the step loop. Steps, in priority
@@ -52,10 +58,11 @@ export class Daemon {
   /** The local repository's pack indexes, loaded once for the snapshots and the pushes. */
   private readonly packIndexes = new PackIndexCache();
   /** The last snapshot's stat cache, kept between snapshots (engine.ts). */
-  private readonly snapshotMemory: SnapshotMemory = { cache: null, indexes: this.packIndexes };
+  private readonly snapshotMemory: SnapshotMemory = { cache: null, indexes: this.packIndexes, deflateThread: false };
   private readonly push: PushStep;
   private readonly heartbeat: Heartbeat;
   private readonly wakeTimer = new WakeTimer(() => this.wake());
+  private releaseTimer: NodeJS.Timeout | undefined;
   private reconcileReason: string | undefined = 'start';
   private pushNeeded = true;
   /** Step results (and state changes) not written to the status files yet: see pump(). */
@@ -246,7 +253,37 @@ export class Daemon {
       } else break;
     }
     this.writeStatus();
-    if (!this.stopping) this.setState('idle');
+    if (!this.stopping) {
+      this.setState('idle');
+      this.releaseMemorySoon();
+    }
+  }
+
+  /**
+   * Once the daemon has been idle a moment, give back what malloc kept of the memory its work
+   * freed (a full snapshot's peak is twice the idle size), off the way of an edit's snapshot and
+   * push. Idle longer, it also lets go of the stat cache it keeps in memory: the next snapshot
+   * reads it from its file (docs/daemon.md has what each costs).
+   */
+  private releaseMemorySoon(): void {
+    clearTimeout(this.releaseTimer);
+    const later = (ms: number, then: () => void) => {
+      this.releaseTimer = setTimeout(() => {
+        if (this.current === 'idle') then();
+      }, ms);
+      this.releaseTimer.unref();
+    };
+    const release = () => {
+      collectGarbage();
+      releaseFreedMemory();
+    };
+    later(RELEASE_MEMORY_AFTER_MS, () => {
+      release();
+      later(DROP_STAT_CACHE_AFTER_MS - RELEASE_MEMORY_AFTER_MS, () => {
+        this.snapshotMemory.cache = null;
+        release();
+      });
+    });
   }
 
   private armWakeTimer(): void {
@@ -362,6 +399,7 @@ export class Daemon {
     this.abort.abort();
     this.schedule.stop();
     this.wakeTimer.clear();
+    clearTimeout(this.releaseTimer);
     this.heartbeat.stop();
     this.batcher.clear();
     await this.stopWatcher().catch(() => undefined);

@@ -46,6 +46,12 @@ export interface SnapshotMemory {
   cache: StatCache | null;
   /** The repository's pack indexes, loaded once. */
   indexes?: PackIndexCache;
+  /**
+   * false: deflate on this thread only, even for a large snapshot. A process that mostly waits
+   * (the daemon) favours its memory over the speed of its first snapshot: the deflate thread's
+   * memory is not all given back after it ends.
+   */
+  deflateThread?: boolean;
 }
 
 export interface SnapshotOptions {
@@ -248,14 +254,14 @@ class SnapshotPacks {
   /** The repository's objects as they were when the snapshot began. */
   readonly objects: Repository;
 
-  constructor(repo: string, toRead: HashJob[], indexes: PackIndexCache | undefined) {
+  constructor(repo: string, toRead: HashJob[], indexes: PackIndexCache | undefined, deflateThread: boolean) {
     this.packDir = path.join(repo, 'objects', 'pack');
     const store = new Repository(repo, indexes);
     this.objects = store;
     this.known = (oid) => store.has(oid);
     let whole = 0;
     for (const job of toRead) if (job.entry.size <= STREAM_THRESHOLD) whole += job.entry.size;
-    this.pack = PackWriter.create(this.packDir, { known: this.known, worker: whole >= WORKER_DEFLATE_BYTES });
+    this.pack = PackWriter.create(this.packDir, { known: this.known, worker: deflateThread && whole >= WORKER_DEFLATE_BYTES });
   }
 
   readonly store = (job: HashJob) => {
@@ -380,7 +386,7 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
   sc.warnings.push(...xattrs.warnings.messages());
   clock.lap('scan');
 
-  const packs = new SnapshotPacks(state.repo, sc.toHash, env.memory?.indexes);
+  const packs = new SnapshotPacks(state.repo, sc.toHash, env.memory?.indexes, env.memory?.deflateThread ?? true);
   try {
     for (const [oid, data] of sc.smallBlobs) packs.pack.addObject('blob', data, oid);
     const bytesRead = await readContents(sc.toHash, log, packs.store, keepPrevious(sc, prev.nodes), (job) => job.entry.size > STREAM_THRESHOLD);

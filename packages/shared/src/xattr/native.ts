@@ -32,6 +32,8 @@ export interface XattrCalls {
 export type NativeXattr = { ok: true; calls: XattrCalls; from: string } | { ok: false; reason: string };
 
 let cached: NativeXattr | undefined;
+/** glibc's malloc_trim, bound with the xattr calls; null where the libc has none (musl). */
+let mallocTrim: ((pad: number) => number) | null = null;
 
 /** koffi.node files of koffi's npm package for this platform (glibc first, then musl); [] without it. */
 export function npmBinaries(): string[] {
@@ -73,6 +75,11 @@ function bind(koffi: Koffi): XattrCalls {
   const libc = koffi.load('libc.so.6');
   const names = errnoNames();
   const f = libc.func.bind(libc);
+  try {
+    mallocTrim = f('int malloc_trim(size_t pad)');
+  } catch {
+    mallocTrim = null;
+  }
   const calls: Omit<XattrCalls, 'errorCode'> = {
     llistxattr: f('intptr_t llistxattr(const char *path, void *list, size_t size)'),
     lgetxattr: f('intptr_t lgetxattr(const char *path, const char *name, void *value, size_t size)'),
@@ -121,4 +128,15 @@ export function nativeXattr(): NativeXattr {
         : 'koffi.node not found (looked next to the program, in ../lib/pacha/ beside the executable and in node_modules)',
   };
   return cached;
+}
+
+/**
+ * glibc's malloc_trim(0): hand back to the system the memory a large piece of work (a daemon's
+ * full snapshot, its deflate thread) freed but malloc kept in its arenas. False where it is not
+ * available (no koffi.node, or a libc without it).
+ */
+export function releaseFreedMemory(): boolean {
+  if (!nativeXattr().ok || mallocTrim === null) return false;
+  mallocTrim(0);
+  return true;
 }
