@@ -22,8 +22,8 @@ export const PARALLEL_FROM = 2048;
 export const THREADS = Math.max(1, Math.min(4, os.availableParallelism()));
 /** Ranges per thread: a range of large objects or long delta chains does not hold up the others. */
 const RANGES_PER_THREAD = 4;
-/** Threads idle this long are ended (a master with no push going on holds none). */
-const IDLE_MS = 30_000;
+/** Threads idle this long are ended, here and in pack-stream.ts (a master with no push going on holds none). */
+export const IDLE_MS = 30_000;
 
 export interface EntriesResult {
   problems: string[];

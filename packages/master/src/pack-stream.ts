@@ -6,7 +6,7 @@ import { errorMessage } from '@pacha/shared/errors';
 import type { ScannedEntries } from '@pacha/shared/git/pack-scan';
 import { workerFile } from '@pacha/shared/worker-file';
 import { MASTER_COPY_PREFIX } from './append-only.ts';
-import { PARALLEL_FROM, THREADS } from './pack-check.ts';
+import { IDLE_MS, PARALLEL_FROM, THREADS } from './pack-check.ts';
 
 // A large pack checked while the host uploads it. The bytes of every WRITE the master receives
 // for a new temporary pack, in order from offset 0, go to a thread (pack-stream-worker.ts) that
@@ -28,9 +28,6 @@ let aheadAll = 0;
 export type StreamMessage = { kind: 'start'; copyFile: string } | { kind: 'data'; bytes: Uint8Array } | { kind: 'end' } | { kind: 'abort' };
 export type StreamDone = { ok: true; size: number; bodySha: string; tail: string; scanned: ScannedEntries } | { ok: false; error: string };
 type FromThread = { kind: 'ack'; n: number } | StreamDone;
-
-/** Threads idle this long are ended. */
-const IDLE_MS = 30_000;
 
 let running = 0;
 /** Threads kept for the next upload: their start-up (loading the reader) is paid once. */
