@@ -3,7 +3,8 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 
-// The libc calls behind extended attributes (Node has none), through koffi's native module.
+// The libc calls behind extended attributes (Node has none), through koffi's native module;
+// also glibc's malloc_trim, which the idle daemon calls (releaseFreedMemory).
 // koffi is an FFI whose npm package carries prebuilt binaries per platform (no compiler, nothing
 // downloaded at install); see docs/architecture.md for why it was chosen over @napi-rs/xattr and
 // getfattr/setfattr (it alone gives the f* calls the fd-based restore needs, and errno codes).
