@@ -1,10 +1,10 @@
 import os from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { errorMessage } from '@pacha/shared/errors';
 import { checkObject } from '@pacha/shared/git/fsck';
 import type { ObjectType } from '@pacha/shared/git/objects';
 import type { PackReader } from '@pacha/shared/git/pack-reader';
-import { workerFile } from '@pacha/shared/worker-file';
+import { ThreadCache } from './threads.ts';
 
 // The entries of a pack the master verifies before its index is placed (place.ts): every
 // CRC-32, inflate and SHA-1, and the master's object rules. That is most of a push's cost on the
@@ -22,8 +22,6 @@ export const PARALLEL_FROM = 2048;
 export const THREADS = Math.max(1, Math.min(4, os.availableParallelism()));
 /** Ranges per thread: a range of large objects or long delta chains does not hold up the others. */
 const RANGES_PER_THREAD = 4;
-/** Threads idle this long are ended, here and in pack-stream.ts (a master with no push going on holds none). */
-export const IDLE_MS = 30_000;
 
 export interface EntriesResult {
   problems: string[];
@@ -87,14 +85,12 @@ interface Job {
   reject(e: Error): void;
 }
 
-/** A few worker threads, started on the first large pack and ended when idle. */
-class Pool {
-  private readonly idle: Worker[] = [];
-  private readonly running = new Map<Worker, Job>();
+/** Ranges handed to at most THREADS threads at once; the rest wait their turn. */
+class RangePool {
+  private readonly threads = new ThreadCache(import.meta.url, 'pack-check-worker');
   private readonly queue: Job[] = [];
-  private count = 0;
+  private busy = 0;
   private nextId = 1;
-  private timer: NodeJS.Timeout | undefined;
 
   run(task: Omit<RangeTask, 'id'>): Promise<{ problems: string[]; oids: string[]; types: ObjectType[] }> {
     return new Promise((resolve, reject) => {
@@ -104,66 +100,44 @@ class Pool {
   }
 
   warm(): void {
-    while (this.count < THREADS) this.idle.push(this.spawn());
-    this.pump();
+    this.threads.warm(THREADS);
   }
 
   private pump(): void {
-    clearTimeout(this.timer);
-    while (this.queue.length > 0) {
-      const w = this.idle.pop() ?? (this.count < THREADS ? this.spawn() : undefined);
-      if (!w) return;
-      const job = this.queue.shift()!;
-      this.running.set(w, job);
-      w.postMessage(job.task);
-    }
-    if (this.running.size === 0 && this.count > 0) {
-      this.timer = setTimeout(() => this.endIdle(), IDLE_MS);
-      this.timer.unref();
+    while (this.queue.length > 0 && this.busy < THREADS) {
+      this.busy++;
+      this.runOn(this.threads.take(), this.queue.shift()!);
     }
   }
 
-  private spawn(): Worker {
-    const w = new Worker(workerFile(import.meta.url, 'pack-check-worker'));
-    // Never what keeps the master running.
-    w.unref();
-    this.count++;
-    w.on('message', (reply: RangeReply) => {
-      const job = this.running.get(w);
-      if (!job || job.task.id !== reply.id) return;
-      this.running.delete(w);
-      this.idle.push(w);
-      if ('error' in reply) job.reject(new Error(reply.error));
-      else job.resolve(reply);
-      this.pump();
-    });
-    const gone = (why: string) => {
-      if (!this.remove(w)) return;
-      const job = this.running.get(w);
-      this.running.delete(w);
-      job?.reject(new Error(`the pack check thread stopped: ${why}`));
+  private runOn(w: Worker, job: Job): void {
+    const settle = (sound: boolean) => {
+      w.off('message', onMessage);
+      w.off('error', onError);
+      w.off('exit', onExit);
+      this.busy--;
+      if (sound) this.threads.giveBack(w);
       this.pump();
     };
-    w.on('error', (e) => gone(errorMessage(e)));
-    w.on('exit', (code) => gone(`exit code ${code}`));
-    return w;
-  }
-
-  /** Forget a worker; false when it was forgotten already. */
-  private remove(w: Worker): boolean {
-    const i = this.idle.indexOf(w);
-    if (i >= 0) this.idle.splice(i, 1);
-    else if (!this.running.has(w)) return false;
-    this.count--;
-    return true;
-  }
-
-  private endIdle(): void {
-    for (const w of this.idle.splice(0)) {
-      this.count--;
-      void w.terminate();
-    }
+    const onMessage = (reply: RangeReply) => {
+      if (reply.id !== job.task.id) return;
+      settle(true);
+      if ('error' in reply) job.reject(new Error(reply.error));
+      else job.resolve(reply);
+    };
+    const onError = (e: Error) => {
+      settle(false);
+      job.reject(new Error(`the pack check thread stopped: ${errorMessage(e)}`));
+    };
+    const onExit = (code: number) => {
+      settle(false);
+      job.reject(new Error(`the pack check thread stopped: exit code ${code}`));
+    };
+    w.on('message', onMessage);
+    w.on('error', onError);
+    w.on('exit', onExit);
+    w.postMessage(job.task);
   }
 }
 
-const pool = new Pool();
+const pool = new RangePool();

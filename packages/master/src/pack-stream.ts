@@ -1,12 +1,12 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { errorMessage } from '@pacha/shared/errors';
 import type { ScannedEntries } from '@pacha/shared/git/pack-scan';
-import { workerFile } from '@pacha/shared/worker-file';
 import { MASTER_COPY_PREFIX } from './append-only.ts';
-import { IDLE_MS, PARALLEL_FROM, THREADS } from './pack-check.ts';
+import { PARALLEL_FROM, THREADS } from './pack-check.ts';
+import { ThreadCache } from './threads.ts';
 
 // A large pack checked while the host uploads it. The bytes of every WRITE the master receives
 // for a new temporary pack, in order from offset 0, go to a thread (pack-stream-worker.ts) that
@@ -30,33 +30,7 @@ export type StreamDone = { ok: true; size: number; bodySha: string; tail: string
 type FromThread = { kind: 'ack'; n: number } | StreamDone;
 
 let running = 0;
-/** Threads kept for the next upload: their start-up (loading the reader) is paid once. */
-const idle: Worker[] = [];
-let idleTimer: NodeJS.Timeout | undefined;
-
-function takeWorker(): Worker {
-  clearTimeout(idleTimer);
-  const w = idle.pop();
-  if (w) return w;
-  const spawned = new Worker(workerFile(import.meta.url, 'pack-stream-worker'));
-  // Never what keeps the master running; a thread that fails is dropped (the upload it served falls back to the copy).
-  spawned.unref();
-  spawned.on('error', () => {});
-  spawned.on('exit', () => {
-    const i = idle.indexOf(spawned);
-    if (i >= 0) idle.splice(i, 1);
-  });
-  return spawned;
-}
-
-function giveBack(w: Worker): void {
-  idle.push(w);
-  clearTimeout(idleTimer);
-  idleTimer = setTimeout(() => {
-    for (const x of idle.splice(0)) void x.terminate();
-  }, IDLE_MS);
-  idleTimer.unref();
-}
+const threads = new ThreadCache(import.meta.url, 'pack-stream-worker');
 
 export class UploadStream {
   /** The master's copy, beside the pack. */
@@ -80,7 +54,7 @@ export class UploadStream {
   private startFor(first: Uint8Array): boolean {
     const head = Buffer.from(first.buffer, first.byteOffset, first.byteLength);
     if (head.length < 12 || head.toString('latin1', 0, 4) !== 'PACK' || head.readUInt32BE(8) < PARALLEL_FROM || running >= THREADS) return false;
-    const worker = takeWorker();
+    const worker = threads.take();
     this.worker = worker;
     running++;
     this.done = new Promise<StreamDone>((resolve) => {
@@ -95,7 +69,7 @@ export class UploadStream {
           return;
         }
         off();
-        giveBack(worker);
+        threads.giveBack(worker);
         resolve(m);
       };
       const fail = (error: string) => {
