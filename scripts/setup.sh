@@ -1,6 +1,7 @@
 #!/bin/sh
 # Set up a clone of pacha on Debian or Ubuntu: the README's two commands start with it.
-#   sh scripts/setup.sh          what the demo needs: git, ca-certificates, npm (only if absent)
+#   sh scripts/setup.sh          what the demo needs: git, ca-certificates, libdeflate0 (snapshots
+#                                deflate with it), npm (only if absent)
 #   sh scripts/setup.sh --test   and what the tests need: OpenSSH, rsync, restic, xattr tools,
 #                                dpkg-dev, lintian, groff (the .deb test)
 # It installs only the Debian packages that are missing (as root, or through sudo), never npm
@@ -11,7 +12,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-need="git ca-certificates"
+need="git ca-certificates libdeflate0"
 case "${1:-}" in
   --test) need="$need openssh-server openssh-sftp-server openssh-client rsync restic attr acl libcap2-bin dpkg-dev binutils lintian fakeroot groff-base" ;;
   "") ;;

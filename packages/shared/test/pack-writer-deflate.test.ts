@@ -7,6 +7,7 @@ import zlib from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { looksCompressed, PackWriter } from '../src/git/pack-writer.ts';
 import { readPackEntries } from '../src/git/consolidate.ts';
+import { deflateAsync, deflateEngine, deflateSync } from '../src/git/deflate.ts';
 
 // How the snapshot's pack writer spends its CPU: data that is compressed already is stored
 // (zlib level 0) instead of deflated again, and files of 1 MiB or more are deflated on the
@@ -59,6 +60,24 @@ describe('pack writer deflate', () => {
     const entries = new Map(readPackEntries(done.idxFile)!.map((e) => [e.oid, e.data.length]));
     for (const name of ['small.gz', 'big.gz']) expect(entries.get(ids.get(name)!)).toBeGreaterThan(files.find((f) => f.name === name)!.data.length);
     expect(entries.get(ids.get('t39.txt')!)).toBeLessThan(files.find((f) => f.name === 't39.txt')!.data.length / 10);
+  });
+
+  // Where the system has no libdeflate0, zlib's route (the other tests) is the only one.
+  it.skipIf(!deflateEngine().native)('deflates through libdeflate: views inside larger buffers, both threads, level 0 left to zlib', async () => {
+    const text = Buffer.from(Array.from({ length: 40_000 }, (_, i) => `key${i % 97} = value ${i * 7}\n`).join(''));
+    // Views that do not start at their buffer's start: the pointer handed to C must be the view's.
+    const holder = Buffer.concat([Buffer.alloc(1000, 'x'), text, Buffer.alloc(1000, 'y')]);
+    const view = holder.subarray(1000, 1000 + text.length);
+    for (const level of [1, 6, 9]) {
+      const mine = deflateSync(view, level);
+      expect(zlib.inflateSync(mine).equals(text)).toBe(true);
+      // Not zlib's bytes: the stream came from libdeflate.
+      expect(mine.equals(zlib.deflateSync(text, { level }))).toBe(false);
+    }
+    const big = await deflateAsync(view, 1);
+    expect(zlib.inflateSync(big).equals(text)).toBe(true);
+    expect(deflateSync(view, 0).equals(zlib.deflateSync(text, { level: 0 }))).toBe(true);
+    expect(zlib.inflateSync(deflateSync(Buffer.alloc(0), 1)).length).toBe(0);
   });
 
   it('with the deflate worker writes the same pack, byte for byte, as without it', async () => {

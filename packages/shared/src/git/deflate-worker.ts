@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { LIBDEFLATE, libdeflateKoffiFile } from './deflate.ts';
 
 // Deflates batches of objects on a worker thread, so that the snapshot's reading and hashing on
 // the main thread overlap the deflate (on a second core). A batch is one buffer of objects back
@@ -13,27 +14,57 @@ export interface BatchItem {
   level: number;
 }
 
-// Plain JavaScript run with `eval`, so the bundled programs need no file beside them.
+// Plain JavaScript run with `eval`, so the bundled programs need no file beside them. It binds
+// libdeflate as deflate.ts does when the main thread could (workerData.koffi: koffi.node's file),
+// and deflates each object straight into the batch's output buffer.
 const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const zlib = require('node:zlib');
+const D = ${JSON.stringify(LIBDEFLATE)};
+let ld = null;
+if (workerData.koffi) {
+  try {
+    const m = { exports: {} };
+    process.dlopen(m, workerData.koffi);
+    const so = m.exports.load(D.soname);
+    ld = { alloc: so.func(D.alloc), compress: so.func(D.compress), bound: so.func(D.bound), byLevel: new Map() };
+  } catch {
+    ld = null;
+  }
+}
 parentPort.on('message', ({ id, data, items }) => {
-  const outs = [];
-  let total = 0;
-  for (let i = 0; i < items.length; i += 3) {
-    const o = zlib.deflateSync(data.subarray(items[i], items[i] + items[i + 1]), { level: items[i + 2] });
-    outs.push(o);
-    total += o.length;
-  }
-  const out = new Uint8Array(total);
-  const lengths = new Uint32Array(outs.length);
+  const n = items.length / 3;
+  let out = new Uint8Array(Math.max(1024, data.length + (data.length >> 3) + 64 * n));
   let at = 0;
-  for (let i = 0; i < outs.length; i++) {
-    out.set(outs[i], at);
-    at += outs[i].length;
-    lengths[i] = outs[i].length;
+  const room = (k) => {
+    if (at + k <= out.length) return;
+    const bigger = new Uint8Array(Math.max(2 * out.length, at + k));
+    bigger.set(out.subarray(0, at));
+    out = bigger;
+  };
+  const lengths = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const src = data.subarray(items[3 * i], items[3 * i] + items[3 * i + 1]);
+    const level = items[3 * i + 2];
+    let len;
+    if (ld !== null && level > 0) {
+      let c = ld.byLevel.get(level);
+      if (c === undefined) ld.byLevel.set(level, (c = ld.alloc(level)));
+      room(Number(ld.bound(c, src.length)));
+      len = Number(ld.compress(c, src, src.length, out.subarray(at), out.length - at));
+      if (len === 0) throw new Error('libdeflate could not deflate ' + src.length + ' bytes');
+    } else {
+      const o = zlib.deflateSync(src, { level });
+      room(o.length);
+      out.set(o, at);
+      len = o.length;
+    }
+    lengths[i] = len;
+    at += len;
   }
-  parentPort.postMessage({ id, out, lengths }, [out.buffer, lengths.buffer]);
+  // Exactly what was made: the main thread holds it until the entries are written.
+  const exact = out.slice(0, at);
+  parentPort.postMessage({ id, out: exact, lengths }, [exact.buffer, lengths.buffer]);
 });
 `;
 
@@ -44,7 +75,7 @@ export class DeflateWorker {
   private failed: Error | undefined;
 
   constructor() {
-    this.worker = new Worker(WORKER_SOURCE, { eval: true });
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { koffi: libdeflateKoffiFile() } });
     // Never what keeps the process alive; a writer that is neither finished nor aborted leaks nothing.
     this.worker.unref();
     this.worker.on('message', (m: { id: number; out: Uint8Array; lengths: Uint32Array }) => {

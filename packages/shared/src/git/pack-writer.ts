@@ -9,6 +9,7 @@ import { buildIndex, type IndexEntry } from './pack-index.ts';
 import { collectYoungGarbage } from './memory.ts';
 import { syncDir } from './fsync.ts';
 import { DeflateWorker, type BatchItem } from './deflate-worker.ts';
+import { deflateAsync, deflateSync } from './deflate.ts';
 
 // Writes one pack (version 2, whole objects, no deltas) plus its .idx v2. The pack grows in a
 // temporary file in the pack dir; finish() renames it into place and the .idx last, so a reader
@@ -23,15 +24,13 @@ const STREAM_CHUNK = 1024 * 1024;
 const FLUSH_AT = 4 * 1024 * 1024;
 const GC_EVERY = 16 * 1024 * 1024;
 /**
- * Objects this large are deflated on libuv's thread pool while the caller goes on (addObject).
+ * Objects this large are deflated on another thread (deflateAsync) while the caller goes on (addObject).
  * Not smaller ones: on a busy machine the hand-over cost more CPU than it saved in time
  * (docs/benchmarks.md).
  */
 const DEFER_DEFLATE_AT = 1024 * 1024;
 /** Bytes of such objects in flight at most (their data and their deflated output are held). */
 const DEFER_MAX_BYTES = 32 * 1024 * 1024;
-/** Output per thread-pool trip: zlib's default of 16 KiB makes hundreds of round trips. */
-const DEFER_DEFLATE_CHUNK = 4 * 1024 * 1024;
 /** Bytes of smaller objects handed to the deflate worker at once (options.worker). */
 const BATCH_BYTES = 1024 * 1024;
 /**
@@ -218,12 +217,12 @@ export class PackWriter {
     this.assertOpen();
     const level = this.levelFor(type, data);
     if (data.length >= DEFER_DEFLATE_AT) {
-      const deflated = new Promise<Buffer>((resolve, reject) => zlib.deflate(data, { level, chunkSize: DEFER_DEFLATE_CHUNK }, (err, out) => (err ? reject(err) : resolve(out))));
+      const deflated = deflateAsync(data, level);
       this.enqueue(data.length, 1, deflated.then((out) => [{ oid: id, type, size: data.length, data: out }]));
     } else if (this.deflater !== undefined) {
       this.addToBatch({ oid: id, type, size: data.length }, data, level);
     } else {
-      this.addEntry({ oid: id, type, size: data.length, data: zlib.deflateSync(data, { level }) });
+      this.addEntry({ oid: id, type, size: data.length, data: deflateSync(data, level) });
     }
     this.inPack.add(id);
     return id;
@@ -247,7 +246,7 @@ export class PackWriter {
     const out =
       deflater.pending < WORKER_BACKLOG
         ? deflater.deflate(b.data, b.items)
-        : Promise.resolve(b.items.map((it) => zlib.deflateSync(b.data.subarray(it.offset, it.offset + it.length), { level: it.level })));
+        : Promise.resolve(b.items.map((it) => deflateSync(b.data.subarray(it.offset, it.offset + it.length), it.level)));
     this.enqueue(b.used, b.entries.length, out.then((parts) => b.entries.map((e, i) => ({ ...e, data: parts[i] }))));
   }
 

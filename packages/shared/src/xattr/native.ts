@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 
 // The libc calls behind extended attributes (Node has none), through koffi's native module;
-// also glibc's malloc_trim, which the idle daemon calls (releaseFreedMemory).
+// also glibc's malloc_trim, which the idle daemon calls (releaseFreedMemory). loadKoffi() is the one
+// loader of koffi's module, for other libraries too (git/deflate.ts binds libdeflate with it).
 // koffi is an FFI whose npm package carries prebuilt binaries per platform (no compiler, nothing
 // downloaded at install); see docs/architecture.md for why it was chosen over @napi-rs/xattr and
 // getfattr/setfattr (it alone gives the f* calls the fd-based restore needs, and errno codes).
@@ -100,13 +101,14 @@ function bind(koffi: Koffi): XattrCalls {
   };
 }
 
-/** The calls, or why they are not available (one warning for the caller to show). Loaded once. */
-export function nativeXattr(): NativeXattr {
-  if (cached) return cached;
-  if (process.platform !== 'linux') {
-    cached = { ok: false, reason: `extended attributes are supported on Linux only (this is ${process.platform})` };
-    return cached;
-  }
+let koffiLoaded: { ok: true; koffi: Koffi; file: string } | { ok: false; reason: string } | undefined;
+
+/**
+ * koffi's native module, loaded once from the first of candidates() that loads; or why it could
+ * not be. Also for other libraries bound through it (git/deflate.ts binds libdeflate).
+ */
+export function loadKoffi(): { ok: true; koffi: Koffi; file: string } | { ok: false; reason: string } {
+  if (koffiLoaded) return koffiLoaded;
   const tried: string[] = [];
   for (const file of candidates()) {
     if (!fs.existsSync(file)) continue;
@@ -115,19 +117,39 @@ export function nativeXattr(): NativeXattr {
       process.dlopen(mod, file);
       const koffi = mod.exports;
       if (typeof koffi.load !== 'function' || typeof koffi.errno !== 'function') throw new Error('not a koffi module');
-      cached = { ok: true, calls: bind(koffi), from: file };
-      return cached;
+      koffiLoaded = { ok: true, koffi, file };
+      return koffiLoaded;
     } catch (e) {
       tried.push(`${file}: ${(e as Error).message}`);
     }
   }
-  cached = {
+  koffiLoaded = {
     ok: false,
     reason:
       tried.length > 0
         ? `cannot load koffi.node (${tried.join('; ')})`
         : 'koffi.node not found (looked next to the program, in ../lib/pacha/ beside the executable and in node_modules)',
   };
+  return koffiLoaded;
+}
+
+/** The calls, or why they are not available (one warning for the caller to show). Loaded once. */
+export function nativeXattr(): NativeXattr {
+  if (cached) return cached;
+  if (process.platform !== 'linux') {
+    cached = { ok: false, reason: `extended attributes are supported on Linux only (this is ${process.platform})` };
+    return cached;
+  }
+  const k = loadKoffi();
+  if (!k.ok) {
+    cached = k;
+    return cached;
+  }
+  try {
+    cached = { ok: true, calls: bind(k.koffi), from: k.file };
+  } catch (e) {
+    cached = { ok: false, reason: `cannot bind the extended attribute calls of libc through ${k.file}: ${(e as Error).message}` };
+  }
   return cached;
 }
 

@@ -1,0 +1,98 @@
+import zlib from 'node:zlib';
+import { loadKoffi } from '../xattr/native.ts';
+
+// The one deflate of objects into git's zlib streams. Through libdeflate (the system's
+// libdeflate.so.0, Debian's libdeflate0, bound with koffi as the xattr calls are) when it is
+// there: at level 1 it takes about half of zlib's time for the same size (measured in
+// docs/benchmarks-development.md), and deflating is most of a first snapshot's CPU. Without it,
+// Node's zlib, as before. Level 0 (stored: data that is compressed already) is always zlib's.
+// The deflate worker (deflate-worker.ts) binds the same functions from LIBDEFLATE.
+
+/** The library and the C declarations of what pacha calls in it. */
+export const LIBDEFLATE = {
+  soname: 'libdeflate.so.0',
+  alloc: 'void *libdeflate_alloc_compressor(int level)',
+  free: 'void libdeflate_free_compressor(void *c)',
+  compress: 'size_t libdeflate_zlib_compress(void *c, const void *input, size_t n, void *output, size_t avail)',
+  bound: 'size_t libdeflate_zlib_compress_bound(void *c, size_t n)',
+} as const;
+
+type Fn = ((...args: unknown[]) => unknown) & { async: (...args: unknown[]) => void };
+
+interface Lib {
+  alloc: Fn;
+  free: Fn;
+  compress: Fn;
+  bound: Fn;
+}
+
+let lib: { ok: true; fns: Lib; koffiFile: string } | { ok: false; reason: string } | undefined;
+
+function bind(): typeof lib & object {
+  if (lib) return lib;
+  const k = loadKoffi();
+  if (!k.ok) return (lib = { ok: false, reason: k.reason });
+  try {
+    const so = k.koffi.load(LIBDEFLATE.soname);
+    const f = (decl: string) => so.func(decl) as unknown as Fn;
+    lib = { ok: true, fns: { alloc: f(LIBDEFLATE.alloc), free: f(LIBDEFLATE.free), compress: f(LIBDEFLATE.compress), bound: f(LIBDEFLATE.bound) }, koffiFile: k.file };
+  } catch (e) {
+    lib = { ok: false, reason: `${LIBDEFLATE.soname}: ${(e as Error).message}` };
+  }
+  return lib;
+}
+
+/** koffi.node's file when libdeflate can be used (for the deflate worker to load), else null. */
+export function libdeflateKoffiFile(): string | null {
+  const l = bind();
+  return l.ok ? l.koffiFile : null;
+}
+
+/** Whether deflate goes through libdeflate, or why not (for tests and --debug). */
+export function deflateEngine(): { native: true } | { native: false; reason: string } {
+  const l = bind();
+  return l.ok ? { native: true } : { native: false, reason: l.reason };
+}
+
+/** One compressor per level, for this thread's synchronous calls (a compressor is not shared). */
+const compressors = new Map<number, unknown>();
+let scratch = Buffer.allocUnsafeSlow(0);
+const SCRATCH_MAX = 256 * 1024;
+
+/** `data` as a zlib stream at `level` (0-9). */
+export function deflateSync(data: Uint8Array, level: number): Buffer {
+  const l = bind();
+  if (level === 0 || !l.ok) return zlib.deflateSync(data, { level });
+  const { fns } = l;
+  let c = compressors.get(level);
+  if (c === undefined) compressors.set(level, (c = fns.alloc(level)));
+  const bound = Number(fns.bound(c, data.length));
+  // A kept buffer for the many small objects; a rare larger one gets its own (a process that
+  // stays, the daemon, keeps no more than SCRATCH_MAX).
+  if (scratch.length < bound && bound <= SCRATCH_MAX) scratch = Buffer.allocUnsafeSlow(Math.max(bound, 64 * 1024));
+  const out = scratch.length >= bound ? scratch : Buffer.allocUnsafeSlow(bound);
+  const n = Number(fns.compress(c, data, data.length, out, out.length));
+  if (n === 0) throw new Error(`libdeflate could not deflate ${data.length} bytes into ${out.length}`);
+  // A copy of the exact size: the buffer is reused, and callers keep what they get.
+  return Buffer.from(out.subarray(0, n));
+}
+
+/** The same on another thread (libdeflate on koffi's, zlib on libuv's pool); `data` must not change until it settles. */
+export function deflateAsync(data: Uint8Array, level: number): Promise<Buffer> {
+  const l = bind();
+  if (level === 0 || !l.ok) {
+    // Output per thread-pool trip: zlib's default of 16 KiB makes hundreds of round trips.
+    return new Promise((resolve, reject) => zlib.deflate(data, { level, chunkSize: 4 * 1024 * 1024 }, (err, out) => (err ? reject(err) : resolve(out))));
+  }
+  const { fns } = l;
+  const c = fns.alloc(level);
+  const out = Buffer.allocUnsafeSlow(Number(fns.bound(c, data.length)));
+  return new Promise((resolve, reject) => {
+    fns.compress.async(c, data, data.length, out, out.length, (err: unknown, n: unknown) => {
+      fns.free(c);
+      if (err) reject(err instanceof Error ? err : new Error(String(err)));
+      else if (Number(n) === 0) reject(new Error(`libdeflate could not deflate ${data.length} bytes`));
+      else resolve(out.subarray(0, Number(n)));
+    });
+  });
+}
