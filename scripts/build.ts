@@ -3,7 +3,9 @@
 // The systemd units are copied next to them. esbuild-wasm has no native binary to download.
 import fs from 'node:fs';
 import path from 'node:path';
-import { build } from 'esbuild-wasm';
+import { fileURLToPath } from 'node:url';
+import { build, type Plugin } from 'esbuild-wasm';
+import { ON_USE } from '../packages/shared/bin/on-use.js';
 import { npmBinaries } from '@pacha/shared/xattr/native';
 
 const repo = path.resolve(import.meta.dirname, '..');
@@ -65,6 +67,18 @@ export async function bundlePrograms(dist: string, log: (line: string) => void =
   return [...inputs].sort();
 }
 
+/** The launchers' stand-ins (packages/shared/bin/on-use.js), bundled in place of what they load on first use. */
+const onUse: Plugin = {
+  name: 'on-use',
+  setup(b) {
+    const standIns = new Set(Object.values(ON_USE).map((u) => fileURLToPath(u)));
+    // Package names: letters, digits and `-`, nothing a regular expression reads otherwise.
+    const filter = new RegExp(`^(${Object.keys(ON_USE).join('|')})$`);
+    // The stand-in's own require() reaches the real module.
+    b.onResolve({ filter }, (args) => (standIns.has(args.importer) ? undefined : { path: fileURLToPath(ON_USE[args.path]) }));
+  },
+};
+
 async function bundleOne(entry: string, outfile: string, format: BundleFormat): Promise<string[]> {
   const result = await build({
     entryPoints: [path.join(repo, entry)],
@@ -80,6 +94,7 @@ async function bundleOne(entry: string, outfile: string, format: BundleFormat): 
     logLevel: 'warning',
     metafile: true,
     absWorkingDir: repo,
+    plugins: [onUse],
   });
   fs.chmodSync(outfile, 0o755);
   return Object.keys(result.metafile.inputs);

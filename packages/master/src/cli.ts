@@ -1,13 +1,16 @@
 import type { CommandModule } from 'yargs';
 import { runCli } from '@pacha/shared/cli-run';
-import { serveCommand } from './commands/serve.ts';
-import { authorizeCommand } from './commands/authorize.ts';
-import { hostsCommand } from './commands/hosts.ts';
-import { logCommand } from './commands/log.ts';
-import { showCommand } from './commands/show.ts';
-import { verifyCommand } from './commands/verify.ts';
 
-const commands: CommandModule<any, any>[] = [serveCommand, authorizeCommand, hostsCommand, logCommand, showCommand, verifyCommand];
+// Each command's module is loaded when its command runs (all of them for --help): `serve`
+// brings ssh2's server, the others the repository readers, and neither needs the other's.
+const commands: Record<string, () => Promise<CommandModule<any, any>>> = {
+  serve: async () => (await import('./commands/serve.ts')).serveCommand,
+  authorize: async () => (await import('./commands/authorize.ts')).authorizeCommand,
+  hosts: async () => (await import('./commands/hosts.ts')).hostsCommand,
+  log: async () => (await import('./commands/log.ts')).logCommand,
+  show: async () => (await import('./commands/show.ts')).showCommand,
+  verify: async () => (await import('./commands/verify.ts')).verifyCommand,
+};
 
 /** Run the master CLI; resolves to the exit code (0 ok, 1 failure, 2 usage). */
 export function run(argv: string[]): Promise<number> {

@@ -2,7 +2,6 @@
 // on any Node.js old enough to be a system's default. pacha's sources need Node 24 (type
 // stripping); on an older Node the bin re-runs itself under the project's own Node 24, which
 // `npm ci` installs (the `node` dev dependency), or says in one line what it needs.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +32,12 @@ export function nodeIsNewEnough(binUrl) {
     );
     process.exit(1);
   }
+  // node:child_process is loaded only here: a Node new enough does not pay for it at start-up.
+  void import('node:child_process').then(({ spawn }) => rerun(spawn, own, bin, name));
+  return false;
+}
+
+function rerun(spawn, own, bin, name) {
   const child = spawn(own, [bin, ...process.argv.slice(2)], { stdio: 'inherit' });
   // The child is in our process group: a terminal's Ctrl-C reaches it directly. A signal sent to
   // this pid alone (kill, systemd's stop) is passed on.
@@ -48,5 +53,4 @@ export function nodeIsNewEnough(binUrl) {
     }
     else process.exit(code ?? 1);
   });
-  return false;
 }
