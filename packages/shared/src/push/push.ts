@@ -12,6 +12,7 @@ import type { PackIndexCache } from '../git/pack-index.ts';
 import { commitsAfter, selectObjects } from './pack-select.ts';
 import { buildPack, type PushPack, reusablePacks } from './pack-build.ts';
 import { acquireRemoteLock } from './remote-lock.ts';
+import { firstPacks } from '../snapshot/first-packs.ts';
 import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.ts';
 import { clearLeftovers, ensureRemoteRepo, randomTag, readRemoteHead, writeRemoteHeadTemp, TMP_PACK_PREFIX, TMP_IDX_PREFIX } from './remote-repo.ts';
 
@@ -126,14 +127,20 @@ async function pushOnce(
       const commits = commitsAfter(store, localHead, remoteHead, `${remote.repo} (refs/heads/main)`);
 
       phases.start('pack');
-      const sel = selectObjects(store, commits);
-      let packs: PushPack[] | null = reusablePacks(store, sel.objects);
-      if (packs !== null) {
-        log.debug(`sending ${packs.length} local pack(s) as they are (${sel.objects.length} objects)`);
+      // A first push of a first snapshot: its packs, as the snapshot recorded them, without a walk.
+      let packs: PushPack[] | null = remoteHead === null ? firstPacks(state, store, localHead) : null;
+      if (packs === null) {
+        const sel = selectObjects(store, commits);
+        packs = reusablePacks(store, sel.objects);
+        if (packs === null) {
+          const built = await buildPack(store, sel.objects, tmpDir, (done, total) => log.progress(`packing ${done}/${total} objects`));
+          log.debug(`pack of ${built.objects} objects, ${built.bytes} bytes (${built.copied} copied as stored, ${built.deflated} deflated)`);
+          packs = [built];
+        } else {
+          log.debug(`sending ${packs.length} local pack(s) as they are (${sel.objects.length} objects)`);
+        }
       } else {
-        const built = await buildPack(store, sel.objects, tmpDir, (done, total) => log.progress(`packing ${done}/${total} objects`));
-        log.debug(`pack of ${built.objects} objects, ${built.bytes} bytes (${built.copied} copied as stored, ${built.deflated} deflated)`);
-        packs = [built];
+        log.debug(`sending the first snapshot's ${packs.length} pack(s) as they are`);
       }
 
       phases.start('upload');

@@ -12,7 +12,8 @@ import { serializeCommit } from '../git/commit.ts';
 import { Repository, initRepo, readHead, updateHead } from '../git/repository.ts';
 import { consolidatePacks } from '../git/consolidate.ts';
 import type { PackIndexCache } from '../git/pack-index.ts';
-import { FileChangedError, hashFile, PackWriter, STREAM_THRESHOLD } from '../git/pack-writer.ts';
+import { FileChangedError, type FinishedPack, hashFile, PackWriter, STREAM_THRESHOLD } from '../git/pack-writer.ts';
+import { forgetFirstPacks, recordFirstPacks } from './first-packs.ts';
 import { encodeFields } from '../format/entry.ts';
 import { type ChangeCounts, checkExtraName, encodeRoots, FORMAT_NAME, FORMAT_VERSION, METADATA_V1_NAME, PACHA_DIR, readSnapshotTree, ROOTS_NAME, snapshotMessage, TOP_METADATA_NAME, type TreeSource } from '../format/snapshot.ts';
 import { compareNodes, describeChanges, orderNodes, type PathChange } from './changes.ts';
@@ -253,12 +254,20 @@ class SnapshotPacks {
   private readonly known: (oid: string) => boolean;
   /** The repository's objects as they were when the snapshot began. */
   readonly objects: Repository;
+  /** Objects not written because the repository had them already. */
+  private knownHits = 0;
+  /** The packs written, once finished. */
+  readonly finished: FinishedPack[] = [];
 
   constructor(repo: string, toRead: HashJob[], indexes: PackIndexCache | undefined, deflateThread: boolean) {
     this.packDir = path.join(repo, 'objects', 'pack');
     const store = new Repository(repo, indexes);
     this.objects = store;
-    this.known = (oid) => store.has(oid);
+    this.known = (oid) => {
+      const k = store.has(oid);
+      if (k) this.knownHits++;
+      return k;
+    };
     let whole = 0;
     for (const job of toRead) if (job.entry.size <= STREAM_THRESHOLD) whole += job.entry.size;
     this.pack = PackWriter.create(this.packDir, { known: this.known, worker: deflateThread && whole >= WORKER_DEFLATE_BYTES });
@@ -276,7 +285,13 @@ class SnapshotPacks {
   async finish(): Promise<number> {
     const big = this.big ? await this.big.finish() : null;
     const small = await this.pack.finish();
+    for (const p of [big, small]) if (p !== null) this.finished.push(p);
     return (big?.bytes ?? 0) + (small?.bytes ?? 0);
+  }
+
+  /** Every object added was written here: none was in the repository already. */
+  get wroteAll(): boolean {
+    return this.knownHits === 0;
   }
 
   abort(): void {
@@ -330,6 +345,9 @@ async function land(
   const commit = packs.pack.addObject('commit', serializeCommit({ tree, parent: head, author: `pacha <pacha@${host}>`, time: now, message }));
   const bytesWritten = await packs.finish();
   updateHead(state.repo, commit);
+  // A first snapshot's packs are its commit's objects, no more and no less (first-packs.ts).
+  if (head === null && packs.wroteAll) recordFirstPacks(state, commit, packs.finished);
+  else if (head !== null && packs.finished.length > 0) forgetFirstPacks(state);
   await saveCache(commit);
   lap('write');
   const merged = await consolidatePacks(state.repo);
