@@ -357,15 +357,16 @@ async function land(
 
 /**
  * The generated files of the new snapshot's .pacha/ (by name -> blob id): the previous
- * snapshot's, with the caller's added, replaced or (null) removed.
+ * snapshot's (prevTree: its root tree, as the stat cache or its commit gave it), with the
+ * caller's added, replaced or (null) removed.
  */
-function extraFiles(packs: SnapshotPacks, repo: string, head: string | null, given: ReadonlyMap<string, Buffer | null> | undefined): Map<string, string> {
+function extraFiles(packs: SnapshotPacks, prevTree: string | null, given: ReadonlyMap<string, Buffer | null> | undefined): Map<string, string> {
   const out = new Map<string, string>();
-  if (head !== null) {
+  if (prevTree !== null) {
     // Reads the previous trees through the pack indexes the writer loaded already.
     const objects = packs.objects;
     try {
-      const pacha = objects.readTree(objects.readCommit(head).tree).find((e) => e.name === PACHA_DIR);
+      const pacha = objects.readTree(prevTree).find((e) => e.name === PACHA_DIR);
       const own = new Set([FORMAT_NAME, ROOTS_NAME, METADATA_V1_NAME, TOP_METADATA_NAME]);
       if (pacha !== undefined) for (const f of objects.readTree(pacha.oid)) if (!own.has(f.name) && f.mode !== '40000') out.set(f.name, f.oid);
     } finally {
@@ -417,7 +418,7 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
     const migrating = head !== null && prev.version < FORMAT_VERSION;
     // The package manifest and the accounts (host/snapshot-files.ts): a package installed is a change too.
     const host = snapshotHostFiles({ config, stateDir: state.dir, log }, { prevTree: prev.tree, prevNodes: prev.nodes, nodes: sc.nodes, touched: cmp.touched, head });
-    const pacha = { roots: Buffer.from(encodeRoots(roots)), extra: extraFiles(packs, state.repo, head, new Map([...host.files, ...(opts.extraFiles ?? [])])) };
+    const pacha = { roots: Buffer.from(encodeRoots(roots)), extra: extraFiles(packs, prev.tree, new Map([...host.files, ...(opts.extraFiles ?? [])])) };
     const { tree, rebuilt } = buildTrees(sc.nodes, order, cmp.touched, rootRels, pacha, packs.add, migrating);
     host.done(tree);
     clock.lap('trees');
