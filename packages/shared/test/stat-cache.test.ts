@@ -54,6 +54,33 @@ describe('stat cache file', () => {
     expect(loadStatCache(f)).toBeNull();
   });
 
+  it('its nodes by path answer as a Map, whatever is asked first', async () => {
+    const f = path.join(tmp(), 'statcache');
+    await saveStatCache(f, { commit: 'c'.repeat(40), tree: 't'.repeat(40), settings: 's1', nodes: sample() });
+    const all = sample().map((n) => n.path);
+    // The files enter the Map on a miss: each way of asking sees every path.
+    const asks: ((m: Map<string, Node>) => unknown)[] = [
+      (m) => [m.size, m.has('srv/l'), m.get('srv')?.type],
+      (m) => m.get('srv/a\tb')?.path,
+      (m) => m.has('srv/none'),
+      (m) => [...m.keys()].sort(),
+      (m) => [...m].length,
+      (m) => [...m.values()].length,
+      (m) => m.delete('srv/a\tb'),
+    ];
+    const answers = [[4, true, 'dir'], 'srv/a\tb', false, [...all].sort(), 4, 4, true];
+    for (let k = 0; k < asks.length; k++) {
+      const m = loadStatCache(f)!.byPath;
+      expect(asks[k](m), `ask ${k}`).toEqual(answers[k]);
+      expect(m.size).toBe(k === asks.length - 1 ? 3 : 4);
+      expect(m.get('srv/a\tb')?.path).toBe(k === asks.length - 1 ? undefined : 'srv/a\tb');
+      expect([...m.keys()].sort()).toEqual(all.filter((p) => k !== asks.length - 1 || p !== 'srv/a\tb').sort());
+    }
+    const m = loadStatCache(f)!.byPath;
+    m.set('srv/new', { path: 'srv/new', type: 'file', line: line('file', '5.0'), sig: null, oid: '' });
+    expect([m.size, m.has('srv/a\tb'), m.has('srv/new')]).toEqual([5, true, true]);
+  });
+
   it('compares a plain lstat with the stored signature, number by number', async () => {
     const d = tmp();
     const file = path.join(d, 'x');
