@@ -21,6 +21,9 @@ const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const zlib = require('node:zlib');
 const D = ${JSON.stringify(LIBDEFLATE)};
+// Batches done, counted where the main thread sees it at once (its 'message' events wait for
+// its event loop, which a thread busy reading files turns only now and then).
+const done = new Int32Array(workerData.done);
 let ld = null;
 if (workerData.koffi) {
   try {
@@ -47,9 +50,13 @@ parentPort.on('message', ({ id, data, items }) => {
     const src = data.subarray(items[3 * i], items[3 * i] + items[3 * i + 1]);
     const level = items[3 * i + 2];
     let len;
-    if (ld !== null && level > 0) {
-      let c = ld.byLevel.get(level);
+    let c = null;
+    if (ld !== null) {
+      c = ld.byLevel.get(level);
+      // null: a libdeflate without this level (level 0 before it had one): zlib's.
       if (c === undefined) ld.byLevel.set(level, (c = ld.alloc(level)));
+    }
+    if (c !== null) {
       room(Number(ld.bound(c, src.length)));
       len = Number(ld.compress(c, src, src.length, out.subarray(at), out.length - at));
       if (len === 0) throw new Error('libdeflate could not deflate ' + src.length + ' bytes');
@@ -64,6 +71,7 @@ parentPort.on('message', ({ id, data, items }) => {
   }
   // Exactly what was made: the main thread holds it until the entries are written.
   const exact = out.slice(0, at);
+  Atomics.add(done, 0, 1);
   parentPort.postMessage({ id, out: exact, lengths }, [exact.buffer, lengths.buffer]);
 });
 `;
@@ -73,9 +81,11 @@ export class DeflateWorker {
   private readonly waiting = new Map<number, { resolve: (out: Buffer[]) => void; reject: (e: Error) => void }>();
   private nextId = 0;
   private failed: Error | undefined;
+  /** Batches the worker has finished (it counts them: see WORKER_SOURCE). */
+  private readonly done = new Int32Array(new SharedArrayBuffer(4));
 
   constructor() {
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { koffi: libdeflateKoffiFile() } });
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { koffi: libdeflateKoffiFile(), done: this.done.buffer } });
     // Never what keeps the process alive; a writer that is neither finished nor aborted leaks nothing.
     this.worker.unref();
     this.worker.on('message', (m: { id: number; out: Uint8Array; lengths: Uint32Array }) => {
@@ -116,6 +126,11 @@ export class DeflateWorker {
   /** Batches given and not yet returned. */
   get pending(): number {
     return this.waiting.size;
+  }
+
+  /** Batches given that the worker has not finished yet (their results may still be on the way). */
+  get backlog(): number {
+    return this.nextId - Atomics.load(this.done, 0);
   }
 
   close(): void {

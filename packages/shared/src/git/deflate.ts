@@ -4,8 +4,9 @@ import { loadKoffi } from '../xattr/native.ts';
 // The one deflate of objects into git's zlib streams. Through libdeflate (the system's
 // libdeflate.so.0, Debian's libdeflate0, bound with koffi as the xattr calls are) when it is
 // there: at level 1 it takes about half of zlib's time for the same size (measured in
-// docs/benchmarks-development.md), and deflating is most of a first snapshot's CPU. Without it,
-// Node's zlib, as before. Level 0 (stored: data that is compressed already) is always zlib's.
+// docs/benchmarks-development.md), and deflating is most of a first snapshot's CPU; level 0
+// (stored: data that is compressed already) in a tenth of zlib's. Without it, Node's zlib, as
+// before; also for level 0 where the library has no such level.
 // The deflate worker (deflate-worker.ts) binds the same functions from LIBDEFLATE.
 
 /** The library and the C declarations of what pacha calls in it. */
@@ -54,7 +55,7 @@ export function deflateEngine(): { native: true } | { native: false; reason: str
   return l.ok ? { native: true } : { native: false, reason: l.reason };
 }
 
-/** One compressor per level, for this thread's synchronous calls (a compressor is not shared). */
+/** One compressor per level, for this thread's synchronous calls (a compressor is not shared); null: no such level. */
 const compressors = new Map<number, unknown>();
 let scratch = Buffer.allocUnsafeSlow(0);
 const SCRATCH_MAX = 256 * 1024;
@@ -62,10 +63,11 @@ const SCRATCH_MAX = 256 * 1024;
 /** `data` as a zlib stream at `level` (0-9). */
 export function deflateSync(data: Uint8Array, level: number): Buffer {
   const l = bind();
-  if (level === 0 || !l.ok) return zlib.deflateSync(data, { level });
+  if (!l.ok) return zlib.deflateSync(data, { level });
   const { fns } = l;
   let c = compressors.get(level);
   if (c === undefined) compressors.set(level, (c = fns.alloc(level)));
+  if (c === null) return zlib.deflateSync(data, { level });
   const bound = Number(fns.bound(c, data.length));
   // A kept buffer for the many small objects; a rare larger one gets its own (a process that
   // stays, the daemon, keeps no more than SCRATCH_MAX).
@@ -80,12 +82,12 @@ export function deflateSync(data: Uint8Array, level: number): Buffer {
 /** The same on another thread (libdeflate on koffi's, zlib on libuv's pool); `data` must not change until it settles. */
 export function deflateAsync(data: Uint8Array, level: number): Promise<Buffer> {
   const l = bind();
-  if (level === 0 || !l.ok) {
+  const c = l.ok ? l.fns.alloc(level) : null;
+  if (!l.ok || c === null) {
     // Output per thread-pool trip: zlib's default of 16 KiB makes hundreds of round trips.
     return new Promise((resolve, reject) => zlib.deflate(data, { level, chunkSize: 4 * 1024 * 1024 }, (err, out) => (err ? reject(err) : resolve(out))));
   }
   const { fns } = l;
-  const c = fns.alloc(level);
   const out = Buffer.allocUnsafeSlow(Number(fns.bound(c, data.length)));
   return new Promise((resolve, reject) => {
     fns.compress.async(c, data, data.length, out, out.length, (err: unknown, n: unknown) => {

@@ -244,7 +244,7 @@ export class PackWriter {
     this.batch = undefined;
     const deflater = this.deflater!;
     const out =
-      deflater.pending < WORKER_BACKLOG
+      deflater.backlog < WORKER_BACKLOG
         ? deflater.deflate(b.data, b.items)
         : Promise.resolve(b.items.map((it) => deflateSync(b.data.subarray(it.offset, it.offset + it.length), it.level)));
     this.enqueue(b.used, b.entries.length, out.then((parts) => b.entries.map((e, i) => ({ ...e, data: parts[i] }))));
