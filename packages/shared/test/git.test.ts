@@ -171,3 +171,33 @@ describe('pack writer memory', () => {
     execFileSync('git', ['--git-dir', dir, 'fsck', '--full', '--strict'], { stdio: 'pipe' });
   });
 });
+
+describe('pack index', () => {
+  it("finds each entry's end among 32- and 64-bit offsets, before and after it sorts them", () => {
+    // An index of a pack over 4 GiB: two entries past 2 GiB take 64-bit offsets.
+    const offsets = [12, 5_000_000_000, 100, 3_000_000_000];
+    const n = offsets.length;
+    const large = offsets.filter((o) => o >= 2 ** 31);
+    const buf = Buffer.alloc(8 + 1024 + n * 28 + large.length * 8 + 40);
+    Buffer.from([0xff, 0x74, 0x4f, 0x63, 0, 0, 0, 2]).copy(buf);
+    for (let b = 0; b < 256; b++) buf.writeUInt32BE(Math.min(n, Math.max(0, b)), 8 + b * 4); // ids 01.., 02.., 03.., 04..
+    let li = 0;
+    offsets.forEach((o, i) => {
+      buf[8 + 1024 + i * 20] = i + 1;
+      const at = 8 + 1024 + n * 24 + i * 4;
+      if (o < 2 ** 31) buf.writeUInt32BE(o, at);
+      else {
+        buf.writeUInt32BE((0x80000000 | li) >>> 0, at);
+        buf.writeBigUInt64BE(BigInt(o), 8 + 1024 + n * 28 + li * 8);
+        li++;
+      }
+    });
+    const idx = new PackIndex('/nowhere/x.idx', buf);
+    const packSize = 6_000_000_000;
+    const ends = () => [12, 100, 3_000_000_000, 5_000_000_000].map((o) => idx.entryEnd(o, packSize));
+    const want = [100, 3_000_000_000, 5_000_000_000, packSize - 20];
+    expect(ends()).toEqual(want); // one pass over the offsets each
+    expect(ends()).toEqual(want); // sorted
+    expect(offsets.map((_, i) => idx.offsetAt(i))).toEqual(offsets);
+  });
+});
