@@ -45,6 +45,12 @@ describe('start-up of the programs', () => {
     expect(loaded.filter((u) => /\/string-width\/|commands\/(?!version)/.test(u))).toEqual([]);
   });
 
+  it('`pacha status` names the master without loading ssh2', async () => {
+    const loaded = await modulesLoaded(PACHA_BIN, ['status']);
+    expect(loaded).toContain('packages/agent/src/commands/status.ts');
+    expect(loaded.filter((u) => /\/ssh2\/|\/string-width\//.test(u))).toEqual([]);
+  });
+
   it('`pacha-master hosts` loads neither ssh2 nor the other commands', async () => {
     const loaded = await modulesLoaded(MASTER_BIN, ['hosts', '--hosts-path', tmp]);
     expect(loaded).toContain('packages/master/src/commands/hosts.ts');

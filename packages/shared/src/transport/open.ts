@@ -2,8 +2,6 @@ import type { PachaConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { Transport } from './transport.ts';
 import { LocalTransport } from './local.ts';
-import { SftpTransport } from './sftp.ts';
-import { resolveAuth } from './ssh-auth.ts';
 import { UsageError } from '../errors.ts';
 
 // Choose the transport from the configuration:
@@ -25,6 +23,9 @@ export async function openTransport(config: PachaConfig, log: Logger, opts: Open
     throw new UsageError('pacha.host is not set: name the master in the config (pacha.host = master.example.com, or file:// for a local folder)');
   }
   if (isLocalMaster(config)) return new LocalTransport(`file://${config.hostsPath}`);
+  // ssh2 is loaded here, not with this module: `pacha status` and others name the master
+  // (isLocalMaster) without connecting to it.
+  const [{ SftpTransport }, { resolveAuth }] = await Promise.all([import('./sftp.ts'), import('./ssh-auth.ts')]);
   const env = opts.env ?? process.env;
   const envTimeout = env.PACHA_SSH_TIMEOUT ? Number(env.PACHA_SSH_TIMEOUT) * 1000 : undefined;
   if (envTimeout !== undefined && !(envTimeout > 0)) throw new UsageError(`PACHA_SSH_TIMEOUT=${env.PACHA_SSH_TIMEOUT}: accepted: seconds, more than 0`);
