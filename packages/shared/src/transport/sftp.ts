@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import type net from 'node:net';
 import ssh2 from 'ssh2';
 import type { ClientErrorExtensions, ConnectConfig, FileEntryWithStats, ServerHostKeyAlgorithm, SFTPWrapper, Stats } from 'ssh2';
 import { AuthError, ConnectionError, ExistsError, HostKeyError, NotFoundError, PachaError, PermissionError, RemoteError, UnsupportedError } from '../errors.ts';
@@ -6,6 +7,7 @@ import type { Logger } from '../log.ts';
 import type { RemoteEntry, RemoteStat, Transport } from './transport.ts';
 import { checkHostKey, fingerprintSha256, keyTypeOfBlob, knownHostsName, readKnownHosts, hostFieldMatches } from './known-hosts.ts';
 import type { SshAuth } from './ssh-auth.ts';
+import { CoalescingSocket } from './coalescing-socket.ts';
 
 // The agent's way to the master over SFTP: OpenSSH's sftp-server or `pacha-master serve`.
 // The master's host key is always checked against known_hosts before anything is sent.
@@ -146,10 +148,12 @@ function toStat(a: Stats): RemoteStat {
   };
 }
 
-function ssh2Config(opts: SftpOptions, knownText: string, onKey: (blob: Buffer) => boolean): ConnectConfig {
+function ssh2Config(opts: SftpOptions, knownText: string, onKey: (blob: Buffer) => boolean, sock: net.Socket): ConnectConfig {
   return {
     host: opts.host,
     port: opts.port,
+    // Connecting (not connected yet): ssh2 waits for its 'connect' and handles its errors as for its own.
+    sock,
     username: opts.user,
     privateKey: opts.auth.privateKey,
     passphrase: opts.auth.passphrase,
@@ -210,12 +214,16 @@ export class SftpTransport implements Transport {
     conn.on('close', () => opts.log.debug('ssh: connection closed'));
     // SFTP is request/response: without TCP_NODELAY every small request waits for a delayed ACK.
     conn.on('connect', () => conn.setNoDelay(true));
+    // Our socket, so that each turn's writes go out together (coalescing-socket.ts).
+    const sock = new CoalescingSocket();
+    sock.setMaxListeners(0);
+    sock.open(opts.host, opts.port);
     const cfg = ssh2Config(opts, knownText, (blob) => {
       const check = checkHostKey(knownText, opts.host, opts.port, blob);
       if (check.status === 'match') return true;
       refusal = hostKeyError(check.status, opts.host, opts.port, blob, opts.knownHostsFile, check.lines);
       return false;
-    });
+    }, sock);
     const where = `${opts.user}@${opts.host}:${opts.port}`;
     opts.log.debug(`connecting to ${where} with ${opts.auth.source}`);
     let sftp: SFTPWrapper;
