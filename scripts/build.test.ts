@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runNode, REPO_DIR } from '@pacha/test-support/cli';
+import { runNode, runProgram, REPO_DIR } from '@pacha/test-support/cli';
 import { makeTestHost, type TestHost } from '@pacha/test-support/host';
 import { compareTrees } from './tree-compare.ts';
 import { askBundledWorkers } from './worker-smoke.ts';
@@ -34,6 +34,23 @@ describe('bundled pacha.mjs and pacha-master.mjs', () => {
     expect(m.stdout).toMatch(/pacha-master serve/);
     expect(fs.existsSync(path.join(out, 'pacha.service'))).toBe(true);
     expect(fs.existsSync(path.join(out, 'koffi.node'))).toBe(true); // extended attributes, loaded from beside the bundle
+  });
+
+  it('starts without building what string-width builds (it is loaded on first use)', async () => {
+    // A preload that notes every Intl.Segmenter made: string-width makes one when it loads.
+    const preload = path.join(out, 'note-segmenter.mjs');
+    fs.writeFileSync(
+      preload,
+      "const S = Intl.Segmenter; Intl.Segmenter = class extends S { constructor(...a) { super(...a); process.stderr.write('segmenter made\\n'); } };\n",
+    );
+    for (const [bundle, args] of [['pacha.mjs', ['version']], ['pacha.mjs', ['--help']], ['pacha-master.mjs', ['--help']]] as const) {
+      const r = await runProgram(process.execPath, ['--import', preload, path.join(out, bundle), ...args], { cwd: out });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toBe('');
+    }
+    // The preload sees it when string-width does load (text other than printable ASCII).
+    const seen = await runProgram(process.execPath, ['--import', preload, '-e', "require('string-width')"], { cwd: path.join(REPO_DIR, 'packages/shared') });
+    expect(seen.stderr).toContain('segmenter made');
   });
 
   it("bundles the master's worker threads beside it, each one runs", async () => {

@@ -3,6 +3,8 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { PACHA_VERSION } from '@pacha/shared/version';
+import { FORMAT_VERSION } from '@pacha/shared/format/snapshot';
 import { MASTER_BIN, PACHA_BIN, REPO_DIR, runNode, runProgram } from '@pacha/test-support/cli';
 
 // What every pacha process pays before its command runs: the launchers hand yargs a stand-in
@@ -43,6 +45,12 @@ describe('start-up of the programs', () => {
     const loaded = await modulesLoaded(PACHA_BIN, ['version']);
     expect(loaded).toContain('packages/agent/src/commands/version.ts');
     expect(loaded.filter((u) => /\/string-width\/|commands\/(?!version)/.test(u))).toEqual([]);
+  });
+
+  it('`pacha version` names the snapshot format this pacha writes', async () => {
+    const r = await runNode(PACHA_BIN, ['version', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ version: PACHA_VERSION, snapshotFormat: FORMAT_VERSION });
   });
 
   it('`pacha status` names the master without loading ssh2', async () => {

@@ -1,4 +1,4 @@
-// Bumped on release. The snapshot format number is written into every snapshot (.pacha/format)
-// so that any later pacha can tell what it reads: agents and master need not run the same version.
+// Bumped on release. The snapshot format a release writes is format/snapshot.ts FORMAT_VERSION,
+// recorded in every snapshot (.pacha/format) so that any later pacha can tell what it reads:
+// agents and master need not run the same version.
 export const PACHA_VERSION = '0.1.0';
-export const SNAPSHOT_FORMAT = 1;
