@@ -111,6 +111,26 @@ describe('pack writer deflate', () => {
     execFileSync('git', ['--git-dir', r.dir, 'verify-pack', a.done.idxFile]);
   });
 
+  it('a durable pack larger than the background sync step is complete; an aborted one leaves nothing', async () => {
+    const r = repo();
+    // 40 MiB of incompressible objects: flushed in 4 MiB steps, synced in the background from 32 MiB on.
+    const write = (w: PackWriter) => {
+      const ids: string[] = [];
+      for (let i = 0; i < 160; i++) ids.push(w.addObject('blob', crypto.randomBytes(256 * 1024)));
+      return ids;
+    };
+    const w = PackWriter.create(r.pack);
+    const ids = write(w);
+    const done = (await w.finish())!;
+    execFileSync('git', ['--git-dir', r.dir, 'verify-pack', done.idxFile]);
+    expect(execFileSync('git', ['--git-dir', r.dir, 'cat-file', '-t', ids[159]], { encoding: 'utf8' }).trim()).toBe('blob');
+    const before = fs.readdirSync(r.pack).sort();
+    const gone = PackWriter.create(r.pack);
+    write(gone);
+    gone.abort();
+    expect(fs.readdirSync(r.pack).sort()).toEqual(before);
+  });
+
   it('drops the batches still with the worker when the pack is aborted', async () => {
     const r = repo();
     const w = PackWriter.create(r.pack, { worker: true });

@@ -31,6 +31,11 @@ const GC_EVERY = 16 * 1024 * 1024;
 const DEFER_DEFLATE_AT = 1024 * 1024;
 /** Bytes of such objects in flight at most (their data and their deflated output are held). */
 const DEFER_MAX_BYTES = 32 * 1024 * 1024;
+/**
+ * A durable pack is written out to disk in the background each time this much more is in the
+ * file (syncAhead), so that finish()'s fsync does not wait for the whole pack at once.
+ */
+const SYNC_AHEAD_BYTES = 32 * 1024 * 1024;
 /** Bytes of smaller objects handed to the deflate worker at once (options.worker). */
 const BATCH_BYTES = 1024 * 1024;
 /**
@@ -140,6 +145,10 @@ export class PackWriter {
   private readonly deflater: DeflateWorker | undefined;
   /** readBuffer()'s buffer for files under DEFER_DEFLATE_AT. */
   private scratch = Buffer.allocUnsafeSlow(64 * 1024);
+  /** Background syncs in flight (syncAhead), what the last one covers, and the first error one met. */
+  private syncs: Promise<void>[] = [];
+  private syncedTo = 0;
+  private syncError: Error | undefined;
   /** The batch being filled for the deflate worker. */
   private batch: { data: Buffer; used: number; items: BatchItem[]; entries: Omit<Entry, 'data'>[] } | undefined;
 
@@ -187,6 +196,28 @@ export class PackWriter {
     if (this.pendingBytes === 0) return;
     writeAll(this.fd, this.pending.subarray(0, this.pendingBytes), this.offset - this.pendingBytes);
     this.pendingBytes = 0;
+    this.syncAhead(false);
+  }
+
+  /**
+   * Start an fdatasync on the thread pool when SYNC_AHEAD_BYTES more are in the file than the
+   * last one covered (or now, `force`): the kernel would otherwise keep every page of the pack
+   * dirty until finish()'s fsync, which then waits for all of them. An error is kept for
+   * finish(): on Linux a later fsync need not report it again.
+   */
+  private syncAhead(force: boolean): void {
+    if (!this.durable || this.closed) return;
+    const to = this.offset - this.pendingBytes;
+    if (!force && (this.syncs.length > 0 || to - this.syncedTo < SYNC_AHEAD_BYTES)) return;
+    const p = new Promise<void>((resolve) => {
+      fs.fdatasync(this.fd, (err) => {
+        if (err) this.syncError ??= err;
+        this.syncedTo = Math.max(this.syncedTo, to);
+        this.syncs = this.syncs.filter((x) => x !== p);
+        resolve();
+      });
+    });
+    this.syncs.push(p);
   }
 
   private oidBuffer(hex: string): Buffer {
@@ -405,6 +436,7 @@ export class PackWriter {
     this.entries.push({ oid: this.oidBuffer(oid), crc, offset: start });
     this.inPack.add(oid);
     this.offset = pos;
+    this.syncAhead(false);
     return { oid, written: true, bytesRead: read };
   }
 
@@ -422,6 +454,8 @@ export class PackWriter {
     count.writeUInt32BE(this.entries.length);
     fs.writeSync(this.fd, count, 0, 4, 8);
     fs.ftruncateSync(this.fd, this.offset);
+    // What is not on disk yet goes there while the file is read again for its checksum.
+    this.syncAhead(true);
     // The checksum covers the header, whose count is only known now: hash the file once more.
     const hash = crypto.createHash('sha1');
     const buf = Buffer.allocUnsafe(STREAM_CHUNK);
@@ -433,6 +467,9 @@ export class PackWriter {
     }
     const sha = hash.digest();
     fs.writeSync(this.fd, sha, 0, 20, this.offset);
+    await Promise.all(this.syncs);
+    if (this.syncError) throw new PachaError(`cannot write ${this.tmpFile} to disk: ${this.syncError.message}`, { cause: this.syncError });
+    // The trailer, the count and the size: what the background syncs left.
     if (this.durable) fs.fsyncSync(this.fd);
     fs.closeSync(this.fd);
     this.closed = true;
@@ -465,11 +502,18 @@ export class PackWriter {
     if (this.closed) return;
     this.closed = true;
     this.deflater?.close();
-    try {
-      fs.closeSync(this.fd);
-    } catch {
-      // already closed
-    }
+    const fd = this.fd;
+    const close = () => {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        // already closed
+      }
+    };
+    // A background sync still uses the descriptor: closed after it (a number closed now could
+    // be given to another file and synced in its place).
+    if (this.syncs.length > 0) void Promise.all(this.syncs).then(close);
+    else close();
     fs.rmSync(this.tmpFile, { force: true });
   }
 
