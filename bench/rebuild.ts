@@ -4,7 +4,11 @@
 //   pacha rebuild HOST --yes         (fetch over SFTP, validate, restore with owners/modes/mtimes, fsync each file)
 //   rsync -a root@127.0.0.1:DATA/ .  (pull over ssh from the same sshd)
 //   restic restore latest            (restic repository on the same sshd over sftp)
-// Everything runs as separate processes from a warm page cache; data lives under /tmp and is removed.
+// Everything runs as separate processes from a warm page cache; data lives under /tmp and is removed
+// when the series ends, not before: the series starts on a disk that looks fresh to every tool
+// alike (`sync`, the clean page and buffer cache dropped: forgetDeletions in lib/tree.ts; on this
+// ext4 without a journal, inodes deleted in the last minutes slow down every file created after
+// them), then one untimed round of every tool fills the caches again.
 // PACHA_BENCH_BASELINE=/other/checkout/packages/agent/bin/pacha.js adds that pacha to the same
 // rotation (A/B of two versions on the same machine at the same time), with the restore phase
 // of each (report.json) beside the whole command.
@@ -17,7 +21,7 @@ import { startSshd } from '@pacha/test-support/sshd';
 import { fmtMs, median, runProc } from './lib/measure.ts';
 import { writeBenchHost } from './lib/host.ts';
 import { markdownTable, saveResult } from './lib/table.ts';
-import { generateTree, tempDir } from './lib/tree.ts';
+import { forgetDeletions, generateTree, tempDir } from './lib/tree.ts';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const RUNS = Number(process.env.PACHA_BENCH_RUNS ?? 5);
@@ -55,7 +59,7 @@ export async function run(): Promise<void> {
       pacha: { restore: [], validate: [] },
       baseline: { restore: [], validate: [] },
     };
-    const rebuildWith = (bin: string, which: 'pacha' | 'baseline') => async (i: number) => {
+    const rebuildWith = (bin: string, which: 'pacha' | 'baseline') => async (i: number | 'warm') => {
       const dst = path.join(base, `dst-${which}-${i}`);
       fs.mkdirSync(dst);
       const env = writeBenchHost(dst, sshd, HOST);
@@ -63,15 +67,15 @@ export async function run(): Promise<void> {
       const res = await runProc(process.execPath, [bin, 'rebuild', HOST, '--yes'], { env });
       const count = fs.readdirSync(path.join(dst, 'data')).reduce((n, d) => n + fs.readdirSync(path.join(dst, 'data', d)).length, 0);
       if (count !== FILES) throw new Error(`${which} rebuild restored ${count} files, expected ${FILES}:\n${res.stderr}`);
+      if (i === 'warm') return res.ms;
       const ph = JSON.parse(fs.readFileSync(path.join(dst, 'var/lib/pacha/report.json'), 'utf8')).rebuild.phases as Record<string, number>;
       phases[which].restore.push((ph.restore ?? 0) + (ph.metadata ?? 0));
       phases[which].validate.push(ph.validate ?? 0);
-      fs.rmSync(dst, { recursive: true, force: true });
       return res.ms;
     };
     // Each tool starts with nothing dirty in the page cache (sync, untimed): otherwise the one
     // that fsyncs pays for the others' writeback. The order rotates from run to run.
-    const tools: { name: string; times: number[]; go: (i: number) => Promise<number> }[] = [
+    const tools: { name: string; times: number[]; go: (i: number | 'warm') => Promise<number> }[] = [
       { name: 'pacha', times: p, go: rebuildWith(PACHA_BIN, 'pacha') },
       ...(BASELINE ? [{ name: 'baseline', times: b, go: rebuildWith(BASELINE, 'baseline') }] : []),
       {
@@ -95,13 +99,14 @@ export async function run(): Promise<void> {
         },
       },
     ];
+    const cacheNote = forgetDeletions();
+    for (const t of tools) await t.go('warm');
     const runsText: string[] = ['| run | pacha | rsync | restic |' + (BASELINE ? ' baseline |' : ''), '|---|---|---|---|' + (BASELINE ? '---|' : '')];
     for (let i = 0; i < RUNS; i++) {
       for (let k = 0; k < tools.length; k++) {
         const t = tools[(i + k) % tools.length];
         t.times.push(await t.go(i));
       }
-      for (const d of [`rsync-${i}`, `restic-${i}`]) fs.rmSync(path.join(base, d), { recursive: true, force: true });
       const ab = BASELINE ? `, baseline ${fmtMs(b[i])} (restore phase ${fmtMs(phases.pacha.restore[i])} vs ${fmtMs(phases.baseline.restore[i])})` : '';
       process.stderr.write(`run ${i + 1}/${RUNS}: pacha ${fmtMs(p[i])}, rsync ${fmtMs(r[i])}, restic ${fmtMs(s[i])}${ab}\n`);
       runsText.push(`| ${i + 1} | ${fmtMs(p[i])} | ${fmtMs(r[i])} | ${fmtMs(s[i])} |` + (BASELINE ? ` ${fmtMs(b[i])} |` : ''));
@@ -134,7 +139,10 @@ export async function run(): Promise<void> {
       `${RUNS} runs each, ${(gen.bytes / 1048576).toFixed(1)} MiB in ${FILES} files; ` +
       `target: pacha at most 1.00x rsync.\n\n${table}\nEvery tool starts as a fresh process and restores into an empty folder on the same disk; ` +
       `pacha additionally fsyncs each file before renaming it into place, which rsync and restic do not. Before each timed ` +
-      `command the page cache is synced (untimed) and the order of the tools rotates from run to run.\n${abText}\nEvery run:\n\n${runsText.join('\n')}\n`;
+      `command the page cache is synced (untimed) and the order of the tools rotates from run to run. The series starts on a disk ` +
+      `that looks fresh to every tool alike: \`sync\` and the clean caches dropped (${cacheNote}; on ext4 without a journal, ` +
+      `inodes deleted in the last minutes slow down every file created after them), then one untimed round of every tool; ` +
+      `no destination is deleted before the series ends.\n${abText}\nEvery run:\n\n${runsText.join('\n')}\n`;
     process.stdout.write(text);
     process.stderr.write(`saved ${saveResult(benchDir, 'rebuild', text)}\n`);
   } finally {

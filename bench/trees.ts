@@ -7,7 +7,11 @@
 //   rebuild                  `pacha rebuild HOST --yes` into an empty host vs `rsync -a` pulling
 //                            the tree from the sshd and `restic restore latest`
 // The tools take turns within each run (the order rotates), each after an untimed `sync`, so
-// all see the same machine load. `npm run bench -- trees tree=etc` (or usr-share, generated) runs one tree.
+// all see the same machine load. Each series (first snapshot + push, rebuild) starts on a disk
+// that looks fresh to every tool alike: `sync`, the clean page and buffer cache dropped
+// (forgetDeletions in lib/tree.ts: on this ext4 without a journal, inodes deleted in the last
+// minutes slow down every file created after them), then one untimed round of every tool to fill
+// the caches again; no destination is deleted before the series ends. `npm run bench -- trees tree=etc` (or usr-share, generated) runs one tree.
 // PACHA_BENCH_BASELINE=/other/checkout/packages/agent/bin/pacha.js adds that pacha to the rotation
 // of the first snapshot + push and of the rebuild (an A/B of two versions in the same run);
 // PACHA_BENCH_REBUILD_ONLY=1 times the rebuild alone (after one untimed snapshot + push),
@@ -22,7 +26,7 @@ import { startSshd } from '@pacha/test-support/sshd';
 import { fmtMs, median, runProc, sh } from './lib/measure.ts';
 import { writeBenchHost } from './lib/host.ts';
 import { markdownTable, saveResult } from './lib/table.ts';
-import { generateTree, removeTree, tempDir } from './lib/tree.ts';
+import { forgetDeletions, generateTree, removeTree, tempDir } from './lib/tree.ts';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const RUNS = Number(process.env.PACHA_BENCH_RUNS ?? 3);
@@ -54,15 +58,28 @@ function du(dir: string): { paths: number; bytes: number } {
   return { paths, bytes };
 }
 
-/** Run each tool once per run, in rotating order; each tool's times. */
-async function alternate(tools: { name: string; go: (run: number) => Promise<number> }[]): Promise<Map<string, number[]>> {
+/** What forgetDeletions did before the last series. */
+let cacheNote = '';
+
+/**
+ * Run each tool once per run, in rotating order, after an untimed round that fills the caches
+ * (run "warm"); each tool's times. A tool's `go` keeps what it writes: the series deletes
+ * nothing (see forgetDeletions).
+ */
+async function alternate(tools: { name: string; go: (run: string) => Promise<number> }[]): Promise<Map<string, number[]>> {
   const times = new Map(tools.map((t) => [t.name, [] as number[]]));
+  cacheNote = forgetDeletions();
+  for (const t of tools) {
+    await runProc('sync', []);
+    await t.go('warm');
+  }
   for (let i = 0; i < RUNS; i++) {
     for (let k = 0; k < tools.length; k++) {
       const t = tools[(i + k) % tools.length];
       await runProc('sync', []);
-      times.get(t.name)!.push(await t.go(i));
+      times.get(t.name)!.push(await t.go(String(i)));
     }
+    process.stderr.write(`run ${i + 1}/${RUNS}: ${tools.map((t) => `${t.name} ${fmtMs(times.get(t.name)![i])}`).join(', ')} (load ${os.loadavg()[0].toFixed(1)})\n`);
   }
   return times;
 }
@@ -139,11 +156,6 @@ async function benchTree(tree: Tree, sshd: NonNullable<Awaited<ReturnType<typeof
         await pachaFirst(PACHA_BIN)();
         sh(`git --git-dir ${JSON.stringify(path.join(masterHost, 'repo'))} fsck --full --strict`);
       }
-      for (let i = 0; i < RUNS; i++) {
-        removeTree(path.join(base, `rsync-dest-${i}`));
-        removeTree(path.join(base, `git-${i}`));
-        if (i > 0) removeTree(path.join(base, `restic-repo-${i}`));
-      }
       const m = (k: string) => median(first.get(k)!);
       rows.push([
         `${tree.name} (${size.paths.toLocaleString('en')} paths, ${(size.bytes / 2 ** 20).toFixed(0)} MiB): first snapshot + push`,
@@ -163,27 +175,23 @@ async function benchTree(tree: Tree, sshd: NonNullable<Awaited<ReturnType<typeof
 
     // Rebuild (restore) into an empty host.
     const restoreRepo = path.join(base, 'restic-repo-0');
-    const pachaRebuild = (bin: string) => async (i: number) => {
-      const dst = path.join(base, `pacha-dst-${i}`);
+    const pachaRebuild = (bin: string, name: string) => async (run: string) => {
+      const dst = path.join(base, `${name}-dst-${run}`);
       fs.mkdirSync(dst);
       const env = writeBenchHost(dst, sshd, HOST);
       const t = performance.now();
       await runProc(process.execPath, [bin, 'rebuild', HOST, '--yes'], { env });
-      const ms = performance.now() - t;
-      removeTree(dst);
-      return ms;
+      return performance.now() - t;
     };
     const rebuild = await alternate([
-      { name: 'pacha', go: pachaRebuild(PACHA_BIN) },
-      ...(BASELINE ? [{ name: 'baseline', go: pachaRebuild(BASELINE) }] : []),
+      { name: 'pacha', go: pachaRebuild(PACHA_BIN, 'pacha') },
+      ...(BASELINE ? [{ name: 'baseline', go: pachaRebuild(BASELINE, 'baseline') }] : []),
       {
         name: 'rsync',
         go: async (i) => {
           const dst = path.join(base, `rsync-dst-${i}`);
           fs.mkdirSync(dst);
-          const ms = (await runProc('rsync', ['-a', '-e', ssh, `${sshd.user}@127.0.0.1:${data}/`, dst + '/'])).ms;
-          removeTree(dst);
-          return ms;
+          return (await runProc('rsync', ['-a', '-e', ssh, `${sshd.user}@127.0.0.1:${data}/`, dst + '/'])).ms;
         },
       },
       {
@@ -191,9 +199,7 @@ async function benchTree(tree: Tree, sshd: NonNullable<Awaited<ReturnType<typeof
         go: async (i) => {
           const dst = path.join(base, `restic-dst-${i}`);
           fs.mkdirSync(dst);
-          const ms = (await restic(restoreRepo, ['restore', 'latest', '-q', '--target', dst])).ms;
-          removeTree(dst);
-          return ms;
+          return (await restic(restoreRepo, ['restore', 'latest', '-q', '--target', dst])).ms;
         },
       },
     ]);
@@ -247,6 +253,10 @@ export async function run(args: string[] = []): Promise<void> {
     "(`pacha snapshot`, `pacha push`, `pacha rebuild`), timed together; restic's repository is initialised untimed;",
     'git commits locally (it has no transfer in this row). The rebuild restores owners, modes and times, as',
     '`rsync -a` and `restic restore` do (all run as root).',
+    'Each series starts on a disk that looks fresh to every tool alike: `sync` and the clean caches dropped',
+    `(${cacheNote}; on ext4 without a journal, inodes deleted in the last minutes slow down every file created`,
+    'after them), then one untimed round of every tool, and no destination is deleted before the series ends;',
+    'every timed command starts after a `sync`.',
     '',
   ].join('\n');
   process.stdout.write(table);
