@@ -49,6 +49,36 @@ describe('TargetTree', () => {
     }
   });
 
+  it('a new file is created in its verified directory, never through a symlink, and renamed only onto a free name', () => {
+    const root = tmp();
+    const outside = tmp();
+    fs.mkdirSync(path.join(root, 'a'));
+    const tree = new TargetTree(root);
+    try {
+      const dir = tree.dir('/a');
+      // Moved away and replaced by a symlink after it was opened: the descriptor still names the directory it verified.
+      fs.renameSync(path.join(root, 'a'), path.join(root, 'a.moved'));
+      fs.symlinkSync(outside, path.join(root, 'a'));
+      const fd = tree.createFile(dir, '.f.tmp', 0o600);
+      fs.writeSync(fd, 'new');
+      fs.closeSync(fd);
+      expect(fs.readdirSync(outside)).toEqual([]);
+      expect(() => tree.createFile(dir, '.f.tmp', 0o600)).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+      fs.symlinkSync(path.join(outside, 'x'), path.join(root, 'a.moved/.link'));
+      expect(() => tree.createFile(dir, '.link', 0o600)).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+      tree.renameToFree(dir, '.f.tmp', 'f', '/a/f');
+      expect(fs.readFileSync(path.join(root, 'a.moved/f'), 'utf8')).toBe('new');
+      // Something appeared where the plan saw nothing: refused, and it is left as it is.
+      fs.writeFileSync(path.join(root, 'a.moved/.g.tmp'), 'ours');
+      fs.writeFileSync(path.join(root, 'a.moved/g'), 'theirs');
+      expect(() => tree.renameToFree(dir, '.g.tmp', 'g', '/a/g')).toThrow(new TargetChangedError('/a/g', 'appeared'));
+      expect(fs.readFileSync(path.join(root, 'a.moved/g'), 'utf8')).toBe('theirs');
+      expect(fs.readFileSync(path.join(root, 'a.moved/.g.tmp'), 'utf8')).toBe('ours');
+    } finally {
+      tree.close();
+    }
+  });
+
   it('a trim closes what no batch uses and keeps what one does; forgotten descriptors live until then', () => {
     const root = tmp();
     for (let i = 0; i < 600; i++) fs.mkdirSync(path.join(root, `d${i}`));

@@ -6,7 +6,7 @@ import { escapeTerminal } from '../terminal.ts';
 import type { OwnerResolver } from './owners.ts';
 import type { Existing, Plan, PlannedItem } from './plan.ts';
 import type { BlobSource } from './blob-source.ts';
-import { NEW_FILE_FLAGS, TargetChangedError, TargetTree, sameIdentity, type Identity, type TargetDir } from './target-tree.ts';
+import { TargetChangedError, TargetTree, sameIdentity, type Identity, type TargetDir } from './target-tree.ts';
 import type { RestoreItem } from './validate.ts';
 import type { XattrRestorer } from '../xattr/xattr.ts';
 
@@ -207,11 +207,11 @@ async function restoreInto(tree: TargetTree, plan: Plan, opts: RestoreOptions): 
   /** Rename a finished temporary file or symlink onto its name, if that name is still as the plan saw it. */
   const place = (dir: TargetDir, tmp: string, p: PlannedItem) => {
     const name = basename(p.item.hostPath);
-    const st = tree.lstat(dir, name);
     const stays = p.action === 'replace' && (p.existing!.type === 'file' || p.existing!.type === 'symlink');
-    if (stays) {
-      if (!st || !sameIdentity(st, p.existing!)) throw new TargetChangedError(p.item.hostPath, st ? 'was replaced by something else' : 'disappeared');
-    } else if (st) throw new TargetChangedError(p.item.hostPath, 'appeared'); // created, or moved aside
+    // Created, or moved aside: nothing may be there now.
+    if (!stays) return tree.renameToFree(dir, tmp, name, p.item.hostPath);
+    const st = tree.lstat(dir, name);
+    if (!st || !sameIdentity(st, p.existing!)) throw new TargetChangedError(p.item.hostPath, st ? 'was replaced by something else' : 'disappeared');
     fs.renameSync(dir.at(tmp), dir.at(name));
   };
 
@@ -344,7 +344,7 @@ async function restoreInto(tree: TargetTree, plan: Plan, opts: RestoreOptions): 
       placeNow(dir, tmp, p, started);
       return undefined;
     }
-    const fd = fs.openSync(dir.at(tmp), NEW_FILE_FLAGS, 0o600);
+    const fd = tree.createFile(dir, tmp, 0o600);
     try {
       const data = blobs.tryRead(it.oid!, it.size);
       let written: number;

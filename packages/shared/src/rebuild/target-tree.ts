@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PachaError } from '../errors.ts';
 import { escapeTerminal } from '../terminal.ts';
+import { nativeAt, type AtCalls } from '../xattr/native.ts';
 
 // The restore's only way to the target host's files: directory descriptors, opened one path
 // component at a time from the root dir, never following a symlink, each checked against what
@@ -11,6 +12,10 @@ import { escapeTerminal } from '../terminal.ts';
 // last component is not followed with O_NOFOLLOW (open), nor by mkdir, symlink, rename, unlink,
 // lstat, lchown and lutimes. So a local user who swaps a directory or a file for a symlink
 // between the plan and the restore (or during it) makes that path fail, never redirects it.
+// Where koffi's native module is there (xattr/native.ts), the two calls made for every file,
+// creating it and renaming it into place, are openat(2) and renameat2(2) on the descriptor
+// itself: no walk through /proc, and a rename onto a name that must be free is refused by the
+// kernel (RENAME_NOREPLACE) instead of checked with an lstat just before it.
 
 const O = fs.constants;
 const DIR_FLAGS = O.O_RDONLY | O.O_DIRECTORY | O.O_NOFOLLOW;
@@ -65,6 +70,20 @@ function openFailure(e: unknown): string | undefined {
   return undefined;
 }
 
+// Not in fs.constants; the same on every Linux architecture Node runs on.
+const O_CLOEXEC = 0o2000000;
+const RENAME_NOREPLACE = 1;
+
+/** A failed *at call as Node reports a failed fs call (code, syscall, path). */
+function atError(calls: AtCalls, syscall: string, p: string): NodeJS.ErrnoException {
+  const code = calls.errorCode();
+  const e: NodeJS.ErrnoException = new Error(`${code}: ${syscall} '${p}'`);
+  e.code = code;
+  e.syscall = syscall;
+  e.path = p;
+  return e;
+}
+
 // Descriptors kept open at once; beyond it they are closed between batches (trim) and opened,
 // and verified, again on use.
 const KEEP_OPEN = 512;
@@ -78,6 +97,10 @@ export class TargetTree {
   /** The identity every directory must still have: from the plan, from our mkdir, or from its first open. */
   private readonly expected = new Map<string, Identity>();
   private readonly euid = process.geteuid?.() ?? 0;
+  /** openat and renameat2, when available. */
+  private readonly atCalls = nativeAt();
+  /** False once a filesystem refused RENAME_NOREPLACE: lstat, then rename. */
+  private noReplace = true;
 
   /** root: the root dir, trusted as given (the operator's PACHA_ROOT_DIR, or /). */
   constructor(root: string) {
@@ -158,6 +181,30 @@ export class TargetTree {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
+  }
+
+  /** Create a new file in a verified directory (O_EXCL, not followed); its descriptor, which the caller closes. */
+  createFile(dir: TargetDir, name: string, mode: number): number {
+    if (!this.atCalls) return fs.openSync(dir.at(name), NEW_FILE_FLAGS, mode);
+    const fd = this.atCalls.openat(dir.fd, name, NEW_FILE_FLAGS | O_CLOEXEC, mode);
+    if (fd < 0) throw atError(this.atCalls, 'open', dir.at(name));
+    return fd;
+  }
+
+  /**
+   * Rename a finished temporary name onto a name the plan saw free; refused (nothing renamed)
+   * when something is there now.
+   */
+  renameToFree(dir: TargetDir, from: string, to: string, hostPath: string): void {
+    if (this.atCalls && this.noReplace) {
+      if (this.atCalls.renameat2(dir.fd, from, dir.fd, to, RENAME_NOREPLACE) === 0) return;
+      const code = this.atCalls.errorCode();
+      if (code === 'EEXIST') throw new TargetChangedError(hostPath, 'appeared');
+      if (code !== 'EINVAL' && code !== 'ENOSYS') throw atError(this.atCalls, 'rename', dir.at(from));
+      this.noReplace = false; // this filesystem has no RENAME_NOREPLACE
+    }
+    if (this.lstat(dir, to)) throw new TargetChangedError(hostPath, 'appeared');
+    fs.renameSync(dir.at(from), dir.at(to));
   }
 
   /** lstat of a name in a verified directory (not followed); undefined when there is none. */

@@ -4,8 +4,12 @@ import os from 'node:os';
 import path from 'node:path';
 
 // The libc calls behind extended attributes (Node has none), through koffi's native module;
-// also glibc's malloc_trim, which the idle daemon calls (releaseFreedMemory). loadKoffi() is the one
-// loader of koffi's module, for other libraries too (git/deflate.ts binds libdeflate with it).
+// also glibc's malloc_trim, which the idle daemon calls (releaseFreedMemory), and openat and
+// renameat2, which the rebuild's restore calls on a directory's descriptor (rebuild/target-tree.ts:
+// without them it names the file as /proc/self/fd/N/name, which costs a walk through /proc, and
+// checks that a name is free with an lstat before the rename instead of RENAME_NOREPLACE).
+// loadKoffi() is the one loader of koffi's module, for other libraries too (git/deflate.ts binds
+// libdeflate with it).
 // koffi is an FFI whose npm package carries prebuilt binaries per platform (no compiler, nothing
 // downloaded at install); see docs/architecture.md for why it was chosen over @napi-rs/xattr and
 // getfattr/setfattr (it alone gives the f* calls the fd-based restore needs, and errno codes).
@@ -33,7 +37,15 @@ export interface XattrCalls {
 
 export type NativeXattr = { ok: true; calls: XattrCalls; from: string } | { ok: false; reason: string };
 
+/** The *at calls of the restore, as koffi binds them: -1 and errno() on failure. */
+export interface AtCalls {
+  openat(dirfd: number, name: string, flags: number, mode: number): number;
+  renameat2(olddirfd: number, oldname: string, newdirfd: number, newname: string, flags: number): number;
+  errorCode(): string;
+}
+
 let cached: NativeXattr | undefined;
+let atCalls: AtCalls | null = null;
 /** glibc's malloc_trim, bound with the xattr calls; null where the libc has none (musl). */
 let mallocTrim: ((pad: number) => number) | null = null;
 
@@ -82,6 +94,19 @@ function bind(koffi: Koffi): XattrCalls {
   } catch {
     mallocTrim = null;
   }
+  const errorCode = () => {
+    const n = koffi.errno();
+    return names.get(n) ?? `errno ${n}`;
+  };
+  try {
+    atCalls = {
+      openat: f('int openat(int dirfd, const char *path, int flags, unsigned int mode)'),
+      renameat2: f('int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)'),
+      errorCode,
+    };
+  } catch {
+    atCalls = null; // a libc without renameat2 (glibc before 2.28)
+  }
   const calls: Omit<XattrCalls, 'errorCode'> = {
     llistxattr: f('intptr_t llistxattr(const char *path, void *list, size_t size)'),
     lgetxattr: f('intptr_t lgetxattr(const char *path, const char *name, void *value, size_t size)'),
@@ -92,13 +117,7 @@ function bind(koffi: Koffi): XattrCalls {
     fsetxattr: f('int fsetxattr(int fd, const char *name, const void *value, size_t size, int flags)'),
     fremovexattr: f('int fremovexattr(int fd, const char *name)'),
   };
-  return {
-    ...calls,
-    errorCode: () => {
-      const n = koffi.errno();
-      return names.get(n) ?? `errno ${n}`;
-    },
-  };
+  return { ...calls, errorCode };
 }
 
 let koffiLoaded: { ok: true; koffi: Koffi; file: string } | { ok: false; reason: string } | undefined;
@@ -162,4 +181,9 @@ export function releaseFreedMemory(): boolean {
   if (!nativeXattr().ok || mallocTrim === null) return false;
   mallocTrim(0);
   return true;
+}
+
+/** openat and renameat2, or null where they are not available (no koffi.node, an old libc). */
+export function nativeAt(): AtCalls | null {
+  return nativeXattr().ok ? atCalls : null;
 }
