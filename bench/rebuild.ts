@@ -6,9 +6,10 @@
 //   restic restore latest            (restic repository on the same sshd over sftp)
 // Everything runs as separate processes from a warm page cache; data lives under /tmp and is removed
 // when the series ends, not before: the series starts on a disk that looks fresh to every tool
-// alike (`sync`, the clean page and buffer cache dropped: forgetDeletions in lib/tree.ts; on this
-// ext4 without a journal, inodes deleted in the last minutes slow down every file created after
-// them), then one untimed round of every tool fills the caches again.
+// alike (freshDisk in lib/tree.ts: on this ext4 without a journal, inodes deleted in the last
+// minutes slow down every file created after them in their block group): every destination in a
+// little-used block group, `sync`, the clean page and buffer cache dropped, then one untimed
+// round of every tool fills the caches again.
 // PACHA_BENCH_BASELINE=/other/checkout/packages/agent/bin/pacha.js adds that pacha to the same
 // rotation (A/B of two versions on the same machine at the same time), with the restore phase
 // of each (report.json) beside the whole command.
@@ -21,7 +22,7 @@ import { startSshd } from '@pacha/test-support/sshd';
 import { fmtMs, median, runProc } from './lib/measure.ts';
 import { writeBenchHost } from './lib/host.ts';
 import { markdownTable, saveResult } from './lib/table.ts';
-import { forgetDeletions, generateTree, tempDir } from './lib/tree.ts';
+import { freshDisk, generateTree, removeTree, tempDir } from './lib/tree.ts';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const RUNS = Number(process.env.PACHA_BENCH_RUNS ?? 5);
@@ -99,7 +100,7 @@ export async function run(): Promise<void> {
         },
       },
     ];
-    const cacheNote = forgetDeletions();
+    const cacheNote = freshDisk(base);
     for (const t of tools) await t.go('warm');
     const runsText: string[] = ['| run | pacha | rsync | restic |' + (BASELINE ? ' baseline |' : ''), '|---|---|---|---|' + (BASELINE ? '---|' : '')];
     for (let i = 0; i < RUNS; i++) {
@@ -140,13 +141,13 @@ export async function run(): Promise<void> {
       `target: pacha at most 1.00x rsync.\n\n${table}\nEvery tool starts as a fresh process and restores into an empty folder on the same disk; ` +
       `pacha additionally fsyncs each file before renaming it into place, which rsync and restic do not. Before each timed ` +
       `command the page cache is synced (untimed) and the order of the tools rotates from run to run. The series starts on a disk ` +
-      `that looks fresh to every tool alike: \`sync\` and the clean caches dropped (${cacheNote}; on ext4 without a journal, ` +
-      `inodes deleted in the last minutes slow down every file created after them), then one untimed round of every tool; ` +
+      `that looks fresh to every tool alike (on ext4 without a journal, inodes deleted in the last minutes slow down every ` +
+      `file created after them in their block group): ${cacheNote}; then one untimed round of every tool; ` +
       `no destination is deleted before the series ends.\n${abText}\nEvery run:\n\n${runsText.join('\n')}\n`;
     process.stdout.write(text);
     process.stderr.write(`saved ${saveResult(benchDir, 'rebuild', text)}\n`);
   } finally {
     await sshd.stop();
-    fs.rmSync(base, { recursive: true, force: true });
+    removeTree(base);
   }
 }

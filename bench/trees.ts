@@ -8,10 +8,11 @@
 //                            the tree from the sshd and `restic restore latest`
 // The tools take turns within each run (the order rotates), each after an untimed `sync`, so
 // all see the same machine load. Each series (first snapshot + push, rebuild) starts on a disk
-// that looks fresh to every tool alike: `sync`, the clean page and buffer cache dropped
-// (forgetDeletions in lib/tree.ts: on this ext4 without a journal, inodes deleted in the last
-// minutes slow down every file created after them), then one untimed round of every tool to fill
-// the caches again; no destination is deleted before the series ends. `npm run bench -- trees tree=etc` (or usr-share, generated) runs one tree.
+// that looks fresh to every tool alike (freshDisk in lib/tree.ts: on this ext4 without a
+// journal, inodes deleted in the last minutes slow down every file created after them in their
+// block group): every destination in a little-used block group (`chattr +T` on the folder that
+// holds them), `sync`, the clean page and buffer cache dropped, then one untimed round of every
+// tool to fill the caches again; no destination is deleted before the series ends. `npm run bench -- trees tree=etc` (or usr-share, generated) runs one tree.
 // PACHA_BENCH_BASELINE=/other/checkout/packages/agent/bin/pacha.js adds that pacha to the rotation
 // of the first snapshot + push and of the rebuild (an A/B of two versions in the same run);
 // PACHA_BENCH_REBUILD_ONLY=1 times the rebuild alone (after one untimed snapshot + push),
@@ -26,7 +27,7 @@ import { startSshd } from '@pacha/test-support/sshd';
 import { fmtMs, median, runProc, sh } from './lib/measure.ts';
 import { writeBenchHost } from './lib/host.ts';
 import { markdownTable, saveResult } from './lib/table.ts';
-import { forgetDeletions, generateTree, removeTree, tempDir } from './lib/tree.ts';
+import { freshDisk, generateTree, removeTree, tempDir } from './lib/tree.ts';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const RUNS = Number(process.env.PACHA_BENCH_RUNS ?? 3);
@@ -58,17 +59,17 @@ function du(dir: string): { paths: number; bytes: number } {
   return { paths, bytes };
 }
 
-/** What forgetDeletions did before the last series. */
+/** What freshDisk did before the last series. */
 let cacheNote = '';
 
 /**
  * Run each tool once per run, in rotating order, after an untimed round that fills the caches
  * (run "warm"); each tool's times. A tool's `go` keeps what it writes: the series deletes
- * nothing (see forgetDeletions).
+ * nothing (see freshDisk).
  */
-async function alternate(tools: { name: string; go: (run: string) => Promise<number> }[]): Promise<Map<string, number[]>> {
+async function alternate(base: string, tools: { name: string; go: (run: string) => Promise<number> }[]): Promise<Map<string, number[]>> {
   const times = new Map(tools.map((t) => [t.name, [] as number[]]));
-  cacheNote = forgetDeletions();
+  cacheNote = freshDisk(base);
   for (const t of tools) {
     await runProc('sync', []);
     await t.go('warm');
@@ -123,7 +124,7 @@ async function benchTree(tree: Tree, sshd: NonNullable<Awaited<ReturnType<typeof
       };
       // Untimed: the first run of a checkout after a change fills Node's compile cache.
       for (const bin of [PACHA_BIN, ...(BASELINE ? [BASELINE] : [])]) await warmUp(bin, base, sshd);
-      const first = await alternate([
+      const first = await alternate(base, [
         { name: 'pacha', go: pachaFirst(PACHA_BIN) },
         ...(BASELINE ? [{ name: 'baseline', go: pachaFirst(BASELINE) }] : []),
         {
@@ -183,7 +184,7 @@ async function benchTree(tree: Tree, sshd: NonNullable<Awaited<ReturnType<typeof
       await runProc(process.execPath, [bin, 'rebuild', HOST, '--yes'], { env });
       return performance.now() - t;
     };
-    const rebuild = await alternate([
+    const rebuild = await alternate(base, [
       { name: 'pacha', go: pachaRebuild(PACHA_BIN, 'pacha') },
       ...(BASELINE ? [{ name: 'baseline', go: pachaRebuild(BASELINE, 'baseline') }] : []),
       {
@@ -253,10 +254,10 @@ export async function run(args: string[] = []): Promise<void> {
     "(`pacha snapshot`, `pacha push`, `pacha rebuild`), timed together; restic's repository is initialised untimed;",
     'git commits locally (it has no transfer in this row). The rebuild restores owners, modes and times, as',
     '`rsync -a` and `restic restore` do (all run as root).',
-    'Each series starts on a disk that looks fresh to every tool alike: `sync` and the clean caches dropped',
-    `(${cacheNote}; on ext4 without a journal, inodes deleted in the last minutes slow down every file created`,
-    'after them), then one untimed round of every tool, and no destination is deleted before the series ends;',
-    'every timed command starts after a `sync`.',
+    'Each series starts on a disk that looks fresh to every tool alike (on ext4 without a journal, inodes deleted',
+    'in the last minutes slow down every file created after them in their block group): ' + cacheNote + ';',
+    'then one untimed round of every tool, and no destination is deleted before the series ends; every timed',
+    'command starts after a `sync`.',
     '',
   ].join('\n');
   process.stdout.write(table);

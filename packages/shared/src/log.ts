@@ -103,7 +103,8 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     info: (m) => emit('info', m),
     debug: (m) => emit('debug', m),
     progress: (m) => {
-      if (opts.quiet) return;
+      // Called for every file of a rebuild: nothing is built when nothing is shown.
+      if (opts.quiet || (!tty && !opts.verbose)) return;
       const line = escapeTerminal(redact(m));
       if (tty) stream.write(`\r\x1b[K${line}`);
       else if (opts.verbose) stream.write(levelLines('info', `${line}\n`, journal));
