@@ -79,6 +79,14 @@ describe('stat cache file', () => {
     const m = loadStatCache(f)!.byPath;
     m.set('srv/new', { path: 'srv/new', type: 'file', line: line('file', '5.0'), sig: null, oid: '' });
     expect([m.size, m.has('srv/a\tb'), m.has('srv/new')]).toEqual([5, true, true]);
+    // Changes before the files are entered, then enough misses that they all go in.
+    const r = loadStatCache(f)!.byPath;
+    const ab2: Node = { ...sample()[1], line: line('file', '7.0') };
+    r.set('srv/a\tb', ab2);
+    expect([r.size, r.delete('srv/l'), r.delete('srv/l'), r.size, r.get('srv/a\tb')]).toEqual([4, true, false, 3, ab2]);
+    r.set('srv/l', sample()[3]);
+    for (let i = 0; i < 100; i++) expect(r.get(`srv/x${i}`)).toBeUndefined();
+    expect([r.size, r.get('srv/a\tb'), r.get('srv/l')?.path, [...r.keys()].sort()]).toEqual([4, ab2, 'srv/l', [...all].sort()]);
   });
 
   it('compares a plain lstat with the stored signature, number by number', async () => {
@@ -146,6 +154,22 @@ describe('stat cache journal', () => {
     fs.writeFileSync(j, lines);
     back = loadStatCache(f)!;
     expect([back.commit, rows(back.nodes), back.saved]).toEqual([c(3), rows(n3), undefined]);
+  });
+
+  it('replays changed records in their places; a path added and deleted again leaves nothing', async () => {
+    const f = path.join(tmp(), 'statcache');
+    await saveStatCache(f, cache(c(1), sample()));
+    const [srv, ab, empty, l] = sample();
+    const ab2: Node = { ...ab, line: line('file', '7.0'), oid: 'd'.repeat(40) };
+    const b: Node = { path: 'srv/b', type: 'file', line: line('file', '8.0'), sig: null, oid: 'e'.repeat(40) };
+    const c2 = cache(c(2), [srv, ab2, b, empty, l]);
+    c2.saved = await persistStatCache(f, loadStatCache(f)!, c2, { parent: c(1), set: [ab2, b], deleted: [] });
+    const n3 = [srv, ab2, empty, l];
+    await persistStatCache(f, loadStatCache(f)!, cache(c(3), n3), { parent: c(2), set: [], deleted: ['srv/b'] });
+    expect(fs.existsSync(journalOf(f))).toBe(true);
+    const back = loadStatCache(f)!;
+    expect([back.commit, rows(back.nodes), back.byPath.size, back.byPath.has('srv/b')]).toEqual([c(3), rows(n3), 4, false]);
+    expect(rows([back.byPath.get('srv/a\tb')!])).toEqual(rows([ab2]));
   });
 
   it('is written whole again once the journal has grown to an eighth of the file, or when the file is not the cache it extends', async () => {

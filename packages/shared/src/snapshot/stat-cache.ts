@@ -1,6 +1,6 @@
 import { isAscii } from 'node:buffer';
 import fs from 'node:fs';
-import type { EntryType } from '../format/entry.ts';
+import { type EntryType, lowerBoundPath } from '../format/entry.ts';
 import { orderNodes } from './changes.ts';
 
 // The stat cache: what the last snapshot knew about every path, so that a re-snapshot of an
@@ -242,6 +242,8 @@ function replayJournal(base: StatCache, journal: Buffer): StatCache {
   const added = new Map<string, Node>();
   /** Paths of the file deleted by the journal (so far). */
   const removed = new Set<string>();
+  /** Paths the journal set. */
+  const replaced = new Set<string>();
   let { commit, tree, settings } = base;
   let at = 0;
   while (at < journal.length) {
@@ -253,6 +255,7 @@ function replayJournal(base: StatCache, journal: Buffer): StatCache {
       const n: Node = { path, type: TYPES[type], line, sig: sig === null ? null : { dev: sig[0], ino: sig[1], size: sig[2], mtimeMs: sig[3], ctimeMs: sig[4] }, oid };
       if (added.has(path) || (!byPath.has(path) && !removed.has(path))) added.set(path, n);
       removed.delete(path);
+      replaced.add(path);
       byPath.set(path, n);
     }
     for (const path of e.del) {
@@ -265,7 +268,18 @@ function replayJournal(base: StatCache, journal: Buffer): StatCache {
   if (at === 0) return { ...base, saved: undefined };
   const deleted = removed.size > 0;
   // The new paths merged into the file's order, the replaced nodes in their places.
-  const nodes = deleted || added.size > 0 ? orderNodes(byPath, base.nodes, new Map(), [...added.values()]) : base.nodes.map((n) => byPath.get(n.path)!);
+  let nodes: Node[];
+  if (deleted || added.size > 0) nodes = orderNodes(byPath, base.nodes, new Map(), [...added.values()]);
+  else {
+    // The file's paths, the nodes the journal set put in their places (found by path, not by
+    // asking the Map for every path).
+    nodes = base.nodes;
+    for (const path of replaced) {
+      const i = lowerBoundPath(nodes.length, (k) => nodes[k].path, path);
+      // (A path the journal added and then deleted is not among them.)
+      if (nodes[i]?.path === path) nodes[i] = byPath.get(path)!;
+    }
+  }
   // Bytes after the last line replayed (torn, or not following): the next save writes the file whole.
   const saved = at === journal.length && base.saved ? { baseBytes: base.saved.baseBytes, journalBytes: at } : undefined;
   return { commit, tree, settings, nodes, byPath, saved };
@@ -359,16 +373,23 @@ function loadBase(file: string): StatCache | null {
   return { commit: head[1], tree: head[2], settings: head[3], nodes, byPath: new CachedPaths(nodes), saved: { baseBytes: buf.length, journalBytes: 0 } };
 }
 
+/** Look-ups of files not entered yet answered by a binary search before all are entered at once. */
+const SEARCHED_LOOKUPS = 64;
+
 /**
- * A loaded cache's nodes by path, its files entered only when a look-up misses the others. A full
- * scan asks for the directories and symlinks it walks, and for a file only when the file changed:
- * with nothing changed, 100,000 files never go into the Map (some 20 ms and its garbage). Every
- * other use (a miss, a change, an iteration) enters them all first.
+ * A loaded cache's nodes by path, its files entered only when needed. A full scan asks for the
+ * directories and symlinks it walks, and for a file only when the file changed; replaying a
+ * journal sets and deletes a few paths: with few changes, 100,000 files never go into the Map
+ * (some 20 ms and its garbage). A file not entered yet is found by a binary search in the
+ * cache's order, up to SEARCHED_LOOKUPS times; then, and for an iteration, all go in.
  */
 class CachedPaths extends Map<string, Node> {
-  /** Files not entered yet; null once they are. */
+  /** Files not entered yet, in path byte order; null once they are. */
   private files: Node[] | null;
-  private readonly total: number;
+  /** Paths of those files deleted meanwhile. */
+  private deleted = new Set<string>();
+  private count: number;
+  private searches = 0;
 
   constructor(nodes: Node[]) {
     super();
@@ -378,21 +399,32 @@ class CachedPaths extends Map<string, Node> {
       else super.set(n.path, n);
     }
     this.files = files.length > 0 ? files : null;
-    this.total = nodes.length;
+    this.count = nodes.length;
   }
 
   private complete(): void {
     const files = this.files;
     if (files === null) return;
     this.files = null;
-    for (const n of files) super.set(n.path, n);
+    // Set (replaced) or deleted meanwhile: as the Map has it now.
+    for (const n of files) if (!this.deleted.has(n.path) && !super.has(n.path)) super.set(n.path, n);
+    this.deleted.clear();
+  }
+
+  /** The file at path among those not entered yet (and not deleted); undefined when none. */
+  private pendingFile(path: string): Node | undefined {
+    const files = this.files;
+    if (files === null || this.deleted.has(path)) return undefined;
+    if (++this.searches > SEARCHED_LOOKUPS) {
+      this.complete();
+      return super.get(path);
+    }
+    const i = lowerBoundPath(files.length, (k) => files[k].path, path);
+    return i < files.length && files[i].path === path ? files[i] : undefined;
   }
 
   override get(path: string): Node | undefined {
-    const n = super.get(path);
-    if (n !== undefined || this.files === null) return n;
-    this.complete();
-    return super.get(path);
+    return super.get(path) ?? this.pendingFile(path);
   }
 
   override has(path: string): boolean {
@@ -400,21 +432,29 @@ class CachedPaths extends Map<string, Node> {
   }
 
   override get size(): number {
-    return this.files === null ? super.size : this.total;
+    return this.files === null ? super.size : this.count;
   }
 
   override set(path: string, node: Node): this {
-    this.complete();
+    if (this.files !== null) {
+      if (!this.has(path)) this.count++;
+      this.deleted.delete(path);
+    }
     return super.set(path, node);
   }
 
   override delete(path: string): boolean {
-    this.complete();
-    return super.delete(path);
+    if (this.files === null) return super.delete(path);
+    if (!this.has(path)) return false;
+    this.count--;
+    this.deleted.add(path);
+    super.delete(path);
+    return true;
   }
 
   override clear(): void {
     this.files = null;
+    this.deleted.clear();
     super.clear();
   }
 
