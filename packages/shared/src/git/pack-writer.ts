@@ -36,6 +36,11 @@ const DEFER_MAX_BYTES = 32 * 1024 * 1024;
  * file (syncAhead), so that finish()'s fsync does not wait for the whole pack at once.
  */
 const SYNC_AHEAD_BYTES = 32 * 1024 * 1024;
+/**
+ * finish() syncs in the background what is left while it hashes the pack, when it is this much:
+ * for less (a daemon's snapshot of one edit) two syncs would cost more than the one at the end.
+ */
+const FINISH_SYNC_AHEAD_BYTES = 4 * 1024 * 1024;
 /** Bytes of smaller objects handed to the deflate worker at once (options.worker). */
 const BATCH_BYTES = 1024 * 1024;
 /**
@@ -196,19 +201,19 @@ export class PackWriter {
     if (this.pendingBytes === 0) return;
     writeAll(this.fd, this.pending.subarray(0, this.pendingBytes), this.offset - this.pendingBytes);
     this.pendingBytes = 0;
-    this.syncAhead(false);
+    this.syncAhead(SYNC_AHEAD_BYTES);
   }
 
   /**
-   * Start an fdatasync on the thread pool when SYNC_AHEAD_BYTES more are in the file than the
-   * last one covered (or now, `force`): the kernel would otherwise keep every page of the pack
-   * dirty until finish()'s fsync, which then waits for all of them. An error is kept for
-   * finish(): on Linux a later fsync need not report it again.
+   * Start an fdatasync on the thread pool when `minBytes` more are in the file than the last one
+   * covered, unless one is in flight (or alongside it, `alongside`): the kernel would otherwise
+   * keep every page of the pack dirty until finish()'s fsync, which then waits for all of them.
+   * An error is kept for finish(): on Linux a later fsync need not report it again.
    */
-  private syncAhead(force: boolean): void {
+  private syncAhead(minBytes: number, alongside = false): void {
     if (!this.durable || this.closed) return;
     const to = this.offset - this.pendingBytes;
-    if (!force && (this.syncs.length > 0 || to - this.syncedTo < SYNC_AHEAD_BYTES)) return;
+    if ((!alongside && this.syncs.length > 0) || to - this.syncedTo < minBytes) return;
     const p = new Promise<void>((resolve) => {
       fs.fdatasync(this.fd, (err) => {
         if (err) this.syncError ??= err;
@@ -247,6 +252,12 @@ export class PackWriter {
   addObject(type: ObjectType, data: Uint8Array, oid?: string): string {
     const id = oid ?? crypto.createHash('sha1').update(objectHeader(type, data.length)).update(data).digest('hex');
     if (this.has(id)) return id;
+    this.addNew(type, data, id);
+    return id;
+  }
+
+  /** addObject of an object known to be neither stored nor in this pack. */
+  private addNew(type: ObjectType, data: Uint8Array, id: string): void {
     this.assertOpen();
     const level = this.levelFor(type, data);
     if (data.length >= DEFER_DEFLATE_AT) {
@@ -258,7 +269,6 @@ export class PackWriter {
       this.addEntry({ oid: id, type, size: data.length, data: deflateSync(data, level) });
     }
     this.inPack.add(id);
-    return id;
   }
 
   /** Put an object in the deflate worker's batch; a full batch goes to the worker. */
@@ -364,7 +374,7 @@ export class PackWriter {
           if (statKey(after) !== statKey(before) || data.length !== size) continue;
           const oid = crypto.createHash('sha1').update(objectHeader('blob', size)).update(data).digest('hex');
           if (this.has(oid)) return { oid, size, written: false, bytesRead };
-          this.addObject('blob', data, oid);
+          this.addNew('blob', data, oid);
           return { oid, size, written: true, bytesRead };
         }
         const r = await this.streamBlob(fd, size);
@@ -436,7 +446,7 @@ export class PackWriter {
     this.entries.push({ oid: this.oidBuffer(oid), crc, offset: start });
     this.inPack.add(oid);
     this.offset = pos;
-    this.syncAhead(false);
+    this.syncAhead(SYNC_AHEAD_BYTES);
     return { oid, written: true, bytesRead: read };
   }
 
@@ -455,7 +465,7 @@ export class PackWriter {
     fs.writeSync(this.fd, count, 0, 4, 8);
     fs.ftruncateSync(this.fd, this.offset);
     // What is not on disk yet goes there while the file is read again for its checksum.
-    this.syncAhead(true);
+    this.syncAhead(FINISH_SYNC_AHEAD_BYTES, true);
     // The checksum covers the header, whose count is only known now: hash the file once more.
     const hash = crypto.createHash('sha1');
     const buf = Buffer.allocUnsafe(STREAM_CHUNK);

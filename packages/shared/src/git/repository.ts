@@ -122,8 +122,11 @@ export class Repository {
 
   /** Is some copy of the object stored (not read, not checked)? */
   has(oid: string): boolean {
-    const b = Buffer.from(oid, 'hex');
-    for (const p of this.packs()) if (p.index.has(b)) return true;
+    const packs = this.packs();
+    if (packs.length > 0) {
+      const b = Buffer.from(oid, 'hex');
+      for (const p of packs) if (p.index.has(b)) return true;
+    }
     return this.hasLooseDirs() && fs.existsSync(this.loosePath(oid));
   }
 
