@@ -271,14 +271,22 @@ export class PackWriter {
     this.inPack.add(id);
   }
 
+  /** The batch being filled, with room for `n` more bytes (a full one goes to the worker first). */
+  private batchWithRoom(n: number): NonNullable<PackWriter['batch']> {
+    if (this.batch !== undefined && this.batch.used + n > this.batch.data.length) this.sendBatch();
+    return (this.batch ??= { data: Buffer.allocUnsafeSlow(Math.max(BATCH_BYTES, n)), used: 0, items: [], entries: [] });
+  }
+
   /** Put an object in the deflate worker's batch; a full batch goes to the worker. */
   private addToBatch(e: Omit<Entry, 'data'>, data: Uint8Array, level: number): void {
-    if (this.batch !== undefined && this.batch.used + data.length > this.batch.data.length) this.sendBatch();
-    const b = (this.batch ??= { data: Buffer.allocUnsafeSlow(Math.max(BATCH_BYTES, data.length)), used: 0, items: [], entries: [] });
-    b.data.set(data, b.used);
-    b.items.push({ offset: b.used, length: data.length, level });
-    b.entries.push(e);
-    b.used += data.length;
+    const b = this.batch;
+    // Read there already (readBuffer): nothing to copy.
+    const inPlace = b !== undefined && data.buffer === b.data.buffer && data.byteOffset === b.data.byteOffset + b.used && b.used + data.length <= b.data.length;
+    const into = inPlace ? b : this.batchWithRoom(data.length);
+    if (!inPlace) into.data.set(data, into.used);
+    into.items.push({ offset: into.used, length: data.length, level });
+    into.entries.push(e);
+    into.used += data.length;
   }
 
   private sendBatch(): void {
@@ -343,11 +351,17 @@ export class PackWriter {
 
   /**
    * Where a file of `size` bytes is read whole. Under DEFER_DEFLATE_AT one buffer serves every
-   * file: addObject keeps none of such data (deflated at once, or copied into the worker's
-   * batch). Larger ones are kept until the thread pool has deflated them: a buffer of their own.
+   * file (or the worker's batch): addObject keeps none of such data (deflated at once, or copied
+   * into the worker's batch). Larger ones are kept until the thread pool has deflated them: a buffer of their own.
    */
   private readBuffer(size: number): Buffer {
     if (size + 1 >= DEFER_DEFLATE_AT) return Buffer.allocUnsafeSlow(size + 1);
+    // With the deflate worker: straight into the free part of its batch, where addToBatch then
+    // leaves it (a file already stored is simply overwritten by the next one).
+    if (this.deflater !== undefined) {
+      const b = this.batchWithRoom(size + 1);
+      return b.data.subarray(b.used);
+    }
     if (this.scratch.length < size + 1) this.scratch = Buffer.allocUnsafeSlow(Math.max(size + 1, Math.min(2 * this.scratch.length, DEFER_DEFLATE_AT)));
     return this.scratch;
   }
