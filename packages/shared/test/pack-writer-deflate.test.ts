@@ -155,6 +155,27 @@ describe('pack writer deflate', () => {
     files.forEach((f, i) => expect(execFileSync('git', ['--git-dir', r.dir, 'cat-file', 'blob', ids[i]]).equals(f.data)).toBe(true));
   });
 
+  it('with the deflate worker reads files straight into its batches: duplicates, batch ends and a pack git reads back', async () => {
+    const r = repo();
+    const src = path.join(r.dir, 'src');
+    fs.mkdirSync(src);
+    // Some 3 MiB in files of 1 byte to 300 KB (batches of 1 MiB fill and go), every fifth a copy
+    // of an earlier one (read into the batch, then found stored: the next file overwrites it).
+    const files: { name: string; data: Buffer }[] = [];
+    for (let i = 0; i < 120; i++) {
+      const data = i % 5 === 4 ? files[i - 3].data : Buffer.from(`${i}:${crypto.randomBytes(8).toString('hex')}\n`.repeat(1 + ((i * 7919) % 12_000))).subarray(0, i === 7 ? 1 : undefined);
+      files.push({ name: `f${i}`, data });
+      fs.writeFileSync(path.join(src, `f${i}`), data);
+    }
+    const w = PackWriter.create(r.pack, { worker: true });
+    const ids: string[] = [];
+    for (const f of files) ids.push((await w.addBlobFromFile(path.join(src, f.name))).oid);
+    const done = (await w.finish())!;
+    expect(done.count).toBe(new Set(ids).size);
+    execFileSync('git', ['--git-dir', r.dir, 'verify-pack', done.idxFile]);
+    files.forEach((f, i) => expect(execFileSync('git', ['--git-dir', r.dir, 'cat-file', 'blob', ids[i]], { maxBuffer: 8 * 1024 * 1024 }).equals(f.data)).toBe(true));
+  });
+
   it('never stores a file whose content is longer than its stat says (it is read again, then refused)', async () => {
     const r = repo();
     const w = PackWriter.create(r.pack);
