@@ -10,7 +10,8 @@ export const ON_USE = {
 
 export function loadOnUse() {
   const standIns = new Set(Object.values(ON_USE));
-  module.registerHooks({
+  // (A Node without the hooks API loads them all at start-up, as before.)
+  module.registerHooks?.({
     resolve(specifier, context, next) {
       const url = Object.hasOwn(ON_USE, specifier) ? ON_USE[specifier] : undefined;
       // The stand-in itself loads the real module.
