@@ -12,9 +12,9 @@ import { nativeAt, type AtCalls } from '../xattr/native.ts';
 // last component is not followed with O_NOFOLLOW (open), nor by mkdir, symlink, rename, unlink,
 // lstat, lchown and lutimes. So a local user who swaps a directory or a file for a symlink
 // between the plan and the restore (or during it) makes that path fail, never redirects it.
-// Where koffi's native module is there (xattr/native.ts), the two calls made for every file,
-// creating it and renaming it into place, are openat(2) and renameat2(2) on the descriptor
-// itself: no walk through /proc, and a rename onto a name that must be free is refused by the
+// Where koffi's native module is there (xattr/native.ts), the calls made for every file and
+// directory, creating and opening it and renaming it into place, are openat(2), mkdirat(2) and
+// renameat2(2) on the descriptor itself: no walk through /proc, and a rename onto a name that must be free is refused by the
 // kernel (RENAME_NOREPLACE) instead of checked with an lstat just before it.
 
 const O = fs.constants;
@@ -131,7 +131,7 @@ export class TargetTree {
     const name = path.posix.basename(hostPath);
     let fd: number;
     try {
-      fd = fs.openSync(parent.at(name), DIR_FLAGS);
+      fd = this.openAt(parent, name, DIR_FLAGS, 0);
     } catch (e) {
       let why = openFailure(e);
       // O_DIRECTORY answers ENOTDIR for a symlink too: say which it is.
@@ -157,7 +157,7 @@ export class TargetTree {
   mkdir(hostPath: string): TargetDir {
     const parent = this.dir(path.posix.dirname(hostPath));
     try {
-      fs.mkdirSync(parent.at(path.posix.basename(hostPath)), { mode: 0o700 });
+      this.mkdirAt(parent, path.posix.basename(hostPath), 0o700);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new TargetChangedError(hostPath, 'appeared');
       throw e;
@@ -177,7 +177,7 @@ export class TargetTree {
   mkdirAbove(hostPath: string): void {
     const parent = this.dir(path.posix.dirname(hostPath));
     try {
-      fs.mkdirSync(parent.at(path.posix.basename(hostPath)), { mode: 0o755 });
+      this.mkdirAt(parent, path.posix.basename(hostPath), 0o755);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
@@ -185,10 +185,21 @@ export class TargetTree {
 
   /** Create a new file in a verified directory (O_EXCL, not followed); its descriptor, which the caller closes. */
   createFile(dir: TargetDir, name: string, mode: number): number {
-    if (!this.atCalls) return fs.openSync(dir.at(name), NEW_FILE_FLAGS, mode);
-    const fd = this.atCalls.openat(dir.fd, name, NEW_FILE_FLAGS | O_CLOEXEC, mode);
+    return this.openAt(dir, name, NEW_FILE_FLAGS, mode);
+  }
+
+  /** open(2) of a name in a verified directory: openat on its descriptor, or its name under /proc/self/fd. */
+  private openAt(dir: TargetDir, name: string, flags: number, mode: number): number {
+    if (!this.atCalls) return fs.openSync(dir.at(name), flags, mode);
+    const fd = this.atCalls.openat(dir.fd, name, flags | O_CLOEXEC, mode);
     if (fd < 0) throw atError(this.atCalls, 'open', dir.at(name));
     return fd;
+  }
+
+  /** mkdir(2) of a name in a verified directory (the mode before the umask, as mkdir takes it). */
+  private mkdirAt(dir: TargetDir, name: string, mode: number): void {
+    if (!this.atCalls) return fs.mkdirSync(dir.at(name), { mode });
+    if (this.atCalls.mkdirat(dir.fd, name, mode) < 0) throw atError(this.atCalls, 'mkdir', dir.at(name));
   }
 
   /**

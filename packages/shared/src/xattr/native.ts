@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 
 // The libc calls behind extended attributes (Node has none), through koffi's native module;
-// also glibc's malloc_trim, which the idle daemon calls (releaseFreedMemory), and openat and
-// renameat2, which the rebuild's restore calls on a directory's descriptor (rebuild/target-tree.ts:
+// also glibc's malloc_trim, which the idle daemon calls (releaseFreedMemory), and openat, mkdirat
+// and renameat2, which the rebuild's restore calls on a directory's descriptor (rebuild/target-tree.ts:
 // without them it names the file as /proc/self/fd/N/name, which costs a walk through /proc, and
 // checks that a name is free with an lstat before the rename instead of RENAME_NOREPLACE).
 // loadKoffi() is the one loader of koffi's module, for other libraries too (git/deflate.ts binds
@@ -40,6 +40,7 @@ export type NativeXattr = { ok: true; calls: XattrCalls; from: string } | { ok: 
 /** The *at calls of the restore, as koffi binds them: -1 and errno() on failure. */
 export interface AtCalls {
   openat(dirfd: number, name: string, flags: number, mode: number): number;
+  mkdirat(dirfd: number, name: string, mode: number): number;
   renameat2(olddirfd: number, oldname: string, newdirfd: number, newname: string, flags: number): number;
   errorCode(): string;
 }
@@ -101,6 +102,7 @@ function bind(koffi: Koffi): XattrCalls {
   try {
     atCalls = {
       openat: f('int openat(int dirfd, const char *path, int flags, unsigned int mode)'),
+      mkdirat: f('int mkdirat(int dirfd, const char *path, unsigned int mode)'),
       renameat2: f('int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)'),
       errorCode,
     };
@@ -183,7 +185,7 @@ export function releaseFreedMemory(): boolean {
   return true;
 }
 
-/** openat and renameat2, or null where they are not available (no koffi.node, an old libc). */
+/** openat, mkdirat and renameat2, or null where they are not available (no koffi.node, an old libc). */
 export function nativeAt(): AtCalls | null {
   return nativeXattr().ok ? atCalls : null;
 }
