@@ -108,6 +108,17 @@ describe('hostile and damaged repositories are refused, nothing written', () => 
     await expectRefused(c, /app\/link\/shadow: its parent .*app\/link is a symlink in the snapshot/);
   });
 
+  it('a path whose parent directory has no metadata line', async () => {
+    const c = setup((repo, top) => {
+      const meta = encodeMetadataV1([
+        { path: `${top.slice(1)}/app`, type: 'dir', mode: 0o755, user: 'root', uid: 0, group: 'root', gid: 0, mtimeNs: 0n, size: 0 },
+        { path: `${top.slice(1)}/app/sub/deep/f`, type: 'file', mode: 0o644, user: 'root', uid: 0, group: 'root', gid: 0, mtimeNs: 0n, size: 2 },
+      ]);
+      commitSnapshot(repo, { roots: [`${top}/app`], entries: [{ path: `${top}/app`, type: 'dir' }, { path: `${top}/app/sub/deep/f`, type: 'file', content: 'x\n' }], metadataText: meta });
+    });
+    await expectRefused(c, /app\/sub\/deep\/f: its parent directory .*app\/sub has no metadata line/);
+  });
+
   it('a missing object', async () => {
     let blob = '';
     const c = setup((repo, top) => {

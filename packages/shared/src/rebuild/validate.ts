@@ -145,9 +145,9 @@ export async function validateSnapshot(snap: StagedSnapshot, opts: ValidateOptio
   // Parents inside the roots must be directories of the snapshot: a path under a symlink (or a
   // file) the restore creates would be written through it.
   for (const e of byPath.values()) {
-    const parts = e.path.split('/');
-    for (let i = 1; i < parts.length; i++) {
-      const anc = parts.slice(0, i).join('/');
+    // Each ancestor, shortest first, as a prefix of the path (no array per entry).
+    for (let j = e.path.indexOf('/'); j > 0; j = e.path.indexOf('/', j + 1)) {
+      const anc = e.path.slice(0, j);
       const a = byPath.get(anc);
       if (a && a.type !== 'dir') problems.push(`/${e.path}: its parent /${anc} is a ${a.type} in the snapshot: writing it would pass through that ${a.type}`);
       else if (!a && inRoots('/' + anc) && !snap.roots.includes('/' + anc)) problems.push(`/${e.path}: its parent directory /${anc} has no metadata line`);
