@@ -7,7 +7,7 @@ import zlib from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { looksCompressed, PackWriter } from '../src/git/pack-writer.ts';
 import { readPackEntries } from '../src/git/consolidate.ts';
-import { deflateAsync, deflateEngine, deflateSync } from '../src/git/deflate.ts';
+import { deflateAsync, deflateEngine, deflateSync, inflateExact } from '../src/git/deflate.ts';
 
 // How the snapshot's pack writer spends its CPU: data that is compressed already is stored
 // (zlib level 0) instead of deflated again, and files of 1 MiB or more are deflated on the
@@ -25,6 +25,28 @@ function repo(): { dir: string; pack: string } {
   execFileSync('git', ['init', '-q', '--bare', dir]);
   return { dir, pack: path.join(dir, 'objects/pack') };
 }
+
+describe('inflateExact (a pack entry of known size)', () => {
+  it('inflates to exactly the size given, ignores what follows the stream, and refuses any other size or bad data', () => {
+    // Through libdeflate where the system has it (libdeflate0), else zlib: the same answers.
+    const data = Buffer.from(Array.from({ length: 3000 }, (_, i) => `line ${i}\n`).join(''));
+    for (const level of [0, 1, 9]) {
+      const stream = deflateSync(data, level);
+      expect(inflateExact(stream, data.length).equals(data)).toBe(true);
+      expect(inflateExact(Buffer.concat([stream, Buffer.from('next entry')]), data.length).equals(data)).toBe(true);
+      expect(inflateExact(zlib.deflateSync(data, { level }), data.length).equals(data)).toBe(true);
+      expect(() => inflateExact(stream, data.length - 1)).toThrow();
+      expect(() => inflateExact(stream, data.length + 1)).toThrow();
+    }
+    expect(inflateExact(deflateSync(Buffer.alloc(0), 1), 0)).toHaveLength(0);
+    const bad = Buffer.from(deflateSync(data, 1));
+    bad[20] ^= 0xff;
+    bad[21] ^= 0xff;
+    expect(() => inflateExact(bad, data.length)).toThrow();
+    // A header that claims far more than the stream can hold is not believed (zlib then says so).
+    expect(() => inflateExact(deflateSync(data, 9), 1024 * 1024 * 1024)).toThrow();
+  });
+});
 
 describe('pack writer deflate', () => {
   it('recognises compressed formats by their first bytes', () => {

@@ -8,6 +8,9 @@ import { loadKoffi } from '../xattr/native.ts';
 // (stored: data that is compressed already) in a tenth of zlib's. Without it, Node's zlib, as
 // before; also for level 0 where the library has no such level.
 // The deflate worker (deflate-worker.ts) binds the same functions from LIBDEFLATE.
+// Also the inflate of a pack entry whose size its header gives (pack-reader.ts readAt): libdeflate
+// inflates it straight into a buffer of that size, where zlib's inflateSync makes a stream object
+// and a 64 KiB output chunk for each object, and inflates more slowly.
 
 /** The library and the C declarations of what pacha calls in it. */
 export const LIBDEFLATE = {
@@ -16,6 +19,8 @@ export const LIBDEFLATE = {
   free: 'void libdeflate_free_compressor(void *c)',
   compress: 'size_t libdeflate_zlib_compress(void *c, const void *input, size_t n, void *output, size_t avail)',
   bound: 'size_t libdeflate_zlib_compress_bound(void *c, size_t n)',
+  allocDecompressor: 'void *libdeflate_alloc_decompressor(void)',
+  decompress: 'int libdeflate_zlib_decompress(void *d, const void *input, size_t n, void *output, size_t avail, void *actual)',
 } as const;
 
 type Fn = ((...args: unknown[]) => unknown) & { async: (...args: unknown[]) => void };
@@ -25,6 +30,8 @@ interface Lib {
   free: Fn;
   compress: Fn;
   bound: Fn;
+  allocDecompressor: Fn;
+  decompress: Fn;
 }
 
 let lib: { ok: true; fns: Lib; koffiFile: string } | { ok: false; reason: string } | undefined;
@@ -36,7 +43,18 @@ function bind(): typeof lib & object {
   try {
     const so = k.koffi.load(LIBDEFLATE.soname);
     const f = (decl: string) => so.func(decl) as unknown as Fn;
-    lib = { ok: true, fns: { alloc: f(LIBDEFLATE.alloc), free: f(LIBDEFLATE.free), compress: f(LIBDEFLATE.compress), bound: f(LIBDEFLATE.bound) }, koffiFile: k.file };
+    lib = {
+      ok: true,
+      fns: {
+        alloc: f(LIBDEFLATE.alloc),
+        free: f(LIBDEFLATE.free),
+        compress: f(LIBDEFLATE.compress),
+        bound: f(LIBDEFLATE.bound),
+        allocDecompressor: f(LIBDEFLATE.allocDecompressor),
+        decompress: f(LIBDEFLATE.decompress),
+      },
+      koffiFile: k.file,
+    };
   } catch (e) {
     lib = { ok: false, reason: `${LIBDEFLATE.soname}: ${(e as Error).message}` };
   }
@@ -97,4 +115,41 @@ export function deflateAsync(data: Uint8Array, level: number): Promise<Buffer> {
       else resolve(out.subarray(0, Number(n)));
     });
   });
+}
+
+/** This thread's decompressor (null: libdeflate could not make one). */
+let decompressor: unknown;
+/** Objects up to this size are inflated into one buffer of their size (above it, zlib's chunks). */
+const ONE_CHUNK_UP_TO = 64 * 1024 * 1024;
+/** Deflate cannot shrink data more than about 1032 to 1: a header claiming more is not believed (no allocation). */
+const MAX_RATIO = 1100;
+
+/**
+ * The zlib stream at the start of `stream` (what follows it is ignored), inflated: exactly `size`
+ * bytes, in a buffer of its own. Throws when it does not inflate, or not to exactly that size.
+ */
+export function inflateExact(stream: Uint8Array, size: number): Buffer {
+  const l = bind();
+  if (l.ok && decompressor === undefined) decompressor = l.fns.allocDecompressor();
+  if (l.ok && decompressor && size <= ONE_CHUNK_UP_TO && size <= stream.length * MAX_RATIO + 1024) {
+    const out = Buffer.allocUnsafeSlow(size);
+    // libdeflate's result: 0 success, 1 bad data, 2 short output, 3 output larger than `size`.
+    const r = Number(l.fns.decompress(decompressor, stream, stream.length, out, size, null));
+    if (r === 0) return out;
+    throw new Error(r === 2 ? `it inflates to fewer bytes than ${size}` : r === 3 ? `it inflates to more bytes than ${size}` : 'invalid zlib data');
+  }
+  // An output chunk one byte larger than the object: inflated straight into one buffer, not into
+  // 16 KiB chunks joined by a copy. Not for a size a lying header could inflate into a huge
+  // allocation.
+  const chunkSize = size < ONE_CHUNK_UP_TO ? Math.max(size + 1, zlib.constants.Z_MIN_CHUNK) : undefined;
+  let data = zlib.inflateSync(stream, { maxOutputLength: Math.max(size, 1), chunkSize });
+  if (data.length !== size) throw new Error(`it inflates to ${data.length} bytes`);
+  // zlib's sync output sits in a chunk of at least 64 KiB whatever chunkSize asks: a small
+  // object gets memory of its own size, or a kept blob would hold the whole chunk.
+  if (data.buffer.byteLength > data.length + 1) {
+    const own = Buffer.allocUnsafeSlow(data.length);
+    data.copy(own);
+    data = own;
+  }
+  return data;
 }

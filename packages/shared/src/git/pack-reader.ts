@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import zlib from 'node:zlib';
 import { PackCorruptError } from '../errors.ts';
 import { type GitObject, type ObjectType, hashObject } from './objects.ts';
+import { inflateExact } from './deflate.ts';
 import { MAX_ENTRY_HEADER, OFS_DELTA, REF_DELTA, TYPE_OF_PACK, applyDelta, decodeEntryHeader, inflateCounting, type EntryHeader } from './pack-entry.ts';
 import { PackIndex } from './pack-index.ts';
 import type { ScannedEntries } from './pack-scan.ts';
@@ -32,8 +33,6 @@ export type BaseLookup = (oid: string) => GitObject | undefined;
 /** Entries whose zlib stream is larger than this are inflated as a stream by verify(). */
 const STREAM_VERIFY_AT = 8 * 1024 * 1024;
 const CHUNK = 1024 * 1024;
-/** readAt inflates objects below this size into one buffer of their size. */
-const ONE_CHUNK_UP_TO = 64 * 1024 * 1024;
 /** readAt reads entries up to this size into one buffer it keeps; larger ones get their own. */
 const SCRATCH = 1024 * 1024;
 /** verify() reads the pack through a window of this size. */
@@ -169,21 +168,9 @@ export class PackReader {
     if (h.size > 2 ** 31) throw this.corrupt(`entry at ${offset} claims ${h.size} bytes`);
     let data: Buffer;
     try {
-      // An output chunk one byte larger than the object: inflated straight into one buffer,
-      // not into 16 KiB chunks joined by a copy. Not for a size a lying header could inflate
-      // into a huge allocation.
-      const chunkSize = h.size < ONE_CHUNK_UP_TO ? Math.max(h.size + 1, zlib.constants.Z_MIN_CHUNK) : undefined;
-      data = zlib.inflateSync(entry.subarray(h.dataStart), { maxOutputLength: Math.max(h.size, 1), chunkSize });
+      data = inflateExact(entry.subarray(h.dataStart), h.size);
     } catch (e) {
-      throw this.corrupt(`entry at ${offset} does not inflate: ${(e as Error).message}`);
-    }
-    if (data.length !== h.size) throw this.corrupt(`entry at ${offset} inflates to ${data.length} bytes, its header says ${h.size}`);
-    // zlib's sync output sits in a chunk of at least 64 KiB whatever chunkSize asks: a small
-    // object gets memory of its own size, or a kept blob would hold the whole chunk.
-    if (data.buffer.byteLength > data.length + 1) {
-      const own = Buffer.allocUnsafeSlow(data.length);
-      data.copy(own);
-      data = own;
+      throw this.corrupt(`entry at ${offset} does not inflate to the ${h.size} bytes its header says: ${(e as Error).message}`);
     }
     if (h.code !== OFS_DELTA && h.code !== REF_DELTA) return { type: TYPE_OF_PACK[h.code]!, content: data };
     let base: GitObject | undefined;
