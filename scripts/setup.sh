@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 need="git ca-certificates libdeflate0"
 case "${1:-}" in
-  --test) need="$need openssh-server openssh-sftp-server openssh-client rsync restic attr acl libcap2-bin dpkg-dev binutils lintian fakeroot groff-base" ;;
+  --test) need="$need strace openssh-server openssh-sftp-server openssh-client rsync restic attr acl libcap2-bin dpkg-dev binutils lintian fakeroot groff-base" ;;
   "") ;;
   *) echo "usage: sh scripts/setup.sh [--test]" >&2; exit 2 ;;
 esac

@@ -237,6 +237,7 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     const res: RestoreResult = await restorePlan(plan, { root: config.root, keepDir, resolver, log, blobs: blobs!, xattrs });
     phases.restore = res.phases.restore;
     phases.metadata = res.phases.metadata;
+    phases.sync = res.phases.sync;
     const xattrWarnings = xattrs.messages();
     for (const w of xattrWarnings) log.warn(escapeTerminal(w));
     const warnings = [...built.warnings, ...resolver.reportMissing(log), ...xattrWarnings];

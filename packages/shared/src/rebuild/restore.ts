@@ -7,14 +7,19 @@ import type { OwnerResolver } from './owners.ts';
 import type { Existing, Plan, PlannedItem } from './plan.ts';
 import type { BlobSource } from './blob-source.ts';
 import { TargetChangedError, TargetTree, sameIdentity, type Identity, type TargetDir } from './target-tree.ts';
+import { nativeAt } from '../xattr/native.ts';
 import type { RestoreItem } from './validate.ts';
 import type { XattrRestorer } from '../xattr/xattr.ts';
 
 // Puts the planned entries in place, every write and metadata change through a descriptor of
 // a verified directory (target-tree.ts): nothing is ever done by a path a local user could
 // redirect. Files and symlinks are written under a temporary name in their own directory, given
-// their metadata, fsynced, then renamed over the old name, so every path holds either the old
-// or the new version, complete with its metadata. Whatever is replaced or deleted is first kept
+// their metadata, then renamed onto their name. A file that replaces an existing one is fsynced
+// before its rename, so that path holds either the old or the new version, complete with its
+// metadata, whenever the machine stops. A new path had nothing to lose: its file is not waited
+// for one by one (that wait was most of a rebuild's time), and the restore ends with one syncfs
+// of each file system it wrote to (FinalSync), before the rebuild reports anything done; a
+// rebuild stopped before that is run again, and its plan hashes whatever it finds (plan.ts). Whatever is replaced or deleted is first kept
 // under <state>/replaced/<time>/<host path>. Directories are created private (0700) and get
 // their real metadata last, deepest first, once their contents are in place.
 //
@@ -58,7 +63,7 @@ export interface RestoreResult extends RestoreCounts {
   kept: string[];
   /** Paths that changed since the plan: left alone, with everything below them. */
   refused: RefusedPath[];
-  phases: { restore: number; metadata: number };
+  phases: { restore: number; metadata: number; sync: number };
 }
 
 /** Time as utimes takes it: seconds in a double (about 0.2 µs of precision today; Node has no ns utimes). */
@@ -122,22 +127,61 @@ function identity(ex: Pick<Existing, 'dev' | 'ino'> | undefined): Identity | und
   return ex ? { dev: ex.dev, ino: ex.ino } : undefined;
 }
 
+/** The restore's one wait for the disk: a directory of each file system files were written to, synced at the end. */
+class FinalSync {
+  private readonly at = nativeAt();
+  /** device -> that directory opened again (the tree closes its own descriptors as it goes). */
+  private readonly fds = new Map<number, number>();
+  private readonly seen = new Set<string>();
+
+  /** Without syncfs (no koffi) every file is fsynced before its rename instead. */
+  waitsForDisk(p: PlannedItem): boolean {
+    return this.at === null || p.action !== 'create';
+  }
+
+  /** A file is being written in `dir`. */
+  note(dir: TargetDir): void {
+    if (this.at === null || this.seen.has(dir.hostPath)) return;
+    this.seen.add(dir.hostPath);
+    const dev = fs.fstatSync(dir.fd).dev;
+    // Through its descriptor: the very directory the tree verified.
+    if (!this.fds.has(dev)) this.fds.set(dev, fs.openSync(`/proc/self/fd/${dir.fd}`, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY));
+  }
+
+  sync(): void {
+    for (const fd of this.fds.values()) {
+      if (this.at!.syncfs(fd) !== 0) throw new Error(`the restored files could not all be written to disk (syncfs: ${this.at!.errorCode()})`);
+    }
+  }
+
+  close(): void {
+    for (const fd of this.fds.values()) fs.closeSync(fd);
+    this.fds.clear();
+  }
+}
+
 export async function restorePlan(plan: Plan, opts: RestoreOptions): Promise<RestoreResult> {
   const tree = new TargetTree(opts.root);
+  const disk = new FinalSync();
   try {
-    return await restoreInto(tree, plan, opts);
+    const res = await restoreInto(tree, disk, plan, opts);
+    const t = Date.now();
+    disk.sync();
+    res.phases.sync = Date.now() - t;
+    return res;
   } finally {
+    disk.close();
     tree.close();
   }
 }
 
-async function restoreInto(tree: TargetTree, plan: Plan, opts: RestoreOptions): Promise<RestoreResult> {
+async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: RestoreOptions): Promise<RestoreResult> {
   const { resolver, log, blobs } = opts;
   const steps = metadataSteps(opts.xattrs);
   const applyMetadata = (t: MetadataTarget, it: RestoreItem, owner: Owner) => {
     for (const step of steps) step(t, it, owner);
   };
-  const res: RestoreResult = { created: 0, replaced: 0, unchanged: 0, deleted: 0, metadataFixed: 0, bytes: 0, kept: [], refused: [], phases: { restore: 0, metadata: 0 } };
+  const res: RestoreResult = { created: 0, replaced: 0, unchanged: 0, deleted: 0, metadataFixed: 0, bytes: 0, kept: [], refused: [], phases: { restore: 0, metadata: 0, sync: 0 } };
   const t0 = Date.now();
   const ownerOf = (it: RestoreItem): Owner => ({ uid: resolver.uid(it.user, it.uid, it.hostPath), gid: resolver.gid(it.group, it.gid, it.hostPath) });
   for (const p of plan.items) if (p.existing) tree.expect(p.item.hostPath, identity(p.existing)!);
@@ -264,7 +308,7 @@ async function restoreInto(tree: TargetTree, plan: Plan, opts: RestoreOptions): 
   // One batch settles (fsyncs, then renames) while the next one is being written.
   const settle = async (b: Pending[]) => {
     try {
-      await Promise.all(b.map((x) => fsyncFd(x.fd)));
+      await Promise.all(b.filter((x) => disk.waitsForDisk(x.p)).map((x) => fsyncFd(x.fd)));
     } catch (e) {
       for (const x of b) removeTemp(x);
       throw e;
@@ -331,6 +375,7 @@ async function restoreInto(tree: TargetTree, plan: Plan, opts: RestoreOptions): 
     // A file or symlink is copied (the old one stays in place until the rename); anything else is moved aside.
     if (p.action === 'replace') keep(it.hostPath, p.existing!, p.existing!.type !== 'file' && p.existing!.type !== 'symlink');
     const dir = tree.dir(dirname(it.hostPath));
+    disk.note(dir);
     const tmp = tempName(name);
     const started = Date.now();
     if (it.type === 'symlink') {
@@ -359,7 +404,7 @@ async function restoreInto(tree: TargetTree, plan: Plan, opts: RestoreOptions): 
       applyMetadata({ fd }, it, owner);
       res.bytes += written;
       if (data) return { fd, dir, tmp, p, started };
-      await fsyncFd(fd);
+      if (disk.waitsForDisk(p)) await fsyncFd(fd);
     } catch (e) {
       fs.closeSync(fd);
       removeTemp({ dir, tmp });

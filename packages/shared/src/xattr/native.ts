@@ -42,6 +42,8 @@ export interface AtCalls {
   openat(dirfd: number, name: string, flags: number, mode: number): number;
   mkdirat(dirfd: number, name: string, mode: number): number;
   renameat2(olddirfd: number, oldname: string, newdirfd: number, newname: string, flags: number): number;
+  /** Write out the file system holding fd (the restore's one wait for the disk, at its end). */
+  syncfs(fd: number): number;
   errorCode(): string;
 }
 
@@ -104,6 +106,7 @@ function bind(koffi: Koffi): XattrCalls {
       openat: f('int openat(int dirfd, const char *path, int flags, unsigned int mode)'),
       mkdirat: f('int mkdirat(int dirfd, const char *path, unsigned int mode)'),
       renameat2: f('int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)'),
+      syncfs: f('int syncfs(int fd)'),
       errorCode,
     };
   } catch {
