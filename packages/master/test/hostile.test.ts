@@ -368,6 +368,8 @@ describe('the embedded master against a hostile host (issue 11)', () => {
     // comes after an fsync of the file renamed, and is followed by an fsync of the folder.
     const log = path.join(base, 'strace.log');
     const tracer = spawn('strace', ['-f', '-qq', '-e', 'trace=fsync,rename,renameat,renameat2,openat', '-o', log, '-p', String(m.pid())], { stdio: 'ignore' });
+    // Its end is awaited from its start: an 'exit' listener added after it ended would wait forever.
+    const traced = new Promise((r) => tracer.once('exit', r));
     // strace attaches on its own time: wait until it sees the master open a file we ask for.
     for (let i = 0; !(fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('/repo/HEAD')); i++) {
       expect(i).toBeLessThan(2000);
@@ -377,7 +379,7 @@ describe('the embedded master against a hostile host (issue 11)', () => {
       await snapshotAndPush('traced\n');
     } finally {
       tracer.kill('SIGINT');
-      await new Promise((r) => tracer.once('exit', r));
+      await traced;
     }
     const lines = fs.readFileSync(log, 'utf8').split('\n');
     const renames = lines.filter((l) => /rename.*\.pacha-master-[0-9a-f]+".*"(?:[^"]*\/)?(pack-[0-9a-f]{40}\.(?:pack|idx)|main)"/.test(l));

@@ -58,6 +58,9 @@ describe('pacha-master serve', () => {
     // strace kills the master at its first fsync: the one of the copy it made of the host's file.
     const log = path.join(dir, 'strace.log');
     const tracer = spawn('strace', ['-f', '-qq', '-e', 'trace=openat,fsync', '-e', 'inject=fsync:signal=SIGKILL', '-o', log, '-p', String(m1.pid())], { stdio: 'ignore' });
+    // strace ends by itself once the master it killed is gone, maybe before the kill below:
+    // its end is awaited from its start (an 'exit' listener added later would wait forever).
+    const traced = new Promise((r) => tracer.once('exit', r));
     try {
       for (let i = 0; !(fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('/repo"')); i++) {
         expect(i).toBeLessThan(2000);
@@ -66,7 +69,7 @@ describe('pacha-master serve', () => {
       await expect(t1.rename(`${repo}/.HEAD.tmp-crash`, `${repo}/HEAD`)).rejects.toThrow();
     } finally {
       tracer.kill('SIGINT');
-      await new Promise((r) => tracer.once('exit', r));
+      await traced;
       await t1.close().catch(() => undefined);
       await m1.stop();
     }
