@@ -50,7 +50,7 @@ describe('the .deb as dpkg sees it', () => {
     expect(info).toMatch(/^ Depends: .*libc6 \(>= [\d.]+\).*adduser/m);
     expect(info).not.toMatch(/nodejs/);
     expect(dpkgDeb('--info', deb, 'conffiles').trim()).toBe('/etc/pacha.conf');
-    // The README's third set-up line installs this very file.
+    // The README names this very file where it says how the servers install pacha.
     expect(fs.readFileSync(path.join(REPO_DIR, 'README.md'), 'utf8')).toContain(`apt-get install ./${path.basename(deb)}`);
   });
 

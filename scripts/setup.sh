@@ -2,7 +2,7 @@
 # Set up a clone of pacha on Debian or Ubuntu: the README's two commands start with it.
 #   sh scripts/setup.sh          what the demo needs: git, ca-certificates, libdeflate0 (snapshots
 #                                deflate with it), npm (only if absent)
-#   sh scripts/setup.sh --test   and what the tests need: OpenSSH, rsync, restic, xattr tools,
+#   sh scripts/setup.sh --test   and what the tests need: OpenSSH, rsync, restic, strace, xattr tools,
 #                                dpkg-dev, lintian, groff (the .deb test)
 # It installs only the Debian packages that are missing (as root, or through sudo), never npm
 # over a Node.js that came with its own npm (e.g. NodeSource's), then runs `npm ci` unless
