@@ -1,7 +1,7 @@
 // Rebuild of a lost host against rsync and restic, side by side in one run (medians):
 // 10,000 files of 1-8 KiB in 200 directories, snapshotted and pushed with pacha to a real
 // OpenSSH sshd on loopback, then restored into an empty folder by
-//   pacha rebuild HOST --yes         (fetch over SFTP, validate, restore with owners/modes/mtimes, fsync each file)
+//   pacha rebuild HOST --yes         (fetch over SFTP, validate, restore with owners/modes/mtimes, one syncfs at the end)
 //   rsync -a root@127.0.0.1:DATA/ .  (pull over ssh from the same sshd)
 //   restic restore latest            (restic repository on the same sshd over sftp)
 // Everything runs as separate processes from a warm page cache; data lives under /tmp and is removed
@@ -118,7 +118,7 @@ export async function run(): Promise<void> {
     const table = markdownTable(
       ['restore of 10,000 files of 1-8 KiB in 200 dirs from OpenSSH on loopback', 'median', 'pacha / this'],
       [
-        ['pacha rebuild HOST --yes (SFTP fetch, validate, restore + fsync each file, owners, modes, mtimes)', fmtMs(mp), '1.00'],
+        ['pacha rebuild HOST --yes (SFTP fetch, validate, restore with owners, modes, mtimes, then syncfs)', fmtMs(mp), '1.00'],
         ['rsync -a pull over ssh', fmtMs(mr), (mp / mr).toFixed(2)],
         ['restic restore latest (sftp repository)', fmtMs(ms), (mp / ms).toFixed(2)],
       ],
@@ -139,7 +139,7 @@ export async function run(): Promise<void> {
       `# Rebuild benchmark\n\n${new Date().toISOString()}, ${os.cpus().length} CPUs, load average at the end ${load}; ` +
       `${RUNS} runs each, ${(gen.bytes / 1048576).toFixed(1)} MiB in ${FILES} files; ` +
       `target: pacha at most 1.00x rsync.\n\n${table}\nEvery tool starts as a fresh process and restores into an empty folder on the same disk; ` +
-      `pacha additionally fsyncs each file before renaming it into place, which rsync and restic do not. Before each timed ` +
+      `pacha additionally waits for the disk at the end (one syncfs), which rsync and restic do not. Before each timed ` +
       `command the page cache is synced (untimed) and the order of the tools rotates from run to run. The series starts on a disk ` +
       `that looks fresh to every tool alike (on ext4 without a journal, inodes deleted in the last minutes slow down every ` +
       `file created after them in their block group): ${cacheNote}; then one untimed round of every tool; ` +
