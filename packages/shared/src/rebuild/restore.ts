@@ -129,10 +129,15 @@ function identity(ex: Pick<Existing, 'dev' | 'ino'> | undefined): Identity | und
 
 /** The restore's one wait for the disk: a directory of each file system files were written to, synced at the end. */
 class FinalSync {
+  private readonly tree: TargetTree;
   private readonly at = nativeAt();
   /** device -> that directory opened again (the tree closes its own descriptors as it goes). */
   private readonly fds = new Map<number, number>();
   private readonly seen = new Set<string>();
+
+  constructor(tree: TargetTree) {
+    this.tree = tree;
+  }
 
   /** Without syncfs (no koffi) every file is fsynced before its rename instead. */
   waitsForDisk(p: PlannedItem): boolean {
@@ -144,8 +149,7 @@ class FinalSync {
     if (this.at === null || this.seen.has(dir.hostPath)) return;
     this.seen.add(dir.hostPath);
     const dev = fs.fstatSync(dir.fd).dev;
-    // Through its descriptor: the very directory the tree verified.
-    if (!this.fds.has(dev)) this.fds.set(dev, fs.openSync(`/proc/self/fd/${dir.fd}`, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY));
+    if (!this.fds.has(dev)) this.fds.set(dev, this.tree.reopen(dir));
   }
 
   sync(): void {
@@ -162,7 +166,7 @@ class FinalSync {
 
 export async function restorePlan(plan: Plan, opts: RestoreOptions): Promise<RestoreResult> {
   const tree = new TargetTree(opts.root);
-  const disk = new FinalSync();
+  const disk = new FinalSync(tree);
   try {
     const res = await restoreInto(tree, disk, plan, opts);
     const t = Date.now();

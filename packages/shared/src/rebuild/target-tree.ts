@@ -188,6 +188,11 @@ export class TargetTree {
     return this.openAt(dir, name, NEW_FILE_FLAGS, mode);
   }
 
+  /** Another descriptor of a verified directory (its "."), which the caller closes; the tree closes its own as it goes. */
+  reopen(dir: TargetDir): number {
+    return this.openAt(dir, '.', O.O_RDONLY | O.O_DIRECTORY, 0);
+  }
+
   /** open(2) of a name in a verified directory: openat on its descriptor, or its name under /proc/self/fd. */
   private openAt(dir: TargetDir, name: string, flags: number, mode: number): number {
     if (!this.atCalls) return fs.openSync(dir.at(name), flags, mode);
