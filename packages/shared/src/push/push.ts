@@ -127,21 +127,7 @@ async function pushOnce(
       const commits = commitsAfter(store, localHead, remoteHead, `${remote.repo} (refs/heads/main)`);
 
       phases.start('pack');
-      // A first push of a first snapshot: its packs, as the snapshot recorded them, without a walk.
-      let packs: PushPack[] | null = remoteHead === null ? firstPacks(state, store, localHead) : null;
-      if (packs === null) {
-        const sel = selectObjects(store, commits);
-        packs = reusablePacks(store, sel.objects);
-        if (packs === null) {
-          const built = await buildPack(store, sel.objects, tmpDir, (done, total) => log.progress(`packing ${done}/${total} objects`));
-          log.debug(`pack of ${built.objects} objects, ${built.bytes} bytes (${built.copied} copied as stored, ${built.deflated} deflated)`);
-          packs = [built];
-        } else {
-          log.debug(`sending ${packs.length} local pack(s) as they are (${sel.objects.length} objects)`);
-        }
-      } else {
-        log.debug(`sending the first snapshot's ${packs.length} pack(s) as they are`);
-      }
+      const packs = await packsToSend(env, store, commits, localHead, remoteHead, tmpDir);
 
       phases.start('upload');
       // The new ref goes up with the packs, under a temporary name (git ignores it; a push that
@@ -213,4 +199,26 @@ async function placePack(t: Transport, files: { tmp: string; final: string; exis
     if (f.exists) await t.remove(f.tmp).catch(() => undefined);
     else await t.rename(f.tmp, f.final);
   }
+}
+
+/**
+ * What goes up: a first snapshot's packs as it recorded them (a first push, without a walk), the
+ * local packs when they hold exactly the objects the master lacks, or else one pack built of them.
+ */
+async function packsToSend(env: PushEnv, store: Repository, commits: string[], localHead: string, remoteHead: string | null, tmpDir: string): Promise<PushPack[]> {
+  const { state, log } = env;
+  const first = remoteHead === null ? firstPacks(state, store, localHead) : null;
+  if (first !== null) {
+    log.debug(`sending the first snapshot's ${first.length} pack(s) as they are`);
+    return first;
+  }
+  const sel = selectObjects(store, commits);
+  const reused = reusablePacks(store, sel.objects);
+  if (reused !== null) {
+    log.debug(`sending ${reused.length} local pack(s) as they are (${sel.objects.length} objects)`);
+    return reused;
+  }
+  const built = await buildPack(store, sel.objects, tmpDir, (done, total) => log.progress(`packing ${done}/${total} objects`));
+  log.debug(`pack of ${built.objects} objects, ${built.bytes} bytes (${built.copied} copied as stored, ${built.deflated} deflated)`);
+  return [built];
 }
