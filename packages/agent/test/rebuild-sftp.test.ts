@@ -161,3 +161,25 @@ describe.each(targets)('pacha rebuild from $name', (target) => {
     expect(fs.readFileSync(fresh.p(`${top}/a/conf/app.conf`), 'utf8')).toBe('from a\n');
   });
 });
+
+// The rebuild command starts its connection before the rebuild's modules load (the handshake
+// overlaps them). A rebuild refused before it fetches anything must still close it: an open
+// SSH connection (ssh2's keepalive) would keep the process from ever exiting.
+describe('a rebuild refused before its fetch', () => {
+  it('closes the connection it opened early and exits', async (ctx) => {
+    if (!sshd) return ctx.skip();
+    const t = opensshTarget(sshd);
+    const hostName = 'rb-early';
+    const h = makeTestHost({ name: hostName, tmpDir: base });
+    writeAgentConfig(h, t);
+    // A bound of its own, well below the test's: a process left hanging is killed (code 128).
+    let r = await h.pacha(['rebuild', hostName, '--yes', '--hook-timeout', '0'], { timeoutMs: 20_000 });
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain('--hook-timeout 0');
+    fs.mkdirSync(h.p('/var/lib/pacha'), { recursive: true });
+    fs.writeFileSync(h.p('/var/lib/pacha/pacha.pid'), `${process.pid} daemon\n`);
+    r = await h.pacha(['rebuild', hostName, '--yes'], { timeoutMs: 20_000 });
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/daemon/);
+  });
+});

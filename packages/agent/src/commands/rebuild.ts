@@ -3,6 +3,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { UsageError, errorMessage } from '@pacha/shared/errors';
 import { DEFAULT_HOOK_TIMEOUT_SECONDS } from '@pacha/shared/rebuild/hooks';
 import { SELINUX_MODES, type SelinuxMode } from '@pacha/shared/xattr/xattr';
+import { openTransport } from '@pacha/shared/transport/open';
 import { createContext, type GlobalArgs } from '../context.ts';
 import { recordRebuild } from '../status/status-files.ts';
 
@@ -58,9 +59,6 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
       .example('$0 rebuild web1', 'rebuild web1 from the newest snapshot, asking first')
       .example('$0 rebuild web1 --yes -- /usr/sbin/nginx -g "daemon off;"', 'rebuild, then run a container entrypoint') as Argv<RebuildArgs>,
   handler: async (args) => {
-    // Loaded on use: keeps start-up of the other commands short.
-    const { rebuildHost } = await import('@pacha/shared/rebuild/rebuild');
-    const { runFollowUp } = await import('@pacha/shared/rebuild/followup');
     // The restore's fsyncs wait in libuv's thread pool: with more threads, more of them share
     // one journal commit. Takes effect because nothing has used the pool yet at this point.
     process.env.UV_THREADPOOL_SIZE ??= '32';
@@ -72,6 +70,13 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
     }
     if (dryRun && followUp.length) throw new UsageError('-- CMD cannot be combined with --dry-run (nothing is rebuilt to run it on)');
     const ctx = createContext(args, { ensureState: false });
+    // The SSH handshake (the master's replies, its key verified as always) goes on while the
+    // rebuild's modules load; the rebuild waits for it, uses it and closes it.
+    const connecting = openTransport(ctx.config, ctx.log);
+    connecting.catch(() => undefined); // its failure is the rebuild's, reported there
+    // Loaded on use: keeps start-up of the other commands short.
+    const { rebuildHost } = await import('@pacha/shared/rebuild/rebuild');
+    const { runFollowUp } = await import('@pacha/shared/rebuild/followup');
     const result = await rebuildHost(
       { config: ctx.config, state: ctx.state, log: ctx.log },
       {
@@ -87,6 +92,7 @@ export const rebuildCommand: CommandModule<GlobalArgs, RebuildArgs> = {
         noAccounts: args.accounts === false,
         noPackages: args.packages === false,
         selinux: args.selinux,
+        connecting,
         confirm: interactive ? askEnter : undefined,
         out: ctx.json ? () => undefined : (l) => process.stdout.write(l + '\n'),
         onOutcome: (r) => {

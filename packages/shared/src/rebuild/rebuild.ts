@@ -54,6 +54,12 @@ export interface RebuildOptions {
   /** Plan and dry-run lines (stdout). */
   out?: (line: string) => void;
   transport?: Transport;
+  /**
+   * A connection to the master the caller started opening ahead of the rebuild (so that the
+   * handshake overlaps its start-up): used instead of opening one, and closed like one the
+   * rebuild opened, whatever the outcome.
+   */
+  connecting?: Promise<Transport>;
   /** Extra environment for the hooks. */
   hookEnv?: NodeJS.ProcessEnv;
   /** Told once what a rebuild that ran (not a dry run) did, ok or failed: the agent records it. */
@@ -109,12 +115,19 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
   const { config, state, log } = env;
   const out = opts.out ?? ((l: string) => process.stdout.write(l + '\n'));
   const host = opts.host;
-  checkHostName(host);
-  if (!opts.yes && !opts.dryRun && !opts.confirm) {
-    throw new UsageError('no terminal to confirm the rebuild on: pass --yes to rebuild without asking (or --dry-run to only see the plan)');
-  }
+  // The early connection, when the rebuild ends without having taken it.
+  const dropEarly = () => void opts.connecting?.then((t) => t.close(), () => undefined).catch(() => undefined);
   const hookTimeout = opts.hookTimeoutSeconds ?? DEFAULT_HOOK_TIMEOUT_SECONDS;
-  if (!(hookTimeout > 0)) throw new UsageError(`--hook-timeout ${hookTimeout}: accepted: a number of seconds above 0`);
+  try {
+    checkHostName(host);
+    if (!opts.yes && !opts.dryRun && !opts.confirm) {
+      throw new UsageError('no terminal to confirm the rebuild on: pass --yes to rebuild without asking (or --dry-run to only see the plan)');
+    }
+    if (!(hookTimeout > 0)) throw new UsageError(`--hook-timeout ${hookTimeout}: accepted: a number of seconds above 0`);
+  } catch (e) {
+    dropEarly();
+    throw e;
+  }
   const started = Date.now();
   const phases: Record<string, number> = {};
   const time = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
@@ -140,7 +153,7 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     }
     // 1. connect and fetch
     staging = await time('fetch', async () => {
-      transport ??= await openTransport(config, log);
+      transport ??= await (opts.connecting ?? openTransport(config, log));
       for (const l of connectionLines(config, transport)) out(l);
       out(`Host to rebuild: ${host}`);
       stagingDir = createStagingDir(config.root, host);
@@ -321,5 +334,6 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     blobs?.close();
     lock?.release();
     if (transport && !opts.transport) await transport.close().catch(() => undefined);
+    else if (!transport) dropEarly();
   }
 }
