@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { commitSnapshot, git, initBareRepo, masterHostDir, packRepo, type FixtureFile } from '@pacha/test-support/git-fixture';
 import { makeTestHost, type TestHost } from '@pacha/test-support/host';
 import { encodeMetadataV1 } from '@pacha/shared/format/entry';
+import { craftPack, placePack } from '@pacha/test-support/craft-pack';
 import { listTree, uniqueTop } from './rebuild-helpers.ts';
 
 // Damaged and hostile repositories, built with native git plumbing: each is refused with a
@@ -127,6 +128,38 @@ describe('hostile and damaged repositories are refused, nothing written', () => 
       fs.rmSync(path.join(repo, 'objects', blob.slice(0, 2), blob.slice(2)));
     });
     await expectRefused(c, new RegExp(`${c.top}/app/a.conf: its content \\(blob ${blob}\\) is missing from the repository`));
+  });
+
+  // Blobs of 64 KiB or more are inflated and hashed on other threads (Repository.readAsync): the
+  // same refusal when their pack lies.
+  describe('a large blob whose only copy is in a pack that lies', () => {
+    const big = (c: string) => Buffer.alloc(200 * 1024, c);
+    /** The snapshot holds big.bin (200 KiB of "a"); its only copy is in the crafted pack. */
+    function lyingCase(craft: (id: string) => Buffer | { pack: Buffer; idx: Buffer; checksum: string }) {
+      let blob = '';
+      const c = setup((repo, top) => {
+        commitSnapshot(repo, { roots: [`${top}/app`], entries: [...good(top), { path: `${top}/app/big.bin`, type: 'file', content: big('a') }] });
+        blob = git(repo, ['rev-parse', `main:${top.slice(1)}/app/big.bin`]).trim();
+        fs.rmSync(path.join(repo, 'objects', blob.slice(0, 2), blob.slice(2)));
+        const p = craft(blob);
+        if (!Buffer.isBuffer(p)) placePack(repo, { ...p, ids: [] });
+      });
+      return { c, blob };
+    }
+
+    it('other content under its id', async () => {
+      const { c, blob } = lyingCase((id) => craftPack([{ type: 'blob', content: big('b'), claim: id }]));
+      await expectRefused(c, new RegExp(`${c.top}/app/big.bin: its content \\(blob ${blob}\\) cannot be read: object ${blob} in .* is corrupt \\(content does not match its id\\)`));
+    });
+
+    it('its entry cut short', async () => {
+      const { c, blob } = lyingCase((id) => {
+        const p = craftPack([{ type: 'blob', content: Buffer.concat([Buffer.alloc(100 * 1024, 'a'), Buffer.from(Array.from({ length: 100 * 1024 }, (_, i) => (i * 7919) % 251))]), claim: id }]);
+        // The pack ends in the middle of the entry's zlib stream; the index still lists it.
+        return { ...p, pack: p.pack.subarray(0, p.pack.length - 4096) };
+      });
+      await expectRefused(c, new RegExp(`${c.top}/app/big.bin: its content \\(blob ${blob}\\) cannot be read: .*${blob}.* is corrupt`));
+    });
   });
 
   it('a ref to nothing', async () => {

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { hashObject } from '../src/git/objects.ts';
 import { serializeCommit } from '../src/git/commit.ts';
 import { serializeTree } from '../src/git/tree.ts';
-import { PackIndex } from '../src/git/pack-index.ts';
+import { PackIndex, buildIndex } from '../src/git/pack-index.ts';
 import { hashFile, PackWriter } from '../src/git/pack-writer.ts';
 import { Repository, initRepo, readHead, updateHead } from '../src/git/repository.ts';
 import { consolidatePacks } from '../src/git/consolidate.ts';
@@ -199,5 +200,29 @@ describe('pack index', () => {
     expect(ends()).toEqual(want); // one pass over the offsets each
     expect(ends()).toEqual(want); // sorted
     expect(offsets.map((_, i) => idx.offsetAt(i))).toEqual(offsets);
+  });
+
+  it('finds every id among thousands (many under each first byte), and only those; a lying index\'s duplicates all', () => {
+    // Ids made to differ late too: pairs that share their first 19 bytes.
+    const ids: Buffer[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const id = crypto.createHash('sha1').update(`object ${i}`).digest();
+      ids.push(id, Buffer.concat([id.subarray(0, 19), Buffer.from([id[19] ^ 1])]));
+    }
+    const entries = ids.map((oid, i) => ({ oid, crc: 0, offset: 12 + i * 10 }));
+    const idx = new PackIndex('/nowhere/x.idx', buildIndex(entries, Buffer.alloc(20)));
+    const sorted = [...ids].sort(Buffer.compare);
+    for (let i = 0; i < sorted.length; i++) expect(idx.find(sorted[i])).toBe(i);
+    for (const id of ids.slice(0, 200)) {
+      const absent = Buffer.from(id);
+      absent[19] ^= 2; // neither of a pair
+      expect(idx.find(absent)).toBe(-1);
+    }
+    // The same id listed three times: every position is tried.
+    const lying = new PackIndex('/nowhere/y.idx', buildIndex([...entries, ...[1, 2].map((k) => ({ oid: ids[7], crc: 0, offset: 100_000 + k }))], Buffer.alloc(20)));
+    const at = lying.findAll(ids[7]);
+    expect(at).toHaveLength(3);
+    expect(at.map((i) => lying.oidAt(i))).toEqual(Array(3).fill(ids[7].toString('hex')));
+    expect(lying.findAll(Buffer.alloc(20, 0xff))).toEqual([]);
   });
 });

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { commitSnapshot, git, initBareRepo, packRepo } from '@pacha/test-support/git-fixture';
+import { craftPack, placePack } from '@pacha/test-support/craft-pack';
 import { silentLogger, type Logger } from '../src/log.ts';
 import { BlobSource, checkedBudget } from '../src/rebuild/blob-source.ts';
 import { appendRun, hookStatus, readJournal, type HookRun } from '../src/rebuild/journal.ts';
@@ -172,6 +173,46 @@ describe('BlobSource', () => {
       // Its three uses are spent: the next read goes to the (now corrupt) pack.
       expect(src.tryRead(sid, 3000)!.toString()).toBe(shared);
       expect(() => src.tryRead(sid, 3000)).toThrow(/corrupt|inflate|incorrect|invalid/i);
+    } finally {
+      src.close();
+    }
+  });
+
+  it('checks large blobs on other threads beside the small ones: every file answered in its place, a lying copy refused', async () => {
+    const repo = path.join(tmp(), 'repo');
+    initBareRepo(repo);
+    const big = (c: string, n: number) => Buffer.alloc(n, c).toString();
+    const files = { a: big('a', 300_000), b: big('b', 70_000), s: 'small\n', c: big('c', 500_000) };
+    commitSnapshot(repo, {
+      roots: ['/etc/x'],
+      entries: [{ path: '/etc/x', type: 'dir' }, ...Object.entries(files).map(([n, content]) => ({ path: `/etc/x/${n}`, type: 'file' as const, content }))],
+    });
+    const id = (n: string) => git(repo, ['rev-parse', `main:etc/x/${n}`]).trim();
+    const [a, b, s, c] = ['a', 'b', 's', 'c'].map(id);
+    // a and b only in a pack; c's only copy in a pack that lies: another content under its id.
+    for (const o of [a, b, c]) fs.rmSync(path.join(repo, 'objects', o.slice(0, 2), o.slice(2)));
+    placePack(repo, craftPack([{ type: 'blob', content: Buffer.from(files.a) }, { type: 'blob', content: Buffer.from(files.b) }]));
+    placePack(repo, craftPack([{ type: 'blob', content: Buffer.from(big('d', 500_000)), claim: c }]));
+    const src = new BlobSource(repo);
+    try {
+      const why = await src.checkBlobs([
+        { oid: a, size: 300_000 },
+        { oid: s, size: 6 },
+        { oid: c, size: 500_000 },
+        { oid: a, size: 299_999 },
+        { oid: b, size: 70_000 },
+        { oid: s, size: 6 },
+      ]);
+      expect(why[0]).toBeNull();
+      expect(why[1]).toBeNull();
+      expect(why[2]).toMatch(new RegExp(`^its content \\(blob ${c}\\) cannot be read: object ${c} in .* is corrupt \\(content does not match its id\\)`));
+      expect(why[3]).toBe(`the metadata says 299999 bytes, its content (blob ${a}) has 300000`);
+      expect(why[4]).toBeNull();
+      expect(why[5]).toBeNull();
+      // Kept for the restore: a's two files, then the memory goes.
+      expect(src.tryRead(a, 300_000)!.toString()).toBe(files.a);
+      expect(src.tryRead(b, 70_000)!.toString()).toBe(files.b);
+      expect(src.objects.badPacks.size).toBe(1);
     } finally {
       src.close();
     }

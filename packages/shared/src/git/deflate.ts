@@ -153,3 +153,37 @@ export function inflateExact(stream: Uint8Array, size: number): Buffer {
   }
   return data;
 }
+
+/** Decompressors of the other threads' inflates, kept for the next one (one per call in flight). */
+const idleDecompressors: unknown[] = [];
+
+/**
+ * inflateExact on another thread (libdeflate on koffi's, zlib on libuv's pool), into `out`
+ * (exactly the size to inflate to): the calling thread goes on meanwhile. `stream` and `out`
+ * must not be touched until it settles. Rejects as inflateExact throws.
+ */
+export function inflateExactAsync(stream: Uint8Array, out: Buffer): Promise<void> {
+  const size = out.length;
+  const l = bind();
+  if (!l.ok || size > ONE_CHUNK_UP_TO || size > stream.length * MAX_RATIO + 1024) {
+    return new Promise((resolve, reject) =>
+      zlib.inflate(stream, { maxOutputLength: Math.max(size, 1), chunkSize: Math.max(Math.min(size + 1, ONE_CHUNK_UP_TO), zlib.constants.Z_MIN_CHUNK) }, (err, data) => {
+        if (err) reject(err);
+        else if (data.length !== size) reject(new Error(`it inflates to ${data.length} bytes`));
+        else resolve(void data.copy(out));
+      }),
+    );
+  }
+  const { fns } = l;
+  const d = idleDecompressors.pop() ?? fns.allocDecompressor();
+  if (!d) return Promise.reject(new Error('libdeflate could not allocate a decompressor'));
+  return new Promise((resolve, reject) => {
+    fns.decompress.async(d, stream, stream.length, out, size, null, (err: unknown, r: unknown) => {
+      idleDecompressors.push(d);
+      if (err) reject(err instanceof Error ? err : new Error(String(err)));
+      else if (Number(r) === 0) resolve();
+      else reject(new Error(Number(r) === 2 ? `it inflates to fewer bytes than ${size}` : Number(r) === 3 ? `it inflates to more bytes than ${size}` : 'invalid zlib data'));
+    });
+  });
+}
+

@@ -156,16 +156,30 @@ export class PackIndex {
     const first = oid[0];
     let lo = first === 0 ? 0 : this.buf.readUInt32BE(8 + (first - 1) * 4);
     let hi = this.buf.readUInt32BE(8 + first * 4);
-    const base = 8 + 1024;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      const c = this.buf.compare(oid, 0, 20, base + mid * 20, base + mid * 20 + 20);
-      // buf.compare(target, ...) compares target against buf's range: reversed sign
+      const c = this.compareAt(oid, mid);
       if (c === 0) return mid;
-      if (c > 0) hi = mid;
+      if (c < 0) hi = mid;
       else lo = mid + 1;
     }
     return -1;
+  }
+
+  /**
+   * oid against the id at position i: negative, 0 or positive as oid sorts before, with or
+   * after it. Byte by byte in JavaScript (ids differ early): a rebuild looks up every file's
+   * blob, and a native Buffer.compare with ranges costs more in its argument checks than the
+   * compare itself.
+   */
+  private compareAt(oid: Buffer, i: number): number {
+    const b = this.buf;
+    const p = 8 + 1024 + i * 20;
+    for (let k = 0; k < 20; k++) {
+      const d = oid[k] - b[p + k];
+      if (d !== 0) return d;
+    }
+    return 0;
   }
 
   has(oid: Buffer): boolean {
@@ -176,8 +190,7 @@ export class PackIndex {
   findAll(oid: Buffer): number[] {
     const i = this.find(oid);
     if (i < 0) return [];
-    const base = 8 + 1024;
-    const same = (j: number) => j >= 0 && j < this.count && this.buf.compare(oid, 0, 20, base + j * 20, base + j * 20 + 20) === 0;
+    const same = (j: number) => j >= 0 && j < this.count && this.compareAt(oid, j) === 0;
     let lo = i;
     while (same(lo - 1)) lo--;
     const out: number[] = [];

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import zlib from 'node:zlib';
 import { PackCorruptError } from '../errors.ts';
 import { type GitObject, type ObjectType, hashObject } from './objects.ts';
-import { inflateExact } from './deflate.ts';
+import { inflateExact, inflateExactAsync } from './deflate.ts';
 import { MAX_ENTRY_HEADER, OFS_DELTA, REF_DELTA, TYPE_OF_PACK, applyDelta, decodeEntryHeader, inflateCounting, type EntryHeader } from './pack-entry.ts';
 import { PackIndex } from './pack-index.ts';
 import type { ScannedEntries } from './pack-scan.ts';
@@ -148,6 +148,33 @@ export class PackReader {
     const h = this.header(offset);
     const type = TYPE_OF_PACK[h.code];
     return type ? { type, size: h.size, start: offset + h.dataStart, end: this.entryEnd(offset) } : undefined;
+  }
+
+  /**
+   * The whole entry at position i of the index, inflated on another thread (inflateExactAsync)
+   * while the caller goes on; undefined for a deltified entry. Not checked against any id:
+   * Repository does.
+   */
+  async readWholeAsync(i: number): Promise<GitObject | undefined> {
+    const offset = this.index.offsetAt(i);
+    // A buffer of its own: the other thread reads it after this returns.
+    const entry = this.read(offset, this.entryEnd(offset) - offset);
+    let h: EntryHeader;
+    try {
+      h = decodeEntryHeader(offset, entry.subarray(0, MAX_ENTRY_HEADER));
+    } catch (e) {
+      throw this.corrupt((e as Error).message);
+    }
+    const type = TYPE_OF_PACK[h.code];
+    if (!type) return undefined;
+    if (h.size > 2 ** 31) throw this.corrupt(`entry at ${offset} claims ${h.size} bytes`);
+    const content = Buffer.allocUnsafeSlow(h.size);
+    try {
+      await inflateExactAsync(entry.subarray(h.dataStart), content);
+    } catch (e) {
+      throw this.corrupt(`entry at ${offset} does not inflate to the ${h.size} bytes its header says: ${(e as Error).message}`);
+    }
+    return { type, content };
   }
 
   /** Inflate the object stored at an offset (not checked against any id). */

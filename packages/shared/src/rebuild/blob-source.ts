@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { PachaError } from '../errors.ts';
+import type { GitObject } from '../git/objects.ts';
 import { Repository } from '../git/repository.ts';
 
 // File contents of the staged repository for the rebuild. What it adds to Repository (which
@@ -9,6 +10,16 @@ import { Repository } from '../git/repository.ts';
 
 /** Blobs up to this size are read into memory; larger ones are streamed. */
 export const IN_MEMORY_LIMIT = 8 * 1024 * 1024;
+/**
+ * Blobs from this size on are inflated and hashed on other threads while this one checks the
+ * small ones (below it, handing one over costs more than it saves).
+ */
+const OFF_THREAD_FROM = 64 * 1024;
+/** Bytes of such blobs being read at once, and how many. */
+const OFF_THREAD_BYTES = 64 * 1024 * 1024;
+const OFF_THREAD_READS = 8;
+/** While reads run on other threads, this thread lets them come back after this many small blobs. */
+const YIELD_EVERY = 32;
 const MiB = 1024 * 1024;
 
 /**
@@ -59,49 +70,119 @@ export class BlobSource {
     return content;
   }
 
-  // Blobs read (and their ids checked) by checkBlob: each read once however many files share it,
+  // Blobs read (and their ids checked) by checkBlobs: each read once however many files share it,
   // and kept for the restore up to the budget, so that validating every blob first does not
   // mean reading and inflating every file twice.
   private readonly checked = new Map<string, Checked>();
   private checkedBytes = 0;
 
-  /**
-   * Read a file's blob whole before anything is written (its id is checked as it is read) and
-   * compare it with the metadata: what is wrong with it, or null. Large blobs are streamed.
-   * Call it once for each file that the restore will write with this content.
-   */
+  /** checkBlobs for one file. */
   async checkBlob(oid: string, size: number): Promise<string | null> {
-    let c = this.checked.get(oid);
-    if (!c) {
-      let got: Checked | string;
-      try {
-        got = await this.check(oid, size);
-      } catch (e) {
-        return `its content (blob ${oid}) cannot be read: ${(e as Error).message}`;
+    return (await this.checkBlobs([{ oid, size }]))[0];
+  }
+
+  /**
+   * Read each file's blob whole before anything is written (its id checked as it is read) and
+   * compare it with the metadata: for each file, what is wrong with it, or null. Give every
+   * file the restore will write (a blob shared by several is read once). Blobs of OFF_THREAD_FROM
+   * bytes or more are inflated and hashed on other threads (Repository.readAsync) while this
+   * thread checks the small ones; the largest are streamed.
+   */
+  async checkBlobs(files: readonly { oid: string; size: number }[]): Promise<(string | null)[]> {
+    const out: (string | null)[] = new Array(files.length).fill(null);
+    /** Blobs being read on other threads, and the files waiting for them. */
+    const reading = new Map<string, Promise<Checked | string>>();
+    const waiting: Promise<void>[] = [];
+    /** The reads on other threads (each settles, never rejects). */
+    const running = new Set<Promise<void>>();
+    let inFlight = 0;
+    let small = 0;
+    for (let k = 0; k < files.length; k++) {
+      const { oid, size } = files[k];
+      const done = this.checked.get(oid);
+      if (done) {
+        out[k] = this.use(done, oid, size);
+        continue;
       }
-      if (typeof got === 'string') return got;
-      c = got;
-      this.checked.set(oid, c);
+      let got = reading.get(oid);
+      if (!got && size < OFF_THREAD_FROM) {
+        // Let the reads on other threads come back now and then, and go on to their next step.
+        if (running.size > 0 && ++small % YIELD_EVERY === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        out[k] = this.record(this.check(oid, size), oid, size);
+        continue;
+      }
+      if (!got) {
+        // Memory and threads in use stay bounded: wait for a read to finish first.
+        while (running.size > 0 && (inFlight >= OFF_THREAD_BYTES || running.size >= OFF_THREAD_READS)) await Promise.race(running);
+        const bytes = Math.min(size, IN_MEMORY_LIMIT);
+        inFlight += bytes;
+        got = this.checkOffThread(oid, size);
+        reading.set(oid, got);
+        const settled = got.then(() => {
+          running.delete(settled);
+          inFlight -= bytes;
+        });
+        running.add(settled);
+      }
+      waiting.push(
+        got.then((c) => {
+          out[k] = this.record(c, oid, size);
+        }),
+      );
     }
+    await Promise.all(waiting);
+    return out;
+  }
+
+  /** A file's share of a blob checked: kept once in `checked`, counted for each file that uses it. */
+  private record(c: Checked | string, oid: string, size: number): string | null {
+    if (typeof c === 'string') return c;
+    if (!this.checked.has(oid)) this.checked.set(oid, c);
+    return this.use(this.checked.get(oid)!, oid, size);
+  }
+
+  private use(c: Checked, oid: string, size: number): string | null {
     c.uses++;
     return c.size === size ? null : `the metadata says ${size} bytes, its content (blob ${oid}) has ${c.size}`;
   }
 
-  private async check(oid: string, size: number): Promise<Checked | string> {
-    if (size > IN_MEMORY_LIMIT) {
-      const fd = fs.openSync('/dev/null', 'w');
-      try {
-        return { size: await this.writeTo(oid, fd), uses: 0 };
-      } finally {
-        fs.closeSync(fd);
-      }
+  /** A blob of up to OFF_THREAD_FROM bytes, read here. */
+  private check(oid: string, size: number): Checked | string {
+    try {
+      return this.keep(this.objects.read(oid), oid, size);
+    } catch (e) {
+      return this.unreadable(oid, e);
     }
-    const o = this.objects.read(oid);
+  }
+
+  /** A larger one: inflated on another thread, or streamed (never rejects). */
+  private async checkOffThread(oid: string, size: number): Promise<Checked | string> {
+    try {
+      if (size > IN_MEMORY_LIMIT) {
+        const fd = fs.openSync('/dev/null', 'w');
+        try {
+          return { size: await this.writeTo(oid, fd), uses: 0 };
+        } finally {
+          fs.closeSync(fd);
+        }
+      }
+      return this.keep(await this.objects.readAsync(oid), oid, size);
+    } catch (e) {
+      return this.unreadable(oid, e);
+    }
+  }
+
+  /** What was read, as validation found it: its content kept for the restore within the budget. */
+  private keep(o: GitObject, oid: string, size: number): Checked | string {
     if (o.type !== 'blob') return `its content ${oid} is a ${o.type}, not a blob`;
     const got = o.content.length;
     if (got !== size || got > IN_MEMORY_LIMIT || this.checkedBytes + got > this.budget) return { size: got, uses: 0 };
     this.checkedBytes += got;
     return { size: got, content: o.content, uses: 0 };
+  }
+
+  private unreadable(oid: string, e: unknown): string {
+    return `its content (blob ${oid}) cannot be read: ${(e as Error).message}`;
   }
 
   /** Any blob, in memory (symlink targets, small files); throws when it is missing or corrupt. */

@@ -153,12 +153,11 @@ export async function validateSnapshot(snap: StagedSnapshot, opts: ValidateOptio
       else if (!a && inRoots('/' + anc) && !snap.roots.includes('/' + anc)) problems.push(`/${e.path}: its parent directory /${anc} has no metadata line`);
     }
   }
+  const files = toCheck.filter(({ e }) => e.type === 'file');
+  const why = await opts.blobs.checkBlobs(files.map(({ e, oid }) => ({ oid, size: e.size })));
+  for (let k = 0; k < files.length; k++) if (why[k]) problems.push(`/${files[k].e.path}: ${why[k]}`);
   for (const { e, oid } of toCheck) {
-    if (e.type === 'file') {
-      const why = await opts.blobs.checkBlob(oid, e.size);
-      if (why) problems.push(`/${e.path}: ${why}`);
-      continue;
-    }
+    if (e.type === 'file') continue;
     // Symlink blobs are small: check they say what the metadata says.
     let target: string;
     try {
