@@ -186,4 +186,3 @@ export function inflateExactAsync(stream: Uint8Array, out: Buffer): Promise<void
     });
   });
 }
-

@@ -11,8 +11,8 @@ import { Repository } from '../git/repository.ts';
 /** Blobs up to this size are read into memory; larger ones are streamed. */
 export const IN_MEMORY_LIMIT = 8 * 1024 * 1024;
 /**
- * Blobs from this size on are inflated and hashed on other threads while this one checks the
- * small ones (below it, handing one over costs more than it saves).
+ * Blobs from this size on are inflated on other threads while this one checks the small ones
+ * (below it, handing one over costs more than it saves).
  */
 const OFF_THREAD_FROM = 64 * 1024;
 /** Bytes of such blobs being read at once, and how many. */
@@ -85,8 +85,8 @@ export class BlobSource {
    * Read each file's blob whole before anything is written (its id checked as it is read) and
    * compare it with the metadata: for each file, what is wrong with it, or null. Give every
    * file the restore will write (a blob shared by several is read once). Blobs of OFF_THREAD_FROM
-   * bytes or more are inflated and hashed on other threads (Repository.readAsync) while this
-   * thread checks the small ones; the largest are streamed.
+   * bytes or more are inflated on other threads (Repository.readAsync) while this thread checks
+   * the small ones; those over IN_MEMORY_LIMIT are streamed, beside the rest too.
    */
   async checkBlobs(files: readonly { oid: string; size: number }[]): Promise<(string | null)[]> {
     const out: (string | null)[] = new Array(files.length).fill(null);
