@@ -233,6 +233,54 @@ describe('push to a local-folder master', () => {
     fsck(fx.masterRepo);
   });
 
+  it('a first push asks the master in few rounds: what does not depend on an answer goes together', async () => {
+    fx = makePushFixture();
+    const head = fx.snapshot(20);
+    // The longest chain of requests each sent after the one before it was answered (a round trip
+    // each over SSH), whatever the transport does in one request.
+    let answered = 0;
+    let rounds = 0;
+    const local = new LocalTransport();
+    const t = new Proxy(local, {
+      get(target, key, receiver) {
+        const v: unknown = Reflect.get(target, key, receiver);
+        if (typeof v !== 'function' || key === 'close') return v;
+        return async (...args: unknown[]) => {
+          const depth = answered + 1;
+          try {
+            return await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          } finally {
+            answered = Math.max(answered, depth);
+            rounds = Math.max(rounds, depth);
+          }
+        };
+      },
+    });
+    await pushSnapshots(env(fx), { transport: t });
+    expect(masterHead(fx.masterRepo)).toBe(head);
+    fsck(fx.masterRepo);
+    // lock (refused: no folder), folder, lock; leftovers then the repository (6) alongside the
+    // ref's read; upload; checks and the ref read again; pack, index and ref renamed; unlock.
+    expect(rounds).toBeLessThanOrEqual(15);
+  });
+
+  it("reads the master's ref from packed-refs when the loose ref is gone, and ignores packed-refs beside a loose ref", async () => {
+    fx = makePushFixture();
+    fx.snapshot(10);
+    await pushSnapshots(env(fx));
+    // git pack-refs on the master: the ref lives in packed-refs only.
+    gitIn(fx.masterRepo, ['pack-refs', '--all', '--prune']);
+    expect(fs.existsSync(path.join(fx.masterRepo, 'refs/heads/main'))).toBe(false);
+    const head = fx.snapshot(10, 1);
+    const r = await pushSnapshots(env(fx));
+    expect(r.commits).toBe(1);
+    expect(masterHead(fx.masterRepo)).toBe(head);
+    // A loose ref again (the push wrote one); packed-refs now unreadable: not asked about.
+    fs.rmSync(path.join(fx.masterRepo, 'packed-refs'));
+    fs.mkdirSync(path.join(fx.masterRepo, 'packed-refs'));
+    expect(await pushSnapshots(env(fx))).toMatchObject({ commits: 0, remoteHead: head });
+  });
+
   it('has nothing to push before the first snapshot', async () => {
     fx = makePushFixture();
     const r = await pushSnapshots(env(fx));

@@ -113,12 +113,15 @@ async function pushOnce(
       lock = await acquireRemoteLock(t, remote.lock, config.hostname, log);
     }
     try {
-      if (opts.afterCompletedPush !== true) {
+      // What a push after a failed or no push looks for goes alongside the ref's read, which it
+      // does not change (the leftovers cleared first: their names are those the creation of the
+      // repository writes under).
+      const prepare = async () => {
         const leftovers = await clearLeftovers(t, remote, log);
         if (leftovers > 0) log.info(`removed ${leftovers} temporary file(s) of an interrupted push`);
         if (await ensureRemoteRepo(t, remote)) log.info(`created ${remote.repo} on the master`);
-      }
-      const remoteHead = await readRemoteHead(t, remote);
+      };
+      const [remoteHead] = await Promise.all([readRemoteHead(t, remote), opts.afterCompletedPush === true ? null : prepare()]);
       log.debug(`master ${t.description} has ${remote.repo} at ${remoteHead ?? '(no snapshot)'}; local head ${localHead}`);
       if (remoteHead === localHead) {
         phases.stop();

@@ -33,34 +33,38 @@ export async function replaceFile(t: Transport, file: string, data: string, tmpN
   await t.rename(tmp, file);
 }
 
-/** Directories first; HEAD written last and atomically, so a repo with a HEAD is complete. */
+/**
+ * Directories and config first; HEAD written last and atomically, so a repo with a HEAD is
+ * complete. The folders and the config go together (each request is a round trip).
+ */
 export async function ensureRemoteRepo(t: Transport, p: MasterHostPaths): Promise<boolean> {
   if (await t.stat(`${p.repo}/HEAD`)) return false;
-  for (const d of REPO_DIRS) await t.mkdirp(`${p.repo}/${d}`);
-  await replaceFile(t, `${p.repo}/config`, REPO_CONFIG, `${TMP_CONFIG_PREFIX}${randomTag()}`);
+  await Promise.all([
+    ...REPO_DIRS.map((d) => t.mkdirp(`${p.repo}/${d}`)),
+    replaceFile(t, `${p.repo}/config`, REPO_CONFIG, `${TMP_CONFIG_PREFIX}${randomTag()}`),
+  ]);
   await replaceFile(t, `${p.repo}/HEAD`, REPO_HEAD, `${TMP_HEAD_PREFIX}${randomTag()}`);
   return true;
 }
 
-/** The master's commit for this host, read fresh (loose ref, then packed-refs), or null. */
+/**
+ * The master's commit for this host, read fresh (loose ref, else packed-refs), or null. Both are
+ * asked for at once: one round trip, not two when the loose ref is missing.
+ */
 export async function readRemoteHead(t: Transport, p: MasterHostPaths): Promise<string | null> {
   const parse = (text: string, where: string): string => {
     const v = text.trim();
     if (!/^[0-9a-f]{40}$/.test(v)) throw new RemoteError(`${where} on the master is not a commit id: "${v.slice(0, 60)}"`);
     return v;
   };
-  try {
-    return parse((await t.readFile(`${p.repo}/${REF}`)).toString('utf8'), `${p.repo}/${REF}`);
-  } catch (e) {
-    if (!(e instanceof NotFoundError)) throw e;
-  }
-  try {
-    const packed = parsePackedRefs((await t.readFile(`${p.repo}/packed-refs`)).toString('utf8')).get(REF);
-    if (packed !== undefined) return packed;
-  } catch (e) {
-    if (!(e instanceof NotFoundError)) throw e;
-  }
-  return null;
+  // null: the file is missing; a promise that rejects: it could not be read.
+  const read = (file: string) => t.readFile(file).catch((e: unknown) => (e instanceof NotFoundError ? null : Promise.reject(e)));
+  const packedRead = read(`${p.repo}/packed-refs`);
+  packedRead.catch(() => undefined); // not needed when the loose ref is there
+  const loose = await read(`${p.repo}/${REF}`);
+  if (loose !== null) return parse(loose.toString('utf8'), `${p.repo}/${REF}`);
+  const packed = await packedRead;
+  return packed === null ? null : (parsePackedRefs(packed.toString('utf8')).get(REF) ?? null);
 }
 
 /**

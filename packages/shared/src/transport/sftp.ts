@@ -348,15 +348,28 @@ export class SftpTransport implements Transport {
   }
 
   async mkdirp(p: string): Promise<void> {
-    const st = await this.stat(p);
-    if (st?.type === 'dir') return;
-    if (st) throw new ExistsError(`sftp mkdir ${p}: exists and is not a directory`);
-    const parent = p.replace(/\/+[^/]+\/*$/, '') || '/';
-    if (parent !== p) await this.mkdirp(parent);
+    // mkdir first, and look only when it fails: the folders asked for are mostly missing (a first
+    // push), and every request is a round trip. A missing parent answers NO_SUCH_FILE.
+    const mkdir = () => this.op<void>('mkdir', p, (s, cb) => s.mkdir(p, cb));
     try {
-      await this.op<void>('mkdir', p, (s, cb) => s.mkdir(p, cb));
+      await mkdir();
+      return;
     } catch (e) {
-      if ((await this.stat(p))?.type !== 'dir') throw e; // lost a race with another writer: fine
+      const parent = p.replace(/\/+[^/]+\/*$/, '') || '/';
+      if (e instanceof NotFoundError && parent !== p) {
+        await this.mkdirp(parent);
+        try {
+          await mkdir();
+          return;
+        } catch (again) {
+          e = again;
+        }
+      }
+      // It exists (made by another writer meanwhile: fine), or cannot be made: say what is there.
+      const st = await this.stat(p);
+      if (st?.type === 'dir') return;
+      if (st) throw new ExistsError(`sftp mkdir ${p}: exists and is not a directory`);
+      throw e;
     }
   }
 
