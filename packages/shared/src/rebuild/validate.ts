@@ -205,13 +205,23 @@ export function checkTargetAncestors(items: RestoreItem[], root: string): void {
   };
   const reported = new Set<string>();
   const dirs = new Set(items.filter((i) => i.type === 'dir').map((i) => i.hostPath));
+  // Paths whose whole way down from the root dir passed (directories, or nothing there): below
+  // one, only what is deeper needs checking. Items come parents first.
+  const passed = new Set<string>();
   for (const it of items) {
-    const parts = it.hostPath.split('/').slice(1);
-    const checks = parts.slice(0, -1).map((_, i) => '/' + parts.slice(0, i + 1).join('/'));
-    if (it.type === 'dir') checks.push(it.hostPath);
-    for (const anc of checks) {
+    const hp = it.hostPath;
+    const cut = hp.lastIndexOf('/');
+    const parent = cut > 0 ? hp.slice(0, cut) : '';
+    // Each ancestor as a prefix of the path (where it ends), and a directory itself.
+    const ends: number[] = [];
+    if (parent === '' || !passed.has(parent)) for (let j = hp.indexOf('/', 1); j > 0; j = hp.indexOf('/', j + 1)) ends.push(j);
+    if (it.type === 'dir') ends.push(hp.length);
+    let ok = true;
+    for (const end of ends) {
+      const anc = hp.slice(0, end);
       const st = lst(anc);
       if (st === null) break; // nothing further down exists either
+      ok = false;
       if (st.isSymbolicLink()) {
         if (!reported.has(anc)) {
           let target = '';
@@ -230,6 +240,11 @@ export function checkTargetAncestors(items: RestoreItem[], root: string): void {
         reported.add(anc);
         break;
       }
+      ok = true;
+    }
+    if (ok) {
+      if (parent !== '') passed.add(parent);
+      if (it.type === 'dir') passed.add(hp);
     }
   }
   if (problems.length) fail(problems, 'the target host has paths in the way of the restore (remove or move them, then run again)');
