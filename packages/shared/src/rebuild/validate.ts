@@ -205,22 +205,32 @@ export function checkTargetAncestors(items: RestoreItem[], root: string): void {
   };
   const reported = new Set<string>();
   const dirs = new Set(items.filter((i) => i.type === 'dir').map((i) => i.hostPath));
-  // Paths whose whole way down from the root dir passed (directories, or nothing there): below
-  // one, only what is deeper needs checking. Items come parents first.
-  const passed = new Set<string>();
+  // Paths whose whole way down from the root dir passed: a directory there (true), or nothing
+  // (false: nothing below it exists either). Below one, only what is deeper needs checking.
+  // Items come parents first.
+  const passed = new Map<string, boolean>();
   for (const it of items) {
     const hp = it.hostPath;
     const cut = hp.lastIndexOf('/');
     const parent = cut > 0 ? hp.slice(0, cut) : '';
+    const above = parent === '' ? undefined : passed.get(parent);
+    if (above === false) {
+      if (it.type === 'dir') passed.set(hp, false);
+      continue;
+    }
     // Each ancestor as a prefix of the path (where it ends), and a directory itself.
     const ends: number[] = [];
-    if (parent === '' || !passed.has(parent)) for (let j = hp.indexOf('/', 1); j > 0; j = hp.indexOf('/', j + 1)) ends.push(j);
+    if (above === undefined) for (let j = hp.indexOf('/', 1); j > 0; j = hp.indexOf('/', j + 1)) ends.push(j);
     if (it.type === 'dir') ends.push(hp.length);
     let ok = true;
+    let there = true;
     for (const end of ends) {
       const anc = hp.slice(0, end);
       const st = lst(anc);
-      if (st === null) break; // nothing further down exists either
+      if (st === null) {
+        there = false;
+        break; // nothing further down exists either
+      }
       ok = false;
       if (st.isSymbolicLink()) {
         if (!reported.has(anc)) {
@@ -243,8 +253,9 @@ export function checkTargetAncestors(items: RestoreItem[], root: string): void {
       ok = true;
     }
     if (ok) {
-      if (parent !== '') passed.add(parent);
-      if (it.type === 'dir') passed.add(hp);
+      // A missing ancestor above the parent leaves the parent missing too.
+      if (parent !== '' && above === undefined) passed.set(parent, there || lst(parent) !== null);
+      if (it.type === 'dir') passed.set(hp, there);
     }
   }
   if (problems.length) fail(problems, 'the target host has paths in the way of the restore (remove or move them, then run again)');
