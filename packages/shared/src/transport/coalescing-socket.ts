@@ -10,12 +10,9 @@ import net from 'node:net';
 
 export class CoalescingSocket extends net.Socket {
   private gathering = false;
-  /** The first error of the socket, kept for whoever takes it over later (ssh2 may not listen yet). */
-  failure: Error | undefined;
 
   /** Start connecting to host:port. */
   open(host: string, port: number): this {
-    this.on('error', (e) => (this.failure ??= e));
     this.connect({ host, port });
     // connect() gives the socket a write of its own (Node's, to undo a write refused after an
     // earlier end), which would hide this class's; ours goes on to Node's.
@@ -36,15 +33,4 @@ export class CoalescingSocket extends net.Socket {
     }
     return typeof a === 'function' ? super.write(data, a) : super.write(data, a, b);
   }
-}
-
-/**
- * A socket connecting to host:port. openTransport opens it before ssh2 and the rest are loaded,
- * so that the master accepts it and starts its session meanwhile; nothing is sent on it until
- * SftpTransport.connect hands it to ssh2 (which verifies the host key, as always).
- */
-export function openSocket(host: string, port: number): CoalescingSocket {
-  const sock = new CoalescingSocket();
-  sock.setMaxListeners(0);
-  return sock.open(host, port);
 }

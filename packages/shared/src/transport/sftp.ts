@@ -7,7 +7,7 @@ import type { Logger } from '../log.ts';
 import type { RemoteEntry, RemoteStat, Transport } from './transport.ts';
 import { checkHostKey, fingerprintSha256, keyTypeOfBlob, knownHostsName, readKnownHosts, hostFieldMatches } from './known-hosts.ts';
 import type { SshAuth } from './ssh-auth.ts';
-import { type CoalescingSocket, openSocket } from './coalescing-socket.ts';
+import { CoalescingSocket } from './coalescing-socket.ts';
 
 // The agent's way to the master over SFTP: OpenSSH's sftp-server or `pacha-master serve`.
 // The master's host key is always checked against known_hosts before anything is sent.
@@ -27,10 +27,7 @@ export interface SftpOptions {
   connectTimeoutMs?: number;
   /** Per operation; for uploads and downloads, the longest time without progress. */
   opTimeoutMs?: number;
-  /** A socket already connecting to host:port (openSocket): ssh2 takes it over as it stands. */
-  sock?: CoalescingSocket;
 }
-
 
 const HOST_KEY_ALGOS: ServerHostKeyAlgorithm[] = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'];
 
@@ -208,15 +205,7 @@ export class SftpTransport implements Transport {
   }
 
   static async connect(opts: SftpOptions): Promise<SftpTransport> {
-    // Our socket, so that each turn's writes go out together (coalescing-socket.ts).
-    const sock = opts.sock ?? openSocket(opts.host, opts.port);
-    let knownText: string;
-    try {
-      knownText = readKnownHosts(opts.knownHostsFile);
-    } catch (e) {
-      sock.destroy();
-      throw e;
-    }
+    const knownText = readKnownHosts(opts.knownHostsFile);
     let refusal: HostKeyError | null = null;
     const conn = new ssh2.Client();
     // Errors after the connect surface in the operations; the events only go to the debug log.
@@ -225,6 +214,10 @@ export class SftpTransport implements Transport {
     conn.on('close', () => opts.log.debug('ssh: connection closed'));
     // SFTP is request/response: without TCP_NODELAY every small request waits for a delayed ACK.
     conn.on('connect', () => conn.setNoDelay(true));
+    // Our socket, so that each turn's writes go out together (coalescing-socket.ts).
+    const sock = new CoalescingSocket();
+    sock.setMaxListeners(0);
+    sock.open(opts.host, opts.port);
     const cfg = ssh2Config(opts, knownText, (blob) => {
       const check = checkHostKey(knownText, opts.host, opts.port, blob);
       if (check.status === 'match') return true;
@@ -235,8 +228,6 @@ export class SftpTransport implements Transport {
     opts.log.debug(`connecting to ${where} with ${opts.auth.source}`);
     let sftp: SFTPWrapper;
     try {
-      // A socket opened early may have failed before ssh2 listened to it (which would then wait for its connect).
-      if (sock.failure || sock.destroyed) throw Object.assign(sock.failure ?? new Error('the connection closed before SSH started'), { level: 'client-socket' });
       // The connect itself is bounded by readyTimeout; this deadline covers the SFTP start too.
       sftp = await deadline(openSftp(conn, cfg), (opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS) + 5000, () => conn.destroy(), `connecting to ${where}`);
     } catch (e) {
