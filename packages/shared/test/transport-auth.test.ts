@@ -1,5 +1,7 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '@pacha/shared/config';
 import { silentLogger } from '@pacha/shared/log';
@@ -29,6 +31,26 @@ describe('ssh authentication', () => {
     const t = await openTransport(loadConfig({ env: env() }), silentLogger, { env: env() });
     expect((await t.list('/pacha/hosts/authhost')).map((e) => e.name).sort()).toEqual(['pacha_post', 'pacha_pre']);
     await t.close();
+  });
+
+  it('logs in through ssh-agent (SSH_AUTH_SOCK) when no key is configured', async () => {
+    const keys = writeAgentConfig(h, embeddedTarget(m));
+    const { 'pacha.ssh.key': _key, ...noKey } = keys;
+    h.writeConfig(noKey);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pacha-agent-'));
+    const sock = path.join(dir, 'agent.sock');
+    const agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 200 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 10));
+      execFileSync('ssh-add', ['-q', h.p('/etc/pacha/id_ed25519')], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
+      const e = env({ SSH_AUTH_SOCK: sock });
+      const t = await openTransport(loadConfig({ env: e }), silentLogger, { env: e });
+      expect((await t.list('/pacha/hosts/authhost')).map((x) => x.name).sort()).toEqual(['pacha_post', 'pacha_pre']);
+      await t.close();
+    } finally {
+      agent.kill();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('falls back to ~/.ssh/id_ed25519 under the root dir when pacha.ssh.key is not set', async () => {

@@ -163,6 +163,10 @@ function ssh2Config(opts: SftpOptions, knownText: string, onKey: (blob: Buffer) 
     keepaliveCountMax: 3,
     algorithms: { serverHostKey: hostKeyAlgorithms(knownText, opts.host, opts.port) },
     hostVerifier: (key: Buffer) => onKey(key),
+    // Straight to the one method pacha has, not "none" first (ssh2's default, as ssh(1) does, to
+    // learn the methods): OpenSSH answers a failed attempt only after a delay of its own
+    // (against user enumeration), which every connection paid.
+    authHandler: opts.auth.privateKey !== undefined ? ['publickey'] : opts.auth.agent !== undefined ? ['agent'] : undefined,
   };
 }
 
