@@ -7,7 +7,7 @@ import zlib from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { looksCompressed, PackWriter } from '../src/git/pack-writer.ts';
 import { readPackEntries } from '../src/git/consolidate.ts';
-import { deflateAsync, deflateEngine, deflateSync, inflateExact } from '../src/git/deflate.ts';
+import { deflateAsync, deflateEngine, deflateSync, inflateExact, inflateExactAsync } from '../src/git/deflate.ts';
 
 // How the snapshot's pack writer spends its CPU: data that is compressed already is stored
 // (zlib level 0) instead of deflated again, and files of 1 MiB or more are deflated on the
@@ -45,6 +45,29 @@ describe('inflateExact (a pack entry of known size)', () => {
     expect(() => inflateExact(bad, data.length)).toThrow();
     // A header that claims far more than the stream can hold is not believed (zlib then says so).
     expect(() => inflateExact(deflateSync(data, 9), 1024 * 1024 * 1024)).toThrow();
+  });
+
+  it('inflateExactAsync, on another thread, gives the same answers', async () => {
+    const data = Buffer.from(Array.from({ length: 30000 }, (_, i) => `line ${i}\n`).join(''));
+    const into = (n: number) => Buffer.alloc(n, 0xaa);
+    for (const level of [0, 1, 9]) {
+      const stream = deflateSync(data, level);
+      const out = into(data.length);
+      await inflateExactAsync(Buffer.concat([stream, Buffer.from('next entry')]), out);
+      expect(out.equals(data)).toBe(true);
+      await expect(inflateExactAsync(stream, into(data.length - 1))).rejects.toThrow();
+      await expect(inflateExactAsync(stream, into(data.length + 1))).rejects.toThrow();
+    }
+    const bad = Buffer.from(deflateSync(data, 1));
+    bad[20] ^= 0xff;
+    bad[21] ^= 0xff;
+    await expect(inflateExactAsync(bad, into(data.length))).rejects.toThrow();
+    // More than the stream can hold: zlib's route (libdeflate is not asked), refused there.
+    await expect(inflateExactAsync(deflateSync(data, 9), into(200 * 1024 * 1024))).rejects.toThrow(/inflates to 318890 bytes/);
+    // Many at once, each into its own buffer.
+    const outs = Array.from({ length: 16 }, () => into(data.length));
+    await Promise.all(outs.map((o) => inflateExactAsync(deflateSync(data, 1), o)));
+    for (const o of outs) expect(o.equals(data)).toBe(true);
   });
 });
 
