@@ -37,9 +37,13 @@ export function badPathReason(p: string): string | null {
   if (p.length === 0) return 'empty path';
   if (p.includes('\0')) return 'contains a NUL byte';
   if (p.startsWith('/')) return 'absolute path (metadata paths have no leading slash)';
-  for (const c of p.split('/')) {
-    if (c === '') return 'empty path component';
-    if (c === '.' || c === '..') return `"${c}" component`;
+  // Component by component without splitting: every path of a snapshot comes here, twice.
+  for (let start = 0; start <= p.length; ) {
+    let end = p.indexOf('/', start);
+    if (end < 0) end = p.length;
+    if (end === start) return 'empty path component';
+    if (p.charCodeAt(start) === 46 && (end - start === 1 || (end - start === 2 && p.charCodeAt(start + 1) === 46))) return `"${p.slice(start, end)}" component`;
+    start = end + 1;
   }
   return null;
 }
