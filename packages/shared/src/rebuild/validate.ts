@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PachaError, UsageError } from '../errors.ts';
 import { hostPath } from '../paths.ts';
-import { comparePaths, type MetadataEntry } from '../format/entry.ts';
+import type { MetadataEntry } from '../format/entry.ts';
+import { pathComparator } from '../format/snapshot.ts';
 import { isWithin, normaliseHostPath } from '../watchlist.ts';
 import type { StagedSnapshot } from './read.ts';
 import type { BlobSource } from './blob-source.ts';
@@ -181,7 +182,9 @@ export async function validateSnapshot(snap: StagedSnapshot, opts: ValidateOptio
     const t = snap.tree.get(e.path);
     items.push({ ...e, hostPath: hp, oid: e.type === 'dir' ? undefined : t!.oid });
   }
-  items.sort((a, b) => comparePaths(a.path, b.path));
+  // Byte order (parents first); a plain string compare where that is the same (no allocation per compare).
+  const cmp = pathComparator(items.map((i) => i.path));
+  items.sort((a, b) => cmp(a.path, b.path));
   if (opts.only !== undefined && items.length === 0) throw new UsageError(`--only ${opts.only}: the snapshot holds nothing there`);
 
   // 4. the target host: no existing symlink on the way to any path we write.
