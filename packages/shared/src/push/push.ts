@@ -105,11 +105,14 @@ async function pushOnce(
     // The lock lives in the repository folder: create the folder only when it is missing
     // (first push), saving the round trips of mkdirp on every later push.
     let lock;
+    /** The repository's folder was missing: made now, it holds neither leftovers nor a repository. */
+    let fresh = false;
     try {
       lock = await acquireRemoteLock(t, remote.lock, config.hostname, log);
     } catch (e) {
       if (!(e instanceof NotFoundError)) throw e;
       await t.mkdirp(remote.repo);
+      fresh = true;
       lock = await acquireRemoteLock(t, remote.lock, config.hostname, log);
     }
     try {
@@ -117,9 +120,9 @@ async function pushOnce(
       // does not change (the leftovers cleared first: their names are those the creation of the
       // repository writes under).
       const prepare = async () => {
-        const leftovers = await clearLeftovers(t, remote, log);
+        const leftovers = fresh ? 0 : await clearLeftovers(t, remote, log);
         if (leftovers > 0) log.info(`removed ${leftovers} temporary file(s) of an interrupted push`);
-        if (await ensureRemoteRepo(t, remote)) log.info(`created ${remote.repo} on the master`);
+        if (await ensureRemoteRepo(t, remote, { fresh })) log.info(`created ${remote.repo} on the master`);
       };
       const [remoteHead] = await Promise.all([readRemoteHead(t, remote), opts.afterCompletedPush === true ? null : prepare()]);
       log.debug(`master ${t.description} has ${remote.repo} at ${remoteHead ?? '(no snapshot)'}; local head ${localHead}`);

@@ -34,16 +34,19 @@ export async function replaceFile(t: Transport, file: string, data: string, tmpN
 }
 
 /**
- * Directories and config first; HEAD written last and atomically, so a repo with a HEAD is
- * complete. The folders and the config go together (each request is a round trip).
+ * Directories and config first; HEAD renamed into place last, so a repo with a HEAD is
+ * complete. The folders, the config and HEAD's temporary file go together (each request is a
+ * round trip). `fresh`: the caller made the repository's folder just now (no HEAD to look for).
  */
-export async function ensureRemoteRepo(t: Transport, p: MasterHostPaths): Promise<boolean> {
-  if (await t.stat(`${p.repo}/HEAD`)) return false;
+export async function ensureRemoteRepo(t: Transport, p: MasterHostPaths, opts: { fresh?: boolean } = {}): Promise<boolean> {
+  if (opts.fresh !== true && (await t.stat(`${p.repo}/HEAD`))) return false;
+  const headTmp = `${p.repo}/${TMP_HEAD_PREFIX}${randomTag()}`;
   await Promise.all([
     ...REPO_DIRS.map((d) => t.mkdirp(`${p.repo}/${d}`)),
     replaceFile(t, `${p.repo}/config`, REPO_CONFIG, `${TMP_CONFIG_PREFIX}${randomTag()}`),
+    t.writeFile(headTmp, REPO_HEAD),
   ]);
-  await replaceFile(t, `${p.repo}/HEAD`, REPO_HEAD, `${TMP_HEAD_PREFIX}${randomTag()}`);
+  await t.rename(headTmp, `${p.repo}/HEAD`);
   return true;
 }
 
