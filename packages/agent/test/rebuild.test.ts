@@ -214,15 +214,18 @@ describe('pacha rebuild (local master folder)', () => {
     expect(fs.existsSync(w.host.p(`${w.top}/app/bin/tool`))).toBe(true);
   });
 
-  it('streams a file larger than the in-memory limit, with its metadata', async () => {
+  it('streams files larger than the in-memory limit, with their metadata, while the next files are written', async () => {
     world = makeWorld();
     const w = world;
     const big = crypto.randomBytes(9 * 1024 * 1024);
+    const big2 = crypto.randomBytes(9 * 1024 * 1024 + 1);
     commitSnapshot(w.master.repo, {
       roots: [`${w.top}/big`],
       entries: [
         { path: `${w.top}/big`, type: 'dir', mode: 0o750 },
+        { path: `${w.top}/big/a.bin`, type: 'file', content: big2, mode: 0o600 },
         { path: `${w.top}/big/blob.bin`, type: 'file', content: big, mode: 0o2640, gid: 1, group: 'daemon' },
+        { path: `${w.top}/big/small.txt`, type: 'file', content: 'after the large ones\n', mode: 0o644 },
       ],
       time: 1_700_200_000,
     });
@@ -231,8 +234,10 @@ describe('pacha rebuild (local master folder)', () => {
     expect(r.code, r.stderr).toBe(0);
     const f = w.host.p(`${w.top}/big/blob.bin`);
     expect(fs.readFileSync(f).equals(big)).toBe(true);
+    expect(fs.readFileSync(w.host.p(`${w.top}/big/a.bin`)).equals(big2)).toBe(true);
     const st = fs.statSync(f);
     expect([st.mode & 0o7777, st.gid]).toEqual([0o2640, 1]);
+    expect(fs.readdirSync(w.host.p(`${w.top}/big`)).sort()).toEqual(['a.bin', 'blob.bin', 'small.txt']);
   });
 
   it("never restores over (or deletes) pacha's own state dir, even inside a root", async () => {

@@ -10,6 +10,7 @@ import { TargetChangedError, TargetTree, sameIdentity, type Identity, type Targe
 import { nativeAt } from '../xattr/native.ts';
 import type { RestoreItem } from './validate.ts';
 import type { XattrRestorer } from '../xattr/xattr.ts';
+import { FileWriters, type WriteJob, type WriteOutcome } from './file-writers.ts';
 
 // Puts the planned entries in place, every write and metadata change through a descriptor of
 // a verified directory (target-tree.ts): nothing is ever done by a path a local user could
@@ -22,6 +23,11 @@ import type { XattrRestorer } from '../xattr/xattr.ts';
 // rebuild stopped before that is run again, and its plan hashes whatever it finds (plan.ts). Whatever is replaced or deleted is first kept
 // under <state>/replaced/<time>/<host path>. Directories are created private (0700) and get
 // their real metadata last, deepest first, once their contents are in place.
+//
+// The kernel's work for each file (create, write, chown, utimes, chmod, rename) is most of a
+// large restore, from one thread: new files whose content is in memory go to threads
+// (file-writers.ts) with the descriptor of their verified directory, and large files are
+// streamed while the loop goes on; directories' metadata waits for all of them.
 //
 // A path whose type or identity changed since the plan is refused (TargetChangedError): it is
 // reported, left as it is with everything below it, and the restore goes on with the rest;
@@ -39,6 +45,10 @@ export interface RestoreOptions {
   batch?: number;
   /** Applies each record's extended attributes (absent: left as they are). */
   xattrs?: XattrRestorer;
+  /** Threads that write new files (file-writers.ts); default: by how many there are (FileWriters.threadsFor), 0: none. */
+  threads?: number;
+  /** Called with a batch's host paths just before it goes to a thread (tests: a local user acting at that moment). */
+  beforeThreadBatch?: (hostPaths: string[]) => void;
 }
 
 /** What a restore did, path by path; also the counts of a rebuild's summary and callback. */
@@ -200,6 +210,12 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
     }
     return undefined;
   };
+  /** A path (or the ancestor it names) changed since the plan: left alone, with everything below it. */
+  const refuse = (e: TargetChangedError) => {
+    refused.set(e.hostPath, { hostPath: e.hostPath, reason: e.reason, skipped: 0 });
+    tree.forget(e.hostPath);
+    log.warn(e.message);
+  };
   /** Runs one path's work; a TargetChangedError refuses that path (or the ancestor it names). */
   const guard = async <T>(hp: string, f: () => T | Promise<T>): Promise<T | undefined> => {
     if (refusedAbove(hp)) return undefined;
@@ -207,9 +223,7 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
       return await f();
     } catch (e) {
       if (!(e instanceof TargetChangedError)) throw e;
-      refused.set(e.hostPath, { hostPath: e.hostPath, reason: e.reason, skipped: 0 });
-      tree.forget(e.hostPath);
-      log.warn(e.message);
+      refuse(e);
       return undefined;
     }
   };
@@ -335,13 +349,88 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
     }
   };
   let settling: Promise<void> = Promise.resolve();
+  /** The batch settling on the main thread: its directories stay open. */
+  let settlingDirs: TargetDir[] = [];
   const flush = async () => {
     const b = batch;
     batch = [];
     await settling;
-    tree.trim(b.map((x) => x.dir)); // only this batch holds directories now
+    settlingDirs = b.map((x) => x.dir);
+    tree.trim(inUse()); // only this batch and the threads' files hold directories now
     settling = settle(b);
     settling.catch(() => undefined); // handled where it is awaited (next flush, or the end)
+  };
+
+  // New files whose content is in memory, with threads (file-writers.ts): each file's calls are
+  // made on a thread, on the descriptor of its directory, verified here and kept open until the
+  // batch is back. A batch goes when it has 64 files or 1 MiB.
+  interface ThreadFile {
+    job: WriteJob;
+    dir: TargetDir;
+    p: PlannedItem;
+    started: number;
+  }
+  const newFiles = plan.items.filter((p) => p.item.type === 'file' && p.action === 'create').length;
+  const writers = FileWriters.start(opts.threads ?? FileWriters.threadsFor(newFiles));
+  if (writers) log.debug(`new files written by ${writers.threads} thread(s)`);
+  /** Work that finishes after the loop moved on (a thread's batch, a large file's stream), with the directories it holds open. */
+  const inFlight = new Map<Promise<void>, TargetDir[]>();
+  const streams = new Set<Promise<void>>();
+  let forThreads: ThreadFile[] = [];
+  let forThreadsBytes = 0;
+  /** The first failure of work that finished after the loop had moved on: the restore fails with it. */
+  let laterError: unknown;
+  const later = (e: unknown) => {
+    if (e instanceof TargetChangedError) refuse(e);
+    else laterError ??= e;
+  };
+  const inUse = () => [...settlingDirs, ...forThreads.map((x) => x.dir), ...[...inFlight.values()].flat()];
+  const xattrSteps = steps.slice(1); // a thread did the owner (steps[0]) before handing a file back
+  /** A file a thread handed back: what is left of its metadata, then its rename, here. */
+  const finishHere = (x: ThreadFile, fd: number | undefined) => {
+    if (fd !== undefined) {
+      try {
+        for (const step of xattrSteps) step({ fd }, x.p.item, { uid: x.job.uid, gid: x.job.gid });
+      } catch (e) {
+        removeTemp({ dir: x.dir, tmp: x.job.tmp });
+        throw e;
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+    placeNow(x.dir, x.job.tmp, x.p, x.started);
+  };
+  const outcome = (x: ThreadFile, o: WriteOutcome) => {
+    const hp = x.p.item.hostPath;
+    try {
+      if (o.kind === 'failed') throw o.error;
+      if (o.kind === 'appeared') throw new TargetChangedError(hp, 'appeared');
+      if (o.kind === 'placed') done(x.p, x.started);
+      else finishHere(x, o.kind === 'xattrs' ? o.fd : undefined);
+      res.bytes += x.job.data.length;
+    } catch (e) {
+      later(e);
+    }
+  };
+  const toThreads = async () => {
+    const b = forThreads;
+    forThreads = [];
+    forThreadsBytes = 0;
+    if (b.length === 0) return;
+    opts.beforeThreadBatch?.(b.map((x) => x.p.item.hostPath));
+    const written = writers!.write(b.map((x) => x.job)).then(
+      (outs) => outs.forEach((o, i) => outcome(b[i], o)),
+      (e: unknown) => {
+        // A thread that died: what it did with these files is unknown; no temporary file stays.
+        laterError ??= e;
+        for (const x of b) removeTemp({ dir: x.dir, tmp: x.job.tmp });
+      },
+    );
+    inFlight.set(written, b.map((x) => x.dir));
+    void written.finally(() => inFlight.delete(written));
+    tree.trim(inUse());
+    // Two batches per thread: one being written, the next one ready.
+    while (writers!.pending >= 2 * writers!.threads) await Promise.race(inFlight.keys());
   };
 
   /** A finished temporary file or symlink that is not part of a batch: into place, or removed. */
@@ -393,29 +482,56 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
       placeNow(dir, tmp, p, started);
       return undefined;
     }
-    const fd = tree.createFile(dir, tmp, 0o600);
-    try {
-      const data = blobs.tryRead(it.oid!, it.size);
-      let written: number;
-      if (data) {
-        for (let off = 0; off < data.length; ) off += fs.writeSync(fd, data, off, data.length - off);
-        written = data.length;
-      } else {
-        written = await blobs.writeTo(it.oid!, fd); // large files: streamed from the pack
-      }
-      // Validation checked every size already; this guards against a repository changed since.
+    const data = blobs.tryRead(it.oid!, it.size);
+    // Validation checked every size already; this guards against a repository changed since.
+    const sizeCheck = (written: number) => {
       if (written !== it.size) throw new Error(`${escapeTerminal(it.hostPath)}: the snapshot's content is ${written} bytes, its metadata says ${it.size}`);
-      applyMetadata({ fd }, it, owner);
-      res.bytes += written;
-      if (data) return { fd, dir, tmp, p, started };
-      if (disk.waitsForDisk(p)) await fsyncFd(fd);
-    } catch (e) {
-      fs.closeSync(fd);
-      removeTemp({ dir, tmp });
-      throw e;
+    };
+    if (data && writers && p.action === 'create') {
+      sizeCheck(data.length);
+      const x = opts.xattrs?.active ? (it.xattrs ? 2 : 1) : 0;
+      forThreads.push({ job: { dirFd: dir.fd, tmp, name, data, uid: owner.uid, gid: owner.gid, mtime: seconds(it.mtimeNs), mode: it.mode, xattrs: x }, dir, p, started });
+      forThreadsBytes += data.length;
+      return undefined;
     }
-    fs.closeSync(fd);
-    placeNow(dir, tmp, p, started);
+    const fd = tree.createFile(dir, tmp, 0o600);
+    if (data) {
+      try {
+        for (let off = 0; off < data.length; ) off += fs.writeSync(fd, data, off, data.length - off);
+        sizeCheck(data.length);
+        applyMetadata({ fd }, it, owner);
+      } catch (e) {
+        fs.closeSync(fd);
+        removeTemp({ dir, tmp });
+        throw e;
+      }
+      res.bytes += data.length;
+      return { fd, dir, tmp, p, started };
+    }
+    // A large file: streamed from the pack (inflated on libuv's threads) while the loop goes on.
+    const streamed = (async () => {
+      try {
+        const written = await blobs.writeTo(it.oid!, fd);
+        sizeCheck(written);
+        applyMetadata({ fd }, it, owner);
+        res.bytes += written;
+        if (disk.waitsForDisk(p)) await fsyncFd(fd);
+      } catch (e) {
+        fs.closeSync(fd);
+        removeTemp({ dir, tmp });
+        throw e;
+      }
+      fs.closeSync(fd);
+      placeNow(dir, tmp, p, started);
+    })().catch(later);
+    inFlight.set(streamed, [dir]);
+    streams.add(streamed);
+    void streamed.finally(() => {
+      inFlight.delete(streamed);
+      streams.delete(streamed);
+    });
+    // Two at a time: each holds a descriptor and its buffers.
+    while (streams.size >= 2) await Promise.race(streams);
     return undefined;
   };
 
@@ -426,16 +542,23 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
       const pending = await guard(p.item.hostPath, () => restoreOne(p));
       if (pending) batch.push(pending);
       if (batch.length >= batchSize) await flush();
+      if (forThreads.length >= 64 || forThreadsBytes >= 1048576) await toThreads();
+      if (laterError) throw laterError;
     }
+    await toThreads();
     await flush();
     await settling;
+    await Promise.all(inFlight.keys());
+    if (laterError) throw laterError;
   } finally {
     // After a failure: no temporary file is left behind.
     await settling.catch(() => undefined);
+    await Promise.all(inFlight.keys());
     for (const x of batch) {
       fs.closeSync(x.fd);
       removeTemp(x);
     }
+    writers?.close();
   }
 
   // --delete: whatever the snapshot does not have is moved under replaced/.

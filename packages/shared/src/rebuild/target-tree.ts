@@ -71,8 +71,8 @@ function openFailure(e: unknown): string | undefined {
 }
 
 // Not in fs.constants; the same on every Linux architecture Node runs on.
-const O_CLOEXEC = 0o2000000;
-const RENAME_NOREPLACE = 1;
+export const O_CLOEXEC = 0o2000000;
+export const RENAME_NOREPLACE = 1;
 
 /** A failed *at call as Node reports a failed fs call (code, syscall, path). */
 function atError(calls: AtCalls, syscall: string, p: string): NodeJS.ErrnoException {

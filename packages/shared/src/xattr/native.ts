@@ -47,6 +47,17 @@ export interface AtCalls {
   errorCode(): string;
 }
 
+/** The C declarations of the libc calls bound here, by name (the restore's file writers bind some of them on their threads). */
+export const LIBC = {
+  openat: 'int openat(int dirfd, const char *path, int flags, unsigned int mode)',
+  mkdirat: 'int mkdirat(int dirfd, const char *path, unsigned int mode)',
+  renameat2: 'int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)',
+  unlinkat: 'int unlinkat(int dirfd, const char *path, int flags)',
+  close: 'int close(int fd)',
+  syncfs: 'int syncfs(int fd)',
+  flistxattr: 'intptr_t flistxattr(int fd, void *list, size_t size)',
+} as const;
+
 let cached: NativeXattr | undefined;
 let atCalls: AtCalls | null = null;
 /** glibc's malloc_trim, bound with the xattr calls; null where the libc has none (musl). */
@@ -103,10 +114,10 @@ function bind(koffi: Koffi): XattrCalls {
   };
   try {
     atCalls = {
-      openat: f('int openat(int dirfd, const char *path, int flags, unsigned int mode)'),
-      mkdirat: f('int mkdirat(int dirfd, const char *path, unsigned int mode)'),
-      renameat2: f('int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)'),
-      syncfs: f('int syncfs(int fd)'),
+      openat: f(LIBC.openat),
+      mkdirat: f(LIBC.mkdirat),
+      renameat2: f(LIBC.renameat2),
+      syncfs: f(LIBC.syncfs),
       errorCode,
     };
   } catch {
@@ -117,7 +128,7 @@ function bind(koffi: Koffi): XattrCalls {
     lgetxattr: f('intptr_t lgetxattr(const char *path, const char *name, void *value, size_t size)'),
     lsetxattr: f('int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)'),
     lremovexattr: f('int lremovexattr(const char *path, const char *name)'),
-    flistxattr: f('intptr_t flistxattr(int fd, void *list, size_t size)'),
+    flistxattr: f(LIBC.flistxattr),
     fgetxattr: f('intptr_t fgetxattr(int fd, const char *name, void *value, size_t size)'),
     fsetxattr: f('int fsetxattr(int fd, const char *name, const void *value, size_t size, int flags)'),
     fremovexattr: f('int fremovexattr(int fd, const char *name)'),

@@ -342,6 +342,11 @@ export class XattrRestorer {
     this.unavailable = n.ok ? undefined : n.reason;
   }
 
+  /** Whether apply() reads and writes attributes at all (not for a format 1 snapshot, nor without the native module). */
+  get active(): boolean {
+    return this.recorded && this.unavailable === undefined;
+  }
+
   /** The metadata step: make the target's attributes the record's. Never throws. */
   apply(t: XattrTarget, field: string | undefined, hostPath: string): void {
     if (!this.recorded) return;

@@ -1,0 +1,211 @@
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { LIBC, nativeAt, nativeXattr } from '../xattr/native.ts';
+import { NEW_FILE_FLAGS, O_CLOEXEC, RENAME_NOREPLACE } from './target-tree.ts';
+
+// Threads that write the restore's new files, so that the kernel's work for them (creating,
+// writing, chown, utimes, chmod, rename: most of a large restore) runs on every core while the
+// main thread verifies directories and hands out the next files. The main thread stays the only
+// one that opens and checks directories (target-tree.ts): a thread gets a directory's descriptor,
+// already verified, and does every call of a file on that descriptor or on the file's own:
+// openat(O_CREAT|O_EXCL|O_NOFOLLOW) of a temporary name, write, fchown, futimes, fchmod, close,
+// renameat2(RENAME_NOREPLACE) onto the name. Descriptors belong to the process, so a thread's
+// calls reach the very directory the main thread verified, wherever a local user moves it.
+// Files go in batches (one message each way per batch, their contents moved in one buffer), as
+// for the deflate thread (git/deflate-worker.ts).
+//
+// A thread stops after the owner when the file may need extended attributes (the record has some,
+// or the new file got some from its directory: a default ACL, a label) and hands the still open
+// descriptor back: the main thread applies them (xattr/xattr.ts, the one home of that rule), then
+// the times and the mode, and renames. It hands back the rename alone on a file system without
+// RENAME_NOREPLACE (target-tree.ts falls back there).
+
+/** One new file: its directory (verified, kept open until the batch is back), names, content and metadata. */
+export interface WriteJob {
+  dirFd: number;
+  tmp: string;
+  name: string;
+  data: Buffer;
+  uid: number;
+  gid: number;
+  /** mtime in seconds, as futimes takes it. */
+  mtime: number;
+  mode: number;
+  /** 0: no extended attributes are restored; 1: hand back the descriptor if the new file has any; 2: always hand it back. */
+  xattrs: 0 | 1 | 2;
+}
+
+/**
+ * What became of a job: in place; handed back after its owner (`fd` open, for the attributes, times,
+ * mode and rename) or before its rename (closed, complete); refused because its name was taken
+ * (the temporary file removed); or failed (the temporary file removed).
+ */
+export type WriteOutcome =
+  | { kind: 'placed' }
+  | { kind: 'xattrs'; fd: number }
+  | { kind: 'rename' }
+  | { kind: 'appeared' }
+  | { kind: 'failed'; error: Error };
+
+// Plain JavaScript run with `eval` (as deflate-worker.ts), so the bundled programs need no file
+// beside them. The outcome of job i is codes[i] (0 placed, 1 xattrs with fds[i], 2 rename,
+// 3 appeared, 4 failed with errors[i]).
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const fs = require('node:fs');
+const os = require('node:os');
+const m = { exports: {} };
+process.dlopen(m, workerData.koffi);
+const koffi = m.exports;
+const libc = koffi.load('libc.so.6');
+const D = ${JSON.stringify({ openat: LIBC.openat, renameat2: LIBC.renameat2, unlinkat: LIBC.unlinkat, close: LIBC.close, flistxattr: LIBC.flistxattr })};
+const openat = libc.func(D.openat);
+const renameat2 = libc.func(D.renameat2);
+const unlinkat = libc.func(D.unlinkat);
+const close = libc.func(D.close);
+const flistxattr = libc.func(D.flistxattr);
+const names = new Map();
+for (const [name, n] of Object.entries(os.constants.errno)) if (!names.has(n)) names.set(n, name);
+const code = () => names.get(koffi.errno()) ?? 'errno ' + koffi.errno();
+const FLAGS = ${NEW_FILE_FLAGS | O_CLOEXEC};
+const NOREPLACE = ${RENAME_NOREPLACE};
+function one(j, data, i, out) {
+  const fd = openat(j.dirFd, j.tmp, FLAGS, 0o600);
+  if (fd < 0) {
+    out.errors[i] = { code: code(), syscall: 'open' };
+    return 4;
+  }
+  try {
+    for (let off = 0; off < data.length; ) off += fs.writeSync(fd, data, off, data.length - off);
+    fs.fchownSync(fd, j.uid, j.gid);
+    if (j.xattrs === 2 || (j.xattrs === 1 && flistxattr(fd, null, 0) !== 0)) {
+      out.fds[i] = fd;
+      return 1;
+    }
+    fs.futimesSync(fd, j.mtime, j.mtime);
+    fs.fchmodSync(fd, j.mode);
+  } catch (e) {
+    close(fd);
+    unlinkat(j.dirFd, j.tmp, 0);
+    out.errors[i] = { code: e.code, syscall: e.syscall, message: e.message };
+    return 4;
+  }
+  close(fd);
+  if (renameat2(j.dirFd, j.tmp, j.dirFd, j.name, NOREPLACE) === 0) return 0;
+  const c = code();
+  if (c === 'EINVAL' || c === 'ENOSYS') return 2;
+  unlinkat(j.dirFd, j.tmp, 0);
+  if (c === 'EEXIST') return 3;
+  out.errors[i] = { code: c, syscall: 'rename' };
+  return 4;
+}
+parentPort.on('message', ({ id, jobs, data }) => {
+  const out = { codes: new Uint8Array(jobs.length), fds: new Int32Array(jobs.length), errors: {} };
+  const all = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  let at = 0;
+  for (let i = 0; i < jobs.length; i++) {
+    const n = jobs[i].size;
+    out.codes[i] = one(jobs[i], all.subarray(at, at + n), i, out);
+    at += n;
+  }
+  parentPort.postMessage({ id, ...out });
+});
+`;
+
+interface Reply {
+  id: number;
+  codes: Uint8Array;
+  fds: Int32Array;
+  errors: Record<number, { code?: string; syscall?: string; message?: string }>;
+}
+
+/** Threads for the restore's new files; null where koffi's native module (openat, renameat2) is not there. */
+export class FileWriters {
+  private readonly workers: Worker[] = [];
+  private readonly waiting = new Map<number, { resolve: (o: WriteOutcome[]) => void; reject: (e: Error) => void }>();
+  private readonly load: number[] = [];
+  private nextId = 0;
+  private failed: Error | undefined;
+
+  static start(threads: number): FileWriters | null {
+    const n = nativeXattr();
+    if (threads <= 0 || !n.ok || nativeAt() === null) return null;
+    return new FileWriters(n.from, threads);
+  }
+
+  /** The threads worth starting for `files` new files: none for a small restore (a thread's start costs more than it saves). */
+  static threadsFor(files: number): number {
+    return files < 1000 ? 0 : Math.min(2, os.availableParallelism());
+  }
+
+  private constructor(koffiFile: string, threads: number) {
+    const fail = (e: Error) => {
+      this.failed ??= e;
+      for (const w of this.waiting.values()) w.reject(e);
+      this.waiting.clear();
+    };
+    for (let i = 0; i < threads; i++) {
+      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { koffi: koffiFile } });
+      w.unref();
+      w.on('message', (m: Reply) => this.answer(i, m));
+      w.on('error', fail);
+      w.on('exit', (code) => fail(new Error(`a restore thread stopped (exit code ${code})`)));
+      this.workers.push(w);
+      this.load.push(0);
+    }
+  }
+
+  /** Batches given to the threads and not back yet. */
+  get pending(): number {
+    return this.waiting.size;
+  }
+
+  get threads(): number {
+    return this.workers.length;
+  }
+
+  /** Write a batch of files on the least busy thread; their outcomes, in order. Keep their directories open until then. */
+  write(jobs: WriteJob[]): Promise<WriteOutcome[]> {
+    if (this.failed) return Promise.reject(this.failed);
+    const size = jobs.reduce((n, j) => n + j.data.length, 0);
+    // Its own memory (not a slice of Node's pool), moved to the thread, not copied again.
+    const data = Buffer.allocUnsafeSlow(size);
+    let at = 0;
+    for (const j of jobs) at += j.data.copy(data, at);
+    const plain = jobs.map(({ dirFd, tmp, name, data: d, uid, gid, mtime, mode, xattrs }) => ({ dirFd, tmp, name, size: d.length, uid, gid, mtime, mode, xattrs }));
+    const id = this.nextId++;
+    let w = 0;
+    for (let i = 1; i < this.load.length; i++) if (this.load[i] < this.load[w]) w = i;
+    this.load[w]++;
+    const p = new Promise<WriteOutcome[]>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
+    this.workers[w].postMessage({ id, jobs: plain, data }, [data.buffer as ArrayBuffer]);
+    return p;
+  }
+
+  private answer(worker: number, m: Reply): void {
+    this.load[worker]--;
+    const w = this.waiting.get(m.id);
+    if (!w) return;
+    this.waiting.delete(m.id);
+    const out: WriteOutcome[] = [];
+    for (let i = 0; i < m.codes.length; i++) {
+      const c = m.codes[i];
+      if (c === 0) out.push({ kind: 'placed' });
+      else if (c === 1) out.push({ kind: 'xattrs', fd: m.fds[i] });
+      else if (c === 2) out.push({ kind: 'rename' });
+      else if (c === 3) out.push({ kind: 'appeared' });
+      else {
+        const e = m.errors[i] ?? {};
+        const err: NodeJS.ErrnoException = new Error(e.message ?? `${e.code}: ${e.syscall}`);
+        err.code = e.code;
+        err.syscall = e.syscall;
+        out.push({ kind: 'failed', error: err });
+      }
+    }
+    w.resolve(out);
+  }
+
+  close(): void {
+    for (const w of this.workers) void w.terminate();
+  }
+}
