@@ -289,25 +289,24 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
     }
   }
 
-  // Pass 1, in path order (parents first): directories.
-  for (const p of plan.items) {
+  /** A directory of the plan that is missing (or is something else now): created, private until its metadata (last). */
+  const makeDir = async (p: PlannedItem) => {
     const it = p.item;
-    if (it.type !== 'dir' || p.action === 'unchanged') continue;
+    if (p.action === 'unchanged') return;
     const ok = await guard(it.hostPath, () => {
       if (p.action === 'replace') keep(it.hostPath, p.existing!, true);
       tree.mkdir(it.hostPath);
       return true;
     });
-    tree.trim([]); // no file is in flight yet
-    if (!ok) continue;
+    tree.trim(inUse());
+    if (!ok) return;
     log.debug(`mkdir ${escapeTerminal(it.hostPath)}`);
     res[p.action === 'create' ? 'created' : 'replaced']++;
-  }
+  };
 
-  // Pass 2: files and symlinks; their directories all exist now. Small files are written in
-  // batches: each under its temporary name with its metadata set on the descriptor, then the
-  // batch's fsyncs all at once (they overlap, and the journal commits them together, instead
-  // of each file's commit stalling the next file's creation), then the renames.
+  // One pass in path order (a directory before what is in it): directories, files, symlinks.
+  // Small files are written in batches: each under its temporary name with its metadata set on
+  // the descriptor, then the batch's fsyncs (of replaced files) all at once, then the renames.
   interface Pending {
     fd: number;
     dir: TargetDir;
@@ -538,7 +537,10 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
   const batchSize = Math.max(1, opts.batch ?? 256);
   try {
     for (const p of plan.items) {
-      if (p.item.type === 'dir') continue;
+      if (p.item.type === 'dir') {
+        await makeDir(p);
+        continue;
+      }
       const pending = await guard(p.item.hostPath, () => restoreOne(p));
       if (pending) batch.push(pending);
       if (batch.length >= batchSize) await flush();
@@ -573,7 +575,7 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
   }
   res.phases.restore = Date.now() - t0;
 
-  // Pass 3: directory metadata, deepest first.
+  // Then directory metadata, deepest first.
   const t1 = Date.now();
   const dirs = plan.items.filter((p) => p.item.type === 'dir');
   dirs.sort((a, b) => b.item.path.split('/').length - a.item.path.split('/').length);

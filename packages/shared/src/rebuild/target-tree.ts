@@ -281,8 +281,9 @@ export class TargetTree {
   }
 
   /**
-   * Between batches: close forgotten descriptors and, beyond KEEP_OPEN, all others, except
-   * those the batch in flight uses (they are opened and verified again when used next).
+   * Between batches: close forgotten descriptors and, beyond KEEP_OPEN, the least recently
+   * opened others down to half of it, except those the work in flight uses (they are opened and
+   * verified again when used next).
    */
   trim(inUse: Iterable<TargetDir>): void {
     const keep = new Set(inUse);
@@ -293,7 +294,9 @@ export class TargetTree {
       else fs.closeSync(d.fd);
     }
     if (this.open.size <= KEEP_OPEN) return;
+    // The least recently opened first, down to half: the directories in use now stay open.
     for (const [p, d] of this.open) {
+      if (this.open.size <= KEEP_OPEN / 2) break;
       if (keep.has(d)) continue;
       fs.closeSync(d.fd);
       this.open.delete(p);
