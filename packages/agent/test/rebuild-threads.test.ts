@@ -119,6 +119,17 @@ describe('new files written by threads, with a local user acting while they are 
   });
 });
 
+describe('a thread that fails', () => {
+  it("fails the restore with the failed call's error (code and syscall)", async () => {
+    const { w, home, h } = threadsWorld();
+    // The directory the batch writes into is removed (it is empty: all its files are in the batch).
+    const err = await restoreWithThreads(w, () => fs.rmdirSync(h(`${home}/sub`))).catch((e: unknown) => e);
+    expect((err as NodeJS.ErrnoException).code).toBe('ENOENT');
+    expect((err as NodeJS.ErrnoException).syscall).toBe('open');
+    expect(fs.readdirSync(h(home))).toEqual([]);
+  });
+});
+
 describe('many new files: written by threads, with their extended attributes', () => {
   it('attributes of the record set, attributes a new file got from its directory removed; --verify agrees', async () => {
     const base = fs.mkdtempSync(path.join(os.tmpdir(), 'pacha-threads-'));
