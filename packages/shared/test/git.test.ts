@@ -123,6 +123,24 @@ describe('git object store', () => {
     expect(await readHead(r)).toBe(git(r, ['rev-parse', 'HEAD']).trim());
   });
 
+  it('reads every object of a pack the same in pack order (read ahead), backwards and in random order', async () => {
+    const r = await repo();
+    const w = PackWriter.create(packDir(r));
+    const contents = Array.from({ length: 600 }, (_, i) => Buffer.from(`object ${i}\n`.repeat(1 + ((i * 37) % 400))));
+    // A few larger than the read-ahead buffer, between the small ones.
+    for (const i of [100, 101, 350]) contents[i] = crypto.randomBytes(1536 * 1024);
+    const ids = contents.map((c) => w.addObject('blob', c));
+    await w.finish();
+    const byOffset = [...ids.keys()];
+    const reader = new Repository(r);
+    const idx = reader.packs()[0].index;
+    byOffset.sort((a, b) => idx.offsetAt(idx.findHex(ids[a])) - idx.offsetAt(idx.findHex(ids[b])));
+    const orders = [byOffset, [...byOffset].reverse(), [...byOffset].sort(() => Math.random() - 0.5), byOffset];
+    for (const order of orders) for (const i of order) expect(reader.readBlob(ids[i]).equals(contents[i])).toBe(true);
+    expect(reader.badPacks.size).toBe(0);
+    reader.close();
+  });
+
   it('merges many small packs into one, keeping every object', async () => {
     const r = await repo();
     let parent: string | null = null;

@@ -33,7 +33,10 @@ export type BaseLookup = (oid: string) => GitObject | undefined;
 /** Entries whose zlib stream is larger than this are inflated as a stream by verify(). */
 const STREAM_VERIFY_AT = 8 * 1024 * 1024;
 const CHUNK = 1024 * 1024;
-/** readAt reads entries up to this size into one buffer it keeps; larger ones get their own. */
+/**
+ * readAt reads entries up to this size into one buffer it keeps; larger ones get their own. An
+ * entry that starts where the last one read ended fills the buffer from there (read-ahead).
+ */
 const SCRATCH = 1024 * 1024;
 /** verify() reads the pack through a window of this size. */
 const WINDOW = 8 * 1024 * 1024;
@@ -48,8 +51,11 @@ export class PackReader {
   private sizeOfPack = 0;
   /** Small cache of delta bases, so chains are not inflated again and again. */
   private readonly baseCache = new Map<number, GitObject>();
-  /** readAt's reusable read buffer (entries up to SCRATCH bytes). */
+  /** readAt's reusable read buffer (entries up to SCRATCH bytes), and the bytes of the pack it holds. */
   private scratch: Buffer | undefined;
+  private held = { start: 0, end: 0 };
+  /** Where the entry readAt read last ends. */
+  private lastEnd = -1;
   /** packOrder(), computed once. */
   private order: Uint32Array | undefined;
 
@@ -81,6 +87,8 @@ export class PackReader {
     this.fdOpen = undefined;
     this.baseCache.clear();
     this.scratch = undefined;
+    this.held = { start: 0, end: 0 };
+    this.lastEnd = -1;
   }
 
   private corrupt(message: string): PackCorruptError {
@@ -177,6 +185,26 @@ export class PackReader {
     return { type, content };
   }
 
+  /**
+   * readAt's bytes of an entry, valid until its next call. Entries read one after another in
+   * pack order (a rebuild checks every blob in path order, the order they were packed in) come
+   * out of one read of SCRATCH bytes, not a system call each.
+   */
+  private entryBytes(offset: number, length: number): Buffer {
+    const sequential = offset === this.lastEnd;
+    this.lastEnd = offset + length;
+    if (length > SCRATCH) return this.read(offset, length);
+    const buf = (this.scratch ??= Buffer.allocUnsafe(SCRATCH));
+    const h = this.held;
+    // Only a read in pack order is served from what was read ahead; any other reads the file.
+    if (!sequential || offset < h.start || offset + length > h.end) {
+      const n = sequential ? Math.min(SCRATCH, this.packSize - offset) : length;
+      this.read(offset, n, buf);
+      this.held = { start: offset, end: offset + n };
+    }
+    return buf.subarray(offset - this.held.start, offset - this.held.start + length);
+  }
+
   /** Inflate the object stored at an offset (not checked against any id). */
   readAt(offset: number, lookup?: BaseLookup, depth = 0): GitObject {
     const cached = this.baseCache.get(offset);
@@ -185,7 +213,7 @@ export class PackReader {
     const end = this.entryEnd(offset);
     // One read for the header and the zlib stream; small entries into a buffer kept for the
     // next one, which the inflate has consumed by then (no allocation per object to collect).
-    const entry = this.read(offset, end - offset, end - offset <= SCRATCH ? (this.scratch ??= Buffer.allocUnsafe(SCRATCH)) : undefined);
+    const entry = this.entryBytes(offset, end - offset);
     let h: EntryHeader;
     try {
       h = decodeEntryHeader(offset, entry.subarray(0, MAX_ENTRY_HEADER));
