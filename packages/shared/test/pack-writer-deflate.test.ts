@@ -221,6 +221,28 @@ describe('pack writer deflate', () => {
     files.forEach((f, i) => expect(execFileSync('git', ['--git-dir', r.dir, 'cat-file', 'blob', ids[i]], { maxBuffer: 8 * 1024 * 1024 }).equals(f.data)).toBe(true));
   });
 
+  it('does not seal a pack cut short under the writer (its checksum is of what is on disk)', async () => {
+    const r = repo();
+    for (const worker of [false, true]) {
+      const w = PackWriter.create(r.pack, { worker });
+      for (let i = 0; i < 500; i++) w.addObject('blob', Buffer.from(`${worker} ${i}\n`.repeat(200)));
+      await w.writeQueued();
+      const tmp = fs.readdirSync(r.pack).find((f) => f.startsWith('tmp_pack_'))!;
+      fs.truncateSync(path.join(r.pack, tmp), 1000);
+      await expect(w.finish()).rejects.toThrow(/holds 1000 bytes where \d+ were written: not sealed/);
+      w.abort();
+      expect(fs.readdirSync(r.pack)).toEqual([]);
+    }
+    // Uncut, the same pack is sealed with the SHA-1 of its bytes, and git reads it.
+    const w = PackWriter.create(r.pack, { worker: true });
+    for (let i = 0; i < 500; i++) w.addObject('blob', Buffer.from(`kept ${i}\n`.repeat(200)));
+    const done = (await w.finish())!;
+    const bytes = fs.readFileSync(done.packFile);
+    expect(bytes.subarray(-20).toString('hex')).toBe(crypto.createHash('sha1').update(bytes.subarray(0, -20)).digest('hex'));
+    execFileSync('git', ['--git-dir', r.dir, 'verify-pack', done.idxFile]);
+    execFileSync('git', ['--git-dir', r.dir, 'fsck', '--full', '--strict']);
+  });
+
   it('never stores a file whose content is longer than its stat says (it is read again, then refused)', async () => {
     const r = repo();
     const w = PackWriter.create(r.pack);

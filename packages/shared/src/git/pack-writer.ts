@@ -464,6 +464,13 @@ export class PackWriter {
     return { oid, written: true, bytesRead: read };
   }
 
+  /** Write every entry added so far to the file (finish() does it first). */
+  async writeQueued(): Promise<void> {
+    this.assertOpen();
+    await this.drain(-1);
+    this.flush();
+  }
+
   /** Complete the pack: checksum, idx, rename into place (.idx last). null when empty. */
   async finish(): Promise<FinishedPack | null> {
     this.assertOpen();
@@ -477,7 +484,11 @@ export class PackWriter {
     const count = Buffer.alloc(4);
     count.writeUInt32BE(this.entries.length);
     fs.writeSync(this.fd, count, 0, 4, 8);
-    fs.ftruncateSync(this.fd, this.offset);
+    // Longer after a large file's stream that failed half-way: cut back. Shorter: something cut
+    // it under the writer; extending it would seal zeros with a right checksum.
+    const onDisk = fs.fstatSync(this.fd).size;
+    if (onDisk < this.offset) throw new PachaError(`${this.tmpFile} holds ${onDisk} bytes where ${this.offset} were written: not sealed`);
+    if (onDisk > this.offset) fs.ftruncateSync(this.fd, this.offset);
     // What is not on disk yet goes there while the file is read again for its checksum.
     this.syncAhead(FINISH_SYNC_AHEAD_BYTES, true);
     // The checksum covers the header, whose count is only known now: hash the file once more.
