@@ -116,7 +116,10 @@ async function benchTree(tree: Tree, sshd: NonNullable<Awaited<ReturnType<typeof
       // files created after them), and freeing hundreds of MiB is not work for the next run.
       let kept = 0;
       const keepAside = (dir: string) => {
-        if (fs.existsSync(dir)) fs.renameSync(dir, `${dir}.run${kept++}`);
+        if (!fs.existsSync(dir)) return;
+        // The sshd is shared by the trees: a name an earlier tree kept is skipped.
+        while (fs.existsSync(`${dir}.run${kept}`)) kept++;
+        fs.renameSync(dir, `${dir}.run${kept++}`);
       };
       const pachaFirst = (bin: string) => async () => {
         keepAside(stateDir);
