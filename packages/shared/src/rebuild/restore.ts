@@ -120,6 +120,11 @@ export function metadataSteps(xattrs?: XattrRestorer): readonly MetadataStep[] {
 // ---------------------------------------------------------------------------------------
 
 const fsyncFd = promisify(fs.fsync);
+/** A batch of new files goes to a thread at this many files or bytes, whichever comes first. */
+const THREAD_BATCH_FILES = 64;
+const THREAD_BATCH_BYTES = 1024 * 1024;
+/** Large files streamed from the pack at the same time. */
+const STREAMS_AT_ONCE = 2;
 let tmpCounter = 0;
 function tempName(name: string): string {
   return `.${name.slice(0, 100)}.pacha-${process.pid}-${++tmpCounter}`;
@@ -362,7 +367,7 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
 
   // New files whose content is in memory, with threads (file-writers.ts): each file's calls are
   // made on a thread, on the descriptor of its directory, verified here and kept open until the
-  // batch is back. A batch goes when it has 64 files or 1 MiB.
+  // batch is back. A batch goes when it has THREAD_BATCH_FILES files or THREAD_BATCH_BYTES.
   interface ThreadFile {
     job: WriteJob;
     dir: TargetDir;
@@ -529,8 +534,8 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
       inFlight.delete(streamed);
       streams.delete(streamed);
     });
-    // Two at a time: each holds a descriptor and its buffers.
-    while (streams.size >= 2) await Promise.race(streams);
+    // Each holds a descriptor and its buffers.
+    while (streams.size >= STREAMS_AT_ONCE) await Promise.race(streams);
     return undefined;
   };
 
@@ -544,7 +549,7 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
       const pending = await guard(p.item.hostPath, () => restoreOne(p));
       if (pending) batch.push(pending);
       if (batch.length >= batchSize) await flush();
-      if (forThreads.length >= 64 || forThreadsBytes >= 1048576) await toThreads();
+      if (forThreads.length >= THREAD_BATCH_FILES || forThreadsBytes >= THREAD_BATCH_BYTES) await toThreads();
       if (laterError) throw laterError;
     }
     await toThreads();
