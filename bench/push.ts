@@ -16,7 +16,7 @@ import { silentLogger } from '@pacha/shared/log';
 import { openTransport } from '@pacha/shared/transport/open';
 import { pushSnapshots } from '@pacha/shared/push/push';
 import { fmtMs, median, runProc, sh } from './lib/measure.ts';
-import { generateTree, tempDir } from './lib/tree.ts';
+import { freshDisk, generateTree, removeTree, tempDir } from './lib/tree.ts';
 import { writeBenchHost } from './lib/host.ts';
 import { markdownTable, saveResult } from './lib/table.ts';
 
@@ -37,7 +37,6 @@ export async function run(): Promise<void> {
     await runProc(process.execPath, [PACHA_BIN, 'snapshot'], { env });
     const masterHost = path.join(sshd.hostsPath, 'bench');
     const ssh = `ssh -p ${sshd.port} -i ${sshd.clientKeyFile} -o UserKnownHostsFile=${knownHosts} -o StrictHostKeyChecking=yes -o BatchMode=yes`;
-    const dest = path.join(base, 'rsync-dest');
     const rows: string[][] = [];
 
     // Raw link: what any tool can at best do over this SSH connection.
@@ -47,17 +46,21 @@ export async function run(): Promise<void> {
     }
     const mibps = 256 / (median(link) / 1000);
 
-    // (a) first push vs rsync -a, alternating so both see the same machine load.
+    // (a) first push vs rsync -a, alternating so both see the same machine load. As in the trees
+    // benchmark (freshDisk), nothing is deleted before the series ends: the master's copy of the
+    // host is moved aside and rsync gets a new folder each run. One untimed round first.
+    const diskNote = freshDisk(base);
     const p: number[] = [];
     const r: number[] = [];
     let bytes = 0;
-    for (let i = 0; i < RUNS; i++) {
-      fs.rmSync(masterHost, { recursive: true, force: true });
+    for (let i = -1; i < RUNS; i++) {
+      if (fs.existsSync(masterHost)) fs.renameSync(masterHost, `${masterHost}.run${i}`);
       const res = await runProc(process.execPath, [PACHA_BIN, 'push', '--json'], { env });
-      p.push(res.ms);
       bytes = JSON.parse(res.stdout).bytes;
-      fs.rmSync(dest, { recursive: true, force: true });
-      r.push((await runProc('rsync', ['-a', '-e', ssh, `${data}/`, `${sshd.user}@127.0.0.1:${dest}/`])).ms);
+      const rs = await runProc('rsync', ['-a', '-e', ssh, `${data}/`, `${sshd.user}@127.0.0.1:${path.join(base, `rsync-dest-${i}`)}/`]);
+      if (i < 0) continue;
+      p.push(res.ms);
+      r.push(rs.ms);
     }
     sh(`git --git-dir ${JSON.stringify(path.join(masterHost, 'repo'))} fsck --full --strict`);
     rows.push([
@@ -110,13 +113,14 @@ export async function run(): Promise<void> {
       'Both sides start as fresh processes and use the same key and the ssh client\'s default cipher. ' +
         'The first push includes building one pack of every object (entries the snapshot stored whole are copied, not deflated again), ' +
         'the upload, the renames and the ref update; rsync copies the plain files into an empty folder. ' +
+        `Before (a): ${diskNote}; one untimed round of both; nothing is deleted until the series ends. ` +
         'The incremental push is timed after an untimed `pacha snapshot` of the change; the library call with connect includes the SSH handshake and host key check.',
       '',
     ].join('\n');
     process.stdout.write(table);
     process.stderr.write(`saved ${saveResult(benchDir, 'push', text)}\n`);
   } finally {
-    fs.rmSync(base, { recursive: true, force: true });
+    removeTree(base);
     await sshd.stop();
   }
 }
