@@ -6,7 +6,7 @@ import { UsageError, errnoOf, errorMessage } from '@pacha/shared/errors';
 import { hostPath } from '@pacha/shared/paths';
 import { cronProblem } from '@pacha/shared/schedule';
 import { escapeTerminal } from '@pacha/shared/terminal';
-import { keyModeProblem } from '@pacha/shared/transport/ssh-auth';
+import { keyModeProblem } from '@pacha/shared/transport/key-mode';
 import type { GlobalArgs } from '../context.ts';
 
 // Print the effective configuration and every problem found, each marked as an error (a value

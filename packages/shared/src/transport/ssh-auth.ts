@@ -4,6 +4,7 @@ import type { PachaConfig } from '../config.ts';
 import { PachaError } from '../errors.ts';
 import { registerSecret } from '../log.ts';
 import { expandHome, hostPath } from '../paths.ts';
+import { keyModeProblem } from './key-mode.ts';
 
 // How the agent proves who it is to the master, in the order of the design:
 // pacha.ssh.key, else ssh-agent (SSH_AUTH_SOCK), else ~/.ssh/id_ed25519, id_ecdsa, id_rsa
@@ -38,15 +39,6 @@ export function resolveAuth(config: PachaConfig, env: NodeJS.ProcessEnv = proces
   throw new PachaError(`no SSH key to log in to the master: pacha.ssh.key is not set, SSH_AUTH_SOCK is not set, and none of ${tried.join(', ')} exists`, {
     hint: 'set pacha.ssh.key to a private key file whose public key the master has authorised',
   });
-}
-
-/**
- * As OpenSSH: a private key that group or others can get at is refused, not used. The fix is
- * in the message itself (the daemon logs messages without hints). Null when the mode is fine.
- */
-export function keyModeProblem(file: string, mode: number): string | null {
-  if ((mode & 0o077) === 0) return null;
-  return `has mode ${(mode & 0o7777).toString(8).padStart(4, '0')}: group or others can access it, so it is refused as OpenSSH does; fix: chmod 600 ${file}`;
 }
 
 function loadKey(file: string, passphrase: string | undefined, what: string): SshAuth {
