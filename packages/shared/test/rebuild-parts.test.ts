@@ -161,12 +161,12 @@ describe('BlobSource', () => {
     // A budget for the first blob only: the other is read again by the restore.
     const src = new BlobSource(repo, { budget: 3500 });
     try {
-      expect(await src.checkBlob(sid, 3000)).toBeNull();
-      expect(await src.checkBlob(oid, 4000)).toBeNull();
+      expect(await src.checkBlobs([{ oid: sid, size: 3000 }, { oid, size: 4000 }])).toEqual([null, null]);
       corruptPack();
       // Read once for both files that share it, and checked against each file's size.
-      expect(await src.checkBlob(sid, 3000)).toBeNull();
-      expect(await src.checkBlob(sid, 2999)).toMatch(/the metadata says 2999 bytes, its content \(blob [0-9a-f]{40}\) has 3000/);
+      const [one, two] = await src.checkBlobs([{ oid: sid, size: 3000 }, { oid: sid, size: 2999 }]);
+      expect(one).toBeNull();
+      expect(two).toMatch(/the metadata says 2999 bytes, its content \(blob [0-9a-f]{40}\) has 3000/);
       expect(src.tryRead(sid, 3000)!.toString()).toBe(shared);
       expect(src.tryRead(sid, 3000)!.toString()).toBe(shared);
       expect(() => src.tryRead(oid, 4000)).toThrow(/corrupt|inflate|incorrect|invalid/i);

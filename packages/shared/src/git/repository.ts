@@ -166,21 +166,17 @@ export class Repository {
     const lookup = (o: string) => this.tryRead(o);
     for (const p of this.packs()) {
       for (const i of p.index.findAll(b)) {
-        let obj: GitObject;
+        let obj: GitObject | undefined;
         try {
-          obj = p.readAt(p.index.offsetAt(i), lookup);
+          obj = this.checked(p, oid, p.readAt(p.index.offsetAt(i), lookup));
         } catch (e) {
           if (!(e instanceof PackCorruptError || e instanceof ObjectCorruptError)) throw e;
           damage ??= new ObjectCorruptError(oid, `object ${oid} in ${p.packFile} is corrupt: ${e.message}`, false);
           this.markBad(p, e.message);
           continue;
         }
-        if (hashObject(obj.type, obj.content) !== oid) {
-          damage ??= new ObjectCorruptError(oid, `object ${oid} in ${p.packFile} is corrupt (content does not match its id)`, true);
-          this.markBad(p, `object ${oid} does not match its id`);
-          continue;
-        }
-        return obj;
+        if (obj) return obj;
+        damage ??= new ObjectCorruptError(oid, `object ${oid} in ${p.packFile} is corrupt (content does not match its id)`, true);
       }
     }
     try {
@@ -191,6 +187,17 @@ export class Repository {
       damage ??= e;
     }
     if (damage) throw damage;
+    return undefined;
+  }
+
+  /**
+   * The one check of an object read from a pack against its id: the object when its content
+   * (`hash`: its id as computed, when that was done elsewhere) hashes to `oid`; otherwise the
+   * pack is marked bad and the answer is undefined (the caller tries the next copy).
+   */
+  private checked(p: PackReader, oid: string, obj: GitObject, hash = hashObject(obj.type, obj.content)): GitObject | undefined {
+    if (hash === oid) return obj;
+    this.markBad(p, `object ${oid} does not match its id`);
     return undefined;
   }
 
@@ -220,8 +227,8 @@ export class Repository {
         continue;
       }
       if (!got) break; // a delta: read() resolves it
-      if (hashObject(got.type, got.content) === oid) return got;
-      this.markBad(p, `object ${oid} does not match its id`);
+      const obj = this.checked(p, oid, got);
+      if (obj) return obj;
     }
     return this.read(oid);
   }

@@ -76,11 +76,6 @@ export class BlobSource {
   private readonly checked = new Map<string, Checked>();
   private checkedBytes = 0;
 
-  /** checkBlobs for one file. */
-  async checkBlob(oid: string, size: number): Promise<string | null> {
-    return (await this.checkBlobs([{ oid, size }]))[0];
-  }
-
   /**
    * Read each file's blob whole before anything is written (its id checked as it is read) and
    * compare it with the metadata: for each file, what is wrong with it, or null. Give every
