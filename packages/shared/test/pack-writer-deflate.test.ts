@@ -221,6 +221,48 @@ describe('pack writer deflate', () => {
     files.forEach((f, i) => expect(execFileSync('git', ['--git-dir', r.dir, 'cat-file', 'blob', ids[i]], { maxBuffer: 8 * 1024 * 1024 }).equals(f.data)).toBe(true));
   });
 
+  it('files read on the workers (readFiles, addRead) make the pack addBlobFromFile makes, byte for byte; what they cannot read is left to it', async () => {
+    const r = repo();
+    const src = path.join(r.dir, 'src');
+    fs.mkdirSync(src);
+    // Text, a gzip file (stored), copies of earlier files and an empty one; then what the worker
+    // must not read as a file: a missing path, a fifo, a symlink, a file over its size limit.
+    const names: string[] = [];
+    for (let i = 0; i < 60; i++) {
+      const data = i === 5 ? zlib.gzipSync(crypto.randomBytes(5000)) : i % 7 === 6 ? fs.readFileSync(path.join(src, names[i - 4])) : Buffer.from(`${i}\n`.repeat(i * 97));
+      names.push(`f${i}`);
+      fs.writeFileSync(path.join(src, `f${i}`), data);
+    }
+    execFileSync('mkfifo', [path.join(src, 'fifo')]);
+    fs.symlinkSync('f1', path.join(src, 'link'));
+    fs.writeFileSync(path.join(src, 'large'), Buffer.alloc(4 * 1024 * 1024 + 1, 'x'));
+    const odd = ['missing', 'fifo', 'link', 'large'];
+    const paths = [...names, ...odd].map((n) => path.join(src, n));
+
+    const direct = PackWriter.create(path.join(r.dir, 'direct'));
+    for (const n of names) await direct.addBlobFromFile(path.join(src, n));
+    const expected = fs.readFileSync((await direct.finish())!.packFile);
+
+    const w = PackWriter.create(path.join(r.dir, 'workers'));
+    w.startWorkers();
+    expect(w.readsOnWorkers).toBe(true);
+    const [a, b] = await Promise.all([w.readFiles(paths.slice(0, 30)), w.readFiles(paths.slice(30))]);
+    const streams = [...a.streams, ...b.streams];
+    const oids = [...a.oids, ...b.oids];
+    const sizes = [...a.sizes, ...b.sizes];
+    expect(streams.slice(names.length)).toEqual([null, null, null, null]);
+    for (let i = 0; i < names.length; i++) {
+      const data = fs.readFileSync(paths[i]);
+      expect(streams[i]).not.toBeNull();
+      expect(sizes[i]).toBe(data.length);
+      expect(oids[i]).toBe(execFileSync('git', ['hash-object', paths[i]], { encoding: 'utf8' }).trim());
+      await w.addRead(oids[i], sizes[i], streams[i]!);
+    }
+    const done = (await w.finish())!;
+    expect(fs.readFileSync(done.packFile).equals(expected)).toBe(true);
+    execFileSync('git', ['--git-dir', r.dir, 'verify-pack', done.idxFile]);
+  });
+
   it('does not seal a pack cut short under the writer (its checksum is of what is on disk)', async () => {
     const r = repo();
     for (const worker of [false, true]) {

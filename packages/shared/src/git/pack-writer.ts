@@ -8,7 +8,8 @@ import { encodeEntryHeader } from './pack-entry.ts';
 import { buildIndex, type IndexEntry } from './pack-index.ts';
 import { collectYoungGarbage } from './memory.ts';
 import { syncDir } from './fsync.ts';
-import { DeflateWorker, type BatchItem } from './deflate-worker.ts';
+import os from 'node:os';
+import { DeflateWorker, type BatchItem, type FilesRead } from './deflate-worker.ts';
 import { deflateAsync, deflateSync } from './deflate.ts';
 
 // Writes one pack (version 2, whole objects, no deltas) plus its .idx v2. The pack grows in a
@@ -51,6 +52,11 @@ const BATCH_BYTES = 1024 * 1024;
  * /usr/share while the worker sat idle half of the time.
  */
 const WORKER_BACKLOG = 6;
+/**
+ * Worker threads of a writer with the worker option: two on two cores, so that reading, hashing
+ * and deflating the files (readFiles) take both while the main thread writes the pack.
+ */
+const WORKERS = Math.max(1, Math.min(4, os.availableParallelism()));
 
 export interface PackWriterOptions {
   /** Is the object already stored elsewhere in the repository? Then it is skipped. */
@@ -63,8 +69,8 @@ export interface PackWriterOptions {
    */
   durable?: boolean;
   /**
-   * Deflate objects under 1 MiB on a worker thread, in batches, while the caller goes on: for a
-   * pack of many megabytes (the worker takes some 50 ms to start).
+   * Deflate objects under 1 MiB on worker threads, in batches, while the caller goes on, and read
+   * files there (readFiles): for a pack of many megabytes (a worker takes some 50 ms to start).
    */
   worker?: boolean;
 }
@@ -105,7 +111,8 @@ export class FileChangedError extends PachaError {
 // Leading bytes of formats that are compressed already (gzip, xz, zstd, bzip2, zip and jar,
 // PNG, JPEG, WOFF and WOFF2): deflating them again costs time and saves nothing, so they are
 // stored (zlib level 0, still a valid git object).
-const COMPRESSED_MAGIC = ['1f8b', 'fd377a58', '28b52ffd', '425a68', '504b0304', '89504e47', 'ffd8ff', '774f4646', '774f4632'].map((h) => Buffer.from(h, 'hex'));
+const COMPRESSED_MAGIC_HEX = ['1f8b', 'fd377a58', '28b52ffd', '425a68', '504b0304', '89504e47', 'ffd8ff', '774f4646', '774f4632'];
+const COMPRESSED_MAGIC = COMPRESSED_MAGIC_HEX.map((h) => Buffer.from(h, 'hex'));
 
 export function looksCompressed(data: Uint8Array): boolean {
   // Byte by byte: asked once per object, where a subarray and a compare per magic showed in profiles.
@@ -147,7 +154,9 @@ export class PackWriter {
   /** Input bytes and entries of the queue. */
   private queuedBytes = 0;
   private queuedCount = 0;
-  private readonly deflater: DeflateWorker | undefined;
+  /** The worker threads (the worker option, startWorkers), and the next one readFiles gives a batch. */
+  private readonly workers: DeflateWorker[] = [];
+  private nextWorker = 0;
   /** readBuffer()'s buffer for files under DEFER_DEFLATE_AT. */
   private scratch = Buffer.allocUnsafeSlow(64 * 1024);
   /** Background syncs in flight (syncAhead), what the last one covers, and the first error one met. */
@@ -169,7 +178,7 @@ export class PackWriter {
     this.known = opts.known ?? (() => false);
     this.level = opts.level ?? 1;
     this.durable = opts.durable ?? true;
-    this.deflater = opts.worker ? new DeflateWorker() : undefined;
+    if (opts.worker) this.startWorkers();
   }
 
   /** Start a pack in packDir (usually <repo>/objects/pack). */
@@ -263,7 +272,7 @@ export class PackWriter {
     if (data.length >= DEFER_DEFLATE_AT) {
       const deflated = deflateAsync(data, level);
       this.enqueue(data.length, 1, deflated.then((out) => [{ oid: id, type, size: data.length, data: out }]));
-    } else if (this.deflater !== undefined) {
+    } else if (this.workers.length > 0) {
       this.addToBatch({ oid: id, type, size: data.length }, data, level);
     } else {
       this.addEntry({ oid: id, type, size: data.length, data: deflateSync(data, level) });
@@ -293,7 +302,8 @@ export class PackWriter {
     const b = this.batch;
     if (b === undefined) return;
     this.batch = undefined;
-    const deflater = this.deflater!;
+    // The least busy worker.
+    const deflater = this.workers.reduce((a, w) => (w.backlog < a.backlog ? w : a));
     const out =
       deflater.backlog < WORKER_BACKLOG
         ? deflater.deflate(b.data, b.items)
@@ -358,12 +368,45 @@ export class PackWriter {
     if (size + 1 >= DEFER_DEFLATE_AT) return Buffer.allocUnsafeSlow(size + 1);
     // With the deflate worker: straight into the free part of its batch, where addToBatch then
     // leaves it (a file already stored is simply overwritten by the next one).
-    if (this.deflater !== undefined) {
+    if (this.workers.length > 0) {
       const b = this.batchWithRoom(size + 1);
       return b.data.subarray(b.used);
     }
     if (this.scratch.length < size + 1) this.scratch = Buffer.allocUnsafeSlow(Math.max(size + 1, Math.min(2 * this.scratch.length, DEFER_DEFLATE_AT)));
     return this.scratch;
+  }
+
+  /** Start the worker threads of the worker option now (a pack found to be large after it was started). */
+  startWorkers(): void {
+    this.assertOpen();
+    while (this.workers.length < WORKERS) this.workers.push(new DeflateWorker(COMPRESSED_MAGIC_HEX));
+  }
+
+  /** Whether readFiles reads on worker threads (else it is not to be called). */
+  get readsOnWorkers(): boolean {
+    return this.workers.length > 0;
+  }
+
+  /**
+   * Read, hash and deflate files of up to STREAM_THRESHOLD bytes on a worker thread, in the
+   * background (the workers take turns); nothing is added to the pack until addRead. A file the
+   * worker did not read as it was (streams[i] null) is for addBlobFromFile, whose rules and
+   * messages hold for every file.
+   */
+  readFiles(files: string[]): Promise<FilesRead> {
+    const w = this.workers[this.nextWorker++ % this.workers.length];
+    return w.readFiles(files, this.level, STREAM_THRESHOLD);
+  }
+
+  /** Add a blob readFiles made (in the order the caller wants in the pack); skipped when stored already. */
+  async addRead(oid: string, size: number, stream: Buffer): Promise<boolean> {
+    this.assertOpen();
+    if (this.has(oid)) return false;
+    // What is queued before it is written first, so that this one is written at once rather than queued.
+    await this.drain(0);
+    this.addEntry({ oid, type: 'blob', size, data: stream });
+    this.inPack.add(oid);
+    return true;
   }
 
   /**
@@ -475,7 +518,7 @@ export class PackWriter {
   async finish(): Promise<FinishedPack | null> {
     this.assertOpen();
     await this.drain(-1);
-    this.deflater?.close();
+    for (const w of this.workers) w.close();
     if (this.entries.length === 0) {
       this.abort();
       return null;
@@ -536,7 +579,7 @@ export class PackWriter {
   abort(): void {
     if (this.closed) return;
     this.closed = true;
-    this.deflater?.close();
+    for (const w of this.workers) w.close();
     const fd = this.fd;
     const close = () => {
       try {

@@ -13,6 +13,7 @@ import { Repository, initRepo, readHead, updateHead } from '../git/repository.ts
 import { consolidatePacks } from '../git/consolidate.ts';
 import type { PackIndexCache } from '../git/pack-index.ts';
 import { FileChangedError, type FinishedPack, hashFile, PackWriter, STREAM_THRESHOLD } from '../git/pack-writer.ts';
+import type { FilesRead } from '../git/deflate-worker.ts';
 import { forgetFirstPacks, recordFirstPacks } from './first-packs.ts';
 import { encodeFields } from '../format/entry.ts';
 import { type ChangeCounts, checkExtraName, encodeRoots, FORMAT_NAME, FORMAT_VERSION, METADATA_V1_NAME, PACHA_DIR, readSnapshotTree, ROOTS_NAME, snapshotMessage, TOP_METADATA_NAME, type TreeSource } from '../format/snapshot.ts';
@@ -245,6 +246,20 @@ function keepPrevious(sc: ScanOutput, prev: Map<string, Node>): (job: HashJob, w
  * than the overlap saves.
  */
 const WORKER_DEFLATE_BYTES = 8 * 1024 * 1024;
+/** Bytes (by the scan's sizes) and files of one batch of small files read on a worker. */
+const READ_BATCH_BYTES = 1024 * 1024;
+const READ_BATCH_FILES = 512;
+/**
+ * Bytes of small files given to the workers ahead of the one being written: their deflated
+ * output is held until it is written. Enough to keep both workers busy while the scan goes on.
+ */
+const READ_AHEAD_BYTES = 32 * 1024 * 1024;
+
+/** A small file read ahead on a worker: its batch and its place in it. */
+interface ReadAhead {
+  batch: Promise<FilesRead>;
+  k: number;
+}
 
 /** The packs of one snapshot: files over STREAM_THRESHOLD get one of their own. */
 class SnapshotPacks {
@@ -258,8 +273,17 @@ class SnapshotPacks {
   private knownHits = 0;
   /** The packs written, once finished. */
   readonly finished: FinishedPack[] = [];
+  /** The files that go whole into the pack, in the order they are stored, and the next to give a worker. */
+  private readonly small: HashJob[] = [];
+  private whole = 0;
+  private cursor = 0;
+  private readonly ahead = new Map<HashJob, ReadAhead>();
+  private bytesAhead = 0;
+  private scanned = false;
+  private readonly deflateThread: boolean;
 
-  constructor(repo: string, toRead: HashJob[], indexes: PackIndexCache | undefined, deflateThread: boolean) {
+  /** Started before the scan, which tells it of each file to read (found). */
+  constructor(repo: string, indexes: PackIndexCache | undefined, deflateThread: boolean) {
     this.packDir = path.join(repo, 'objects', 'pack');
     const store = new Repository(repo, indexes);
     this.objects = store;
@@ -268,16 +292,71 @@ class SnapshotPacks {
       if (k) this.knownHits++;
       return k;
     };
-    let whole = 0;
-    for (const job of toRead) if (job.entry.size <= STREAM_THRESHOLD) whole += job.entry.size;
-    this.pack = PackWriter.create(this.packDir, { known: this.known, worker: deflateThread && whole >= WORKER_DEFLATE_BYTES });
+    this.deflateThread = deflateThread;
+    this.pack = PackWriter.create(this.packDir, { known: this.known });
   }
 
-  readonly store = (job: HashJob) => {
-    if (job.entry.size <= STREAM_THRESHOLD) return this.pack.addBlobFromFile(job.local);
-    this.big ??= PackWriter.create(this.packDir, { known: (oid) => this.known(oid) || this.pack.has(oid) });
-    return this.big.addBlobFromFile(job.local);
+  /**
+   * A file the scan found to read. Once there are WORKER_DEFLATE_BYTES of small files the
+   * workers start and read them while the scan goes on.
+   */
+  readonly found = (job: HashJob): void => {
+    if (job.entry.size > STREAM_THRESHOLD) return;
+    this.small.push(job);
+    this.whole += job.entry.size;
+    if (this.deflateThread && this.whole >= WORKER_DEFLATE_BYTES && !this.pack.readsOnWorkers) this.pack.startWorkers();
+    if (this.pack.readsOnWorkers) this.readAhead();
   };
+
+  readonly store = async (job: HashJob): Promise<{ oid: string; size: number; bytesRead: number }> => {
+    if (job.entry.size > STREAM_THRESHOLD) {
+      this.big ??= PackWriter.create(this.packDir, { known: (oid) => this.known(oid) || this.pack.has(oid) });
+      return this.big.addBlobFromFile(job.local);
+    }
+    const a = this.ahead.get(job);
+    if (a !== undefined) {
+      this.ahead.delete(job);
+      this.bytesAhead -= job.entry.size;
+      this.readAhead();
+      const r = await a.batch.catch(() => null);
+      const stream = r?.streams[a.k];
+      if (r && stream) {
+        const oid = r.oids[a.k];
+        await this.pack.addRead(oid, r.sizes[a.k], stream);
+        return { oid, size: r.sizes[a.k], bytesRead: r.sizes[a.k] };
+      }
+    }
+    // Not read ahead, or not as it was (changed, gone, unreadable): here, with the writer's rules.
+    return this.pack.addBlobFromFile(job.local);
+  };
+
+  /** Give the workers the next batches of small files, up to READ_AHEAD_BYTES not yet written. */
+  private readAhead(): void {
+    while (this.bytesAhead < READ_AHEAD_BYTES && this.cursor < this.small.length) {
+      const jobs: HashJob[] = [];
+      let bytes = 0;
+      while (this.cursor < this.small.length && jobs.length < READ_BATCH_FILES && bytes < READ_BATCH_BYTES) {
+        const job = this.small[this.cursor++];
+        jobs.push(job);
+        bytes += job.entry.size;
+      }
+      // During the scan only whole batches: the last files found wait for more.
+      if (bytes < READ_BATCH_BYTES && jobs.length < READ_BATCH_FILES && !this.scanned) {
+        this.cursor -= jobs.length;
+        return;
+      }
+      const batch = this.pack.readFiles(jobs.map((j) => j.local));
+      batch.catch(() => undefined); // a batch never taken (the snapshot failed) is not an error of its own
+      jobs.forEach((job, k) => this.ahead.set(job, { batch, k }));
+      this.bytesAhead += bytes;
+    }
+  }
+
+  /** The scan is over: what is left of the files found may go in batches smaller than a whole one. */
+  scanDone(): void {
+    this.scanned = true;
+    if (this.pack.readsOnWorkers) this.readAhead();
+  }
 
   readonly add = (type: ObjectType, data: Buffer) => this.pack.addObject(type, data);
 
@@ -398,15 +477,16 @@ export async function takeSnapshot(env: SnapshotEnv, opts: SnapshotOptions = {})
   const racyNs = racyStamp(state);
   const prev = loadPrevious(state, head, settings, log, env.memory);
   clock.lap('load');
-  const sc = scan(
-    { root: config.root, roots, ignore: config.ignore, maxFileSize: config.maxFileSize, prev: prev.cache, trusted: prev.trusted, owners, racyNs, dirty: opts.dirty, xattrs },
-    (data) => hashObject('blob', data),
-  );
-  sc.warnings.push(...xattrs.warnings.messages());
-  clock.lap('scan');
-
-  const packs = new SnapshotPacks(state.repo, sc.toHash, env.memory?.indexes, env.memory?.deflateThread ?? true);
+  const packs = new SnapshotPacks(state.repo, env.memory?.indexes, env.memory?.deflateThread ?? true);
   try {
+    const sc = scan(
+      { root: config.root, roots, ignore: config.ignore, maxFileSize: config.maxFileSize, prev: prev.cache, trusted: prev.trusted, owners, racyNs, dirty: opts.dirty, xattrs, onRead: packs.found },
+      (data) => hashObject('blob', data),
+    );
+    packs.scanDone();
+    sc.warnings.push(...xattrs.warnings.messages());
+    clock.lap('scan');
+
     for (const [oid, data] of sc.smallBlobs) packs.pack.addObject('blob', data, oid);
     const bytesRead = await readContents(sc.toHash, log, packs.store, keepPrevious(sc, prev.nodes), (job) => job.entry.size > STREAM_THRESHOLD);
     clock.lap('hash');

@@ -34,6 +34,8 @@ export interface ScanInput {
   dirty?: string[];
   /** Reads the extended attributes of each path whose record is made anew (absent: none recorded). */
   xattrs?: XattrReader;
+  /** Told of each file to read as the scan finds it (toHash's order), so reading can start before the scan ends. */
+  onRead?: (job: HashJob) => void;
 }
 
 export interface HashJob {
@@ -251,7 +253,9 @@ export function scan(input: ScanInput, blobId: (data: Buffer) => string): ScanOu
       }
       const node: Node = { path: rel, type: 'file', line: encodeFields(entry), sig: sigUnlessRacy(bst), oid: '' };
       put(node);
-      out.toHash.push({ node, local, entry });
+      const job = { node, local, entry };
+      out.toHash.push(job);
+      input.onRead?.(job);
     } else if (st.isSymbolicLink()) {
       if (same && p.type === 'symlink') {
         keep(rel, p);
