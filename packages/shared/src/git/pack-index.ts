@@ -18,8 +18,13 @@ export interface IndexEntry {
 
 /** Build an idx v2 file for a pack whose trailing checksum is packSha. */
 export function buildIndex(entries: IndexEntry[], packSha: Buffer): Buffer {
-  const sorted = [...entries].sort((a, b) => Buffer.compare(a.oid, b.oid));
-  const n = sorted.length;
+  const n = entries.length;
+  // Sorted by the ids' first six bytes as numbers, Buffer.compare only for equal ones: a
+  // comparator calling into Buffer.compare for every pair took ~140 ms for 56,000 objects.
+  const keys = new Float64Array(n);
+  for (let i = 0; i < n; i++) keys[i] = entries[i].oid.readUIntBE(0, 6);
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => keys[a] - keys[b] || Buffer.compare(entries[a].oid, entries[b].oid));
+  const sorted = order.map((i) => entries[i]);
   const large = sorted.filter((e) => e.offset >= 0x80000000);
   const buf = Buffer.alloc(8 + 1024 + n * 28 + large.length * 8 + 40);
   IDX_MAGIC.copy(buf, 0);
