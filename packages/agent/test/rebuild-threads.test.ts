@@ -15,8 +15,8 @@ import { makeTestHost, type TestHost } from '@pacha/test-support/host';
 import { commitSnapshot, packRepo } from '@pacha/test-support/git-fixture';
 import { SVC_GID, SVC_UID, listTree, makeWorld, uniqueTop, type RebuildWorld } from './rebuild-helpers.ts';
 
-// The restore's new files written by threads (rebuild/file-writers.ts): each thread works on the
-// descriptor of a directory the main thread verified. A local user acts in the moment a batch
+// The restore's new files and symlinks written by threads (rebuild/file-writers.ts): each thread
+// works on the descriptor of a directory the main thread verified. A local user acts in the moment a batch
 // goes to a thread (the restore's own hook): she swaps the directory the files go to for a
 // symlink to a root directory outside the roots, or takes one of their names first. Nothing
 // outside the roots may change; her name is refused, never replaced.
@@ -39,6 +39,9 @@ function threadsWorld() {
       { path: home, type: 'dir', mode: 0o750, ...alice },
       { path: `${home}/sub`, type: 'dir', mode: 0o755, ...alice },
       ...Array.from({ length: 20 }, (_, i) => ({ path: `${home}/sub/f${i}.txt`, type: 'file' as const, content: `file ${i}\n`, mode: 0o640, mtimeNs: 1_600_000_000_000_000_000n, ...alice })),
+      // Symlinks named like files of the attacked directory: created in it, they would replace nothing
+      // (RENAME_NOREPLACE) but would appear there.
+      ...Array.from({ length: 4 }, (_, i) => ({ path: `${home}/sub/link${i}`, type: 'symlink' as const, target: `f${i}.txt`, mtimeNs: 1_600_000_000_123_456_789n, ...alice })),
     ],
     time: 1_700_300_000,
   });
@@ -93,29 +96,41 @@ describe('new files written by threads, with a local user acting while they are 
       batch = paths;
       execFileSync('sh', ['-c', `cd "${h(home)}" && mv sub sub.orig && ln -s ../../etc sub`]);
     });
-    expect(batch).toHaveLength(20);
+    expect(batch).toHaveLength(24);
+    expect(batch.filter((p) => p.includes('/link'))).toHaveLength(4);
     expect(outside()).toEqual(before);
     expect(fs.readdirSync(h(`${w.top}/etc`))).toEqual(['shadow']);
+    // The symlinks too, with their owner and time (not followed: their targets keep theirs).
+    const l = h(`${home}/sub.orig/link2`);
+    expect(fs.readlinkSync(l)).toBe('f2.txt');
+    const ls = fs.lstatSync(l, { bigint: true });
+    expect([ls.uid, ls.gid, ls.mtimeNs]).toEqual([BigInt(SVC_UID), BigInt(SVC_GID), 1_600_000_000_123_456_789n]);
     // Written whole, with their metadata, into the very directory the plan saw (now sub.orig).
     const f = h(`${home}/sub.orig/f7.txt`);
     expect(fs.readFileSync(f, 'utf8')).toBe('file 7\n');
     const st = fs.statSync(f);
     expect([st.mode & 0o7777, st.uid, st.gid, st.mtimeMs]).toEqual([0o640, SVC_UID, SVC_GID, 1_600_000_000_000]);
-    expect(fs.readdirSync(h(`${home}/sub.orig`)).sort()).toEqual(Array.from({ length: 20 }, (_, i) => `f${i}.txt`).sort());
+    const names = [...Array.from({ length: 20 }, (_, i) => `f${i}.txt`), ...Array.from({ length: 4 }, (_, i) => `link${i}`)];
+    expect(fs.readdirSync(h(`${home}/sub.orig`)).sort()).toEqual(names.sort());
     expect(fs.readlinkSync(h(`${home}/sub`))).toBe('../../etc');
-    expect(res.created).toBe(20);
+    expect(res.created).toBe(24);
   });
 
   it('a name taken while its file is in flight is refused, never replaced, and no temporary file is left', async () => {
     const { w, home, h, outside } = threadsWorld();
     const before = outside();
-    const res = await restoreWithThreads(w, () => fs.writeFileSync(h(`${home}/sub/f3.txt`), 'alice was here first\n'));
+    const res = await restoreWithThreads(w, () => {
+      fs.writeFileSync(h(`${home}/sub/f3.txt`), 'alice was here first\n');
+      fs.symlinkSync('/etc/shadow', h(`${home}/sub/link1`));
+    });
     expect(outside()).toEqual(before);
-    expect(res.refused.map((r) => `${r.hostPath}: ${r.reason}`)).toEqual([`${home}/sub/f3.txt: appeared`]);
+    expect(res.refused.map((r) => `${r.hostPath}: ${r.reason}`).sort()).toEqual([`${home}/sub/f3.txt: appeared`, `${home}/sub/link1: appeared`]);
+    expect(fs.readlinkSync(h(`${home}/sub/link1`))).toBe('/etc/shadow');
+    expect(fs.readlinkSync(h(`${home}/sub/link0`))).toBe('f0.txt');
     expect(fs.readFileSync(h(`${home}/sub/f3.txt`), 'utf8')).toBe('alice was here first\n');
     expect(fs.readFileSync(h(`${home}/sub/f4.txt`), 'utf8')).toBe('file 4\n');
     expect(fs.readdirSync(h(`${home}/sub`)).filter((n) => n.includes('.pacha-'))).toEqual([]);
-    expect(res.created).toBe(19);
+    expect(res.created).toBe(22);
   });
 });
 
@@ -145,6 +160,10 @@ describe('many new files: written by threads, with their extended attributes', (
       for (let i = 0; i < 1200; i++) fs.writeFileSync(p(lost, `many/f${i}.conf`), `value = ${i}\n`, { mode: i % 2 ? 0o640 : 0o600 });
       sh('setfattr', '-n', 'user.origin', '-v', 'ops team', p(lost, 'many/f5.conf'));
       sh('setfacl', '-m', 'u:0:rw', p(lost, 'many/f6.conf'));
+      fs.symlinkSync('f5.conf', p(lost, 'many/to-f5'));
+      sh('setfattr', '-h', '-n', 'trusted.origin', '-v', 'ops team', p(lost, 'many/to-f5'));
+      fs.symlinkSync('f7.conf', p(lost, 'many/to-f7'));
+      fs.lutimesSync(p(lost, 'many/to-f7'), 1_500_000_000, 1_500_000_000);
       for (const args of [['watch', top], ['snapshot'], ['push']]) {
         const r = await lost.pacha(args);
         expect(r.code, r.stderr).toBe(0);
@@ -160,6 +179,10 @@ describe('many new files: written by threads, with their extended attributes', (
       expect(getfattr(p(fresh, 'many/f5.conf'))).toEqual(['user.origin=0sb3BzIHRlYW0=']);
       expect(getfattr(p(fresh, 'many/f6.conf'))).toEqual(getfattr(p(lost, 'many/f6.conf')));
       expect(getfattr(p(fresh, 'many/f7.conf'))).toEqual([]);
+      // Symlinks: one with an attribute (handed back by its thread), one without.
+      expect(fs.readlinkSync(p(fresh, 'many/to-f5'))).toBe('f5.conf');
+      expect(getfattr(p(fresh, 'many/to-f5'))).toEqual(['trusted.origin=0sb3BzIHRlYW0=']);
+      expect(fs.lstatSync(p(fresh, 'many/to-f7')).mtimeMs).toBe(1_500_000_000_000);
       const st = fs.statSync(p(fresh, 'many/f7.conf'));
       expect([st.mode & 0o7777, fs.readFileSync(p(fresh, 'many/f7.conf'), 'utf8')]).toEqual([0o640, 'value = 7\n']);
       // The folder's own default ACL is the snapshot's (none), set last.

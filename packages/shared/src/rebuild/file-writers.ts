@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { LIBC, nativeAt, nativeXattr } from '../xattr/native.ts';
-import { NEW_FILE_FLAGS, O_CLOEXEC, RENAME_NOREPLACE } from './target-tree.ts';
+import { AT_SYMLINK_NOFOLLOW, NEW_FILE_FLAGS, O_CLOEXEC, RENAME_NOREPLACE } from './target-tree.ts';
 
 // Threads that write the restore's new files, so that the kernel's work for them (creating,
 // writing, chown, utimes, chmod, rename: most of a large restore) runs on every core while the
@@ -14,35 +14,45 @@ import { NEW_FILE_FLAGS, O_CLOEXEC, RENAME_NOREPLACE } from './target-tree.ts';
 // Files go in batches (one message each way per batch, their contents moved in one buffer), as
 // for the deflate thread (git/deflate-worker.ts).
 //
+// New symlinks go the same way: symlinkat(2) of a temporary name in the verified directory,
+// fchownat(2) and utimensat(2) on that name without following it (AT_SYMLINK_NOFOLLOW), and the
+// same renameat2; a symlink's mode means nothing on Linux.
+//
 // A thread stops after the owner when the file may need extended attributes (the record has some,
 // or the new file got some from its directory: a default ACL, a label) and hands the still open
 // descriptor back: the main thread applies them (xattr/xattr.ts, the one home of that rule), then
 // the times and the mode, and renames. It hands back the rename alone on a file system without
 // RENAME_NOREPLACE (target-tree.ts falls back there).
 
-/** One new file: its directory (verified, kept open until the batch is back), names, content and metadata. */
+/** One new file or symlink: its directory (verified, kept open until the batch is back), names, content and metadata. */
 export interface WriteJob {
   dirFd: number;
   tmp: string;
   name: string;
+  /** A file's content (empty for a symlink). */
   data: Buffer;
+  /** A symlink's target: the job is a symlink. */
+  target?: string;
   uid: number;
   gid: number;
   /** mtime in seconds, as futimes takes it. */
   mtime: number;
+  /** mtime in nanoseconds, as utimensat takes it (symlinks). */
+  mtimeNs: bigint;
   mode: number;
   /** 0: no extended attributes are restored; 1: hand back the descriptor if the new file has any; 2: always hand it back. */
   xattrs: 0 | 1 | 2;
 }
 
 /**
- * What became of a job: in place; handed back after its owner (`fd` open, for the attributes, times,
- * mode and rename) or before its rename (closed, complete); refused because its name was taken
+ * What became of a job: in place; handed back after its owner (a file's `fd` open, for the
+ * attributes, times, mode and rename; a symlink's `fd` absent: its attributes, times and rename
+ * by its name) or before its rename (closed, complete); refused because its name was taken
  * (the temporary file removed); or failed (the temporary file removed).
  */
 export type WriteOutcome =
   | { kind: 'placed' }
-  | { kind: 'xattrs'; fd: number }
+  | { kind: 'xattrs'; fd?: number }
   | { kind: 'rename' }
   | { kind: 'appeared' }
   | { kind: 'failed'; error: Error };
@@ -58,8 +68,13 @@ const m = { exports: {} };
 process.dlopen(m, workerData.koffi);
 const koffi = m.exports;
 const libc = koffi.load('libc.so.6');
-const D = ${JSON.stringify({ openat: LIBC.openat, renameat2: LIBC.renameat2, unlinkat: LIBC.unlinkat, close: LIBC.close, flistxattr: LIBC.flistxattr })};
+const D = ${JSON.stringify({ openat: LIBC.openat, renameat2: LIBC.renameat2, unlinkat: LIBC.unlinkat, close: LIBC.close, flistxattr: LIBC.flistxattr, symlinkat: LIBC.symlinkat, fchownat: LIBC.fchownat, utimensat: LIBC.utimensat, llistxattr: LIBC.llistxattr })};
 const openat = libc.func(D.openat);
+const symlinkat = libc.func(D.symlinkat);
+const fchownat = libc.func(D.fchownat);
+const utimensat = libc.func(D.utimensat);
+const llistxattr = libc.func(D.llistxattr);
+const times = Buffer.alloc(32);
 const renameat2 = libc.func(D.renameat2);
 const unlinkat = libc.func(D.unlinkat);
 const close = libc.func(D.close);
@@ -69,7 +84,41 @@ for (const [name, n] of Object.entries(os.constants.errno)) if (!names.has(n)) n
 const code = () => names.get(koffi.errno()) ?? 'errno ' + koffi.errno();
 const FLAGS = ${NEW_FILE_FLAGS | O_CLOEXEC};
 const NOREPLACE = ${RENAME_NOREPLACE};
+const NOFOLLOW = ${AT_SYMLINK_NOFOLLOW};
+function rename(j, out, i) {
+  if (renameat2(j.dirFd, j.tmp, j.dirFd, j.name, NOREPLACE) === 0) return 0;
+  const c = code();
+  if (c === 'EINVAL' || c === 'ENOSYS') return 2;
+  unlinkat(j.dirFd, j.tmp, 0);
+  if (c === 'EEXIST') return 3;
+  out.errors[i] = { code: c, syscall: 'rename' };
+  return 4;
+}
+function link(j, i, out) {
+  if (symlinkat(j.target, j.dirFd, j.tmp) !== 0) {
+    out.errors[i] = { code: code(), syscall: 'symlink' };
+    return 4;
+  }
+  let failed;
+  if (fchownat(j.dirFd, j.tmp, j.uid, j.gid, NOFOLLOW) !== 0) failed = 'lchown';
+  // The name under the directory's descriptor, its last component not followed.
+  else if (j.xattrs === 2 || (j.xattrs === 1 && llistxattr('/proc/self/fd/' + j.dirFd + '/' + j.tmp, null, 0) !== 0)) return 1;
+  else {
+    const s = j.mtimeNs / 1000000000n;
+    times.writeBigInt64LE(s, 0);
+    times.writeBigInt64LE(j.mtimeNs - s * 1000000000n, 8);
+    times.copy(times, 16, 0, 16);
+    if (utimensat(j.dirFd, j.tmp, times, NOFOLLOW) !== 0) failed = 'lutimes';
+  }
+  if (failed) {
+    out.errors[i] = { code: code(), syscall: failed };
+    unlinkat(j.dirFd, j.tmp, 0);
+    return 4;
+  }
+  return rename(j, out, i);
+}
 function one(j, data, i, out) {
+  if (j.target !== undefined) return link(j, i, out);
   const fd = openat(j.dirFd, j.tmp, FLAGS, 0o600);
   if (fd < 0) {
     out.errors[i] = { code: code(), syscall: 'open' };
@@ -91,13 +140,7 @@ function one(j, data, i, out) {
     return 4;
   }
   close(fd);
-  if (renameat2(j.dirFd, j.tmp, j.dirFd, j.name, NOREPLACE) === 0) return 0;
-  const c = code();
-  if (c === 'EINVAL' || c === 'ENOSYS') return 2;
-  unlinkat(j.dirFd, j.tmp, 0);
-  if (c === 'EEXIST') return 3;
-  out.errors[i] = { code: c, syscall: 'rename' };
-  return 4;
+  return rename(j, out, i);
 }
 parentPort.on('message', ({ id, jobs, data }) => {
   const out = { codes: new Uint8Array(jobs.length), fds: new Int32Array(jobs.length), errors: {} };
@@ -122,7 +165,7 @@ interface Reply {
 /** Threads for the restore's new files; null where koffi's native module (openat, renameat2) is not there. */
 export class FileWriters {
   private readonly workers: Worker[] = [];
-  private readonly waiting = new Map<number, { resolve: (o: WriteOutcome[]) => void; reject: (e: Error) => void }>();
+  private readonly waiting = new Map<number, { jobs: WriteJob[]; resolve: (o: WriteOutcome[]) => void; reject: (e: Error) => void }>();
   private readonly load: number[] = [];
   private nextId = 0;
   private failed: Error | undefined;
@@ -159,6 +202,9 @@ export class FileWriters {
     }
   }
 
+  /** Symlinks too: utimensat's two struct timespec are written as 64-bit fields (every 64-bit Linux). */
+  static readonly symlinks = /64/.test(process.arch);
+
   /** Batches given to the threads and not back yet. */
   get pending(): number {
     return this.waiting.size;
@@ -176,12 +222,12 @@ export class FileWriters {
     const data = Buffer.allocUnsafeSlow(size);
     let at = 0;
     for (const j of jobs) at += j.data.copy(data, at);
-    const plain = jobs.map(({ dirFd, tmp, name, data: d, uid, gid, mtime, mode, xattrs }) => ({ dirFd, tmp, name, size: d.length, uid, gid, mtime, mode, xattrs }));
+    const plain = jobs.map(({ dirFd, tmp, name, data: d, target, uid, gid, mtime, mtimeNs, mode, xattrs }) => ({ dirFd, tmp, name, size: d.length, target, uid, gid, mtime, mtimeNs, mode, xattrs }));
     const id = this.nextId++;
     let w = 0;
     for (let i = 1; i < this.load.length; i++) if (this.load[i] < this.load[w]) w = i;
     this.load[w]++;
-    const p = new Promise<WriteOutcome[]>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
+    const p = new Promise<WriteOutcome[]>((resolve, reject) => this.waiting.set(id, { jobs, resolve, reject }));
     this.workers[w].postMessage({ id, jobs: plain, data }, [data.buffer as ArrayBuffer]);
     return p;
   }
@@ -195,7 +241,7 @@ export class FileWriters {
     for (let i = 0; i < m.codes.length; i++) {
       const c = m.codes[i];
       if (c === 0) out.push({ kind: 'placed' });
-      else if (c === 1) out.push({ kind: 'xattrs', fd: m.fds[i] });
+      else if (c === 1) out.push(w.jobs[i].target === undefined ? { kind: 'xattrs', fd: m.fds[i] } : { kind: 'xattrs' });
       else if (c === 2) out.push({ kind: 'rename' });
       else if (c === 3) out.push({ kind: 'appeared' });
       else {

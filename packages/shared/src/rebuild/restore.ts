@@ -125,6 +125,7 @@ const THREAD_BATCH_FILES = 64;
 const THREAD_BATCH_BYTES = 1024 * 1024;
 /** Large files streamed from the pack at the same time. */
 const STREAMS_AT_ONCE = 2;
+const EMPTY = Buffer.alloc(0);
 let tmpCounter = 0;
 function tempName(name: string): string {
   return `.${name.slice(0, 100)}.pacha-${process.pid}-${++tmpCounter}`;
@@ -142,13 +143,28 @@ function identity(ex: Pick<Existing, 'dev' | 'ino'> | undefined): Identity | und
   return ex ? { dev: ex.dev, ino: ex.ino } : undefined;
 }
 
-/** The restore's one wait for the disk: a directory of each file system files were written to, synced at the end. */
+/**
+ * Restored data the disk is told to start writing out, on a libuv thread while the restore goes
+ * on: the file system's new files and bytes since the last time, each file counted as a block.
+ */
+const BACKGROUND_SYNC_BYTES = 32 * 1024 * 1024;
+const BLOCK = 4096;
+
+/**
+ * The restore's one wait for the disk: a directory of each file system files were written to,
+ * synced at the end. Meanwhile the disk writes out what is already in place (syncfs on a libuv
+ * thread, one at a time, each BACKGROUND_SYNC_BYTES): the last syncfs, after the last rename and
+ * the directories' metadata, still covers everything, but has only the tail left to write.
+ */
 class FinalSync {
   private readonly tree: TargetTree;
   private readonly at = nativeAt();
   /** device -> that directory opened again (the tree closes its own descriptors as it goes). */
   private readonly fds = new Map<number, number>();
   private readonly seen = new Set<string>();
+  /** The background syncfs under way (its outcome does not matter: the last one is checked). */
+  private running: Promise<void> | undefined;
+  private unsynced = 0;
 
   constructor(tree: TargetTree) {
     this.tree = tree;
@@ -167,13 +183,37 @@ class FinalSync {
     if (!this.fds.has(dev)) this.fds.set(dev, this.tree.reopen(dir));
   }
 
-  sync(): void {
+  /** A file of `bytes` is in place. */
+  placed(bytes: number): void {
+    this.unsynced += bytes + BLOCK;
+    if (this.unsynced >= BACKGROUND_SYNC_BYTES) this.start();
+  }
+
+  /** Have the disk write out what is in place so far, unless it is already at it. */
+  start(): void {
+    if (this.at === null || this.running || this.fds.size === 0) return;
+    this.unsynced = 0;
+    const at = this.at;
+    this.running = Promise.all([...this.fds.values()].map((fd) => at.syncfsAsync(fd))).then(
+      () => {
+        this.running = undefined;
+      },
+      () => {
+        this.running = undefined;
+      },
+    );
+  }
+
+  async sync(): Promise<void> {
+    await this.running;
     for (const fd of this.fds.values()) {
       if (this.at!.syncfs(fd) !== 0) throw new Error(`the restored files could not all be written to disk (syncfs: ${this.at!.errorCode()})`);
     }
   }
 
-  close(): void {
+  /** After a background syncfs (it uses the descriptors). */
+  async close(): Promise<void> {
+    await this.running;
     for (const fd of this.fds.values()) fs.closeSync(fd);
     this.fds.clear();
   }
@@ -185,11 +225,11 @@ export async function restorePlan(plan: Plan, opts: RestoreOptions): Promise<Res
   try {
     const res = await restoreInto(tree, disk, plan, opts);
     const t = Date.now();
-    disk.sync();
+    await disk.sync();
     res.phases.sync = Date.now() - t;
     return res;
   } finally {
-    disk.close();
+    await disk.close();
     tree.close();
   }
 }
@@ -323,6 +363,7 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
   const done = (p: PlannedItem, started: number) => {
     const it = p.item;
     res[p.action === 'create' ? 'created' : 'replaced']++;
+    disk.placed(it.type === 'file' ? it.size : 0);
     if (it.type === 'file') log.progress(`${p.action === 'create' ? 'created' : 'replaced'} ${it.hostPath} ${it.size} bytes ${formatRate(it.size, Date.now() - started)}`);
     if (log.verbose) log.debug(`${p.action} ${escapeTerminal(it.hostPath)}`);
   };
@@ -365,16 +406,16 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
     settling.catch(() => undefined); // handled where it is awaited (next flush, or the end)
   };
 
-  // New files whose content is in memory, with threads (file-writers.ts): each file's calls are
-  // made on a thread, on the descriptor of its directory, verified here and kept open until the
-  // batch is back. A batch goes when it has THREAD_BATCH_FILES files or THREAD_BATCH_BYTES.
+  // New files whose content is in memory, and new symlinks, with threads (file-writers.ts): each
+  // one's calls are made on a thread, on the descriptor of its directory, verified here and kept
+  // open until the batch is back. A batch goes when it has THREAD_BATCH_FILES entries or THREAD_BATCH_BYTES.
   interface ThreadFile {
     job: WriteJob;
     dir: TargetDir;
     p: PlannedItem;
     started: number;
   }
-  const newFiles = plan.items.filter((p) => p.item.type === 'file' && p.action === 'create').length;
+  const newFiles = plan.items.filter((p) => p.item.type !== 'dir' && p.action === 'create').length;
   const writers = FileWriters.start(opts.threads ?? FileWriters.threadsFor(newFiles));
   if (writers) log.debug(`new files written by ${writers.threads} thread(s)`);
   /** Work that finishes after the loop moved on (a thread's batch, a large file's stream), with the directories it holds open. */
@@ -390,16 +431,18 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
   };
   const inUse = () => [...settlingDirs, ...forThreads.map((x) => x.dir), ...[...inFlight.values()].flat()];
   const xattrSteps = steps.slice(1); // a thread did the owner (steps[0]) before handing a file back
-  /** A file a thread handed back: what is left of its metadata, then its rename, here. */
-  const finishHere = (x: ThreadFile, fd: number | undefined) => {
-    if (fd !== undefined) {
+  /** A file or symlink a thread handed back: what is left of its metadata (by the file's descriptor, the symlink's name), then its rename, here. */
+  const finishHere = (x: ThreadFile, o: WriteOutcome) => {
+    if (o.kind === 'xattrs') {
+      const fd = o.fd;
       try {
-        for (const step of xattrSteps) step({ fd }, x.p.item, { uid: x.job.uid, gid: x.job.gid });
+        const t: MetadataTarget = fd === undefined ? { linkPath: x.dir.at(x.job.tmp) } : { fd };
+        for (const step of xattrSteps) step(t, x.p.item, { uid: x.job.uid, gid: x.job.gid });
       } catch (e) {
         removeTemp({ dir: x.dir, tmp: x.job.tmp });
         throw e;
       } finally {
-        fs.closeSync(fd);
+        if (fd !== undefined) fs.closeSync(fd);
       }
     }
     placeNow(x.dir, x.job.tmp, x.p, x.started);
@@ -410,7 +453,7 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
       if (o.kind === 'failed') throw o.error;
       if (o.kind === 'appeared') throw new TargetChangedError(hp, 'appeared');
       if (o.kind === 'placed') done(x.p, x.started);
-      else finishHere(x, o.kind === 'xattrs' ? o.fd : undefined);
+      else finishHere(x, o);
       res.bytes += x.job.data.length;
     } catch (e) {
       later(e);
@@ -475,6 +518,12 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
     disk.note(dir);
     const tmp = tempName(name);
     const started = Date.now();
+    const xattrsJob = opts.xattrs?.active ? (it.xattrs ? 2 : 1) : 0;
+    if (it.type === 'symlink' && writers && p.action === 'create' && FileWriters.symlinks) {
+      const job: WriteJob = { dirFd: dir.fd, tmp, name, data: EMPTY, target: it.target!, uid: owner.uid, gid: owner.gid, mtime: 0, mtimeNs: it.mtimeNs, mode: it.mode, xattrs: xattrsJob };
+      forThreads.push({ job, dir, p, started });
+      return undefined;
+    }
     if (it.type === 'symlink') {
       try {
         fs.symlinkSync(it.target!, dir.at(tmp));
@@ -493,8 +542,7 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
     };
     if (data && writers && p.action === 'create') {
       sizeCheck(data.length);
-      const x = opts.xattrs?.active ? (it.xattrs ? 2 : 1) : 0;
-      forThreads.push({ job: { dirFd: dir.fd, tmp, name, data, uid: owner.uid, gid: owner.gid, mtime: seconds(it.mtimeNs), mode: it.mode, xattrs: x }, dir, p, started });
+      forThreads.push({ job: { dirFd: dir.fd, tmp, name, data, uid: owner.uid, gid: owner.gid, mtime: seconds(it.mtimeNs), mtimeNs: it.mtimeNs, mode: it.mode, xattrs: xattrsJob }, dir, p, started });
       forThreadsBytes += data.length;
       return undefined;
     }
@@ -580,7 +628,8 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
   }
   res.phases.restore = Date.now() - t0;
 
-  // Then directory metadata, deepest first.
+  // Then directory metadata, deepest first, while the disk writes out the files.
+  disk.start();
   const t1 = Date.now();
   const dirs = plan.items.filter((p) => p.item.type === 'dir');
   dirs.sort((a, b) => b.item.path.split('/').length - a.item.path.split('/').length);

@@ -73,6 +73,7 @@ function openFailure(e: unknown): string | undefined {
 // Not in fs.constants; the same on every Linux architecture Node runs on.
 export const O_CLOEXEC = 0o2000000;
 export const RENAME_NOREPLACE = 1;
+export const AT_SYMLINK_NOFOLLOW = 0x100;
 
 /** A failed *at call as Node reports a failed fs call (code, syscall, path). */
 function atError(calls: AtCalls, syscall: string, p: string): NodeJS.ErrnoException {

@@ -44,6 +44,8 @@ export interface AtCalls {
   renameat2(olddirfd: number, oldname: string, newdirfd: number, newname: string, flags: number): number;
   /** Write out the file system holding fd (the restore's one wait for the disk, at its end). */
   syncfs(fd: number): number;
+  /** The same on one of libuv's threads (the restore goes on meanwhile): its return value (no errno). */
+  syncfsAsync(fd: number): Promise<number>;
   errorCode(): string;
 }
 
@@ -56,6 +58,11 @@ export const LIBC = {
   close: 'int close(int fd)',
   syncfs: 'int syncfs(int fd)',
   flistxattr: 'intptr_t flistxattr(int fd, void *list, size_t size)',
+  llistxattr: 'intptr_t llistxattr(const char *path, void *list, size_t size)',
+  symlinkat: 'int symlinkat(const char *target, int dirfd, const char *path)',
+  fchownat: 'int fchownat(int dirfd, const char *path, unsigned int uid, unsigned int gid, int flags)',
+  /** times: two struct timespec (64-bit seconds and nanoseconds each), access then modification. */
+  utimensat: 'int utimensat(int dirfd, const char *path, const void *times, int flags)',
 } as const;
 
 let cached: NativeXattr | undefined;
@@ -113,18 +120,20 @@ function bind(koffi: Koffi): XattrCalls {
     return names.get(n) ?? `errno ${n}`;
   };
   try {
+    const syncfs = f(LIBC.syncfs);
     atCalls = {
       openat: f(LIBC.openat),
       mkdirat: f(LIBC.mkdirat),
       renameat2: f(LIBC.renameat2),
-      syncfs: f(LIBC.syncfs),
+      syncfs,
+      syncfsAsync: (fd) => new Promise((resolve, reject) => syncfs.async(fd, (err: unknown, r: number) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(r)))),
       errorCode,
     };
   } catch {
     atCalls = null; // a libc without renameat2 (glibc before 2.28)
   }
   const calls: Omit<XattrCalls, 'errorCode'> = {
-    llistxattr: f('intptr_t llistxattr(const char *path, void *list, size_t size)'),
+    llistxattr: f(LIBC.llistxattr),
     lgetxattr: f('intptr_t lgetxattr(const char *path, const char *name, void *value, size_t size)'),
     lsetxattr: f('int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)'),
     lremovexattr: f('int lremovexattr(const char *path, const char *name)'),
