@@ -25,8 +25,8 @@ import { FileWriters, type WriteJob, type WriteOutcome } from './file-writers.ts
 // their real metadata last, deepest first, once their contents are in place.
 //
 // The kernel's work for each file (create, write, chown, utimes, chmod, rename) is most of a
-// large restore, from one thread: new files whose content is in memory go to threads
-// (file-writers.ts) with the descriptor of their verified directory, and large files are
+// large restore, from one thread: new files whose content is in memory, and new symlinks, go to
+// threads (file-writers.ts) with the descriptor of their verified directory, and large files are
 // streamed while the loop goes on; directories' metadata waits for all of them.
 //
 // A path whose type or identity changed since the plan is refused (TargetChangedError): it is
