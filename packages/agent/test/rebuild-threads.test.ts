@@ -160,6 +160,13 @@ describe('many new files: written by threads, with their extended attributes', (
       for (let i = 0; i < 1200; i++) fs.writeFileSync(p(lost, `many/f${i}.conf`), `value = ${i}\n`, { mode: i % 2 ? 0o640 : 0o600 });
       sh('setfattr', '-n', 'user.origin', '-v', 'ops team', p(lost, 'many/f5.conf'));
       sh('setfacl', '-m', 'u:0:rw', p(lost, 'many/f6.conf'));
+      // A folder the rebuild creates: a new file there is root's already, unless the snapshot says otherwise.
+      fs.mkdirSync(p(lost, 'many/new'));
+      fs.writeFileSync(p(lost, 'many/new/svc.conf'), 'svc\n');
+      fs.chownSync(p(lost, 'many/new/svc.conf'), SVC_UID, SVC_GID);
+      fs.writeFileSync(p(lost, 'many/new/root.conf'), 'root\n');
+      fs.symlinkSync('svc.conf', p(lost, 'many/new/svc-link'));
+      fs.lchownSync(p(lost, 'many/new/svc-link'), SVC_UID, SVC_GID);
       fs.symlinkSync('f5.conf', p(lost, 'many/to-f5'));
       sh('setfattr', '-h', '-n', 'trusted.origin', '-v', 'ops team', p(lost, 'many/to-f5'));
       fs.symlinkSync('f7.conf', p(lost, 'many/to-f7'));
@@ -179,6 +186,11 @@ describe('many new files: written by threads, with their extended attributes', (
       expect(getfattr(p(fresh, 'many/f5.conf'))).toEqual(['user.origin=0sb3BzIHRlYW0=']);
       expect(getfattr(p(fresh, 'many/f6.conf'))).toEqual(getfattr(p(lost, 'many/f6.conf')));
       expect(getfattr(p(fresh, 'many/f7.conf'))).toEqual([]);
+      const owners = (x: string) => {
+        const st = fs.lstatSync(p(fresh, x));
+        return [st.uid, st.gid];
+      };
+      expect([owners('many/new/svc.conf'), owners('many/new/svc-link'), owners('many/new/root.conf')]).toEqual([[SVC_UID, SVC_GID], [SVC_UID, SVC_GID], [0, 0]]);
       // Symlinks: one with an attribute (handed back by its thread), one without.
       expect(fs.readlinkSync(p(fresh, 'many/to-f5'))).toBe('f5.conf');
       expect(getfattr(p(fresh, 'many/to-f5'))).toEqual(['trusted.origin=0sb3BzIHRlYW0=']);

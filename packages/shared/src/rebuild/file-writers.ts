@@ -8,7 +8,8 @@ import { AT_SYMLINK_NOFOLLOW, NEW_FILE_FLAGS, O_CLOEXEC, RENAME_NOREPLACE } from
 // main thread verifies directories and hands out the next files. The main thread stays the only
 // one that opens and checks directories (target-tree.ts): a thread gets a directory's descriptor,
 // already verified, and does every call of a file on that descriptor or on the file's own:
-// openat(O_CREAT|O_EXCL|O_NOFOLLOW) of a temporary name, write, fchown, futimes, fchmod, close,
+// openat(O_CREAT|O_EXCL|O_NOFOLLOW) of a temporary name, write, fchown (none when the new file is
+// its owner's already: created by us in a directory the restore made), futimes, fchmod, close,
 // renameat2(RENAME_NOREPLACE) onto the name. Descriptors belong to the process, so a thread's
 // calls reach the very directory the main thread verified, wherever a local user moves it.
 // Files go in batches (one message each way per batch, their contents moved in one buffer), as
@@ -40,6 +41,8 @@ export interface WriteJob {
   /** mtime in nanoseconds, as utimensat takes it (symlinks). */
   mtimeNs: bigint;
   mode: number;
+  /** False when the new file is its owner's already (see restore.ts): the chown would change nothing. */
+  chown: boolean;
   /** 0: no extended attributes are restored; 1: hand back the descriptor if the new file has any; 2: always hand it back. */
   xattrs: 0 | 1 | 2;
 }
@@ -56,6 +59,9 @@ export type WriteOutcome =
   | { kind: 'rename' }
   | { kind: 'appeared' }
   | { kind: 'failed'; error: Error };
+
+/** Numbers per job in a batch's message (see write and the thread's decoding). */
+const FIELDS = 11;
 
 // Plain JavaScript run with `eval` (as deflate-worker.ts), so the bundled programs need no file
 // beside them. The outcome of job i is codes[i] (0 placed, 1 xattrs with fds[i], 2 rename,
@@ -100,7 +106,7 @@ function link(j, i, out) {
     return 4;
   }
   let failed;
-  if (fchownat(j.dirFd, j.tmp, j.uid, j.gid, NOFOLLOW) !== 0) failed = 'lchown';
+  if (j.chown && fchownat(j.dirFd, j.tmp, j.uid, j.gid, NOFOLLOW) !== 0) failed = 'lchown';
   // The name under the directory's descriptor, its last component not followed.
   else if (j.xattrs === 2 || (j.xattrs === 1 && llistxattr('/proc/self/fd/' + j.dirFd + '/' + j.tmp, null, 0) !== 0)) return 1;
   else {
@@ -126,7 +132,7 @@ function one(j, data, i, out) {
   }
   try {
     for (let off = 0; off < data.length; ) off += fs.writeSync(fd, data, off, data.length - off);
-    fs.fchownSync(fd, j.uid, j.gid);
+    if (j.chown) fs.fchownSync(fd, j.uid, j.gid);
     if (j.xattrs === 2 || (j.xattrs === 1 && flistxattr(fd, null, 0) !== 0)) {
       out.fds[i] = fd;
       return 1;
@@ -142,14 +148,21 @@ function one(j, data, i, out) {
   close(fd);
   return rename(j, out, i);
 }
-parentPort.on('message', ({ id, jobs, data }) => {
-  const out = { codes: new Uint8Array(jobs.length), fds: new Int32Array(jobs.length), errors: {} };
+parentPort.on('message', ({ id, n, f, ns, names, data }) => {
+  const out = { codes: new Uint8Array(n), fds: new Int32Array(n), errors: {} };
   const all = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   let at = 0;
-  for (let i = 0; i < jobs.length; i++) {
-    const n = jobs[i].size;
-    out.codes[i] = one(jobs[i], all.subarray(at, at + n), i, out);
-    at += n;
+  let c = 0;
+  for (let i = 0; i < n; i++) {
+    const k = i * ${FIELDS};
+    const tmpLen = f[k + 8], nameLen = f[k + 9], targetLen = f[k + 10];
+    const j = { dirFd: f[k], uid: f[k + 2], gid: f[k + 3], mode: f[k + 4], xattrs: f[k + 5], mtime: f[k + 6], chown: f[k + 7] === 1, mtimeNs: ns[i] };
+    j.tmp = names.slice(c, (c += tmpLen));
+    j.name = names.slice(c, (c += nameLen));
+    j.target = targetLen < 0 ? undefined : names.slice(c, (c += targetLen));
+    const size = f[k + 1];
+    out.codes[i] = one(j, all.subarray(at, at + size), i, out);
+    at += size;
   }
   parentPort.postMessage({ id, ...out });
 });
@@ -222,13 +235,34 @@ export class FileWriters {
     const data = Buffer.allocUnsafeSlow(size);
     let at = 0;
     for (const j of jobs) at += j.data.copy(data, at);
-    const plain = jobs.map(({ dirFd, tmp, name, data: d, target, uid, gid, mtime, mtimeNs, mode, xattrs }) => ({ dirFd, tmp, name, size: d.length, target, uid, gid, mtime, mtimeNs, mode, xattrs }));
+    // The jobs in arrays, not objects: one copy each instead of a clone of every field.
+    const n = jobs.length;
+    const f = new Float64Array(n * FIELDS);
+    const ns = new BigInt64Array(n);
+    const names: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const j = jobs[i];
+      const k = i * FIELDS;
+      f[k] = j.dirFd;
+      f[k + 1] = j.data.length;
+      f[k + 2] = j.uid;
+      f[k + 3] = j.gid;
+      f[k + 4] = j.mode;
+      f[k + 5] = j.xattrs;
+      f[k + 6] = j.mtime;
+      f[k + 7] = j.chown ? 1 : 0;
+      f[k + 8] = j.tmp.length;
+      f[k + 9] = j.name.length;
+      f[k + 10] = j.target === undefined ? -1 : j.target.length;
+      ns[i] = j.mtimeNs;
+      names.push(j.tmp, j.name, j.target ?? '');
+    }
     const id = this.nextId++;
     let w = 0;
     for (let i = 1; i < this.load.length; i++) if (this.load[i] < this.load[w]) w = i;
     this.load[w]++;
     const p = new Promise<WriteOutcome[]>((resolve, reject) => this.waiting.set(id, { jobs, resolve, reject }));
-    this.workers[w].postMessage({ id, jobs: plain, data }, [data.buffer as ArrayBuffer]);
+    this.workers[w].postMessage({ id, n, f, ns, names: names.join(''), data }, [data.buffer as ArrayBuffer, f.buffer, ns.buffer]);
     return p;
   }
 

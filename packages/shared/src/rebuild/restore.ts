@@ -126,6 +126,8 @@ const THREAD_BATCH_BYTES = 1024 * 1024;
 /** Large files streamed from the pack at the same time. */
 const STREAMS_AT_ONCE = 2;
 const EMPTY = Buffer.alloc(0);
+const euid = process.geteuid?.() ?? 0;
+const egid = process.getegid?.() ?? 0;
 let tmpCounter = 0;
 function tempName(name: string): string {
   return `.${name.slice(0, 100)}.pacha-${process.pid}-${++tmpCounter}`;
@@ -160,7 +162,7 @@ class FinalSync {
   private readonly tree: TargetTree;
   private readonly at = nativeAt();
   /** device -> that directory opened again (the tree closes its own descriptors as it goes). */
-  private readonly fds = new Map<number, number>();
+  private readonly fds = new Map<bigint, number>();
   private readonly seen = new Set<string>();
   /** The background syncfs under way (its outcome does not matter: the last one is checked). */
   private running: Promise<void> | undefined;
@@ -179,7 +181,7 @@ class FinalSync {
   note(dir: TargetDir): void {
     if (this.at === null || this.seen.has(dir.hostPath)) return;
     this.seen.add(dir.hostPath);
-    const dev = fs.fstatSync(dir.fd).dev;
+    const dev = this.tree.expectedAt(dir.hostPath)?.dev ?? BigInt(fs.fstatSync(dir.fd).dev);
     if (!this.fds.has(dev)) this.fds.set(dev, this.tree.reopen(dir));
   }
 
@@ -343,7 +345,7 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
       tree.mkdir(it.hostPath);
       return true;
     });
-    tree.trim(inUse());
+    tree.trim(inUse);
     if (!ok) return;
     log.debug(`mkdir ${escapeTerminal(it.hostPath)}`);
     res[p.action === 'create' ? 'created' : 'replaced']++;
@@ -401,7 +403,7 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
     batch = [];
     await settling;
     settlingDirs = b.map((x) => x.dir);
-    tree.trim(inUse()); // only this batch and the threads' files hold directories now
+    tree.trim(inUse); // only this batch and the threads' files hold directories now
     settling = settle(b);
     settling.catch(() => undefined); // handled where it is awaited (next flush, or the end)
   };
@@ -475,7 +477,7 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
     );
     inFlight.set(written, b.map((x) => x.dir));
     void written.finally(() => inFlight.delete(written));
-    tree.trim(inUse());
+    tree.trim(inUse);
     // Two batches per thread: one being written, the next one ready.
     while (writers!.pending >= 2 * writers!.threads) await Promise.race(inFlight.keys());
   };
@@ -519,8 +521,9 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
     const tmp = tempName(name);
     const started = Date.now();
     const xattrsJob = opts.xattrs?.active ? (it.xattrs ? 2 : 1) : 0;
+    const chown = !(owner.uid === euid && owner.gid === egid && tree.newFilesOwnedByUs(dir));
     if (it.type === 'symlink' && writers && p.action === 'create' && FileWriters.symlinks) {
-      const job: WriteJob = { dirFd: dir.fd, tmp, name, data: EMPTY, target: it.target!, uid: owner.uid, gid: owner.gid, mtime: 0, mtimeNs: it.mtimeNs, mode: it.mode, xattrs: xattrsJob };
+      const job: WriteJob = { dirFd: dir.fd, tmp, name, data: EMPTY, target: it.target!, uid: owner.uid, gid: owner.gid, chown, mtime: 0, mtimeNs: it.mtimeNs, mode: it.mode, xattrs: xattrsJob };
       forThreads.push({ job, dir, p, started });
       return undefined;
     }
@@ -542,7 +545,7 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
     };
     if (data && writers && p.action === 'create') {
       sizeCheck(data.length);
-      forThreads.push({ job: { dirFd: dir.fd, tmp, name, data, uid: owner.uid, gid: owner.gid, mtime: seconds(it.mtimeNs), mtimeNs: it.mtimeNs, mode: it.mode, xattrs: xattrsJob }, dir, p, started });
+      forThreads.push({ job: { dirFd: dir.fd, tmp, name, data, uid: owner.uid, gid: owner.gid, chown, mtime: seconds(it.mtimeNs), mtimeNs: it.mtimeNs, mode: it.mode, xattrs: xattrsJob }, dir, p, started });
       forThreadsBytes += data.length;
       return undefined;
     }

@@ -102,6 +102,8 @@ export class TargetTree {
   private readonly atCalls = nativeAt();
   /** False once a filesystem refused RENAME_NOREPLACE: lstat, then rename. */
   private noReplace = true;
+  /** Directories this restore created: ours and private (0700, not setgid) until their metadata, last. */
+  private readonly made = new Set<string>();
 
   /** root: the root dir, trusted as given (the operator's PACHA_ROOT_DIR, or /). */
   constructor(root: string) {
@@ -171,7 +173,17 @@ export class TargetTree {
       this.forget(hostPath);
       throw new TargetChangedError(hostPath, 'was replaced right after it was created');
     }
+    this.made.add(hostPath);
     return d;
+  }
+
+  /**
+   * Whether what is created in `dir` is owned by this process's effective user and group: true
+   * in a directory this restore created (nobody else can make it setgid before its metadata,
+   * last), so a chown to them would change nothing.
+   */
+  newFilesOwnedByUs(dir: TargetDir): boolean {
+    return this.made.has(dir.hostPath);
   }
 
   /** A directory above the snapshot's roots that is missing: created 0755, as a package manager would. */
@@ -286,8 +298,10 @@ export class TargetTree {
    * opened others down to half of it, except those the work in flight uses (they are opened and
    * verified again when used next).
    */
-  trim(inUse: Iterable<TargetDir>): void {
-    const keep = new Set(inUse);
+  trim(inUse: Iterable<TargetDir> | (() => Iterable<TargetDir>)): void {
+    // Most calls find nothing to do: the directories in use are only listed when there is.
+    if (this.retired.length === 0 && this.open.size <= KEEP_OPEN) return;
+    const keep = new Set(typeof inUse === 'function' ? inUse() : inUse);
     const retired = this.retired;
     this.retired = [];
     for (const d of retired) {
