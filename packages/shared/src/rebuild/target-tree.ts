@@ -178,11 +178,10 @@ export class TargetTree {
   }
 
   /**
-   * Whether what is created in `dir` is owned by this process's effective user and group: true
-   * in a directory this restore created (nobody else can make it setgid before its metadata,
-   * last), so a chown to them would change nothing.
+   * Whether this restore created `dir`: ours and private (0700, not setgid) until its metadata,
+   * last, so nobody else can change it or what is in it meanwhile.
    */
-  newFilesOwnedByUs(dir: TargetDir): boolean {
+  madeHere(dir: TargetDir): boolean {
     return this.made.has(dir.hostPath);
   }
 
