@@ -77,7 +77,11 @@ function deflateOnto(src, level) {
 }
 const sameFile = (a, b) => a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.ino === b.ino;
 let input = Buffer.allocUnsafeSlow(64 * 1024);
-/** One file read whole, or null (the caller reads it again itself). */
+/**
+ * One file read whole, or null (the caller reads it again itself). The rules of pack-writer.ts's
+ * openRegular, readWhole and statKey, written again here: this string can import nothing, and
+ * any doubt ends in null, so the writer's own code decides.
+ */
 function readOne(file, max) {
   let fd;
   try {
