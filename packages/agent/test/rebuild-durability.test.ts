@@ -9,8 +9,8 @@ import { makeWorld, type RebuildWorld } from './rebuild-helpers.ts';
 // When the restore waits for the disk (restore.ts, FinalSync): a file that replaces one is
 // fsynced before its rename (the path holds the old or the new version whenever the machine
 // stops); new files are not waited for one by one, and the restore ends with a syncfs after
-// its last rename (a large restore also starts some on the way, which do not count). Seen from
-// outside with strace on the real CLI.
+// its last rename (one started before the directories' metadata does not count: the last one
+// does). Seen from outside with strace on the real CLI.
 
 let world: RebuildWorld | undefined;
 afterEach(() => {
@@ -34,7 +34,7 @@ describe('pacha rebuild: durability', () => {
     fs.writeFileSync(w.host.p(`${dir}/old.conf`), 'on the host before the rebuild\n');
 
     const log = path.join(path.dirname(w.hostsPath), 'strace.log');
-    const args = ['-f', '-qq', '-y', '-e', 'trace=fsync,fdatasync,syncfs,rename,renameat,renameat2', '-o', log, process.execPath, PACHA_BIN, 'rebuild', 'web1', '--yes'];
+    const args = ['-f', '-qq', '-y', '-e', 'trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,fchmod', '-o', log, process.execPath, PACHA_BIN, 'rebuild', 'web1', '--yes'];
     const code = await new Promise((resolve) => spawn('strace', args, { env: { ...process.env, ...w.host.env }, stdio: 'ignore' }).once('exit', resolve));
     expect(code).toBe(0);
     expect(fs.readFileSync(w.host.p(`${dir}/old.conf`), 'utf8')).toBe('from the snapshot\n');
@@ -53,5 +53,9 @@ describe('pacha rebuild: durability', () => {
     const syncfs = at(/syncfs\(\d+<[^>]*\/srv> *\) = 0/);
     expect(syncfs.length).toBeGreaterThan(0);
     expect(syncfs.at(-1)).toBeGreaterThan(Math.max(...renames));
+    // ... and after the directories' metadata, the restore's last pass.
+    const dirModes = at(/fchmod\(\d+<[^>]*\/srv>, 0?755\) = 0/);
+    expect(dirModes).toHaveLength(1);
+    expect(syncfs.at(-1)).toBeGreaterThan(dirModes[0]);
   });
 });

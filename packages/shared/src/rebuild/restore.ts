@@ -146,17 +146,11 @@ function identity(ex: Pick<Existing, 'dev' | 'ino'> | undefined): Identity | und
 }
 
 /**
- * Restored data the disk is told to start writing out, on a libuv thread while the restore goes
- * on: the file system's new files and bytes since the last time, each file counted as a block.
- */
-const BACKGROUND_SYNC_BYTES = 32 * 1024 * 1024;
-const BLOCK = 4096;
-
-/**
  * The restore's one wait for the disk: a directory of each file system files were written to,
- * synced at the end. Meanwhile the disk writes out what is already in place (syncfs on a libuv
- * thread, one at a time, each BACKGROUND_SYNC_BYTES): the last syncfs, after the last rename and
- * the directories' metadata, still covers everything, but has only the tail left to write.
+ * synced at the end. The disk starts on it (syncfs on a libuv thread) while the directories get
+ * their metadata, the restore's last pass: the last syncfs, after that pass, still covers
+ * everything. (Started earlier, every 32 MiB during the restore, it made the restore slower by
+ * more than it saved: docs/benchmarks-development.md.)
  */
 class FinalSync {
   private readonly tree: TargetTree;
@@ -164,9 +158,8 @@ class FinalSync {
   /** device -> that directory opened again (the tree closes its own descriptors as it goes). */
   private readonly fds = new Map<bigint, number>();
   private readonly seen = new Set<string>();
-  /** The background syncfs under way (its outcome does not matter: the last one is checked). */
+  /** The syncfs started early (its outcome does not matter: the last one is checked). */
   private running: Promise<void> | undefined;
-  private unsynced = 0;
 
   constructor(tree: TargetTree) {
     this.tree = tree;
@@ -185,16 +178,9 @@ class FinalSync {
     if (!this.fds.has(dev)) this.fds.set(dev, this.tree.reopen(dir));
   }
 
-  /** A file of `bytes` is in place. */
-  placed(bytes: number): void {
-    this.unsynced += bytes + BLOCK;
-    if (this.unsynced >= BACKGROUND_SYNC_BYTES) this.start();
-  }
-
   /** Have the disk write out what is in place so far, unless it is already at it. */
   start(): void {
     if (this.at === null || this.running || this.fds.size === 0) return;
-    this.unsynced = 0;
     const at = this.at;
     this.running = Promise.all([...this.fds.values()].map((fd) => at.syncfsAsync(fd))).then(
       () => {
@@ -213,7 +199,7 @@ class FinalSync {
     }
   }
 
-  /** After a background syncfs (it uses the descriptors). */
+  /** After the early syncfs (it uses the descriptors). */
   async close(): Promise<void> {
     await this.running;
     for (const fd of this.fds.values()) fs.closeSync(fd);
@@ -365,7 +351,6 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
   const done = (p: PlannedItem, started: number) => {
     const it = p.item;
     res[p.action === 'create' ? 'created' : 'replaced']++;
-    disk.placed(it.type === 'file' ? it.size : 0);
     if (it.type === 'file') log.progress(`${p.action === 'create' ? 'created' : 'replaced'} ${it.hostPath} ${it.size} bytes ${formatRate(it.size, Date.now() - started)}`);
     if (log.verbose) log.debug(`${p.action} ${escapeTerminal(it.hostPath)}`);
   };
