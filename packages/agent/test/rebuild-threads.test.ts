@@ -134,6 +134,35 @@ describe('new files written by threads, with a local user acting while they are 
   });
 });
 
+describe('new files written by threads below a setgid directory of the host (as /var/local on Debian)', () => {
+  it('get the group the snapshot records, not the one the directory made there inherits', async () => {
+    const w = makeWorld();
+    world = w;
+    const app = `${w.top}/srv/app`;
+    const root = { user: 'root', uid: 0, group: 'root', gid: 0 };
+    commitSnapshot(w.master.repo, {
+      roots: [app],
+      entries: [
+        { path: app, type: 'dir', mode: 0o755, ...root },
+        ...Array.from({ length: 8 }, (_, i) => ({ path: `${app}/f${i}.conf`, type: 'file' as const, content: `conf ${i}\n`, mode: 0o644, ...root })),
+        { path: `${app}/link`, type: 'symlink' as const, target: 'f0.conf', ...root },
+      ],
+      time: 1_700_400_000,
+    });
+    packRepo(w.master.repo);
+    const srv = w.host.p(`${w.top}/srv`);
+    fs.mkdirSync(srv, { recursive: true });
+    fs.chownSync(srv, 0, 100);
+    fs.chmodSync(srv, 0o2775);
+    const res = await restoreWithThreads(w, () => undefined);
+    expect(res.refused).toEqual([]);
+    expect(res.created).toBe(10);
+    for (const name of ['f3.conf', 'link']) expect(fs.lstatSync(w.host.p(`${app}/${name}`)).gid, name).toBe(0);
+    const d = fs.statSync(w.host.p(app));
+    expect([d.gid, d.mode & 0o7777]).toEqual([0, 0o755]);
+  });
+});
+
 describe('a thread that fails', () => {
   it("fails the restore with the failed call's error (code and syscall)", async () => {
     const { w, home, h } = threadsWorld();

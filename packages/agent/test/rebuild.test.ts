@@ -74,6 +74,21 @@ describe('pacha rebuild (local master folder)', () => {
     expect(fs.readFileSync(w.host.p('/var/lib/pacha/repo/refs/heads/main'), 'utf8').trim()).toBe(w.commits.current);
   });
 
+  it('restores below a setgid directory of the host (as /var/local on Debian): what it creates there gets its recorded group, not the inherited one', async () => {
+    world = makeWorld();
+    const w = world;
+    addUserHook(w.master.pre, '20-users');
+    // The host's directory above the roots is setgid and of another group: directories made in it
+    // inherit the bit and the group, and files made in those the group.
+    fs.mkdirSync(w.host.p(w.top));
+    fs.chownSync(w.host.p(w.top), 0, 100);
+    fs.chmodSync(w.host.p(w.top), 0o2775);
+    const r = await w.host.pacha(['rebuild', 'web1', '--yes', '--verify']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(restoredListing(w)).toEqual(expectedListing(w.tree.current, ids));
+    expect(fs.lstatSync(w.host.p(`${w.top}/app/bin/tool`)).gid).toBe(0);
+  });
+
   it('falls back to the numeric id with a warning naming the file and the user when no hook creates it', async () => {
     world = makeWorld();
     const w = world;

@@ -126,8 +126,6 @@ const THREAD_BATCH_BYTES = 1024 * 1024;
 /** Large files streamed from the pack at the same time. */
 const STREAMS_AT_ONCE = 2;
 const EMPTY = Buffer.alloc(0);
-const euid = process.geteuid?.() ?? 0;
-const egid = process.getegid?.() ?? 0;
 let tmpCounter = 0;
 function tempName(name: string): string {
   return `.${name.slice(0, 100)}.pacha-${process.pid}-${++tmpCounter}`;
@@ -519,9 +517,9 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
     const tmp = tempName(name);
     const started = Date.now();
     // What a thread can leave out in a directory made here: the chown of a file that is its owner's
-    // already (ours: not setgid), the check for attributes inherited from a directory that has none.
+    // already, the check for attributes inherited from a directory that has none.
     const xattrsJob = opts.xattrs?.active ? (it.xattrs ? 2 : bare(dir) ? 0 : 1) : 0;
-    const chown = !(owner.uid === euid && owner.gid === egid && tree.madeHere(dir));
+    const chown = !tree.newFilesOwnedBy(dir, owner.uid, owner.gid);
     if (it.type === 'symlink' && writers && p.action === 'create' && FileWriters.symlinks) {
       const job: WriteJob = { dirFd: dir.fd, tmp, name, data: EMPTY, target: it.target!, uid: owner.uid, gid: owner.gid, chown, mtime: 0, mtimeNs: it.mtimeNs, mode: it.mode, xattrs: xattrsJob };
       forThreads.push({ job, dir, p, started });

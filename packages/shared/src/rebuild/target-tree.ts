@@ -18,6 +18,7 @@ import { nativeAt, type AtCalls } from '../xattr/native.ts';
 // kernel (RENAME_NOREPLACE) instead of checked with an lstat just before it.
 
 const O = fs.constants;
+const S_ISGID = 0o2000;
 const DIR_FLAGS = O.O_RDONLY | O.O_DIRECTORY | O.O_NOFOLLOW;
 /** An existing file, for its metadata or a copy: no symlink, no blocking on a FIFO, no controlling tty. */
 export const EXISTING_FILE_FLAGS = O.O_RDONLY | O.O_NOFOLLOW | O.O_NONBLOCK | O.O_NOCTTY;
@@ -103,7 +104,8 @@ export class TargetTree {
   /** False once a filesystem refused RENAME_NOREPLACE: lstat, then rename. */
   private noReplace = true;
   /** Directories this restore created: ours and private (0700, not setgid) until their metadata, last. */
-  private readonly made = new Set<string>();
+  /** Directories this restore created, and the group what is created in them gets (see mkdir). */
+  private readonly made = new Map<string, number>();
 
   /** root: the root dir, trusted as given (the operator's PACHA_ROOT_DIR, or /). */
   constructor(root: string) {
@@ -167,13 +169,15 @@ export class TargetTree {
     }
     this.expected.delete(hostPath);
     const d = this.dir(hostPath);
-    // Ours: owned by us and private. Anything else was put there by someone in between.
+    // Ours: owned by us and private. Anything else was put there by someone in between. Below a
+    // setgid directory (as /var/local on Debian), mkdir gives the new one the bit and the
+    // parent's group, and what is created in it that group.
     const st = fs.fstatSync(d.fd);
-    if (st.uid !== this.euid || (st.mode & 0o7777) !== 0o700) {
+    if (st.uid !== this.euid || (st.mode & 0o7777 & ~S_ISGID) !== 0o700) {
       this.forget(hostPath);
       throw new TargetChangedError(hostPath, 'was replaced right after it was created');
     }
-    this.made.add(hostPath);
+    this.made.set(hostPath, st.gid);
     return d;
   }
 
@@ -183,6 +187,14 @@ export class TargetTree {
    */
   madeHere(dir: TargetDir): boolean {
     return this.made.has(dir.hostPath);
+  }
+
+  /**
+   * Whether a file created in `dir` is owned by `uid`:`gid` already (a chown would change
+   * nothing): in a directory this restore made, new files are ours, with its group.
+   */
+  newFilesOwnedBy(dir: TargetDir, uid: number, gid: number): boolean {
+    return uid === this.euid && this.made.get(dir.hostPath) === gid;
   }
 
   /** A directory above the snapshot's roots that is missing: created 0755, as a package manager would. */
