@@ -8,8 +8,7 @@ import { AT_SYMLINK_NOFOLLOW, NEW_FILE_FLAGS, O_CLOEXEC, RENAME_NOREPLACE } from
 // main thread verifies directories and hands out the next files. The main thread stays the only
 // one that opens and checks directories (target-tree.ts): a thread gets a directory's descriptor,
 // already verified, and does every call of a file on that descriptor or on the file's own:
-// openat(O_CREAT|O_EXCL|O_NOFOLLOW) of a temporary name, write, fchown (none when the new file is
-// its owner's already: created by us in a directory the restore made), futimes, fchmod, close,
+// openat(O_CREAT|O_EXCL|O_NOFOLLOW) of a temporary name, write, fchown, futimes, fchmod, close,
 // renameat2(RENAME_NOREPLACE) onto the name. Descriptors belong to the process, so a thread's
 // calls reach the very directory the main thread verified, wherever a local user moves it.
 // Files go in batches (one message each way per batch, their contents moved in one buffer), as
@@ -41,8 +40,6 @@ export interface WriteJob {
   /** mtime in nanoseconds, as utimensat takes it (symlinks). */
   mtimeNs: bigint;
   mode: number;
-  /** False when the new file is its owner's already (see restore.ts): the chown would change nothing. */
-  chown: boolean;
   /** 0: no extended attributes are restored; 1: hand back the descriptor if the new file has any; 2: always hand it back. */
   xattrs: 0 | 1 | 2;
 }
@@ -61,7 +58,7 @@ export type WriteOutcome =
   | { kind: 'failed'; error: Error };
 
 /** Numbers per job in a batch's message (see write and the thread's decoding). */
-const FIELDS = 11;
+const FIELDS = 10;
 
 // Plain JavaScript run with `eval` (as deflate-worker.ts), so the bundled programs need no file
 // beside them. The outcome of job i is codes[i] (0 placed, 1 xattrs with fds[i], 2 rename,
@@ -106,7 +103,7 @@ function link(j, i, out) {
     return 4;
   }
   let failed;
-  if (j.chown && fchownat(j.dirFd, j.tmp, j.uid, j.gid, NOFOLLOW) !== 0) failed = 'lchown';
+  if (fchownat(j.dirFd, j.tmp, j.uid, j.gid, NOFOLLOW) !== 0) failed = 'lchown';
   // The name under the directory's descriptor, its last component not followed.
   else if (j.xattrs === 2 || (j.xattrs === 1 && llistxattr('/proc/self/fd/' + j.dirFd + '/' + j.tmp, null, 0) !== 0)) return 1;
   else {
@@ -132,7 +129,7 @@ function one(j, data, i, out) {
   }
   try {
     for (let off = 0; off < data.length; ) off += fs.writeSync(fd, data, off, data.length - off);
-    if (j.chown) fs.fchownSync(fd, j.uid, j.gid);
+    fs.fchownSync(fd, j.uid, j.gid);
     if (j.xattrs === 2 || (j.xattrs === 1 && flistxattr(fd, null, 0) !== 0)) {
       out.fds[i] = fd;
       return 1;
@@ -155,8 +152,8 @@ parentPort.on('message', ({ id, n, f, ns, names, data }) => {
   let c = 0;
   for (let i = 0; i < n; i++) {
     const k = i * ${FIELDS};
-    const tmpLen = f[k + 8], nameLen = f[k + 9], targetLen = f[k + 10];
-    const j = { dirFd: f[k], uid: f[k + 2], gid: f[k + 3], mode: f[k + 4], xattrs: f[k + 5], mtime: f[k + 6], chown: f[k + 7] === 1, mtimeNs: ns[i] };
+    const tmpLen = f[k + 7], nameLen = f[k + 8], targetLen = f[k + 9];
+    const j = { dirFd: f[k], uid: f[k + 2], gid: f[k + 3], mode: f[k + 4], xattrs: f[k + 5], mtime: f[k + 6], mtimeNs: ns[i] };
     j.tmp = names.slice(c, (c += tmpLen));
     j.name = names.slice(c, (c += nameLen));
     j.target = targetLen < 0 ? undefined : names.slice(c, (c += targetLen));
@@ -250,10 +247,9 @@ export class FileWriters {
       f[k + 4] = j.mode;
       f[k + 5] = j.xattrs;
       f[k + 6] = j.mtime;
-      f[k + 7] = j.chown ? 1 : 0;
-      f[k + 8] = j.tmp.length;
-      f[k + 9] = j.name.length;
-      f[k + 10] = j.target === undefined ? -1 : j.target.length;
+      f[k + 7] = j.tmp.length;
+      f[k + 8] = j.name.length;
+      f[k + 9] = j.target === undefined ? -1 : j.target.length;
       ns[i] = j.mtimeNs;
       names.push(j.tmp, j.name, j.target ?? '');
     }

@@ -7,7 +7,7 @@ import type { OwnerResolver } from './owners.ts';
 import type { Existing, Plan, PlannedItem } from './plan.ts';
 import type { BlobSource } from './blob-source.ts';
 import { TargetChangedError, TargetTree, sameIdentity, type Identity, type TargetDir } from './target-tree.ts';
-import { nativeAt, nativeXattr } from '../xattr/native.ts';
+import { nativeAt } from '../xattr/native.ts';
 import type { RestoreItem } from './validate.ts';
 import type { XattrRestorer } from '../xattr/xattr.ts';
 import { FileWriters, type WriteJob, type WriteOutcome } from './file-writers.ts';
@@ -476,19 +476,6 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
     done(p, started);
   };
 
-  /**
-   * A directory made here that has no extended attributes: what is created in it gets none either
-   * (no default ACL to inherit; a security module that labels files labels directories too).
-   */
-  const bareDirs = new Map<string, boolean>();
-  const native = nativeXattr();
-  const bare = (dir: TargetDir): boolean => {
-    if (!native.ok || !tree.madeHere(dir)) return false;
-    let b = bareDirs.get(dir.hostPath);
-    if (b === undefined) bareDirs.set(dir.hostPath, (b = native.calls.flistxattr(dir.fd, null, 0) === 0));
-    return b;
-  };
-
   const restoreOne = async (p: PlannedItem): Promise<Pending | undefined> => {
     const it = p.item;
     const name = basename(it.hostPath);
@@ -516,12 +503,9 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
     disk.note(dir);
     const tmp = tempName(name);
     const started = Date.now();
-    // What a thread can leave out in a directory made here: the chown of a file that is its owner's
-    // already, the check for attributes inherited from a directory that has none.
-    const xattrsJob = opts.xattrs?.active ? (it.xattrs ? 2 : bare(dir) ? 0 : 1) : 0;
-    const chown = !tree.newFilesOwnedBy(dir, owner.uid, owner.gid);
+    const xattrsJob = opts.xattrs?.active ? (it.xattrs ? 2 : 1) : 0;
     if (it.type === 'symlink' && writers && p.action === 'create' && FileWriters.symlinks) {
-      const job: WriteJob = { dirFd: dir.fd, tmp, name, data: EMPTY, target: it.target!, uid: owner.uid, gid: owner.gid, chown, mtime: 0, mtimeNs: it.mtimeNs, mode: it.mode, xattrs: xattrsJob };
+      const job: WriteJob = { dirFd: dir.fd, tmp, name, data: EMPTY, target: it.target!, uid: owner.uid, gid: owner.gid, mtime: 0, mtimeNs: it.mtimeNs, mode: it.mode, xattrs: xattrsJob };
       forThreads.push({ job, dir, p, started });
       return undefined;
     }
@@ -543,7 +527,7 @@ async function restoreInto(tree: TargetTree, disk: FinalSync, plan: Plan, opts: 
     };
     if (data && writers && p.action === 'create') {
       sizeCheck(data.length);
-      forThreads.push({ job: { dirFd: dir.fd, tmp, name, data, uid: owner.uid, gid: owner.gid, chown, mtime: seconds(it.mtimeNs), mtimeNs: it.mtimeNs, mode: it.mode, xattrs: xattrsJob }, dir, p, started });
+      forThreads.push({ job: { dirFd: dir.fd, tmp, name, data, uid: owner.uid, gid: owner.gid, mtime: seconds(it.mtimeNs), mtimeNs: it.mtimeNs, mode: it.mode, xattrs: xattrsJob }, dir, p, started });
       forThreadsBytes += data.length;
       return undefined;
     }

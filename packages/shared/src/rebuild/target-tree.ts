@@ -103,9 +103,6 @@ export class TargetTree {
   private readonly atCalls = nativeAt();
   /** False once a filesystem refused RENAME_NOREPLACE: lstat, then rename. */
   private noReplace = true;
-  /** Directories this restore created: ours and private (0700, not setgid) until their metadata, last. */
-  /** Directories this restore created, and the group what is created in them gets (see mkdir). */
-  private readonly made = new Map<string, number>();
 
   /** root: the root dir, trusted as given (the operator's PACHA_ROOT_DIR, or /). */
   constructor(root: string) {
@@ -177,24 +174,7 @@ export class TargetTree {
       this.forget(hostPath);
       throw new TargetChangedError(hostPath, 'was replaced right after it was created');
     }
-    this.made.set(hostPath, st.gid);
     return d;
-  }
-
-  /**
-   * Whether this restore created `dir`: ours and private (0700, not setgid) until its metadata,
-   * last, so nobody else can change it or what is in it meanwhile.
-   */
-  madeHere(dir: TargetDir): boolean {
-    return this.made.has(dir.hostPath);
-  }
-
-  /**
-   * Whether a file created in `dir` is owned by `uid`:`gid` already (a chown would change
-   * nothing): in a directory this restore made, new files are ours, with its group.
-   */
-  newFilesOwnedBy(dir: TargetDir, uid: number, gid: number): boolean {
-    return uid === this.euid && this.made.get(dir.hostPath) === gid;
   }
 
   /** A directory above the snapshot's roots that is missing: created 0755, as a package manager would. */
