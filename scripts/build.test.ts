@@ -57,6 +57,7 @@ describe('bundled pacha.mjs and pacha-master.mjs', () => {
     expect(await askBundledWorkers(out, 'esm')).toEqual({
       'pack-check-worker': { id: 1, error: expect.stringMatching(/none\.idx/) },
       'pack-stream-worker': { ok: false, error: 'aborted' },
+      'pack-arrival-worker': { kind: 'stopped' },
     });
   });
 

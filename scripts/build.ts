@@ -34,6 +34,7 @@ export const PROGRAMS = [
 export const WORKERS = [
   { name: 'pack-check-worker', entry: 'packages/master/src/pack-check-worker.ts' },
   { name: 'pack-stream-worker', entry: 'packages/master/src/pack-stream-worker.ts' },
+  { name: 'pack-arrival-worker', entry: 'packages/shared/src/git/pack-arrival-worker.ts' },
 ] as const;
 
 /** A worker's bundle file name in `format`. */

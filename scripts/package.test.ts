@@ -90,6 +90,7 @@ describe('the .deb as dpkg sees it', () => {
     expect(await askBundledWorkers(path.join(root, 'usr/lib/pacha'), 'cjs')).toEqual({
       'pack-check-worker': { id: 1, error: expect.stringMatching(/none\.idx/) },
       'pack-stream-worker': { ok: false, error: 'aborted' },
+      'pack-arrival-worker': { kind: 'stopped' },
     });
   });
 

@@ -10,6 +10,7 @@ import { WORKERS, workerBundle, type BundleFormat } from './build.ts';
 const JOBS: Record<(typeof WORKERS)[number]['name'], (tmp: string) => unknown[]> = {
   'pack-check-worker': (tmp) => [{ id: 1, packFile: path.join(tmp, 'none.pack'), idxFile: path.join(tmp, 'none.idx'), idxName: 'none.idx', from: 0, to: 1 }],
   'pack-stream-worker': (tmp) => [{ kind: 'start', copyFile: path.join(tmp, 'copy') }, { kind: 'abort' }],
+  'pack-arrival-worker': (tmp) => [{ kind: 'pack', id: 0, packFile: path.join(tmp, 'none.pack'), idxFile: path.join(tmp, 'none.idx'), size: 100 }, { kind: 'stop' }],
 };
 
 /** Each worker bundle in `dir`, with its first answer. */

@@ -64,7 +64,7 @@ export class FaultyTransport implements Transport {
   readFile(p: string): Promise<Buffer> { return this.call('readFile', [p], () => this.inner.readFile(p)); }
   writeFile(p: string, data: Uint8Array | string): Promise<void> { return this.call('writeFile', [p], () => this.inner.writeFile(p, data)); }
   createExclusive(p: string, data: Uint8Array | string): Promise<boolean> { return this.call('createExclusive', [p], () => this.inner.createExclusive(p, data)); }
-  download(remote: string, localFile: string): Promise<void> { return this.call('download', [remote, localFile], () => this.inner.download(remote, localFile)); }
+  download(remote: string, localFile: string, arrived?: (bytes: number) => void): Promise<void> { return this.call('download', [remote, localFile], () => this.inner.download(remote, localFile, arrived)); }
   upload(localFile: string, remote: string): Promise<void> { return this.call('upload', [localFile, remote], () => this.inner.upload(localFile, remote)); }
   rename(from: string, to: string): Promise<void> { return this.call('rename', [from, to], () => this.inner.rename(from, to)); }
   mkdirp(p: string): Promise<void> { return this.call('mkdirp', [p], () => this.inner.mkdirp(p)); }

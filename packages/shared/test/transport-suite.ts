@@ -120,7 +120,20 @@ export function transportSuite(name: string, setup: () => Promise<SuiteTarget | 
       fs.writeFileSync(src, data);
       await tr().upload(src, at('big'));
       expect((await tr().stat(at('big')))?.size).toBe(data.length);
-      await tr().download(at('big'), dst);
+      // Each arrival told is a prefix of the file already written, growing up to its size.
+      const told: number[] = [];
+      let prefixesRight = true;
+      await tr().download(at('big'), dst, (n) => {
+        told.push(n);
+        const fd = fs.openSync(dst, 'r');
+        const head = Buffer.alloc(n);
+        fs.readSync(fd, head, 0, n, 0);
+        fs.closeSync(fd);
+        if (!head.equals(data.subarray(0, n))) prefixesRight = false;
+      });
+      expect(prefixesRight).toBe(true);
+      expect(told.at(-1)).toBe(data.length);
+      expect(told.every((n, i) => i === 0 || n > told[i - 1])).toBe(true);
       // Read synchronously right away: nothing may still be in flight.
       const got = fs.readFileSync(dst);
       expect(got.length).toBe(data.length);

@@ -129,14 +129,10 @@ const MAX_RATIO = 1100;
  * bytes, in a buffer of its own. Throws when it does not inflate, or not to exactly that size.
  */
 export function inflateExact(stream: Uint8Array, size: number): Buffer {
-  const l = bind();
-  if (l.ok && decompressor === undefined) decompressor = l.fns.allocDecompressor();
-  if (l.ok && decompressor && size <= ONE_CHUNK_UP_TO && size <= stream.length * MAX_RATIO + 1024) {
+  if (nativeInflate(stream, size)) {
     const out = Buffer.allocUnsafeSlow(size);
-    // libdeflate's result: 0 success, 1 bad data, 2 short output, 3 output larger than `size`.
-    const r = Number(l.fns.decompress(decompressor, stream, stream.length, out, size, null));
-    if (r === 0) return out;
-    throw new Error(r === 2 ? `it inflates to fewer bytes than ${size}` : r === 3 ? `it inflates to more bytes than ${size}` : 'invalid zlib data');
+    inflateInto(stream, out);
+    return out;
   }
   // An output chunk one byte larger than the object: inflated straight into one buffer, not into
   // 16 KiB chunks joined by a copy. Not for a size a lying header could inflate into a huge
@@ -152,6 +148,29 @@ export function inflateExact(stream: Uint8Array, size: number): Buffer {
     data = own;
   }
   return data;
+}
+
+/** This thread's libdeflate inflate, when it takes an object of this size from a stream of this length. */
+function nativeInflate(stream: Uint8Array, size: number): boolean {
+  const l = bind();
+  if (l.ok && decompressor === undefined) decompressor = l.fns.allocDecompressor();
+  return l.ok && !!decompressor && size <= ONE_CHUNK_UP_TO && size <= stream.length * MAX_RATIO + 1024;
+}
+
+/**
+ * inflateExact into `out` (exactly the size to inflate to, a part of a larger buffer perhaps):
+ * the pack check's thread (pack-arrival-worker.ts) inflates a run of objects into one buffer.
+ */
+export function inflateInto(stream: Uint8Array, out: Buffer): void {
+  const size = out.length;
+  if (!nativeInflate(stream, size)) {
+    inflateExact(stream, size).copy(out);
+    return;
+  }
+  const l = bind() as { ok: true; fns: Lib };
+  // libdeflate's result: 0 success, 1 bad data, 2 short output, 3 output larger than `size`.
+  const r = Number(l.fns.decompress(decompressor, stream, stream.length, out, size, null));
+  if (r !== 0) throw new Error(r === 2 ? `it inflates to fewer bytes than ${size}` : r === 3 ? `it inflates to more bytes than ${size}` : 'invalid zlib data');
 }
 
 /** Decompressors of the other threads' inflates, kept for the next one (one per call in flight). */

@@ -29,12 +29,23 @@ const ONE_SHOT = 16 * 1024;
 const scratch = Buffer.allocUnsafe(ONE_SHOT + 32);
 
 export function hashObject(type: ObjectType, data: Uint8Array): string {
+  return hashWith(type, data, 'hex');
+}
+
+/** hashObject's id as 20 bytes. */
+export function hashObjectDigest(type: ObjectType, data: Uint8Array): Buffer {
+  return hashWith(type, data, 'buffer');
+}
+
+function hashWith<E extends 'hex' | 'buffer'>(type: ObjectType, data: Uint8Array, enc: E): E extends 'hex' ? string : Buffer;
+function hashWith(type: ObjectType, data: Uint8Array, enc: 'hex' | 'buffer'): string | Buffer {
   if (data.length <= ONE_SHOT) {
     const n = scratch.write(`${type} ${data.length}\0`, 'latin1');
     scratch.set(data, n);
-    return crypto.hash('sha1', scratch.subarray(0, n + data.length));
+    return crypto.hash('sha1', scratch.subarray(0, n + data.length), enc);
   }
-  return crypto.createHash('sha1').update(objectHeader(type, data.length)).update(data).digest('hex');
+  const h = crypto.createHash('sha1').update(objectHeader(type, data.length)).update(data);
+  return enc === 'hex' ? h.digest('hex') : h.digest();
 }
 
 export function isOid(s: string): boolean {

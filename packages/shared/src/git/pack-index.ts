@@ -203,6 +203,14 @@ export class PackIndex {
     return out;
   }
 
+  /** Is the id at position i the 20 bytes of `digest` at `at`? */
+  oidEquals(i: number, digest: Uint8Array, at: number): boolean {
+    const b = this.buf;
+    const p = 8 + 1024 + i * 20;
+    for (let k = 0; k < 20; k++) if (digest[at + k] !== b[p + k]) return false;
+    return true;
+  }
+
   oidAt(i: number): string {
     const p = 8 + 1024 + i * 20;
     return this.buf.subarray(p, p + 20).toString('hex');

@@ -431,31 +431,41 @@ export class PackReader {
   }
 
   /** Inflate [start, end) as a stream and hash it as an object of `type`. */
-  private async hashStream(start: number, end: number, type: ObjectType, size: number): Promise<{ oid: string } | string> {
-    const hash = crypto.createHash('sha1').update(`${type} ${size}\0`);
-    let n = 0;
-    const inflate = zlib.createInflate();
-    const done = new Promise<void>((resolve, reject) => {
-      inflate.on('data', (d: Buffer) => {
-        n += d.length;
-        hash.update(d);
-      });
-      inflate.on('end', resolve);
-      inflate.on('error', reject);
-    });
-    try {
-      for (let pos = start; pos < end; ) {
-        const piece = this.read(pos, Math.min(CHUNK, end - pos));
-        pos += piece.length;
-        if (!inflate.write(piece)) await new Promise((r) => inflate.once('drain', r));
-      }
-      inflate.end();
-      await done;
-    } catch (e) {
-      inflate.destroy();
-      return `does not inflate: ${(e as Error).message}`;
-    }
-    if (n !== size) return `inflates to ${n} bytes, its header says ${size}`;
-    return { oid: hash.digest('hex') };
+  private hashStream(start: number, end: number, type: ObjectType, size: number): Promise<{ oid: string } | string> {
+    return hashStoredStream((pos, n) => this.read(pos, n), start, end, type, size);
   }
+}
+
+/**
+ * The object whose zlib stream lies at [start, end) of a pack, inflated as a stream (memory
+ * independent of its size) and hashed as an object of `type` and `size`: its id, or what is
+ * wrong. `read(pos, n)`: n bytes of the pack at pos.
+ */
+export async function hashStoredStream(read: (pos: number, n: number) => Buffer, start: number, end: number, type: ObjectType, size: number): Promise<{ oid: string } | string> {
+  const hash = crypto.createHash('sha1').update(`${type} ${size}\0`);
+  let n = 0;
+  // Output by the MiB: zlib's default of 16 KiB is a trip to the thread pool and back for each.
+  const inflate = zlib.createInflate({ chunkSize: CHUNK });
+  const done = new Promise<void>((resolve, reject) => {
+    inflate.on('data', (d: Buffer) => {
+      n += d.length;
+      hash.update(d);
+    });
+    inflate.on('end', resolve);
+    inflate.on('error', reject);
+  });
+  try {
+    for (let pos = start; pos < end; ) {
+      const piece = read(pos, Math.min(CHUNK, end - pos));
+      pos += piece.length;
+      if (!inflate.write(piece)) await new Promise((r) => inflate.once('drain', r));
+    }
+    inflate.end();
+    await done;
+  } catch (e) {
+    inflate.destroy();
+    return `does not inflate: ${(e as Error).message}`;
+  }
+  if (n !== size) return `inflates to ${n} bytes, its header says ${size}`;
+  return { oid: hash.digest('hex') };
 }

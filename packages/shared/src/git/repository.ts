@@ -6,7 +6,9 @@ import zlib from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
 import { ObjectCorruptError, ObjectMissingError, ObjectTypeError, PachaError, PackCorruptError } from '../errors.ts';
 import { type CommitInfo, parseCommit } from './commit.ts';
-import { type GitObject, hashObject, isObjectType, isOid, objectHeader } from './objects.ts';
+import { type GitObject, type ObjectType, hashObject, isObjectType, isOid, objectHeader } from './objects.ts';
+import type { PackArrivalCheck } from './pack-arrival.ts';
+import { TYPE_OF_PACK } from './pack-entry.ts';
 import { PackIndex, PackIndexCache } from './pack-index.ts';
 import { PackReader } from './pack-reader.ts';
 import { parsePackedRefs } from './packed-refs.ts';
@@ -23,6 +25,20 @@ import { syncDir } from './fsync.ts';
 
 export const MAIN_REF = 'refs/heads/main';
 
+/** Entries of one pack checked ahead, by index position: type (0: none), size, content while kept. */
+interface FoundInPack {
+  types: Uint8Array;
+  sizes: Float64Array;
+  contents: (Buffer | undefined)[];
+}
+
+/** An object checked ahead of the reads (checkAhead): its type and size, and its content while nobody took it. */
+export interface VerifiedObject {
+  type: ObjectType;
+  size: number;
+  content?: Buffer;
+}
+
 /** writeBlobTo's read and inflate step. */
 const STREAM_CHUNK = 1024 * 1024;
 
@@ -35,6 +51,9 @@ export class Repository {
   private looseDirs: boolean | undefined;
   private readonly given: PackIndex[] | undefined;
   private readonly indexCache: PackIndexCache | undefined;
+  /** A check of the packs as they arrived (the rebuild's), and per pack the entries it found that passed accept(). */
+  private ahead: PackArrivalCheck | undefined;
+  private readonly verified = new Map<PackReader, FoundInPack>();
 
   /**
    * `indexes`: the repository's pack indexes when already loaded, not read again; or a cache
@@ -157,10 +176,69 @@ export class Repository {
   }
 
   /**
+   * Take what `check` finds in this repository's packs (they are complete by now; it may still
+   * be going through them): each object is held to the same rule as a read here (checked()),
+   * and one that passes is answered from what the check found (verified, takeVerified) instead
+   * of being read and inflated again.
+   */
+  checkAhead(check: PackArrivalCheck): void {
+    this.ahead = check;
+  }
+
+  /** Stop the check ahead and let go of the contents it found that nobody took. */
+  endAhead(): void {
+    this.ahead?.close();
+    this.ahead = undefined;
+    for (const v of this.verified.values()) v.contents.fill(undefined);
+  }
+
+  private adoptAhead(): void {
+    const batches = this.ahead?.take();
+    if (!batches?.length) return;
+    const byFile = new Map(this.packs().map((p) => [path.resolve(p.packFile), p]));
+    for (const b of batches) {
+      const p = byFile.get(b.packFile);
+      if (!p) continue;
+      let v = this.verified.get(p);
+      if (!v) this.verified.set(p, (v = { types: new Uint8Array(p.count), sizes: new Float64Array(p.count), contents: [] }));
+      for (let k = 0; k < b.positions.length; k++) {
+        const i = b.positions[k];
+        if (i >= p.count || v.types[i] !== 0 || !this.accept(p, i, p.index.oidEquals(i, b.digests, k * 20))) continue;
+        v.types[i] = b.types[k];
+        v.sizes[i] = b.sizes[k];
+        if (b.contents) v.contents[i] = b.contents.subarray(b.starts[k], b.starts[k] + b.sizes[k]);
+      }
+    }
+  }
+
+  /**
+   * The object as a check ahead found it (checkAhead), when it did: its content, if kept, is
+   * handed over once (the caller keeps it; the next call has type and size only).
+   */
+  takeVerified(oid: string): VerifiedObject | undefined {
+    this.adoptAhead();
+    if (this.verified.size === 0) return undefined;
+    const b = Buffer.from(oid, 'hex');
+    for (const p of this.packs()) {
+      const v = this.verified.get(p);
+      const i = v ? p.index.find(b) : -1;
+      if (i < 0 || v!.types[i] === 0) continue;
+      const content = v!.contents[i];
+      v!.contents[i] = undefined;
+      return { type: TYPE_OF_PACK[v!.types[i]]!, size: v!.sizes[i], content };
+    }
+    return undefined;
+  }
+
+  /**
    * The object, checked against its id; undefined when no copy is stored. Throws
    * ObjectCorruptError only when every stored copy is damaged.
    */
   tryRead(oid: string): GitObject | undefined {
+    if (this.ahead || this.verified.size > 0) {
+      const v = this.takeVerified(oid);
+      if (v?.content) return { type: v.type, content: v.content };
+    }
     const b = Buffer.from(oid, 'hex');
     let damage: ObjectCorruptError | undefined;
     const lookup = (o: string) => this.tryRead(o);
@@ -168,7 +246,8 @@ export class Repository {
       for (const i of p.index.findAll(b)) {
         let obj: GitObject | undefined;
         try {
-          obj = this.checked(p, oid, p.readAt(p.index.offsetAt(i), lookup));
+          const got = p.readAt(p.index.offsetAt(i), lookup);
+          if (this.accept(p, i, hashObject(got.type, got.content) === oid)) obj = got;
         } catch (e) {
           if (!(e instanceof PackCorruptError || e instanceof ObjectCorruptError)) throw e;
           damage ??= new ObjectCorruptError(oid, `object ${oid} in ${p.packFile} is corrupt: ${e.message}`, false);
@@ -191,14 +270,13 @@ export class Repository {
   }
 
   /**
-   * The one check of an object read from a pack against its id: the object when its content
-   * (`hash`: its id as computed, when that was done elsewhere) hashes to `oid`; otherwise the
-   * pack is marked bad and the answer is undefined (the caller tries the next copy).
+   * The one rule for an object found in a pack at index position i: used only when its content
+   * hashed to its id (`matches`); otherwise the pack is marked bad and the caller tries the
+   * next copy.
    */
-  private checked(p: PackReader, oid: string, obj: GitObject, hash = hashObject(obj.type, obj.content)): GitObject | undefined {
-    if (hash === oid) return obj;
-    this.markBad(p, `object ${oid} does not match its id`);
-    return undefined;
+  private accept(p: PackReader, i: number, matches: boolean): boolean {
+    if (!matches) this.markBad(p, `object ${p.index.oidAt(i)} does not match its id`);
+    return matches;
   }
 
   read(oid: string): GitObject {
@@ -227,8 +305,7 @@ export class Repository {
         continue;
       }
       if (!got) break; // a delta: read() resolves it
-      const obj = this.checked(p, oid, got);
-      if (obj) return obj;
+      if (this.accept(p, i, hashObject(got.type, got.content) === oid)) return got;
     }
     return this.read(oid);
   }

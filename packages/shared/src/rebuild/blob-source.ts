@@ -1,8 +1,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { PachaError } from '../errors.ts';
+import type { PackArrivalCheck } from '../git/pack-arrival.ts';
 import type { GitObject } from '../git/objects.ts';
-import { Repository } from '../git/repository.ts';
+import { Repository, type VerifiedObject } from '../git/repository.ts';
 
 // File contents of the staged repository for the rebuild. What it adds to Repository (which
 // reads and checks every object): a size limit for reading a blob into memory; a larger blob is
@@ -20,6 +21,8 @@ const OFF_THREAD_BYTES = 64 * 1024 * 1024;
 const OFF_THREAD_READS = 8;
 /** While reads run on other threads, this thread lets them come back after this many small blobs. */
 const YIELD_EVERY = 32;
+/** checkBlobs goes through the files in runs of this many, from the last run back. */
+const RUN = 256;
 const MiB = 1024 * 1024;
 
 /**
@@ -40,17 +43,31 @@ interface Checked {
   uses: number;
 }
 
+/** An object read whole, as keep() takes it. */
+function whole(o: GitObject): VerifiedObject {
+  return { type: o.type, size: o.content.length, content: o.content };
+}
+
 export class BlobSource {
   readonly repoDir: string;
   /** Commits, trees and refs of the staged repository (rebuild/read.ts reads them here). */
   readonly objects: Repository;
   private readonly budget: number;
 
-  constructor(repoDir: string, opts: { budget?: number } = {}) {
+  /**
+   * `ahead`: a check of the packs that went on while they downloaded (the rebuild's fetch): what
+   * it found is not read again, and its contents count in the budget (give it the same).
+   */
+  constructor(repoDir: string, opts: { budget?: number; ahead?: PackArrivalCheck } = {}) {
     this.repoDir = repoDir;
     this.objects = new Repository(repoDir);
     this.budget = opts.budget ?? checkedBudget();
+    if (opts.ahead) this.objects.checkAhead(opts.ahead);
+    this.ahead = opts.ahead !== undefined;
   }
+
+  /** A check ahead is still going through the packs. */
+  private ahead: boolean;
 
   has(oid: string): boolean {
     return this.objects.has(oid);
@@ -81,7 +98,10 @@ export class BlobSource {
    * compare it with the metadata: for each file, what is wrong with it, or null. Give every
    * file the restore will write (a blob shared by several is read once). Blobs of OFF_THREAD_FROM
    * bytes or more are inflated on other threads (Repository.readAsync) while this thread checks
-   * the small ones; those over IN_MEMORY_LIMIT are streamed, beside the rest too.
+   * the small ones; those over IN_MEMORY_LIMIT are streamed, beside the rest too. Blobs the check
+   * ahead found (Repository.takeVerified) are not read again: their size is compared. As that
+   * check goes through the packs from their start (the order of the files), this thread takes
+   * the files from the end, in runs, until the two meet; then the check ahead ends.
    */
   async checkBlobs(files: readonly { oid: string; size: number }[]): Promise<(string | null)[]> {
     const out: (string | null)[] = new Array(files.length).fill(null);
@@ -92,40 +112,53 @@ export class BlobSource {
     const running = new Set<Promise<void>>();
     let inFlight = 0;
     let small = 0;
-    for (let k = 0; k < files.length; k++) {
-      const { oid, size } = files[k];
-      const done = this.checked.get(oid);
-      if (done) {
-        out[k] = this.use(done, oid, size);
-        continue;
+    for (let stop = files.length; stop > 0; stop -= RUN) {
+      // What the check ahead found meanwhile comes in between runs.
+      if (this.ahead) await new Promise<void>((resolve) => setImmediate(resolve));
+      for (let k = Math.max(0, stop - RUN); k < stop; k++) {
+        const { oid, size } = files[k];
+        const done = this.checked.get(oid);
+        if (done) {
+          out[k] = this.use(done, oid, size);
+          continue;
+        }
+        let got = reading.get(oid);
+        const found = got ? undefined : this.objects.takeVerified(oid);
+        if (found) {
+          out[k] = this.record(this.keep(found, oid, size), oid, size);
+          continue;
+        }
+        if (!got && size < OFF_THREAD_FROM) {
+          // Let the reads on other threads come back now and then, and go on to their next step.
+          if (running.size > 0 && ++small % YIELD_EVERY === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+          out[k] = this.record(this.check(oid, size), oid, size);
+          continue;
+        }
+        if (!got) {
+          // Memory and threads in use stay bounded: wait for a read to finish first.
+          while (running.size > 0 && (inFlight >= OFF_THREAD_BYTES || running.size >= OFF_THREAD_READS)) await Promise.race(running);
+          const bytes = Math.min(size, IN_MEMORY_LIMIT);
+          inFlight += bytes;
+          got = this.checkOffThread(oid, size);
+          reading.set(oid, got);
+          const settled = got.then(() => {
+            running.delete(settled);
+            inFlight -= bytes;
+          });
+          running.add(settled);
+        }
+        waiting.push(
+          got.then((c) => {
+            out[k] = this.record(c, oid, size);
+          }),
+        );
       }
-      let got = reading.get(oid);
-      if (!got && size < OFF_THREAD_FROM) {
-        // Let the reads on other threads come back now and then, and go on to their next step.
-        if (running.size > 0 && ++small % YIELD_EVERY === 0) await new Promise<void>((resolve) => setImmediate(resolve));
-        out[k] = this.record(this.check(oid, size), oid, size);
-        continue;
-      }
-      if (!got) {
-        // Memory and threads in use stay bounded: wait for a read to finish first.
-        while (running.size > 0 && (inFlight >= OFF_THREAD_BYTES || running.size >= OFF_THREAD_READS)) await Promise.race(running);
-        const bytes = Math.min(size, IN_MEMORY_LIMIT);
-        inFlight += bytes;
-        got = this.checkOffThread(oid, size);
-        reading.set(oid, got);
-        const settled = got.then(() => {
-          running.delete(settled);
-          inFlight -= bytes;
-        });
-        running.add(settled);
-      }
-      waiting.push(
-        got.then((c) => {
-          out[k] = this.record(c, oid, size);
-        }),
-      );
     }
     await Promise.all(waiting);
+    if (this.ahead) {
+      this.objects.endAhead();
+      this.ahead = false;
+    }
     return out;
   }
 
@@ -144,7 +177,7 @@ export class BlobSource {
   /** A blob of up to OFF_THREAD_FROM bytes, read here. */
   private check(oid: string, size: number): Checked | string {
     try {
-      return this.keep(this.objects.read(oid), oid, size);
+      return this.keep(whole(this.objects.read(oid)), oid, size);
     } catch (e) {
       return this.unreadable(oid, e);
     }
@@ -161,17 +194,17 @@ export class BlobSource {
           fs.closeSync(fd);
         }
       }
-      return this.keep(await this.objects.readAsync(oid), oid, size);
+      return this.keep(whole(await this.objects.readAsync(oid)), oid, size);
     } catch (e) {
       return this.unreadable(oid, e);
     }
   }
 
   /** What was read, as validation found it: its content kept for the restore within the budget. */
-  private keep(o: GitObject, oid: string, size: number): Checked | string {
+  private keep(o: VerifiedObject, oid: string, size: number): Checked | string {
     if (o.type !== 'blob') return `its content ${oid} is a ${o.type}, not a blob`;
-    const got = o.content.length;
-    if (got !== size || got > IN_MEMORY_LIMIT || this.checkedBytes + got > this.budget) return { size: got, uses: 0 };
+    const got = o.size;
+    if (!o.content || got !== size || got > IN_MEMORY_LIMIT || this.checkedBytes + got > this.budget) return { size: got, uses: 0 };
     this.checkedBytes += got;
     return { size: got, content: o.content, uses: 0 };
   }
@@ -193,6 +226,7 @@ export class BlobSource {
   }
 
   close(): void {
+    this.objects.endAhead();
     this.objects.close();
   }
 }

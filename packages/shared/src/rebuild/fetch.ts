@@ -5,6 +5,7 @@ import type { Logger } from '../log.ts';
 import { hostPath } from '../paths.ts';
 import { masterHostPaths } from '../master-tree.ts';
 import type { Transport } from '../transport/transport.ts';
+import type { PackArrivalCheck } from '../git/pack-arrival.ts';
 
 // Step 1 of a rebuild: copy the host's folder from the master (repo/, pacha_pre/, pacha_post/)
 // into a new private staging directory under the root dir's /tmp. Every file is streamed to
@@ -50,18 +51,28 @@ export function removeStagingDir(dir: string): void {
 
 const SKIP = new Set(['pacha-push.lock']);
 
-async function copyTree(t: Transport, remote: string, local: string, counts: { files: number; bytes: number }, log: Logger): Promise<void> {
+/** Where a name goes in the copy: refs before objects, a pack's index before the pack. */
+function copyOrder(name: string): number {
+  return name === 'objects' ? 2 : name.endsWith('.pack') ? 1 : 0;
+}
+
+async function copyTree(t: Transport, remote: string, local: string, counts: { files: number; bytes: number }, log: Logger, ahead?: PackArrivalCheck): Promise<void> {
   fs.mkdirSync(local, { recursive: true, mode: 0o700 });
   // Refs before objects: a push puts the objects in place before it moves the ref, so a ref
-  // read first never names objects that the later listing of objects/ lacks.
-  const entries = (await t.list(remote)).sort((a, b) => Number(a.name === 'objects') - Number(b.name === 'objects'));
+  // read first never names objects that the later listing of objects/ lacks. A pack's index
+  // before the pack: the check ahead goes through the pack with it while the pack arrives.
+  const entries = (await t.list(remote)).sort((a, b) => copyOrder(a.name) - copyOrder(b.name));
+  const copied = new Set<string>();
   for (const e of entries) {
     if (SKIP.has(e.name) || e.name.includes('/') || e.name === '.' || e.name === '..') continue;
     const r = `${remote}/${e.name}`;
     const l = path.join(local, e.name);
-    if (e.type === 'dir') await copyTree(t, r, l, counts, log);
+    if (e.type === 'dir') await copyTree(t, r, l, counts, log, ahead);
     else if (e.type === 'file') {
-      await t.download(r, l);
+      const idx = e.name.replace(/\.pack$/, '.idx');
+      const arrived = ahead && idx !== e.name && copied.has(idx) ? ahead.pack(l, path.join(local, idx), e.size) : undefined;
+      await t.download(r, l, arrived);
+      copied.add(e.name);
       counts.files++;
       counts.bytes += e.size;
       log.progress(`fetched ${r} (${e.size} bytes)`);
@@ -69,7 +80,11 @@ async function copyTree(t: Transport, remote: string, local: string, counts: { f
   }
 }
 
-export async function fetchHostTree(t: Transport, hostsPath: string, host: string, stagingDir: string, log: Logger): Promise<Staging> {
+/**
+ * Copy the host's folder into stagingDir. `ahead`: told about each pack as it arrives (its
+ * index is fetched first), to check it meanwhile (git/pack-arrival.ts).
+ */
+export async function fetchHostTree(t: Transport, hostsPath: string, host: string, stagingDir: string, log: Logger, ahead?: PackArrivalCheck): Promise<Staging> {
   const mp = masterHostPaths(hostsPath, host);
   const repoStat = await t.stat(mp.repo);
   if (!repoStat || repoStat.type !== 'dir') {
@@ -86,7 +101,7 @@ export async function fetchHostTree(t: Transport, hostsPath: string, host: strin
     files: 0,
     bytes: 0,
   };
-  await copyTree(t, mp.repo, staging.repo, counts, log);
+  await copyTree(t, mp.repo, staging.repo, counts, log, ahead);
   for (const [remote, local] of [
     [mp.pre, staging.pre],
     [mp.post, staging.post],

@@ -15,7 +15,8 @@ import { postCallback } from '../callback.ts';
 import { escapeTerminal } from '../terminal.ts';
 import { createStagingDir, fetchHostTree, removeStagingDir, type Staging } from './fetch.ts';
 import { DEFAULT_HOOK_TIMEOUT_SECONDS, listHooks, runHooks } from './hooks.ts';
-import { BlobSource } from './blob-source.ts';
+import { BlobSource, IN_MEMORY_LIMIT, checkedBudget } from './blob-source.ts';
+import { PackArrivalCheck } from '../git/pack-arrival.ts';
 import { ownerResolver, type OwnerResolver } from './owners.ts';
 import { defaultPolicy, XattrRestorer, type SelinuxMode } from '../xattr/xattr.ts';
 import { describePlan, planRestore, type Plan } from './plan.ts';
@@ -145,6 +146,8 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
   let transport: Transport | undefined = opts.transport;
   let commit = '';
   let blobs: BlobSource | undefined;
+  let ahead: PackArrivalCheck | undefined;
+  const budget = checkedBudget();
   let counts: RebuildCounts = { created: 0, replaced: 0, unchanged: 0, deleted: 0, metadataFixed: 0, bytes: 0 };
   try {
     if (!opts.dryRun) {
@@ -152,20 +155,23 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
       lock = acquireLock(state.lock, 'rebuild', log);
     }
     // 1. connect and fetch
+    // The packs are checked on another thread as they arrive, and what it finds is not read again.
+    ahead = new PackArrivalCheck({ keep: budget, keepEach: IN_MEMORY_LIMIT });
+    ahead.start();
     staging = await time('fetch', async () => {
       transport ??= await (opts.connecting ?? openTransport(config, log));
       for (const l of connectionLines(config, transport)) out(l);
       out(`Host to rebuild: ${host}`);
       stagingDir = createStagingDir(config.root, host);
       log.debug(`staging in ${stagingDir}`);
-      return fetchHostTree(transport, config.hostsPath, host, stagingDir, log);
+      return fetchHostTree(transport, config.hostsPath, host, stagingDir, log, ahead);
     });
     if (!opts.transport) await transport!.close().catch(() => undefined);
     log.info(`fetched ${staging.files} files (${staging.bytes} bytes) from the master`);
 
     // 2. read and validate
     const { snap, valid } = await time('validate', async () => {
-      blobs = new BlobSource(staging!.repo);
+      blobs = new BlobSource(staging!.repo, { budget, ahead });
       commit = resolveAt(blobs.objects, resolveHead(staging!.repo, blobs.objects), opts.at);
       const snap = readStagedSnapshot(staging!.repo, blobs.objects, commit);
       // pacha's own state (repository, lock, journal) is never restored over itself.
@@ -332,6 +338,7 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     throw err;
   } finally {
     blobs?.close();
+    ahead?.close();
     lock?.release();
     if (transport && !opts.transport) await transport.close().catch(() => undefined);
     else if (!transport) dropEarly();

@@ -80,8 +80,10 @@ export class LocalTransport implements Transport {
     }
   }
 
-  async download(remote: string, localFile: string): Promise<void> {
-    await mapped(pipeline(fs.createReadStream(remote), fs.createWriteStream(localFile, { mode: 0o600 })));
+  async download(remote: string, localFile: string, arrived?: (bytes: number) => void): Promise<void> {
+    const out = fs.createWriteStream(localFile, { mode: 0o600 });
+    await mapped(pipeline(fs.createReadStream(remote), out));
+    arrived?.(out.bytesWritten);
   }
 
   async upload(localFile: string, remote: string): Promise<void> {

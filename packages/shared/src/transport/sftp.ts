@@ -297,11 +297,81 @@ export class SftpTransport implements Transport {
     return true;
   }
 
-  async download(remote: string, localFile: string): Promise<void> {
-    // The callback of fastGet comes when the local file is complete.
-    await this.transfer('download', remote, (step) => new Promise<void>((resolve, reject) => {
-      this.sftp.fastGet(remote, localFile, { step, mode: 0o600, ...DOWNLOAD_REQUESTS }, (err) => (err ? reject(err) : resolve()));
-    }));
+  async download(remote: string, localFile: string, arrived?: (bytes: number) => void): Promise<void> {
+    await this.transfer('download', remote, (step) => this.readToFile(remote, localFile, step, arrived));
+  }
+
+  /**
+   * fastGet's scheme (DOWNLOAD_REQUESTS: reads of one size, several in flight, each written at its
+   * place), and also telling `arrived` how many bytes from the start of the file are written: a
+   * reader can go through the file while the rest arrives. Resolves when the file is complete.
+   */
+  private readToFile(remote: string, localFile: string, step: () => void, arrived?: (bytes: number) => void): Promise<void> {
+    const sftp = this.sftp;
+    const { chunkSize, concurrency } = DOWNLOAD_REQUESTS;
+    return new Promise<void>((resolve, reject) => {
+      let handle: Buffer | undefined;
+      let fd: number | undefined;
+      let over = false;
+      const finish = (err?: unknown) => {
+        if (over) return;
+        over = true;
+        const closeLocal = (then: (e?: unknown) => void) => (fd === undefined ? then() : fs.close(fd, (e) => then(e ?? undefined)));
+        closeLocal((eLocal) => {
+          const settle = (eRemote?: unknown) => {
+            const e = err ?? eLocal ?? eRemote;
+            if (e) reject(e);
+            else resolve();
+          };
+          if (handle && !this.broken) sftp.close(handle, (e) => settle(e ?? undefined));
+          else settle();
+        });
+      };
+      sftp.open(remote, 'r', (err, h) => {
+        if (err) return finish(err);
+        handle = h;
+        sftp.fstat(h, (err, attrs) => {
+          if (err) return finish(err);
+          const size = attrs.size;
+          fs.open(localFile, 'w', 0o600, (err, f) => {
+            if (err) return finish(err);
+            fd = f;
+            const chunks = Math.ceil(size / chunkSize);
+            if (chunks === 0) {
+              arrived?.(0);
+              return finish();
+            }
+            const done = new Uint8Array(chunks);
+            let next = 0;
+            let inOrder = 0;
+            /** Read chunk j from `from` on into buf (its own buffer while in flight), write it, go on. */
+            const read = (j: number, buf: Buffer, from: number) => {
+              const start = j * chunkSize;
+              const end = Math.min(size, start + chunkSize);
+              sftp.read(h, buf, from - start, end - from, from, (err, nb) => {
+                if (over) return;
+                if (err) return finish(err);
+                if (nb === 0) return finish(new Error(`the file ended at ${from} bytes, its size is ${size}`));
+                fs.write(f, buf, from - start, nb, from, (err) => {
+                  if (over) return;
+                  if (err) return finish(err);
+                  step();
+                  // A short read: ask for the rest of the chunk.
+                  if (from + nb < end) return read(j, buf, from + nb);
+                  done[j] = 1;
+                  const before = inOrder;
+                  while (inOrder < chunks && done[inOrder]) inOrder++;
+                  if (inOrder > before) arrived?.(Math.min(size, inOrder * chunkSize));
+                  if (inOrder === chunks) return finish();
+                  if (next < chunks) read(next, buf, next++ * chunkSize);
+                });
+              });
+            };
+            for (; next < Math.min(concurrency, chunks); next++) read(next, Buffer.allocUnsafe(chunkSize), next * chunkSize);
+          });
+        });
+      });
+    });
   }
 
   async upload(localFile: string, remote: string): Promise<void> {

@@ -26,8 +26,11 @@ export interface Transport {
   writeFile(path: string, data: Uint8Array | string): Promise<void>;
   /** Create a file that must not exist yet (exclusive): false if it already exists. Used for locks. */
   createExclusive(path: string, data: Uint8Array | string): Promise<boolean>;
-  /** Stream a remote file to a local file; resolves when the local file is complete. */
-  download(remote: string, localFile: string): Promise<void>;
+  /**
+   * Stream a remote file to a local file; resolves when the local file is complete. `arrived(n)`:
+   * the first n bytes of the local file are written (told as they are, growing, last the size).
+   */
+  download(remote: string, localFile: string, arrived?: (bytes: number) => void): Promise<void>;
   /** Stream a local file to the remote path. */
   upload(localFile: string, remote: string): Promise<void>;
   /** Atomic rename, replacing an existing target (posix-rename@openssh.com on OpenSSH). */
