@@ -14,16 +14,20 @@ import { hashStoredStream } from './pack-reader.ts';
 // reports each whole entry that passes its CRC-32 and inflates to the size its header says,
 // with its id as hashed. The ids are compared with the index by the Repository, not here.
 
+/** Steps of nice this thread takes below the process. */
+const NICER = 10;
 /** Pack bytes read and inflated in one run (one message back). */
 const RUN_BYTES = 1024 * 1024;
 
 const opts = workerData as ArrivalOptions;
 
-// This thread only uses what the download leaves idle: below the download (this process's main
-// thread, and an sshd on the same machine) in the scheduler's eyes. On Linux a thread has a
-// priority of its own, set through its thread id (/proc/thread-self names it).
+// This thread is to use what the download leaves idle, not to slow it down: ten steps of nice
+// below the rest of the process (the download on the main thread, and an sshd on the same machine
+// when the master is local). On Linux a thread has a priority of its own, set through its thread
+// id (/proc/thread-self names it).
 try {
-  os.setPriority(Number(fs.readlinkSync('/proc/thread-self').split('/').pop()), os.constants.priority.PRIORITY_LOW);
+  const tid = Number(fs.readlinkSync('/proc/thread-self').split('/').pop());
+  os.setPriority(tid, Math.min(os.constants.priority.PRIORITY_LOW, os.getPriority(tid) + NICER));
 } catch {
   // elsewhere (or not allowed): the same priority as the rest
 }
