@@ -150,7 +150,10 @@ export async function validateSnapshot(snap: StagedSnapshot, opts: ValidateOptio
   // Parents inside the roots must be directories of the snapshot: a path under a symlink (or a
   // file) the restore creates would be written through it.
   for (const e of byPath.values()) {
-    // Each ancestor, shortest first, as a prefix of the path (no array per entry).
+    // A parent that is a directory of the snapshot has its own ancestors checked as an entry itself.
+    const cut = e.path.lastIndexOf('/');
+    if (cut > 0 && byPath.get(e.path.slice(0, cut))?.type === 'dir') continue;
+    // Else each ancestor, shortest first, as a prefix of the path (no array per entry).
     for (let j = e.path.indexOf('/'); j > 0; j = e.path.indexOf('/', j + 1)) {
       const anc = e.path.slice(0, j);
       const a = byPath.get(anc);
