@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { craftPack, type CraftEntry, type CraftedPack } from '@pacha/test-support/craft-pack';
 import { hashObject } from '@pacha/shared/git/objects';
-import { PackArrivalCheck } from '@pacha/shared/git/pack-arrival';
+import { CHECK_FROM, PackArrivalCheck } from '@pacha/shared/git/pack-arrival';
 import { BlobSource } from '@pacha/shared/rebuild/blob-source';
 
 // The check of packs as they arrive (git/pack-arrival.ts): a pack written piece by piece, as the
@@ -28,7 +28,7 @@ function stagingRepo(): string {
 async function arrive(repo: string, p: CraftedPack, check: PackArrivalCheck, pieces = 3): Promise<string> {
   const base = path.join(repo, 'objects', 'pack', `pack-${p.checksum}`);
   fs.writeFileSync(`${base}.idx`, p.idx);
-  const arrived = check.pack(`${base}.pack`, `${base}.idx`, p.pack.length);
+  const arrived = check.pack(`${base}.pack`, `${base}.idx`, p.pack.length)!;
   const fd = fs.openSync(`${base}.pack`, 'w', 0o600);
   const step = Math.ceil(p.pack.length / pieces);
   for (let at = 0; at < p.pack.length; at += step) {
@@ -57,7 +57,7 @@ describe('PackArrivalCheck', () => {
     const p = craftPack(entries);
     const ids = entries.map((e) => hashObject(e.type, e.content));
     // Objects over 10,000 bytes are hashed as a stream, not kept; room for the first two only.
-    const check = new PackArrivalCheck({ keep: 1510, keepEach: 10_000 });
+    const check = new PackArrivalCheck({ from: 0, keep: 1510, keepEach: 10_000 });
     cleanups.push(() => check.close());
     const packFile = await arrive(repo, p, check);
     // The reads below would all fail now: what passes was found by the check as the pack arrived.
@@ -81,7 +81,7 @@ describe('PackArrivalCheck', () => {
       const repo = stagingRepo();
       const large = { type: 'blob' as const, content: Buffer.alloc(60_000, 'x') };
       const id = hashObject('blob', large.content);
-      const check = new PackArrivalCheck({ keep, keepEach: 10_000 });
+      const check = new PackArrivalCheck({ from: 0, keep, keepEach: 10_000 });
       cleanups.push(() => check.close());
       spoil(await arrive(repo, craftPack([blob('small\n'), large]), check));
       const src = new BlobSource(repo, { ahead: check });
@@ -93,11 +93,17 @@ describe('PackArrivalCheck', () => {
     }
   });
 
+  it('a pack under CHECK_FROM bytes is left to the ordinary reads (no thread started for it)', () => {
+    const check = new PackArrivalCheck({ keep: 1 << 20, keepEach: 1 << 20 });
+    cleanups.push(() => check.close());
+    expect(check.pack('/nonexistent/pack-x.pack', '/nonexistent/pack-x.idx', CHECK_FROM - 1)).toBeUndefined();
+  });
+
   it('a pack entry whose content is not what its id says is refused as it arrives, the pack marked bad', async () => {
     const repo = stagingRepo();
     const claimed = hashObject('blob', Buffer.from('the real content\n'));
     const p = craftPack([blob('honest\n'), { type: 'blob', content: Buffer.from('a lie of the same length\n'), claim: claimed }]);
-    const check = new PackArrivalCheck({ keep: 1 << 20, keepEach: 1 << 20 });
+    const check = new PackArrivalCheck({ from: 0, keep: 1 << 20, keepEach: 1 << 20 });
     cleanups.push(() => check.close());
     const packFile = await arrive(repo, p, check, 2);
     const src = new BlobSource(repo, { ahead: check });
@@ -120,7 +126,7 @@ describe('PackArrivalCheck', () => {
     const p = craftPack(entries, { idx: (ix) => void (ix[0].crc ^= 1) });
     const cut = Buffer.from(p.pack);
     cut[cut.length - 21] ^= 0xff; // the last byte of the last zlib stream (its checksum)
-    const check = new PackArrivalCheck({ keep: 1 << 20, keepEach: 1 << 20 });
+    const check = new PackArrivalCheck({ from: 0, keep: 1 << 20, keepEach: 1 << 20 });
     cleanups.push(() => check.close());
     await arrive(repo, { ...p, pack: cut }, check);
     const src = new BlobSource(repo, { ahead: check });

@@ -157,7 +157,6 @@ export async function rebuildHost(env: RebuildEnv, opts: RebuildOptions): Promis
     // 1. connect and fetch
     // The packs are checked on another thread as they arrive, and what it finds is not read again.
     ahead = new PackArrivalCheck({ keep: budget, keepEach: IN_MEMORY_LIMIT });
-    ahead.start();
     staging = await time('fetch', async () => {
       transport ??= await (opts.connecting ?? openTransport(config, log));
       for (const l of connectionLines(config, transport)) out(l);
