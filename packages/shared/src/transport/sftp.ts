@@ -341,7 +341,9 @@ export class SftpTransport implements Transport {
               arrived?.(0);
               return finish();
             }
-            const done = new Uint8Array(chunks);
+            // Chunks written beyond the first one missing: memory follows what has arrived, not
+            // the size the server claims.
+            const ahead = new Set<number>();
             let next = 0;
             let inOrder = 0;
             /** Read chunk j from `from` on into buf (its own buffer while in flight), write it, go on. */
@@ -358,9 +360,9 @@ export class SftpTransport implements Transport {
                   step();
                   // A short read: ask for the rest of the chunk.
                   if (from + nb < end) return read(j, buf, from + nb);
-                  done[j] = 1;
+                  ahead.add(j);
                   const before = inOrder;
-                  while (inOrder < chunks && done[inOrder]) inOrder++;
+                  while (ahead.delete(inOrder)) inOrder++;
                   if (inOrder > before) arrived?.(Math.min(size, inOrder * chunkSize));
                   if (inOrder === chunks) return finish();
                   if (next < chunks) read(next, buf, next++ * chunkSize);
