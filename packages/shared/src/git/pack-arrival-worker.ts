@@ -58,10 +58,8 @@ function openPack(m: Extract<ArrivalRequest, { kind: 'pack' }>): Pack {
   const p: Pack = { id: m.id, packFile: m.packFile, size: m.size, arrived: 0, fd: -1, index: undefined, order: new Uint32Array(0), offsets: new Float64Array(0), next: 0 };
   try {
     const index = PackIndex.load(m.idxFile);
-    const offsets = new Float64Array(index.count);
-    for (let i = 0; i < index.count; i++) offsets[i] = index.offsetAt(i);
-    p.order = Uint32Array.from({ length: index.count }, (_, i) => i).sort((a, b) => offsets[a] - offsets[b]);
-    p.offsets = Float64Array.from(p.order, (i) => offsets[i]);
+    p.order = index.packOrder();
+    p.offsets = Float64Array.from(p.order, (i) => index.offsetAt(i));
     p.fd = fs.openSync(m.packFile, 'r');
     p.index = index;
   } catch {

@@ -73,6 +73,8 @@ export class PackIndex {
   private readonly largeOffsets: number;
   private offsets: Float64Array | undefined;
   private sortedOffsets: Float64Array | undefined;
+  /** packOrder(), computed once. */
+  private order: Uint32Array | undefined;
   private endLookups = 0;
 
   /** Checks what a lookup relies on (header, fan-out, size); check() checks the rest. */
@@ -242,6 +244,17 @@ export class PackIndex {
     if (this.largeOffsets > 0) for (let i = 0; i < o.length; i++) if (o[i] >= 0x80000000) o[i] = this.offsetAt(i);
     this.offsets = o;
     return o;
+  }
+
+  /** Index positions sorted by offset: the order of the entries in the pack. */
+  packOrder(): Uint32Array {
+    if (!this.order) {
+      // offsetList() may be sorted in place by entryEnd(): the offsets in index order afresh.
+      const offsets = new Float64Array(this.count);
+      for (let i = 0; i < this.count; i++) offsets[i] = this.offsetAt(i);
+      this.order = Uint32Array.from({ length: this.count }, (_, i) => i).sort((a, b) => offsets[a] - offsets[b]);
+    }
+    return this.order;
   }
 
   /** End of the entry starting at offset: the next entry's offset, or the pack's trailer. */

@@ -56,8 +56,6 @@ export class PackReader {
   private held = { start: 0, end: 0 };
   /** Where the entry readAt read last ends. */
   private lastEnd = -1;
-  /** packOrder(), computed once. */
-  private order: Uint32Array | undefined;
 
   /** `index`: the pack's .idx when already loaded (else it is read from the file next to the pack). */
   constructor(packFile: string, index?: PackIndex) {
@@ -304,7 +302,7 @@ export class PackReader {
   async verifyEntries(opts: VerifyOptions = {}, from = 0, to = this.count): Promise<string[]> {
     const problems: string[] = [];
     const end = this.packSize - 20;
-    const order = this.packOrder();
+    const order = this.index.packOrder();
     // Where the first entry of the range must start: right after the header, or where the entry before it ends.
     let expect = from === 0 ? 12 : this.entryEnd(this.index.offsetAt(order[from - 1]));
     let n = 0;
@@ -346,7 +344,7 @@ export class PackReader {
    * to be checked with verifyEntries() (the count when the scan covered them all).
    */
   matchScanned(scanned: ScannedEntries): { problems: string[]; from: number } {
-    const order = this.packOrder();
+    const order = this.index.packOrder();
     const n = scanned.offsets.length;
     if (n > this.count) return { problems: [`${this.index.idxFile}: lists ${this.count} objects, the pack holds more`], from: this.count };
     for (let k = 0; k < n; k++) {
@@ -363,16 +361,6 @@ export class PackReader {
     }
     if (n === this.count && scanned.end !== this.packSize - 20) return { problems: [`${this.packFile}: ${this.packSize - 20 - scanned.end} bytes after the last entry, before the trailer`], from: this.count };
     return { problems: [], from: n };
-  }
-
-  /** Index positions sorted by offset: the order of the entries in the pack. */
-  private packOrder(): Uint32Array {
-    if (!this.order) {
-      const offsets = new Float64Array(this.count);
-      for (let i = 0; i < this.count; i++) offsets[i] = this.index.offsetAt(i);
-      this.order = Uint32Array.from({ length: this.count }, (_, i) => i).sort((a, b) => offsets[a] - offsets[b]);
-    }
-    return this.order;
   }
 
   private async verifyEntry(
